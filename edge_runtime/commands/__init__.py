@@ -1,0 +1,1 @@
+"""One module per `slsg-edge` command; see `edge_runtime.cli`."""

@@ -1,0 +1,104 @@
+"""The one definition of pre-processing shared by training, export and the runtime.
+
+Frames arrive as OpenCV gives them (uint8 BGR, H×W×3). Everything that must agree between training
+and deployment — how images are made 3-channel uint8, how they are resized, how they are normalised —
+lives here, in numpy/OpenCV, and the training side imports it. The ONNX graph re-implements only the
+normalisation arithmetic (uint8 BGR NHWC → float RGB NCHW) with constants read from `Normalization`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+#: Interpolation used for every resize of an image (not of a mask) anywhere in the toolkit.
+RESIZE_INTERPOLATION = cv2.INTER_AREA
+RESIZE_NAME = "area"
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean/std in RGB order on [0, 1] pixels; it belongs to the backbone."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalization:
+        return cls(tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
+
+
+IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+HALF = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+class FrameError(ValueError):
+    """A frame that cannot be judged: empty, wrong type or wrong shape."""
+
+
+def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """Any image OpenCV can decode (gray, BGRA, 16-bit, float in [0,1]) → contiguous uint8 BGR H×W×3."""
+    if not isinstance(image, np.ndarray):
+        raise FrameError(f"frame is {type(image).__name__}, expected a numpy array")
+    if image.size == 0:
+        raise FrameError("frame is empty")
+    img = image
+    if img.dtype == np.uint16:
+        img = (img / 257.0 + 0.5).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif img.dtype == np.bool_:
+        img = img.astype(np.uint8) * 255
+    elif img.dtype != np.uint8:
+        raise FrameError(f"frame dtype {img.dtype} is not supported (use uint8, uint16 or float in [0,1])")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    elif not (img.ndim == 3 and img.shape[2] == 3):
+        raise FrameError(f"frame shape {image.shape} is not an image (expected H×W, H×W×3 or H×W×4)")
+    return np.ascontiguousarray(img)
+
+
+def resize(image: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
+    """Resize a uint8 BGR image to (height, width); identity when it already has that size."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if image.shape[0] == h and image.shape[1] == w:
+        return image
+    return cv2.resize(image, (w, h), interpolation=RESIZE_INTERPOLATION)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
+    """Ground-truth masks resize with nearest neighbour so edges neither grow nor shrink (reference bug #20)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if mask.shape[0] == h and mask.shape[1] == w:
+        return mask
+    return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def prepare(image: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
+    """Whatever came in → uint8 BGR at the model's size: exactly what the ONNX input `image` expects."""
+    return resize(to_bgr_uint8(image), size)
+
+
+def normalize(batch_bgr: np.ndarray, norm: Normalization) -> np.ndarray:
+    """uint8 BGR N×H×W×3 → float32 RGB N×3×H×W normalised; the numpy twin of the in-graph arithmetic."""
+    if batch_bgr.ndim == 3:
+        batch_bgr = batch_bgr[None]
+    x = batch_bgr[..., ::-1].astype(np.float32) / np.float32(255.0)
+    mean = np.asarray(norm.mean, np.float32)
+    std = np.asarray(norm.std, np.float32)
+    x = (x - mean) / std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def preprocess_spec(size: tuple[int, int], norm: Normalization) -> dict:
+    """What a bundle manifest records so any reader can reproduce the pre-processing."""
+    return {"size": list(size), "resize": RESIZE_NAME, "color": "BGR", "layout": "NHWC", **asdict(norm)}

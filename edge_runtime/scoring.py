@@ -1,0 +1,70 @@
+"""The one definition of the image score, the threshold rule and the verdict.
+
+Score = mean of the top-k anomaly-map values (k = 100, as the SLSG reference). The threshold is a
+quantile of good-image scores chosen for a target false-reject rate on good images — what a factory
+with no defect samples can set. Training, evaluation, export and the runtime all import this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+TOP_K = 100
+SCORE_DEFINITION = {"kind": "mean_topk", "k": TOP_K, "map": "softmax(logits)[1]"}
+#: Quantiles of good scores kept beside every threshold, so it can be re-chosen later without data.
+REPORTED_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0)
+
+
+def image_score(maps: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Mean of the k largest values of each map; maps are N×H×W or N×1×H×W (or one H×W map)."""
+    m = np.asarray(maps, dtype=np.float32)
+    if m.ndim == 2:
+        m = m[None]
+    flat = m.reshape(m.shape[0], -1)
+    k = min(k, flat.shape[1])
+    top = np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:]
+    return top.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+@dataclass
+class Threshold:
+    """A decision threshold and the good-score evidence behind it."""
+
+    value: float
+    false_reject_rate: float
+    n_good: int
+    quantiles: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Threshold:
+        return cls(float(d["value"]), float(d["false_reject_rate"]), int(d["n_good"]),
+                   {str(k): float(v) for k, v in d.get("quantiles", {}).items()})
+
+
+def threshold_from_good_scores(scores: np.ndarray, false_reject_rate: float = 0.01) -> Threshold:
+    """Threshold = the (1 − FRR) quantile of good scores (linear interpolation, numpy's default)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if s.size == 0:
+        raise ValueError("no good-image scores to set a threshold from: give at least one validation image")
+    if not 0.0 <= false_reject_rate < 1.0:
+        raise ValueError(f"false-reject rate must be in [0, 1), got {false_reject_rate}")
+    value = float(np.quantile(s, 1.0 - false_reject_rate))
+    quantiles = {f"{q:g}": float(np.quantile(s, q)) for q in REPORTED_QUANTILES}
+    return Threshold(value=value, false_reject_rate=false_reject_rate, n_good=int(s.size), quantiles=quantiles)
+
+
+def effective_threshold(threshold: float, sensitivity: float = 1.0) -> float:
+    """Sensitivity > 1 flags more (threshold divided by it); < 1 flags fewer."""
+    if sensitivity <= 0:
+        raise ValueError(f"sensitivity must be > 0, got {sensitivity}")
+    return threshold / sensitivity
+
+
+def is_anomalous(score: float | np.ndarray, threshold: float, sensitivity: float = 1.0):
+    """NG when the score exceeds the effective threshold."""
+    return np.asarray(score) > effective_threshold(threshold, sensitivity)

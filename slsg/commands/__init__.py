@@ -1,0 +1,1 @@
+"""One module per `slsg` command; see `slsg.cli`."""
