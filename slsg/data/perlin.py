@@ -1,0 +1,54 @@
+"""Single-octave 2-D Perlin noise and the rotated, thresholded Perlin masks of reference §2.3."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Gradient noise on a res[0]×res[1] lattice (quintic fade, ×√2 so values span about [-1, 1]).
+
+    `shape` must be divisible by `res`, as in DRAEM's generator the reference uses.
+    """
+    h, w = shape
+    ry, rx = res
+    if h % ry or w % rx:
+        raise ValueError(f"noise shape {shape} is not divisible by lattice {res}")
+    angles = rng.uniform(0.0, 2.0 * np.pi, size=(ry + 1, rx + 1))
+    grads = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    cy, cx = h // ry, w // rx
+    fy = (np.arange(h) % cy) / cy
+    fx = (np.arange(w) % cx) / cx
+    iy = np.arange(h) // cy
+    ix = np.arange(w) // cx
+    ty, tx = np.meshgrid(fy, fx, indexing="ij")
+    gy, gx = np.meshgrid(iy, ix, indexing="ij")
+
+    def dot(oy: int, ox: int) -> np.ndarray:
+        g = grads[gy + oy, gx + ox]
+        return g[..., 0] * (ty - oy) + g[..., 1] * (tx - ox)
+
+    def fade(t: np.ndarray) -> np.ndarray:
+        return t * t * t * (t * (t * 6 - 15) + 10)
+
+    uy, ux = fade(ty), fade(tx)
+    top = dot(0, 0) * (1 - ux) + dot(0, 1) * ux
+    bottom = dot(1, 0) * (1 - ux) + dot(1, 1) * ux
+    return (np.sqrt(2.0) * (top * (1 - uy) + bottom * uy)).astype(np.float32)
+
+
+def rotate(image: np.ndarray, degrees: float, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Rotate about the centre, constant-0 fill (the corners come out empty, as in the reference)."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), degrees, 1.0)
+    return cv2.warpAffine(image, m, (w, h), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def perlin_mask(size: int, max_log2_scale: int, threshold: float, rng: np.random.Generator) -> np.ndarray:
+    """bool size×size: Perlin noise at scales 2^U{0..max} per axis, rotated ±90°, thresholded."""
+    sy = 2 ** int(rng.integers(0, max_log2_scale + 1))
+    sx = 2 ** int(rng.integers(0, max_log2_scale + 1))
+    noise = perlin_noise((size, size), (sy, sx), rng)
+    noise = rotate(noise, float(rng.uniform(-90.0, 90.0)))
+    return noise > threshold
