@@ -24,7 +24,11 @@ _PNG_END = b"IEND\xaeB`\x82"
 _PNG_COLOR_TYPES = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
 
 
-class BadImageError(ValueError):
+class DataError(ValueError):
+    """Bad input data (a dataset, an image, a mask): the message says what is wrong and what to do."""
+
+
+class BadImageError(DataError):
     """An image or mask file that cannot be used; the message names the file and the way out."""
 
 

@@ -12,13 +12,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slsg.data.images import IMAGE_SUFFIXES, check_file, is_image_file, list_images
+from slsg.data.images import IMAGE_SUFFIXES, DataError, check_file, is_image_file, list_images
 
 LAYOUTS = ("loco", "loco_flat", "mvtec_ad", "folder")
 LOCO_TYPES = ("logical_anomalies", "structural_anomalies")
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset that cannot be used at all (no training images, wrong path); the message says why."""
 
 

@@ -37,7 +37,7 @@ def read_mask(sample: Sample) -> np.ndarray | None:
 def load_images(
     samples: Sequence[Sample], size: int | tuple[int, int], report: DataReport | None = None
 ) -> tuple[list[np.ndarray], list[Sample]]:
-    """Decode and `prepare` each sample once (uint8 BGR at `size`); undecodable files are reported and left out.
+    """Decode and `prepare` each sample once (uint8 BGR at `size`); undecodable files are reported, left out.
 
     Returns the images and the samples they came from (same order, bad ones removed).
     """

@@ -16,33 +16,32 @@ def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Ge
     if h % ry or w % rx:
         raise ValueError(f"noise shape {shape} is not divisible by lattice {res}")
     angles = rng.uniform(0.0, 2.0 * np.pi, size=(ry + 1, rx + 1))
-    grads = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    gx_all = np.cos(angles).astype(np.float32)
+    gy_all = np.sin(angles).astype(np.float32)
     cy, cx = h // ry, w // rx
-    fy = (np.arange(h) % cy) / cy
-    fx = (np.arange(w) % cx) / cx
-    iy = np.arange(h) // cy
-    ix = np.arange(w) // cx
-    ty, tx = np.meshgrid(fy, fx, indexing="ij")
-    gy, gx = np.meshgrid(iy, ix, indexing="ij")
+    ty = ((np.arange(h, dtype=np.float32) % cy) / cy)[:, None]
+    tx = ((np.arange(w, dtype=np.float32) % cx) / cx)[None, :]
 
-    def dot(oy: int, ox: int) -> np.ndarray:
-        g = grads[gy + oy, gx + ox]
-        return g[..., 0] * (ty - oy) + g[..., 1] * (tx - ox)
+    def corner(oy: int, ox: int) -> np.ndarray:
+        gx = np.repeat(np.repeat(gx_all[oy:oy + ry, ox:ox + rx], cy, axis=0), cx, axis=1)
+        gy = np.repeat(np.repeat(gy_all[oy:oy + ry, ox:ox + rx], cy, axis=0), cx, axis=1)
+        return gy * (ty - oy) + gx * (tx - ox)
 
     def fade(t: np.ndarray) -> np.ndarray:
         return t * t * t * (t * (t * 6 - 15) + 10)
 
     uy, ux = fade(ty), fade(tx)
-    top = dot(0, 0) * (1 - ux) + dot(0, 1) * ux
-    bottom = dot(1, 0) * (1 - ux) + dot(1, 1) * ux
-    return (np.sqrt(2.0) * (top * (1 - uy) + bottom * uy)).astype(np.float32)
+    top = corner(0, 0) * (1 - ux) + corner(0, 1) * ux
+    bottom = corner(1, 0) * (1 - ux) + corner(1, 1) * ux
+    return (np.float32(np.sqrt(2.0)) * (top * (1 - uy) + bottom * uy)).astype(np.float32)
 
 
 def rotate(image: np.ndarray, degrees: float, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Rotate about the centre, constant-0 fill (the corners come out empty, as in the reference)."""
     h, w = image.shape[:2]
     m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), degrees, 1.0)
-    return cv2.warpAffine(image, m, (w, h), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(image, m, (w, h), flags=interpolation, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
 
 
 def perlin_mask(size: int, max_log2_scale: int, threshold: float, rng: np.random.Generator) -> np.ndarray:

@@ -25,7 +25,7 @@ class Preset:
     #: colour jitter of the self source: "none" | "default" | "pushpins" | "screw_bag"
     jitter: str = "none"
     choices: tuple[SourceChoice, ...] = ()
-    #: foreground rule on the mask: "none" | "pushpins" | "splicing_connectors" | "juice_bottle" | "breakfast_box"
+    #: foreground rule: "none" | "pushpins" | "splicing_connectors" | "juice_bottle" | "breakfast_box"
     mask_rule: str = "none"
     #: minimum mask area in pixels at 256×256 (scaled with the area at other sizes)
     min_area_256: int = 49
@@ -67,7 +67,8 @@ PRESETS: dict[str, Preset] = {
         mask_rule="splicing_connectors", beta_self=(0.0, 0.0)),
     "generic": Preset(
         "generic", jitter="default",
-        choices=(_c(0.25, ("shuffle", 4, 4)), _c(0.25, ("vflip",)), _c(0.25, ("hflip",)), _c(0.25, ("other",)))),
+        choices=(_c(0.25, ("shuffle", 4, 4)), _c(0.25, ("vflip",)), _c(0.25, ("hflip",)),
+                 _c(0.25, ("other",)))),
 }
 
 

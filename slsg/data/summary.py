@@ -13,7 +13,7 @@ from slsg.data.layouts import Category
 def counts_table(categories: list[Category]) -> Table:
     table = Table(title="dataset", show_lines=False)
     for col in ("category", "layout", "split", "label", "kind", "images", "with masks"):
-        table.add_column(col, justify="right" if col in ("images", "with masks") else "left")
+        table.add_column(col, justify="right" if col in ("images", "with masks") else "left", no_wrap=True)
     for cat in categories:
         per: Counter = Counter()
         masked: Counter = Counter()

@@ -96,8 +96,9 @@ class TextureSource:
         self.files: list[Path] = []
         if self.folder is not None:
             if not self.folder.is_dir():
-                raise FileNotFoundError(f"texture folder {self.folder} does not exist. Pass a folder of "
-                                        "texture images (e.g. dtd/images) or leave it out for procedural ones.")
+                raise FileNotFoundError(
+                    f"texture folder {self.folder} does not exist. Pass a folder of texture images "
+                    "(e.g. dtd/images) or leave it out for procedural ones.")
             self.files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
                 raise FileNotFoundError(f"texture folder {self.folder} holds no images (.png/.jpg/...).")

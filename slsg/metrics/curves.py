@@ -32,7 +32,9 @@ def order_keys(values: np.ndarray) -> np.ndarray:
     """float32 values → uint32 keys with the same order (−0.0 and +0.0 share one key); NaN is refused."""
     v = np.asarray(values, dtype=np.float32).ravel() + np.float32(0.0)
     if np.isnan(v).any():
-        raise ValueError("anomaly scores contain NaN: the model or its input is broken; fix it before evaluating")
+        raise ValueError(
+            "anomaly scores contain NaN: the model or its input is broken; fix it before evaluating"
+        )
     bits = v.view(np.uint32)
     return np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
 
@@ -136,9 +138,10 @@ class KeyHistogram:
         lv, _, w = self.cells()
         return _curve_from_cells(lv, w[0], w[channel], positive_total)
 
-    def split_candidates(self, channel: int, limits: Sequence[float], positive_total: float | None,
-                         tolerance: float) -> dict[tuple[int, int], float]:
-        """(level, cell id) → bound share of the cells to split so each curve's bound drops below tolerance/2."""
+    def split_candidates(
+        self, channel: int, limits: Sequence[float], positive_total: float | None, tolerance: float
+    ) -> dict[tuple[int, int], float]:
+        """(level, cell id) → bound share of the cells to split so each bound drops below tolerance/2."""
         lv, cid, w = self.cells()
         points = _curve_from_cells(lv, w[0], w[channel], positive_total)
         if points is None:
@@ -158,8 +161,9 @@ class KeyHistogram:
         return chosen
 
 
-def _curve_from_cells(levels: np.ndarray, neg: np.ndarray, pos: np.ndarray,
-                      positive_total: float | None) -> CurvePoints | None:
+def _curve_from_cells(
+    levels: np.ndarray, neg: np.ndarray, pos: np.ndarray, positive_total: float | None
+) -> CurvePoints | None:
     n_total = float(neg.sum())
     p_total = float(pos.sum()) if positive_total is None else positive_total
     if n_total <= 0 or p_total <= 0:
@@ -170,14 +174,32 @@ def _curve_from_cells(levels: np.ndarray, neg: np.ndarray, pos: np.ndarray,
     return CurvePoints(np.minimum(fpr, 1.0), np.minimum(tpr, 1.0), exact)
 
 
-def child_sums(keys: np.ndarray, weights: np.ndarray | float, parent_level: int, parents: np.ndarray,
-               level: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the weights of the keys that fall in sorted `parents` (cells at parent_level) per cell at `level`."""
+#: largest dense accumulator (cells) a refinement pass uses before falling back to np.unique
+DENSE_CHILD_CELLS = 1 << 22
+
+
+def child_sums(
+    keys: np.ndarray, weights: np.ndarray | float, parent_level: int, parents: np.ndarray, level: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the weights of keys inside sorted `parents` (cells at parent_level) per cell at `level`."""
     parent_of = (keys >> np.uint32(LEVEL_SHIFTS[parent_level])).astype(np.uint64)
-    inside = np.isin(parent_of, parents)
+    slot = np.minimum(np.searchsorted(parents, parent_of), parents.size - 1)
+    inside = parents[slot] == parent_of
     if not inside.any():
         return np.zeros(0, dtype=np.uint64), np.zeros(0)
-    child = (keys[inside] >> np.uint32(LEVEL_SHIFTS[level])).astype(np.uint64)
     w = np.broadcast_to(np.asarray(weights, dtype=np.float64), keys.shape)[inside]
+    child = (keys[inside] >> np.uint32(LEVEL_SHIFTS[level])).astype(np.uint64)
+    width = 1 << (LEVEL_SHIFTS[parent_level] - LEVEL_SHIFTS[level])
+    if parents.size * width <= DENSE_CHILD_CELLS:
+        offset = child - (
+            parents[slot[inside]] << np.uint64(LEVEL_SHIFTS[parent_level] - LEVEL_SHIFTS[level])
+        )
+        local = slot[inside].astype(np.int64) * width + offset.astype(np.int64)
+        sums = np.bincount(local, weights=w, minlength=parents.size * width)
+        hit = np.flatnonzero(np.bincount(local, minlength=parents.size * width))
+        ids = (parents[hit // width] << np.uint64(LEVEL_SHIFTS[parent_level] - LEVEL_SHIFTS[level])) + (
+            hit % width
+        ).astype(np.uint64)
+        return ids, sums[hit]
     ids, inverse = np.unique(child, return_inverse=True)
     return ids, np.bincount(inverse, weights=w, minlength=ids.size)

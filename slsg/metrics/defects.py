@@ -37,8 +37,9 @@ def saturation_area(area: int, entry: dict) -> float:
         threshold = float(entry["saturation_threshold"])
         relative = bool(entry["relative_saturation"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise DefectConfigError(f"defects_config entry {entry!r} lacks saturation_threshold/relative_saturation") \
-            from exc
+        raise DefectConfigError(
+            f"defects_config entry {entry!r} lacks saturation_threshold/relative_saturation"
+        ) from exc
     s = math.floor(threshold * area) if relative else min(threshold, float(area))
     return float(max(s, 1))
 
@@ -51,8 +52,9 @@ def config_by_value(config: list[dict]) -> dict[int, dict]:
         raise DefectConfigError("every defects_config entry needs an integer pixel_value") from exc
 
 
-def defects_from_channels(channels: list[tuple[np.ndarray, int]], config: list[dict],
-                          where: str = "") -> list[Defect]:
+def defects_from_channels(
+    channels: list[tuple[np.ndarray, int]], config: list[dict], where: str = ""
+) -> list[Defect]:
     """One defect per ground-truth PNG (mask, pixel value); saturation from the config entry of that value."""
     entries = config_by_value(config)
     defects = []
@@ -62,8 +64,10 @@ def defects_from_channels(channels: list[tuple[np.ndarray, int]], config: list[d
             continue
         if int(value) not in entries:
             known = ", ".join(str(v) for v in sorted(entries))
-            raise DefectConfigError(f"ground truth {where or '(unnamed)'} has pixel value {value}, which "
-                                    f"defects_config.json does not list (known: {known}); fix the mask or the config")
+            raise DefectConfigError(
+                f"ground truth {where or '(unnamed)'} has pixel value {value}, which "
+                f"defects_config.json does not list (known: {known}); fix the mask or the config"
+            )
         area = int(np.count_nonzero(region))
         defects.append(Defect(region, saturation_area(area, entries[int(value)])))
     return defects

@@ -56,7 +56,9 @@ class ImageAurocs:
     per_defect: dict[str, float] = field(default_factory=dict)
 
 
-def image_aurocs(scores: Sequence[float] | np.ndarray, kinds: Sequence[str], labels: Sequence[str]) -> ImageAurocs:
+def image_aurocs(
+    scores: Sequence[float] | np.ndarray, kinds: Sequence[str], labels: Sequence[str]
+) -> ImageAurocs:
     """Every image AUROC of one category from per-image scores, kinds (good/logical/structural) and labels."""
     s = np.asarray(scores, dtype=np.float64)
     k = np.asarray(kinds)

@@ -62,7 +62,7 @@ def spro_weights(scores: np.ndarray, saturation: float) -> tuple[np.ndarray, np.
     keys = order_keys(scores)
     n_keep = min(int(math.ceil(saturation)), keys.size)
     if n_keep < keys.size:
-        keys = np.partition(keys, keys.size - n_keep)[keys.size - n_keep:]
+        keys = np.partition(keys, keys.size - n_keep)[keys.size - n_keep :]
     keys = np.sort(keys)[::-1]
     rank = np.arange(1, n_keep + 1, dtype=np.float64)
     return keys, (np.minimum(rank, saturation) - (rank - 1.0)) / saturation
@@ -76,20 +76,26 @@ def image_streams(image: PixelImage) -> list[tuple[int, np.ndarray, np.ndarray |
     union = np.zeros(amap.shape, dtype=bool)
     for d in image.defects:
         if d.mask.shape != amap.shape:
-            raise ValueError(f"defect mask {d.mask.shape} and anomaly map {amap.shape} differ in size: resize the "
-                             "map to the ground truth's size first")
+            raise ValueError(
+                f"defect mask {d.mask.shape} and anomaly map {amap.shape} differ in size: resize the "
+                "map to the ground truth's size first"
+            )
         union |= d.mask
     keys = order_keys(amap)
     flat = union.ravel()
-    streams: list[tuple[int, np.ndarray, np.ndarray | float]] = [(NEG, keys[~flat], 1.0), (ROC, keys[flat], 1.0)]
+    streams: list[tuple[int, np.ndarray, np.ndarray | float]] = [
+        (NEG, keys[~flat], 1.0),
+        (ROC, keys[flat], 1.0),
+    ]
     for d in image.defects:
         if d.area:
             streams.append((SPRO, *spro_weights(amap[d.mask], d.saturation)))
     return streams
 
 
-def _split_plan(groups: dict[str, _Group], limits: Sequence[float], tolerance: float,
-                max_split: int) -> list[tuple[int, int]]:
+def _split_plan(
+    groups: dict[str, _Group], limits: Sequence[float], tolerance: float, max_split: int
+) -> list[tuple[int, int]]:
     """The cells with the largest bound shares over every group's curves, at most max_split of them."""
     plan: dict[tuple[int, int], float] = {}
     for g in groups.values():
@@ -102,8 +108,12 @@ def _split_plan(groups: dict[str, _Group], limits: Sequence[float], tolerance: f
     return sorted(plan, key=plan.__getitem__, reverse=True)[:max_split]
 
 
-def _refine(groups: dict[str, _Group], source: Callable[[], Iterable[PixelImage]],
-            plan: list[tuple[int, int]], level: int) -> None:
+def _refine(
+    groups: dict[str, _Group],
+    source: Callable[[], Iterable[PixelImage]],
+    plan: list[tuple[int, int]],
+    level: int,
+) -> None:
     by_level: dict[int, np.ndarray] = {}
     for lv in sorted({lv for lv, _ in plan}):
         by_level[lv] = np.asarray(sorted(c for p, c in plan if p == lv), dtype=np.uint64)
@@ -124,8 +134,13 @@ def _refine(groups: dict[str, _Group], source: Callable[[], Iterable[PixelImage]
         g.pending = []
 
 
-def evaluate_pixels(source: Callable[[], Iterable[PixelImage]], limits: Sequence[float] = DEFAULT_LIMITS,
-                    tolerance: float = 1e-4, max_passes: int = 3, max_split: int = 4096) -> dict[str, PixelMetrics]:
+def evaluate_pixels(
+    source: Callable[[], Iterable[PixelImage]],
+    limits: Sequence[float] = DEFAULT_LIMITS,
+    tolerance: float = 1e-4,
+    max_passes: int = 3,
+    max_split: int = 4096,
+) -> dict[str, PixelMetrics]:
     """Pixel AUROC and AU-sPRO per group. `source()` must yield the same images on every call (one per pass).
 
     Passes stop once every bound is ≤ tolerance; pass 3 makes every split cell exact.
@@ -174,8 +189,12 @@ def pixel_auroc(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], toleran
     return result.pixel_auroc
 
 
-def au_spro(maps: Sequence[np.ndarray], defects: Sequence[list[Defect] | np.ndarray],
-            limits: Sequence[float] = DEFAULT_LIMITS, tolerance: float = 1e-6) -> dict[float, float]:
+def au_spro(
+    maps: Sequence[np.ndarray],
+    defects: Sequence[list[Defect] | np.ndarray],
+    limits: Sequence[float] = DEFAULT_LIMITS,
+    tolerance: float = 1e-6,
+) -> dict[float, float]:
     """AU-sPRO per FPR limit; `defects[i]` is a list of `Defect` or a mask (its components become defects)."""
     images = []
     for m, d in zip(maps, defects):

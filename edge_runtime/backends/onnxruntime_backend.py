@@ -1,0 +1,103 @@
+"""ONNX Runtime backend: the portable path (x86 CPU, Jetson with onnxruntime-gpu, any dGPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.backends.base import BackendError, check_batch
+
+#: Best first. The TensorRT EP builds its own engine at start-up; CUDA next; the CPU always works.
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def best_providers(available: list[str] | None = None) -> list[str]:
+    """The preferred providers this onnxruntime build has, best first, always ending with the CPU."""
+    have = available_providers() if available is None else available
+    chosen = [p for p in PREFERRED_PROVIDERS if p in have]
+    return chosen if "CPUExecutionProvider" in chosen else [*chosen, "CPUExecutionProvider"]
+
+
+def _provider_options(providers: list[str], trt_cache_dir: Path | None) -> list:
+    out: list = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider" and trt_cache_dir is not None:
+            out.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache_dir)}))
+        else:
+            out.append(p)
+    return out
+
+
+class OnnxRuntimeBackend:
+    """One ONNX Runtime session over a bundle model (input `image` uint8 NHWC BGR; outputs map and score)."""
+
+    def __init__(
+        self,
+        path: Path,
+        threads: int | None = None,
+        providers: list[str] | str = "auto",
+        name: str = "onnx",
+        trt_cache_dir: Path | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BackendError(f"ONNX model {self.path} does not exist: check the bundle")
+        chosen = best_providers() if providers == "auto" else list(providers)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=opts, providers=_provider_options(chosen, trt_cache_dir)
+            )
+        except Exception as e:  # onnxruntime raises its own exception types for bad files and providers
+            raise BackendError(f"ONNX Runtime cannot open {self.path}: {e}") from None
+        self.name = name
+        self.providers = list(self.session.get_providers())
+        self.input_size, self._fixed_batch = self._read_input()
+
+    def _read_input(self) -> tuple[tuple[int, int], int | None]:
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if "image" not in inputs or not {"anomaly_map", "score"} <= outputs:
+            raise BackendError(
+                f"{self.path} is not an slsg model: it needs input 'image' and outputs "
+                f"'anomaly_map', 'score' (has {sorted(inputs)} → {sorted(outputs)})"
+            )
+        shape = inputs["image"].shape
+        if len(shape) != 4 or not isinstance(shape[1], int) or not isinstance(shape[2], int):
+            raise BackendError(
+                f"{self.path}: input 'image' must be [N,H,W,3] with a fixed H and W, got {shape}"
+            )
+        fixed = shape[0] if isinstance(shape[0], int) else None
+        return (shape[1], shape[2]), fixed
+
+    def run(self, batch_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = check_batch(batch_bgr, self.input_size)
+        if self._fixed_batch is not None and batch.shape[0] != self._fixed_batch:
+            if self._fixed_batch != 1:
+                raise BackendError(
+                    f"{self.path} takes batches of exactly {self._fixed_batch}, got {batch.shape[0]}"
+                )
+            parts = [self._run(batch[i : i + 1]) for i in range(batch.shape[0])]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps, scores = self.session.run(["anomaly_map", "score"], {"image": batch})
+        maps = np.asarray(maps, dtype=np.float32).reshape(batch.shape[0], *self.input_size)
+        return maps, np.asarray(scores, dtype=np.float32).reshape(batch.shape[0])
+
+    def __call__(self, batch_bgr: np.ndarray) -> np.ndarray:
+        """The `Predictor` form used by evaluation and parity checks: maps only."""
+        return self.run(batch_bgr)[0]

@@ -1,0 +1,69 @@
+"""Running counts and latency percentiles for the dashboard, the summary and the benchmark."""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_runtime.pipeline import STAGES, Judgement
+
+#: Percentiles are over the most recent frames, so memory stays bounded on a run of weeks.
+WINDOW = 100_000
+
+
+def percentile_ms(values: collections.deque | list, q: float) -> float:
+    """q in percent (99 means p99), as numpy.percentile; NaN when there is nothing yet."""
+    return float(np.percentile(np.fromiter(values, np.float64), q)) if len(values) else float("nan")
+
+
+@dataclass
+class RunStats:
+    ok: int = 0
+    ng: int = 0
+    dropped: int = 0
+    drop_reasons: collections.Counter = field(default_factory=collections.Counter)
+    latencies: dict[str, collections.deque] = field(
+        default_factory=lambda: {s: collections.deque(maxlen=WINDOW) for s in STAGES}
+    )
+    started: float = field(default_factory=time.perf_counter)
+    _recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=120))
+
+    def add_frame(self, j: Judgement) -> None:
+        if j.ng:
+            self.ng += 1
+        else:
+            self.ok += 1
+        for stage, ms in j.timings_ms.items():
+            if stage in self.latencies:
+                self.latencies[stage].append(ms)
+        self._recent.append(time.perf_counter())
+
+    def add_drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.drop_reasons[_reason_key(reason)] += 1
+
+    @property
+    def judged(self) -> int:
+        return self.ok + self.ng
+
+    def fps(self) -> float:
+        """Judged frames per second over the last ~120 frames (live), or 0 before two frames."""
+        r = self._recent
+        if len(r) < 2 or r[-1] <= r[0]:
+            return 0.0
+        return (len(r) - 1) / (r[-1] - r[0])
+
+    def mean_fps(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.judged / elapsed if elapsed > 0 else 0.0
+
+    def p(self, stage: str, q: float) -> float:
+        return percentile_ms(self.latencies[stage], q)
+
+
+def _reason_key(reason: str) -> str:
+    """Group reasons for the summary (file names and error details vary)."""
+    return reason.split(":")[0]

@@ -1,0 +1,21 @@
+"""Fixtures for the runtime's tests; the artifacts themselves are built by `edge_runtime.testing`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.testing import SIZE, THRESHOLD, build_brightness_model, gray, make_bundle, write_video
+
+__all__ = ["SIZE", "THRESHOLD", "build_brightness_model", "gray", "make_bundle", "write_video"]
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    return make_bundle(tmp_path / "model.slsg")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -1,0 +1,108 @@
+"""ONNX Runtime runs the bundle's model; select_backend picks what the bundle and machine allow."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.backends import Backend, BackendError, OnnxRuntimeBackend, best_providers, select_backend
+from edge_runtime.backends import select as select_mod
+from edge_runtime.bundle import load_bundle
+from edge_runtime.scoring import image_score
+from edge_runtime.tests.conftest import SIZE, build_brightness_model, make_bundle
+
+
+def test_onnx_backend_gives_brightness_maps_and_topk_scores(bundle_dir: Path) -> None:
+    be = OnnxRuntimeBackend(bundle_dir / "model.onnx", threads=1)
+    assert (
+        isinstance(be, Backend) and be.input_size == (SIZE, SIZE) and "CPUExecutionProvider" in be.providers
+    )
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)  # three frames through a batch-1 model
+    maps, scores = be.run(batch)
+    assert maps.shape == (3, SIZE, SIZE) and maps.dtype == np.float32 and scores.dtype == np.float32
+    np.testing.assert_allclose(maps, batch.astype(np.float32).mean(axis=3) / 255.0, atol=1e-6)
+    np.testing.assert_allclose(scores, image_score(maps), atol=1e-6)
+
+
+def test_wrong_input_is_refused_with_a_message(bundle_dir: Path) -> None:
+    be = OnnxRuntimeBackend(bundle_dir / "model.onnx", threads=1)
+    with pytest.raises(BackendError, match="uint8"):
+        be.run(np.zeros((1, SIZE, SIZE, 3), np.float32))
+    with pytest.raises(BackendError, match="prepare"):
+        be.run(np.zeros((1, SIZE + 1, SIZE, 3), np.uint8))
+
+
+def test_dynamic_batch_model_runs_a_batch(tmp_path: Path) -> None:
+    be = OnnxRuntimeBackend(build_brightness_model(tmp_path / "m.onnx", batch="N"), threads=1)
+    maps, scores = be.run(np.full((2, SIZE, SIZE, 3), 51, np.uint8))
+    np.testing.assert_allclose(scores, [0.2, 0.2], atol=1e-6)
+
+
+def test_best_providers_orders_tensorrt_cuda_cpu() -> None:
+    have = [
+        "CPUExecutionProvider",
+        "CUDAExecutionProvider",
+        "TensorrtExecutionProvider",
+        "AzureExecutionProvider",
+    ]
+    assert best_providers(have) == [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    assert best_providers(["AzureExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+def test_auto_prefers_int8_cpu_on_x86_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b = load_bundle(make_bundle(tmp_path / "b", {"int8-cpu": "model.int8-cpu.onnx"}))
+    monkeypatch.setattr(select_mod, "best_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(select_mod, "is_x86", lambda: True)
+    assert select_backend(b, "auto", threads=1).name == "onnx-int8:int8-cpu"
+    monkeypatch.setattr(select_mod, "is_x86", lambda: False)
+    assert select_backend(b, "auto", threads=1).name == "onnx:fp32"
+
+
+def test_auto_uses_a_cached_tensorrt_engine_when_the_module_finds_one(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = types.ModuleType("edge_runtime.tensorrt")
+    calls = []
+
+    def find_cached_engine(bundle, precision):
+        calls.append(precision)
+        return bundle.root / "engines" / "x.engine" if precision == "fp16" else None
+
+    class TensorRTBackend:
+        def __init__(self, engine):
+            self.engine, self.name, self.providers, self.input_size = (
+                engine,
+                "trt-fp16",
+                ["TensorRT"],
+                (SIZE, SIZE),
+            )
+
+    fake.find_cached_engine, fake.TensorRTBackend = find_cached_engine, TensorRTBackend
+    monkeypatch.setitem(sys.modules, "edge_runtime.tensorrt", fake)
+    be = select_backend(load_bundle(bundle_dir), "auto")
+    assert calls == ["int8", "fp16"] and be.engine.name == "x.engine"
+    with pytest.raises(BackendError, match="slsg-edge build .* --int8"):
+        select_backend(load_bundle(bundle_dir), "trt-int8")
+
+
+def test_missing_precision_or_tensorrt_is_a_clear_error(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = load_bundle(bundle_dir)
+    with pytest.raises(BackendError, match="model.fp16.onnx.*--fp16"):
+        select_backend(b, "onnx-fp16")
+    monkeypatch.setitem(sys.modules, "edge_runtime.tensorrt", None)  # import fails as if absent
+    with pytest.raises(BackendError, match="needs TensorRT"):
+        select_backend(b, "trt-fp16")
+    assert select_backend(b, "auto", threads=1).name in ("onnx:fp32", "onnx-int8:int8-cpu")
+    with pytest.raises(BackendError, match="unknown backend"):
+        select_backend(b, "tflite")

@@ -1,0 +1,115 @@
+"""A bundle loads when whole and is refused, with a message that says what to do, when damaged or foreign."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.bundle import SCHEMA, SCHEMA_VERSION, BundleError, add_file, load_bundle, write_manifest
+from edge_runtime.preprocess import IMAGENET
+from edge_runtime.tests.conftest import SIZE, THRESHOLD, build_brightness_model
+
+
+def _edit_manifest(root: Path, **changes) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    m.update(changes)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def test_whole_bundle_loads_with_typed_views(bundle_dir: Path) -> None:
+    b = load_bundle(bundle_dir)
+    assert b.manifest["schema"] == SCHEMA and b.manifest["schema_version"] == SCHEMA_VERSION
+    assert b.size == (SIZE, SIZE)
+    assert b.normalization == IMAGENET
+    assert b.threshold.value == THRESHOLD
+    assert b.models == {"fp32": bundle_dir / "model.onnx"}
+    assert set(b.manifest["files"]) == {"model.onnx", "calibration/images.json"}
+    rec = b.manifest["files"]["model.onnx"]
+    assert rec["bytes"] == (bundle_dir / "model.onnx").stat().st_size and len(rec["sha256"]) == 64
+
+
+def test_engines_are_not_hashed_and_do_not_break_loading(bundle_dir: Path) -> None:
+    (bundle_dir / "engines").mkdir()
+    (bundle_dir / "engines" / "orin.engine").write_bytes(b"\x00" * 10)
+    m = write_manifest(bundle_dir, json.loads((bundle_dir / "manifest.json").read_text()))
+    assert not any(k.startswith("engines/") for k in m["files"])
+    (bundle_dir / "engines" / "orin.engine").write_bytes(b"changed")
+    load_bundle(bundle_dir)
+
+
+def test_truncated_file_is_refused(bundle_dir: Path) -> None:
+    data = (bundle_dir / "model.onnx").read_bytes()
+    (bundle_dir / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="truncated"):
+        load_bundle(bundle_dir)
+
+
+def test_flipped_byte_is_refused(bundle_dir: Path) -> None:
+    data = bytearray((bundle_dir / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle_dir / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256.*damaged"):
+        load_bundle(bundle_dir)
+
+
+def test_deleted_file_is_refused(bundle_dir: Path) -> None:
+    (bundle_dir / "calibration" / "images.json").unlink()
+    with pytest.raises(BundleError, match="missing calibration/images.json"):
+        load_bundle(bundle_dir)
+
+
+def test_foreign_schema_is_refused(bundle_dir: Path) -> None:
+    _edit_manifest(bundle_dir, schema="someone.else")
+    with pytest.raises(BundleError, match="not an slsg bundle"):
+        load_bundle(bundle_dir)
+
+
+def test_newer_schema_version_asks_to_upgrade(bundle_dir: Path) -> None:
+    _edit_manifest(bundle_dir, schema_version=SCHEMA_VERSION + 1)
+    with pytest.raises(BundleError, match="made by a newer slsg; upgrade the runtime"):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("damage", ["no_folder", "no_manifest", "bad_json", "escape"])
+def test_unreadable_or_escaping_manifest_is_refused(bundle_dir: Path, damage: str) -> None:
+    if damage == "no_folder":
+        shutil.rmtree(bundle_dir)
+        match = "does not exist"
+    elif damage == "no_manifest":
+        (bundle_dir / "manifest.json").unlink()
+        match = "no manifest.json"
+    elif damage == "bad_json":
+        (bundle_dir / "manifest.json").write_text('{"schema": "slsg.bundle", ')
+        match = "not valid JSON"
+    else:
+        m = json.loads((bundle_dir / "manifest.json").read_text())
+        m["files"]["../outside"] = {"sha256": "0" * 64, "bytes": 1}
+        (bundle_dir / "manifest.json").write_text(json.dumps(m))
+        match = "outside itself"
+    with pytest.raises(BundleError, match=match):
+        load_bundle(bundle_dir)
+
+
+def test_add_file_hashes_the_new_model_and_records_its_precision(bundle_dir: Path) -> None:
+    build_brightness_model(bundle_dir / "model.int8-cpu.onnx")
+    m = add_file(bundle_dir, "model.int8-cpu.onnx", precision="int8-cpu")
+    assert m["models"]["int8-cpu"] == "model.int8-cpu.onnx"
+    b = load_bundle(bundle_dir)
+    assert set(b.models) == {"fp32", "int8-cpu"}
+    assert "model.int8-cpu.onnx" in b.manifest["files"]
+
+
+def test_add_file_refuses_to_bless_a_damaged_bundle(bundle_dir: Path) -> None:
+    (bundle_dir / "calibration" / "images.json").write_text("tampered")
+    (bundle_dir / "new.txt").write_text("x")
+    with pytest.raises(BundleError):
+        add_file(bundle_dir, "new.txt")
+
+
+def test_write_manifest_refuses_a_model_that_is_not_there(tmp_path: Path) -> None:
+    tmp_path.joinpath("b").mkdir()
+    with pytest.raises(BundleError, match="missing"):
+        write_manifest(tmp_path / "b", {"models": {"fp32": "model.onnx"}})

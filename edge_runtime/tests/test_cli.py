@@ -1,0 +1,169 @@
+"""`slsg-edge info` and `slsg-edge run`: tables, clean refusals, a complete log after SIGINT, no torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import typer
+from typer.testing import CliRunner
+
+from edge_runtime.commands import info, run
+from edge_runtime.tests.conftest import gray, write_video
+
+app = typer.Typer()
+app.command("info")(info.command)
+app.command("run")(run.command)
+runner = CliRunner()
+CLI = "import sys; from edge_runtime.cli import app; sys.argv[0] = 'slsg-edge'; app()"
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_info_lists_manifest_files_and_engines(bundle_dir: Path) -> None:
+    (bundle_dir / "engines").mkdir()
+    (bundle_dir / "engines" / "orin_fp16.engine").write_bytes(b"\x01" * 100)
+    (bundle_dir / "engines" / "orin_fp16.json").write_text('{"gpu": "Orin", "precision": "fp16"}')
+    res = runner.invoke(app, ["info", str(bundle_dir)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for text in (
+        "slsg.bundle v1",
+        "model.onnx",
+        "calibration/images.json",
+        "orin_fp16.engine",
+        '"gpu": "Orin"',
+    ):
+        assert text in res.output
+
+
+def test_info_refuses_a_damaged_bundle_without_traceback(bundle_dir: Path) -> None:
+    with open(bundle_dir / "model.onnx", "r+b") as f:
+        f.truncate(10)
+    res = runner.invoke(app, ["info", str(bundle_dir)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2 and "truncated" in res.output and "Traceback" not in res.output
+
+
+def test_run_on_an_image_folder_logs_every_file_and_saves_ng(bundle_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, v in enumerate([10, 200, 90, 250]):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), gray(v))
+    (folder / "02b.png").write_bytes(b"broken")
+    log, ng = tmp_path / "events.jsonl", tmp_path / "ng"
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--bundle",
+            str(bundle_dir),
+            "--images",
+            str(folder),
+            "--log",
+            str(log),
+            "--save-ng",
+            str(ng),
+            "--quiet",
+            "--backend",
+            "onnx",
+            "--threads",
+            "1",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert res.exit_code == 0, res.output
+    recs = _records(log)
+    assert recs[0]["event"] == "start" and recs[-1]["event"] == "end"
+    per_frame = {r["origin"]: r for r in recs if r["event"] in ("frame", "dropped")}
+    assert [per_frame[n].get("verdict") for n in ("00.png", "01.png", "02.png", "03.png")] == [
+        "OK",
+        "NG",
+        "OK",
+        "NG",
+    ]
+    assert per_frame["02b.png"]["event"] == "dropped"
+    assert recs[-1]["ok"] == 2 and recs[-1]["ng"] == 2 and recs[-1]["dropped"] == 1
+    assert len(list(ng.glob("*_frame.png"))) == 2 and len(list(ng.glob("*_overlay.jpg"))) == 2
+    assert all(Path(p).exists() for p in per_frame["01.png"]["saved"])
+
+
+def test_run_refuses_bad_input_with_a_message(bundle_dir: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", "--bundle", str(bundle_dir), "--video", str(tmp_path / "none.avi")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, ["run", "--bundle", str(tmp_path / "nobundle"), "--images", str(tmp_path)])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, ["run", "--bundle", str(bundle_dir)])
+    assert res.exit_code == 2 and "exactly one source" in res.output
+
+
+def test_sigint_mid_run_exits_0_with_a_complete_log(bundle_dir: Path, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mkv", [20, 220, 60, 180])
+    log = tmp_path / "events.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "run",
+            "--bundle",
+            str(bundle_dir),
+            "--video",
+            str(video),
+            "--loop",
+            "--log",
+            str(log),
+            "--quiet",
+            "--backend",
+            "onnx",
+            "--threads",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not log.exists() or log.stat().st_size < 2000):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    recs = _records(log)  # every line parses
+    assert recs[0]["event"] == "start" and recs[-1]["event"] == "end" and recs[-1]["stopped"]
+    ids = sorted(r["id"] for r in recs if r["event"] in ("frame", "dropped"))
+    assert len(ids) > 4 and ids == list(range(len(ids))) and recs[-1]["frames"] == len(ids)
+
+
+def test_a_frame_runs_in_a_fresh_interpreter_without_torch(bundle_dir: Path) -> None:
+    code = f"""
+import sys
+import numpy as np
+from edge_runtime.backends import select_backend
+from edge_runtime.bundle import load_bundle
+from edge_runtime.pipeline import Judge
+from edge_runtime.sources import Frame
+import edge_runtime.runner, edge_runtime.commands.run, edge_runtime.commands.info
+b = load_bundle({str(bundle_dir)!r})
+j = Judge(select_backend(b, "auto", threads=1), b.threshold.value).judge(
+    Frame(0, 0.0, np.full((30, 40, 3), 250, np.uint8), "x", 0.0, 0.0))
+assert j.ng
+bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "slsg")))
+print("LOADED", bad)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout

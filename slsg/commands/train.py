@@ -1,0 +1,65 @@
+"""`slsg train`: the reference recipe by default, every knob overridable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slsg.commands._common import console, err_console, user_errors
+
+
+def command(
+    data: Path = typer.Argument(..., help="dataset root (with --category) or a category folder holding train/"),
+    out: Path = typer.Option(..., "-o", "--out", help="RUN folder (checkpoint, config, threshold, logs)"),
+    category: Optional[str] = typer.Option(None, help="category folder under DATA"),
+    backbone: str = typer.Option("resnet18", help="resnet18 | efficientnet_lite0"),
+    size: int = typer.Option(256, help="input size, a multiple of 32"),
+    steps: int = typer.Option(7001, help="optimiser steps (reference: 7001)"),
+    batch: int = typer.Option(4, help="good images per step; as many synthetic anomalies are added"),
+    lr: float = typer.Option(0.04, help="peak learning rate of the cosine schedule"),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(0, help="DataLoader workers (results do not depend on it)"),
+    encoder_weights: str = typer.Option("imagenet", help="imagenet | random | a file (e.g. from `slsg pretrain`)"),
+    texture_dir: Optional[Path] = typer.Option(None, help="texture images (e.g. DTD); built-in textures if absent"),
+    false_reject_rate: float = typer.Option(0.01, help="threshold: share of good validation images flagged NG"),
+    checkpoint_every: int = typer.Option(250, help="steps between resumable checkpoints"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    encoder_bn: Optional[str] = typer.Option(None, help="train (reference) | eval: freeze encoder BatchNorm"),
+    graph_kernel: str = typer.Option("reference", help="reference | fused (Triton kernels on CUDA)"),
+    fix_reference_bugs: bool = typer.Option(False, help="fix the reference's breakfast_box blending bug"),
+    resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Train SLSG on good images; the final checkpoint is the result and validation sets the threshold."""
+    with user_errors():
+        from slsg.model import ModelConfig
+        from slsg.training import TrainConfig, train
+        from slsg.training.loop import ResumeError
+
+        model_cfg = ModelConfig(backbone=backbone, size=size, encoder_bn=encoder_bn, graph_kernel=graph_kernel)
+        cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, workers=workers,
+                          encoder_weights=str(encoder_weights), texture_dir=str(texture_dir) if texture_dir else None,
+                          false_reject_rate=false_reject_rate, checkpoint_every=checkpoint_every, device=device,
+                          fix_reference_bugs=fix_reference_bugs)
+        try:
+            train(data, out, model_cfg, cfg, category=category, resume=resume, progress=not quiet)
+        except ResumeError as exc:
+            raise ValueError(str(exc)) from None
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: state saved in {out}; continue with the same command and --resume")
+            raise typer.Exit(130) from None
+        _print_summary(out)
+
+
+def _print_summary(out: Path) -> None:
+    from slsg.checkpoint import open_run
+
+    run = open_run(out)
+    t = run.threshold
+    if t is None:
+        console.print(f"trained → {out} (no validation images: no threshold set)")
+        return
+    console.print(f"trained → [bold]{out}[/]; threshold {t.value:.4f} for a {t.false_reject_rate:.1%} false-reject "
+                  f"rate on {t.n_good} good validation images")

@@ -1,0 +1,52 @@
+"""Training configuration; defaults are the reference recipe (reference §3)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class TrainConfig:
+    """Batches of `batch` good + `batch` synthetic images; SGD with one cosine from `lr` to 0 over `steps`."""
+
+    steps: int = 7001
+    batch: int = 4
+    lr: float = 0.04
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    focal_gamma: float = 4.0
+    w_focal: float = 0.4
+    w_l1: float = 0.6
+    w_aux: float = 0.3
+    brightness: float = 0.1
+    saturation: float = 0.1
+    seed: int = 0
+    workers: int = 0
+    checkpoint_every: int = 250
+    log_every: int = 10
+    val_fraction: float = 0.1  # held out of train/good when the data has no validation split
+    false_reject_rate: float = 0.01
+    encoder_weights: str = "imagenet"  # "imagenet" | "random" | a file
+    texture_dir: str | None = None
+    preset: str | None = None  # None → the category's own preset, else "generic"
+    fix_reference_bugs: bool = False
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch < 1:
+            raise ValueError("steps must be ≥ 0 and batch ≥ 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def same_recipe(self, other: TrainConfig) -> list[str]:
+        """Fields that differ in a way that breaks resuming (everything but logging/checkpoint cadence)."""
+        loose = {"checkpoint_every", "log_every", "workers", "device"}
+        return [f.name for f in fields(self) if f.name not in loose and getattr(self, f.name) != getattr(other, f.name)]

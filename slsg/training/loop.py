@@ -1,0 +1,188 @@
+"""The training loop: reference recipe, periodic resumable checkpoints, DDP through torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from edge_runtime.scoring import image_score, threshold_from_good_scores
+from slsg.checkpoint import save_run
+from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
+from slsg.data.training_set import SynthesisDataset
+from slsg.model import ModelConfig, build_model
+from slsg.model.preprocess import InputAdapter, normalization_for
+from slsg.training.config import TrainConfig
+from slsg.training.data import TrainingData, load_training_data
+from slsg.training.loss import cosine_lr, slsg_loss
+from slsg.training.state import has_state, load_state, read_state_meta, save_state
+
+
+class ResumeError(ValueError):
+    """`--resume` asked for something the RUN folder cannot continue."""
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class DrawSampler(Sampler):
+    """Step s on rank r draws samples (s·world + r)·batch … +batch−1: disjoint across ranks, fixed by step."""
+
+    def __init__(self, start_step: int, batch: int, dist_info: DistInfo) -> None:
+        self.start, self.batch, self.info = start_step, batch, dist_info
+
+    def __iter__(self) -> Iterator[int]:
+        step = self.start
+        while True:
+            base = (step * self.info.world + self.info.rank) * self.batch
+            yield from range(base, base + self.batch)
+            step += 1
+
+
+def _dist_setup(device: torch.device) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            return torch.device(f"cuda:{local}")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _progress(total: int, start: int, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.2f} step/s"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
+
+
+def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, category: str | None = None,
+          resume: bool = False, progress: bool = True, stop_after: int | None = None,
+          prepared: TrainingData | None = None) -> Path:
+    """Train SLSG on the good images of `data` into the RUN folder `out`; returns `out`.
+
+    `stop_after` ends this call after that many steps with a resumable state (used to test resuming).
+    """
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    info = _dist_setup(device)
+    torch.manual_seed(cfg.seed)
+    td = prepared or load_training_data(Path(data), category, model_cfg.size, cfg.val_fraction, cfg.seed)
+    preset = cfg.preset or td.category.name
+    dataset = SynthesisDataset(td.train_images, preset, model_cfg.size, seed=cfg.seed,
+                               texture_dir=Path(cfg.texture_dir) if cfg.texture_dir else None,
+                               color_jitter=(cfg.brightness, cfg.saturation), fix_bugs=cfg.fix_reference_bugs)
+
+    model = build_model(model_cfg, cfg.encoder_weights).to(device)
+    adapter = InputAdapter(normalization_for(model_cfg.normalization_name)).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "data": td.fingerprint}
+
+    start = 0
+    if resume and has_state(out):
+        saved = read_state_meta(out)
+        diff = TrainConfig.from_dict(saved.get("train", {})).same_recipe(cfg)
+        if saved.get("model") != model_cfg.to_dict() or diff:
+            raise ResumeError(f"{out} was trained with another recipe ({diff or 'model config differs'}); "
+                              "resume with the same options, or train into a new folder")
+        if saved.get("data", {}).get("sha256") != td.fingerprint["sha256"]:
+            raise ResumeError(f"the training images changed since {out} was started; train into a new folder")
+        start = load_state(out, model, optimizer)
+    elif resume:
+        raise ResumeError(f"nothing to resume in {out} (no train_state.json); start without --resume")
+
+    ddp = model
+    if info.world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+    loader = DataLoader(dataset, batch_size=cfg.batch, sampler=DrawSampler(start, cfg.batch, info),
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "log.jsonl", "a") if info.is_main else None  # noqa: SIM115
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    model.train()
+    step, t0, last = start, time.perf_counter(), {"loss": float("nan")}
+    try:
+        with _progress(cfg.steps, start, progress and info.is_main) as bar:
+            task = bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), rate=0.0)
+            batches = iter(loader)
+            while step < end:
+                good, aug, mask = next(batches)
+                x = adapter(torch.cat([good, aug]).to(device, non_blocking=True))
+                target = torch.cat([torch.zeros_like(mask), mask]).to(device, non_blocking=True)
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(step, cfg.steps, cfg.lr)
+                logits, aux = ddp(x)
+                loss, last = slsg_loss(logits, aux, target, cfg.focal_gamma, (cfg.w_focal, cfg.w_l1, cfg.w_aux))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                rate = (step - start) / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, completed=step, loss=last["loss"], rate=rate)
+                if log and (step % cfg.log_every == 0 or step == end):
+                    log.write(json.dumps({"step": step, "lr": cosine_lr(step - 1, cfg.steps, cfg.lr), **last}) + "\n")
+                    log.flush()
+                if info.is_main and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end:
+                    save_state(out, model, optimizer, step, meta)
+    except KeyboardInterrupt:
+        if info.is_main:
+            save_state(out, model, optimizer, step, meta)
+        raise
+    finally:
+        if log:
+            log.close()
+
+    if info.is_main:
+        save_state(out, model, optimizer, step, meta)
+        if step >= cfg.steps:
+            _finish(out, model, td, cfg, meta)
+    if info.world > 1:
+        dist.barrier()
+    return out
+
+
+def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfig, meta: dict) -> None:
+    """The final checkpoint is the result (no selection on test data); the threshold comes from good validation."""
+    from slsg.data.loading import load_images
+    from slsg.inference import TorchPredictor
+
+    model.eval()
+    val = td.val_samples
+    source = "validation"
+    if not val:
+        val, source = td.train_samples, "train (no validation images: threshold is optimistic)"
+    images, _ = load_images(val, model.cfg.size, td.report)
+    device = next(model.parameters()).device
+    scores = image_score(TorchPredictor(model, device)(np.stack(images))) if images else np.zeros(0)
+    config = dict(meta)
+    if len(scores):
+        t = threshold_from_good_scores(scores, cfg.false_reject_rate)
+        config["threshold"] = {**t.to_dict(), "source": source}
+    save_run(out, model, config)
