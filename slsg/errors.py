@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 
-
 _KNOWN = [
     ("slsg.checkpoint", "CheckpointError"),
     ("slsg.model.weights", "WeightsError"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -50,7 +51,8 @@ def command(
         except KeyboardInterrupt:
             err_console.print(f"interrupted: state saved in {out}; continue with the same command and --resume")
             raise typer.Exit(130) from None
-        _print_summary(out)
+        if os.environ.get("RANK", "0") == "0":
+            _print_summary(out)
 
 
 def _print_summary(out: Path) -> None:

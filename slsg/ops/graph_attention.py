@@ -12,6 +12,7 @@ other device it runs the pure-torch reference below, which uses the same tie rul
 the max-relative gather/max, q and v through the dense softmax; the kNN selection carries none.
 """
 
+from types import ModuleType
 from typing import Optional
 
 import torch
@@ -24,11 +25,16 @@ DEFAULT_DILATION = 3
 
 # ---------------------------------------------------------------- reference math (pure torch)
 
+def _acc(x: Tensor) -> Tensor:
+    """Accumulation type: float32 for float16/float32, float64 kept (gradcheck)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def knn_neighbours_reference(q: Tensor, rel_pos: Tensor, k: int = DEFAULT_K,
                              dilation: int = DEFAULT_DILATION) -> Tensor:
     """Dilated top-k neighbour indices (B, N, ceil(k/dilation)) int32; a stable sort breaks ties by index."""
-    qn = F.normalize(q.float(), dim=1)
-    score = qn.transpose(1, 2) @ qn + rel_pos.float()
+    qn = F.normalize(_acc(q), dim=1)
+    score = qn.transpose(1, 2) @ qn + rel_pos.to(qn.dtype)
     order = torch.sort(score, dim=-1, descending=True, stable=True).indices
     return order[..., :k:dilation].to(torch.int32)
 
@@ -43,30 +49,37 @@ def _gather_nodes(x: Tensor, neighbours: Tensor) -> Tensor:
 
 def max_relative_reference(h: Tensor, neighbours: Tensor) -> Tensor:
     """max over neighbours of h[:, :, n] − h[:, :, i], computed in float32 (differentiable in h)."""
-    hf = h.float()
+    hf = _acc(h)
     diff = _gather_nodes(hf, neighbours) - hf.unsqueeze(-1)
     return diff.max(dim=-1).values.to(h.dtype)
 
 
 def dense_attention_context_reference(q: Tensor, v: Tensor) -> Tensor:
     """softmax_row(qᵀq) applied to v in node layout: (B, C, N), computed in float32 (differentiable)."""
-    qf = q.float()
+    qf = _acc(q)
     attention = torch.softmax(qf.transpose(1, 2) @ qf, dim=-1)
-    return (v.float() @ attention.transpose(1, 2)).to(v.dtype)
+    return (_acc(v) @ attention.transpose(1, 2)).to(v.dtype)
+
+
+# The Triton kernel takes float32/float16; the reference also float64 (gradcheck).
+_DTYPES = {True: (torch.float32, torch.float16), False: (torch.float32, torch.float16, torch.float64)}
 
 
 def _check_inputs(h: Tensor, q: Tensor, v: Tensor, rel_pos: Tensor, k: int, dilation: int) -> None:
     if h.dim() != 3 or q.dim() != 3 or v.dim() != 3:
-        raise ValueError(f"h, q, v must be (B, C, N); got {tuple(h.shape)}, {tuple(q.shape)}, {tuple(v.shape)}")
+        shapes = f"{tuple(h.shape)}, {tuple(q.shape)}, {tuple(v.shape)}"
+        raise ValueError(f"h, q, v must be (B, C, N) node tensors; got {shapes}")
     b, c, n = h.shape
     if q.shape[0] != b or q.shape[2] != n or tuple(v.shape) != (b, c, n):
-        raise ValueError(f"shape mismatch: h {tuple(h.shape)}, q {tuple(q.shape)} (B, Cq, N), v {tuple(v.shape)}")
+        shapes = f"h {tuple(h.shape)}, q {tuple(q.shape)}, v {tuple(v.shape)}"
+        raise ValueError(f"shape mismatch: {shapes}; expected h, v (B, C, N) and q (B, Cq, N)")
     if tuple(rel_pos.shape) != (n, n):
         raise ValueError(f"rel_pos must be (N, N) = ({n}, {n}), got {tuple(rel_pos.shape)}")
     if k < 1 or dilation < 1 or n < k:
         raise ValueError(f"need 1 <= k <= N and dilation >= 1, got k={k}, dilation={dilation}, N={n}")
-    if not (h.dtype == q.dtype == v.dtype) or h.dtype not in (torch.float32, torch.float16):
-        raise TypeError(f"h, q, v must share dtype float32 or float16; got {h.dtype}, {q.dtype}, {v.dtype}")
+    if not (h.dtype == q.dtype == v.dtype) or h.dtype not in _DTYPES[h.device.type == "cuda"]:
+        raise TypeError(f"h, q, v must share one dtype of {_DTYPES[h.device.type == 'cuda']}; "
+                        f"got {h.dtype}, {q.dtype}, {v.dtype}")
 
 
 def _squeeze_rel(rel_pos: Tensor) -> Tensor:
@@ -118,9 +131,15 @@ def _graph_attention_cuda(h: Tensor, q: Tensor, v: Tensor, rel_pos: Tensor, k: i
 
 
 def run_triton(h: Tensor, q: Tensor, v: Tensor, rel_pos: Tensor, k: int = DEFAULT_K,
-               dilation: int = DEFAULT_DILATION, tiles: Optional[object] = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Launch the fused Triton kernel (CUDA, or CPU under TRITON_INTERPRET=1); no autograd."""
-    from edge_runtime.kernels import graph_attention_triton as kernels
+               dilation: int = DEFAULT_DILATION, tiles: Optional[object] = None,
+               kernels: Optional[ModuleType] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Launch the fused Triton kernel; no autograd, no input checks (the op does those).
+
+    `kernels` defaults to `edge_runtime.kernels.graph_attention_triton`; tests pass a copy loaded
+    under TRITON_INTERPRET=1 to run the same kernel on the CPU.
+    """
+    if kernels is None:
+        from edge_runtime.kernels import graph_attention_triton as kernels
 
     h, q, v = h.contiguous(), q.contiguous(), v.contiguous()
     rel_pos = rel_pos.float().contiguous()  # R stays float32 even for float16 activations
@@ -145,8 +164,8 @@ def _graph_attention_fake(h: Tensor, q: Tensor, v: Tensor, rel_pos: Tensor, k: i
 
 def max_relative_backward(h: Tensor, neighbours: Tensor, grad: Tensor) -> Tensor:
     """d/dh of max_n(h[n] − h[i]): +grad at the winning neighbour, −grad at the centre."""
-    hf = h.float()
-    gf = grad.float()
+    hf = _acc(h)
+    gf = grad.to(hf.dtype)
     winner = (_gather_nodes(hf, neighbours) - hf.unsqueeze(-1)).argmax(dim=-1)  # (B, C, N)
     b, c, n = h.shape
     nbr = neighbours.long().unsqueeze(1).expand(b, c, n, neighbours.shape[-1])
@@ -156,7 +175,8 @@ def max_relative_backward(h: Tensor, neighbours: Tensor, grad: Tensor) -> Tensor
 
 def dense_attention_backward(q: Tensor, v: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
     """Gradients of context = v·Sᵀ, S = softmax(qᵀq), w.r.t. q and v (materialises S: training sizes)."""
-    qf, vf, gf = q.float(), v.float(), grad.float()
+    qf, vf = _acc(q), _acc(v)
+    gf = grad.to(qf.dtype)
     s = torch.softmax(qf.transpose(1, 2) @ qf, dim=-1)
     grad_v = gf @ s
     grad_s = gf.transpose(1, 2) @ vf

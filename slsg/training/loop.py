@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from edge_runtime.scoring import image_score, threshold_from_good_scores
+from edge_runtime.scoring import threshold_from_good_scores
 from slsg.checkpoint import save_run
 from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
 from slsg.data.training_set import SynthesisDataset
@@ -73,8 +73,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _progress(total: int, start: int, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.2f} step/s"),
@@ -170,17 +176,16 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
 
 def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfig, meta: dict) -> None:
     """The final checkpoint is the result (no selection on test data); the threshold comes from good validation."""
-    from slsg.data.loading import load_images
+    from slsg.evaluation import good_scores
     from slsg.inference import TorchPredictor
 
     model.eval()
-    val = td.val_samples
-    source = "validation"
+    val, source = td.val_samples, "validation"
     if not val:
         val, source = td.train_samples, "train (no validation images: threshold is optimistic)"
-    images, _ = load_images(val, model.cfg.size, td.report)
     device = next(model.parameters()).device
-    scores = image_score(TorchPredictor(model, device)(np.stack(images))) if images else np.zeros(0)
+    size = (model.cfg.size, model.cfg.size)
+    scores = good_scores(TorchPredictor(model, device), val, size) if val else np.zeros(0)
     config = dict(meta)
     if len(scores):
         t = threshold_from_good_scores(scores, cfg.false_reject_rate)

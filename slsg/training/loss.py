@@ -21,7 +21,8 @@ def slsg_loss(logits: torch.Tensor, aux_logits: torch.Tensor, target: torch.Tens
     l1 = (prob[:, 1:2] - target).abs().mean()
     l1_aux = (aux[:, 1:2] - target).abs().mean()
     total = weights[0] * focal + weights[1] * l1 + weights[2] * l1_aux
-    return total, {"loss": float(total), "focal": float(focal), "l1": float(l1), "l1_aux": float(l1_aux)}
+    parts = {"loss": total, "focal": focal, "l1": l1, "l1_aux": l1_aux}
+    return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def cosine_lr(step: int, total: int, base: float) -> float:

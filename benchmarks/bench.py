@@ -1,0 +1,196 @@
+"""`slsg bench`: reference-style PyTorch eager vs our runtime backends, in one alternating run.
+
+Latency (per stage, end-to-end and engine-only), the roofline (MACs from `slsg.model.macs`, GEMM peaks
+measured here at the same thread count), ONNX Runtime per-op profiles, accuracy parity, and the goals.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.eager import eager_case
+from benchmarks.parity import evaluate_backends, open_parity_set
+from benchmarks.roofline import floors_for, measure_peaks
+from edge_runtime.commands.bench import (
+    DEFAULT_BACKENDS,
+    bench_frame,
+    open_backends,
+    ort_op_profile,
+    runtime_cases,
+)
+from edge_runtime.timing import machine_facts, peak_rss_mb, run_alternating
+
+TORCH = "torch"
+
+
+@dataclass
+class BenchConfig:
+    threads: int = 2
+    warmup: int = 10
+    iterations: int = 50
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    gemm_n: int = 1024
+    gemm_repeats: int = 10
+    profile_runs: int = 10
+    parity: bool = True
+    pixel: bool = False
+    data: Path | None = None
+    category: str | None = None
+    run: Path | None = None  # the RUN behind a bundle, for the PyTorch side
+    bundle: Path | None = None  # a bundle made from the RUN target (else one is exported to a temp folder)
+    int8: bool = True  # when exporting: also write INT8 models, if calibration is available
+    image: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def is_run(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def export_for_bench(run_dir: Path, out: Path, int8: bool, say: Callable[[str], None]) -> tuple[Path, list[str]]:
+    """RUN → bundle with `slsg export`'s writer (INT8 too when the calibration package provides it)."""
+    import calibration
+    from export.bundle_writer import BundleOptions, write_bundle
+
+    notes = []
+    want_int8 = int8 and hasattr(calibration, "export_precisions")
+    if int8 and not want_int8:
+        notes.append("INT8 models not exported: this build's calibration package has no export_precisions")
+    write_bundle(run_dir, out, BundleOptions(int8=want_int8), say=say)
+    return out, notes
+
+
+def resolve(target: Path, cfg: BenchConfig, stack: ExitStack, say: Callable[[str], None]):
+    """(model or None, bundle folder, notes) for a RUN or a bundle target."""
+    from slsg.checkpoint import load_run
+
+    notes: list[str] = []
+    run_dir = target if is_run(target) else cfg.run
+    model = load_run(run_dir)[1] if run_dir is not None else None
+    if is_run(target):
+        bundle = cfg.bundle
+        if bundle is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slsg-bench-")))
+            bundle, notes = export_for_bench(target, tmp / "model.slsg", cfg.int8, say)
+    else:
+        bundle = target
+        if model is None:
+            notes.append("no RUN given (--run): the PyTorch side is skipped; parity is against ONNX fp32")
+    return model, bundle, notes
+
+
+def model_macs(model, manifest: dict) -> int:
+    """MACs of one 1×3×H×W forward, counted by the repo's counter (weights do not change the count)."""
+    from slsg.model import ModelConfig, build_model
+    from slsg.model.macs import count_macs
+
+    if model is None:
+        model = build_model(ModelConfig.from_dict(manifest["model"])).eval()
+    size = model.cfg.size
+    return count_macs(model, torch.zeros(1, 3, size, size))["total"]
+
+
+def roofline(report: dict, macs: int, peaks) -> dict:
+    cases = report["cases"]
+    floors = floors_for([n for n in cases if not n.endswith(" (engine)")], macs, peaks)
+    for name, f in floors.items():
+        f["e2e_multiple"] = cases[name]["end_to_end"]["p50_ms"] / f["floor_ms"]
+        engine = cases.get(f"{name} (engine)")
+        if engine is not None:
+            f["engine_multiple"] = engine["end_to_end"]["p50_ms"] / f["floor_ms"]
+        elif name == TORCH:
+            f["engine_multiple"] = cases[name]["stages"]["infer"]["p50_ms"] / f["floor_ms"]
+    return {"macs": macs, "gmacs": macs / 1e9, "peaks": peaks.to_dict(), "backends": floors}
+
+
+def speedups(cases: dict) -> dict[str, float]:
+    if TORCH not in cases:
+        return {}
+    base = cases[TORCH]["end_to_end"]["p50_ms"]
+    return {n: base / c["end_to_end"]["p50_ms"] for n, c in cases.items()}
+
+
+def goals(report: dict) -> list[dict]:
+    """The issue's goals, measured: speed-ups vs eager, distance to the floor, INT8 accuracy."""
+    out = []
+    sp, floors = report.get("speedup_vs_torch", {}), report.get("roofline", {}).get("backends", {})
+    par = (report.get("parity") or {}).get("backends", {})
+
+    def add(goal: str, value, ok) -> None:
+        if value is not None:
+            out.append({"goal": goal, "value": float(value), "met": bool(ok(value))})
+
+    add("ORT FP32 end-to-end speed-up vs eager ≥ 1.5", sp.get("onnx"), lambda v: v >= 1.5)
+    add("ORT FP32 end-to-end / fp32 floor ≤ 1.15", floors.get("onnx", {}).get("e2e_multiple"), lambda v: v <= 1.15)
+    add("ORT INT8 end-to-end speed-up vs eager ≥ 3.5", sp.get("onnx-int8"), lambda v: v >= 3.5)
+    if report.get("parity", {}).get("reference") == TORCH:
+        add("ORT INT8 map correlation vs PyTorch ≥ 0.99", par.get("onnx-int8", {}).get("map_correlation"),
+            lambda v: v >= 0.99)
+        add("ORT INT8 AUROC drop ≤ 1 point", par.get("onnx-int8", {}).get("auroc_drop_points"), lambda v: v <= 1.0)
+    return out
+
+
+def run_bench(target: Path, cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> tuple[dict, dict]:
+    """(report, raw end-to-end ms per case). The report is JSON-ready."""
+    from edge_runtime.bundle import load_bundle
+    from slsg.inference import TorchPredictor
+
+    torch.set_num_threads(cfg.threads)
+    with ExitStack() as stack:
+        model, bundle_dir, notes = resolve(Path(target), cfg, stack, say)
+        bundle = load_bundle(bundle_dir)
+        opened, skipped = open_backends(bundle, list(cfg.backends), cfg.threads)
+        frame = bench_frame(bundle.size, cfg.image)
+        cases = [eager_case(model, frame, TORCH)] if model is not None else []
+        cases += [c for n, be in opened.items() for c in runtime_cases(n, be, frame, bundle.threshold.value)]
+        say(f"timing {len(cases)} cases: {cfg.warmup} warm-up + {cfg.iterations} rounds, alternating")
+        timings = run_alternating(cases, cfg.warmup, cfg.iterations)
+        say(f"measuring GEMM peaks at {cfg.threads} threads ({cfg.gemm_n}²)")
+        peaks = measure_peaks(cfg.threads, cfg.gemm_n, cfg.gemm_repeats)
+        batch = frame_batch(frame, bundle.size)
+        onnx_models = {n: Path(be.path) for n, be in opened.items() if str(getattr(be, "path", "")).endswith(".onnx")}
+        profiles = {n: ort_op_profile(p, batch, cfg.threads, cfg.profile_runs)
+                    for n, p in onnx_models.items() if cfg.profile_runs > 0}
+        report = {
+            "title": str(target),
+            "target": str(target),
+            "bundle": str(bundle.root),
+            "weights": "RUN checkpoint" if model is not None else "bundle only",
+            "size": list(bundle.size),
+            "warmup": cfg.warmup,
+            "iterations": cfg.iterations,
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+            "machine": machine_facts(cfg.threads, ("numpy", "onnxruntime", "cv2", "torch", "onnx")),
+            "backends": {n: {"name": be.name, "providers": list(getattr(be, "providers", [])),
+                             "model": str(getattr(be, "path", ""))} for n, be in opened.items()},
+            "skipped": skipped,
+            "cases": {n: t.summary() for n, t in timings.items()},
+            "profiles": profiles,
+            "notes": [*cfg.notes, *notes],
+        }
+        report["speedup_vs_torch"] = speedups(report["cases"])
+        report["roofline"] = roofline(report, model_macs(model, bundle.manifest), peaks)
+        if cfg.parity and (model is not None or opened):
+            say("accuracy parity")
+            category = open_parity_set(cfg.data, cfg.category, bundle.size[0], stack)
+            predictors = {TORCH: TorchPredictor(model)} if model is not None else {}
+            predictors.update(opened)
+            reference = TORCH if model is not None else next(iter(opened))
+            report["parity"] = evaluate_backends(predictors, category, bundle.size, reference, pixel=cfg.pixel)
+        report["goals"] = goals(report)
+        report["peak_rss_mb"] = peak_rss_mb()
+    raw = {n: t.end_to_end_ms for n, t in timings.items()}
+    return report, raw
+
+
+def frame_batch(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from edge_runtime.preprocess import prepare
+
+    return prepare(frame, size)[None]

@@ -1,0 +1,79 @@
+"""One real bench on a tiny faithful model: eager vs ONNX Runtime, roofline, parity; reports that parse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from benchmarks.bench import BenchConfig, goals, run_bench
+from benchmarks.report import markdown, write_reports
+
+
+@pytest.fixture(scope="module")
+def bench(tiny_run: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    from slsg.data.synthetic_scene import SMALL, write_dataset
+
+    data = write_dataset(tmp_path_factory.mktemp("data"), counts=SMALL, size=64)
+    cfg = BenchConfig(threads=1, warmup=1, iterations=3, backends=("onnx", "trt-int8"), gemm_n=64,
+                      gemm_repeats=2, profile_runs=2, data=data, bundle=tiny_bundle)
+    return run_bench(tiny_run, cfg)
+
+
+def test_eager_and_runtime_are_timed_side_by_side(bench: tuple[dict, dict]) -> None:
+    report, raw = bench
+    assert set(report["cases"]) == {"torch", "onnx", "onnx (engine)"}
+    assert all(len(v) == 3 for v in raw.values())
+    assert set(report["cases"]["torch"]["stages"]) == {"pre", "infer", "post"}
+    assert "trt-int8" in report["skipped"]
+    assert report["speedup_vs_torch"]["torch"] == pytest.approx(1.0)
+    assert report["machine"]["versions"]["torch"] and report["machine"]["threads"] == 1
+
+
+def test_roofline_uses_the_repo_mac_count(bench: tuple[dict, dict]) -> None:
+    import torch
+
+    from slsg.model import ModelConfig, build_model
+    from slsg.model.macs import count_macs
+
+    report, _ = bench
+    macs = count_macs(build_model(ModelConfig(size=64)).eval(), torch.zeros(1, 3, 64, 64))["total"]
+    r = report["roofline"]
+    assert r["macs"] == macs
+    onnx = r["backends"]["onnx"]
+    assert onnx["floor_ms"] == pytest.approx(2 * macs / r["peaks"]["fp32"] * 1e3)
+    assert onnx["e2e_multiple"] == pytest.approx(report["cases"]["onnx"]["end_to_end"]["p50_ms"] / onnx["floor_ms"])
+    assert report["profiles"]["onnx"]["top_ops"][0]["op"] == "Conv"
+
+
+def test_fp32_onnx_matches_pytorch_on_the_parity_set(bench: tuple[dict, dict]) -> None:
+    par = bench[0]["parity"]
+    assert par["reference"] == "torch" and par["category"] == "synthetic_box"
+    assert par["backends"]["onnx"]["map_max_abs"] < 1e-3
+    assert par["backends"]["onnx"]["map_correlation"] > 0.999
+
+
+def test_reports_are_written_and_parse(bench: tuple[dict, dict], tmp_path: Path) -> None:
+    report, raw = bench
+    paths = write_reports(report, raw, tmp_path)
+    assert json.loads(paths["json"].read_text())["cases"].keys() == report["cases"].keys()
+    md = paths["markdown"].read_text()
+    assert "| case | p50 ms" in md and "## Roofline" in md and "## Accuracy parity" in md
+    assert md.count("\n| onnx |") == 3  # latency, roofline and parity rows
+    for key in ("latency_png", "parity_png"):
+        with Image.open(paths[key]) as im:
+            assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_goals_are_judged_from_the_measurements() -> None:
+    report = {"speedup_vs_torch": {"onnx": 1.6, "onnx-int8": 3.0},
+              "roofline": {"backends": {"onnx": {"e2e_multiple": 1.2}}},
+              "parity": {"reference": "torch", "backends": {"onnx-int8": {"map_correlation": 0.995,
+                                                                          "auroc_drop_points": 1.5}}}}
+    assert [g["met"] for g in goals(report)] == [True, False, False, True, False]
+    machine = {"cpu": "x", "cpus_usable": 2, "threads": 2, "load_average_1_5_15": None, "versions": {}}
+    md = markdown({**report, "roofline": {}, "parity": None, "goals": goals(report), "machine": machine,
+                   "iterations": 1, "warmup": 0, "cases": {}})
+    assert md.count("| no |") == 3 and md.count("| yes |") == 2

@@ -1,0 +1,152 @@
+"""What `slsg export --int8` calls: calibration set, two INT8 flavours and the accuracy gate, into a bundle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from calibration.accuracy import AccuracyReport, EvalData, Outputs, compare, latency_ms, run_model
+from calibration.float_regions import FloatRegions
+from calibration.int8 import (
+    CPU,
+    FLAVOUR_FILES,
+    TRT,
+    Int8Config,
+    compute_ranges,
+    count_int8_ops,
+    default_exclusions,
+    preprocess_for_quantization,
+    quantize_flavour,
+)
+from calibration.selection import CalibrationSet
+from calibration.sensitivity import node_sensitivity
+
+CALIBRATION_DIR = "calibration"
+RANGES_FILE = "ranges.json"
+CONFIG_FILE = "int8_config.json"
+REPORT_FILE = "int8_report.json"
+SENSITIVITY_IMAGES = 8
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSummary:
+    file: str
+    bytes: int
+    latency_ms: float | None = None
+    int8_ops: dict[str, int] = field(default_factory=dict)
+    accuracy: AccuracyReport | None = None
+
+
+@dataclass
+class Int8Report:
+    """For the export's final table: FP32 vs each INT8 flavour (AUROC, correlation, size, CPU latency)."""
+
+    passed: bool
+    config: dict
+    calibration: dict
+    float_regions: dict
+    fallback_nodes: list[str]
+    fallback_rounds: int
+    fp32: ModelSummary
+    flavours: dict[str, ModelSummary]
+    failure: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData,
+          cfg: Int8Config) -> dict[str, AccuracyReport]:
+    return {f: compare(fp32_out, run_model(p, data.images()), data, cfg.auroc_budget, cfg.min_map_correlation)
+            for f, p in models.items()}
+
+
+def _quantize_both(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config,
+                   exclude: list[str]) -> dict[str, Path]:
+    return {f: quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[f], f, cfg, exclude) for f in (TRT, CPU)}
+
+
+def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
+                    eval_data: EvalData | None = None, measure_latency: bool = True) -> Int8Report:
+    """Write `model.int8.onnx`, `model.int8-cpu.onnx` and `calibration/` into `out_dir`; gate and report.
+
+    Without `eval_data` no gate runs (`passed` is True, accuracy None) — the export should always pass
+    held-out good images. When the gate still fails after fallback, the INT8 files are removed so a bundle
+    never ships a model that failed its gate; the report says why.
+    """
+    cfg = cfg or Int8Config()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calib_dir = calib.save(out_dir / CALIBRATION_DIR)
+    (calib_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    with tempfile.TemporaryDirectory(prefix="slsg-int8-") as tmp:
+        pre = preprocess_for_quantization(fp32_onnx, Path(tmp) / "pre.onnx")
+        ranges = compute_ranges(pre, calib.tensors, cfg, calib_dir / RANGES_FILE)
+        regions: FloatRegions = default_exclusions(pre, cfg)
+        exclude = regions.all()
+        models = _quantize_both(pre, ranges, out_dir, cfg, exclude)
+        fallback: list[str] = []
+        rounds = 0
+        gate: dict[str, AccuracyReport] = {}
+        if eval_data is not None:
+            fp32_out = run_model(fp32_onnx, eval_data.images())
+            gate = _gate(fp32_out, models, eval_data, cfg)
+            while (cfg.auto_fallback and not all(r.passed for r in gate.values())
+                   and rounds < cfg.max_fallback_rounds):
+                worst = min((f for f in gate if not gate[f].passed), key=lambda f: gate[f].map_pearson)
+                candidates = [n for n in _quantizable_nodes(pre) if n not in set(exclude)]
+                probe = eval_data.images()[:SENSITIVITY_IMAGES]
+                ranked = node_sensitivity(pre, models[worst], probe, candidates)
+                if not ranked:
+                    break
+                take = [name for name, _ in ranked[:2 ** rounds]]
+                rounds += 1
+                fallback += take
+                exclude += take
+                log.info("INT8 gate failed (%s); keeping %s in float", "; ".join(gate[worst].reasons), take)
+                models = _quantize_both(pre, ranges, out_dir, cfg, exclude)
+                gate = _gate(fp32_out, models, eval_data, cfg)
+    passed = all(r.passed for r in gate.values())
+    sample = calib.tensors[0]
+    flavours = {f: ModelSummary(file=p.name, bytes=p.stat().st_size, int8_ops=count_int8_ops(p),
+                                latency_ms=latency_ms(p, sample) if measure_latency else None,
+                                accuracy=gate.get(f)) for f, p in models.items()}
+    fp32 = ModelSummary(file=fp32_onnx.name, bytes=fp32_onnx.stat().st_size,
+                        latency_ms=latency_ms(fp32_onnx, sample) if measure_latency else None)
+    failure = [f"{f}: {reason}" for f, r in gate.items() for reason in r.reasons]
+    if passed and gate and not any(sum(v for k, v in s.int8_ops.items() if k != "float_conv")
+                                   for s in flavours.values()):
+        passed = False
+        failure.append("fallback kept every layer in float: no INT8 model worth shipping")
+    if not passed:
+        for p in models.values():
+            p.unlink(missing_ok=True)
+        failure.append("INT8 models removed: they failed the accuracy gate (raise auroc_budget, enable "
+                       "auto_fallback, or try another calibration method/strategy)")
+    report = Int8Report(passed=passed, config=cfg.to_dict(),
+                        calibration={**calib.manifest(), "images": len(calib.paths)},
+                        float_regions=regions.to_dict(), fallback_nodes=fallback, fallback_rounds=rounds,
+                        fp32=fp32, flavours=flavours, failure=failure)
+    (calib_dir / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2, default=_json_default) + "\n")
+    return report
+
+
+def _quantizable_nodes(pre: Path) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(str(pre)).graph.node
+            if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Resize", "Concat")]
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")

@@ -1,0 +1,123 @@
+"""Which nodes of the exported graph stay in float, found from the graph's structure, not from names.
+
+Three regions: the in-graph pre-processing (Cast/Div/Sub/Transpose before the first conv: it works on raw
+pixels and costs nothing), the graph-attention block (similarity MatMul, TopK, Gather, Softmax and the path
+from the q/k projections to them: top-k neighbour selection turns a small perturbation into a different
+neighbour), and the scoring head after the last weighted layer (softmax map, top-k mean score).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import onnx
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+ANCHOR_OPS = ("TopK", "Gather", "GatherElements", "GatherND", "Softmax")
+#: Ops whose output is a shape, never a pixel: walking through them would drag the whole net along.
+SHAPE_OPS = ("Shape", "Size")
+
+
+@dataclass
+class FloatRegions:
+    preprocess: list[str]
+    graph_block: list[str]
+    head: list[str]
+
+    def all(self) -> list[str]:
+        return sorted(set(self.preprocess) | set(self.graph_block) | set(self.head))
+
+    def to_dict(self) -> dict:
+        return {"preprocess": self.preprocess, "graph_block": self.graph_block, "head": self.head}
+
+
+def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every unnamed node a unique name: `nodes_to_exclude` can only refer to named nodes."""
+    seen = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in seen:
+                name += "_"
+            node.name = name
+            seen.add(name)
+    return model
+
+
+class _Graph:
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.nodes = list(model.graph.node)
+        self.constants = {i.name for i in model.graph.initializer}
+        self.constants |= {o for n in self.nodes if n.op_type == "Constant" for o in n.output}
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.shape_derived = self._shape_derived()
+
+    def _shape_derived(self) -> set[str]:
+        """Nodes that compute only shapes (Shape → Gather → Concat → Reshape's 2nd input)."""
+        derived: set[str] = set()
+        tensors = set(self.constants)
+        for n in self.nodes:  # ONNX graphs are topologically sorted
+            ins = [i for i in n.input if i]
+            if n.op_type in SHAPE_OPS or n.op_type == "Constant" or (ins and all(i in tensors for i in ins)):
+                derived.add(n.name)
+                tensors.update(n.output)
+        return derived
+
+    def is_weighted(self, n: onnx.NodeProto) -> bool:
+        return n.op_type in WEIGHTED_OPS and any(i in self.constants for i in n.input[1:2])
+
+    def data_inputs(self, n: onnx.NodeProto) -> list[onnx.NodeProto]:
+        return [self.producer[i] for i in n.input if i in self.producer and i not in self.constants
+                and self.producer[i].name not in self.shape_derived]
+
+    def data_consumers(self, n: onnx.NodeProto) -> list[onnx.NodeProto]:
+        return [c for o in n.output for c in self.consumers.get(o, []) if c.name not in self.shape_derived]
+
+    def closure(self, start: list[onnx.NodeProto], step, stop) -> set[str]:
+        seen: set[str] = set()
+        todo = list(start)
+        while todo:
+            n = todo.pop()
+            if n.name in seen:
+                continue
+            seen.add(n.name)
+            if not stop(n):
+                todo.extend(step(n))
+        return seen
+
+
+def find_float_regions(model: onnx.ModelProto) -> FloatRegions:
+    """The three float regions of a (pre-processed, fully named) model; see the module docstring.
+
+    The head includes the weighted layers that feed it directly (the logits convs), so no Q/DQ pair sits
+    between the logits and the softmax."""
+    g = _Graph(model)
+    weighted = [n for n in g.nodes if g.is_weighted(n)]
+    if not weighted:
+        return FloatRegions([], [], [])
+    below_weighted = g.closure([c for w in weighted for c in g.data_consumers(w)], g.data_consumers,
+                               lambda n: False)
+    above_weighted = g.closure([p for w in weighted for p in g.data_inputs(w)], g.data_inputs,
+                               lambda n: False)
+    weighted_names = {w.name for w in weighted}
+    preprocess = sorted(n.name for n in g.nodes if n.name in above_weighted and n.name not in below_weighted
+                        and n.name not in weighted_names and n.name not in g.shape_derived)
+    head = sorted(n.name for n in g.nodes if n.name in below_weighted and n.name not in above_weighted
+                  and n.name not in weighted_names and n.name not in g.shape_derived)
+    # The layers that produce the logits stay float too: otherwise their quantised output feeds the softmax.
+    head_set = set(head)
+    logits = {w.name for w in weighted if any(c.name in head_set for c in g.data_consumers(w))}
+    head = sorted(head_set | logits)
+    anchors = [n for n in g.nodes if n.op_type in ANCHOR_OPS and n.name not in g.shape_derived
+               and n.name not in head and n.name not in preprocess]
+    back = g.closure(anchors, g.data_inputs, g.is_weighted)
+    forward = g.closure(anchors, g.data_consumers, g.is_weighted)
+    # The q/k/v projections stay float (their outputs feed the similarity directly); the first weighted
+    # layer after the block is ordinary network and is quantised.
+    block = (back | (forward - weighted_names)) - set(head) - set(preprocess)
+    return FloatRegions(preprocess=preprocess, graph_block=sorted(block), head=head)

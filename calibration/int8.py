@@ -1,0 +1,170 @@
+"""INT8 Q/DQ models from one calibration: a symmetric flavour for TensorRT and a u8×s8 flavour for ORT on x86.
+
+Ranges are computed once per method (and cached as JSON beside the calibration set), then both flavours
+and every fallback retry re-use them: only the Q/DQ placement changes between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data, save_tensors_data
+
+from calibration.float_regions import FloatRegions, find_float_regions, name_nodes
+from calibration.reader import TensorReader
+from calibration.selection import DEFAULT_CALIB_SIZE
+
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+           "percentile": CalibrationMethod.Percentile}
+#: The two flavours: file name and what each runtime wants.
+TRT, CPU = "int8", "int8-cpu"
+FLAVOUR_FILES = {TRT: "model.int8.onnx", CPU: "model.int8-cpu.onnx"}
+INT8_OPS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeMatMul",
+            "MatMulIntegerToFloat", "QGemm")
+
+
+class QuantizationError(RuntimeError):
+    """Quantisation could not produce a model; the message names the step and the way out."""
+
+
+@dataclass
+class Int8Config:
+    """How the INT8 models are made; saved beside them so every model says how it was made."""
+
+    method: str = "entropy"              # minmax | entropy | percentile
+    calib_size: int = DEFAULT_CALIB_SIZE
+    strategy: str = "random"             # random | stratified | diverse
+    seed: int = 0
+    auroc_budget: float = 0.01           # allowed AUROC drop (1 point)
+    min_map_correlation: float = 0.9     # pixel Pearson of INT8 vs FP32 maps, checked even without anomalies
+    auto_fallback: bool = True
+    percentile: float = 99.999
+    num_bins: int = 512                  # histogram bins (entropy needs ≫ num_quantized_bins)
+    num_quantized_bins: int = 128
+    batch_size: int = 1
+    per_channel: bool = True
+    dedicated_qdq_pairs: bool = True     # per-reader Q/DQ pairs (cpu flavour): fusable convs
+    max_fallback_rounds: int = 6
+    extra_exclude: list[str] = field(default_factory=list)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown calibration method {self.method!r}; "
+                             f"choose one of {', '.join(METHODS)}")
+        if self.method == "entropy" and self.num_bins <= self.num_quantized_bins:
+            raise ValueError(f"entropy needs num_bins > num_quantized_bins ({self.num_bins} ≤ "
+                             f"{self.num_quantized_bins}); with equal bins it silently equals minmax")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def preprocess_for_quantization(fp32_onnx: Path, out: Path) -> Path:
+    """ORT's pre-processing (shape inference, BN folding) and a name on every node."""
+    try:
+        quant_pre_process(str(fp32_onnx), str(out))
+    except Exception as err:  # symbolic shape inference gives up on torch exports with dynamic batch
+        logging.getLogger(__name__).info("symbolic shape inference failed (%s); retrying without it", err)
+        quant_pre_process(str(fp32_onnx), str(out), skip_symbolic_shape=True)
+    model = name_nodes(onnx.load(str(out)))
+    onnx.save(model, str(out))
+    return out
+
+
+def input_name(model_path: Path) -> str:
+    return onnx.load(str(model_path), load_external_data=False).graph.input[0].name
+
+
+def compute_ranges(model: Path, tensors: np.ndarray, cfg: Int8Config, cache: Path) -> Path:
+    """Run the calibrator once and store its tensor ranges as JSON.
+
+    The calibrator is built here rather than inside `quantize_static` because that path gives the entropy
+    method 128 bins for 128 quantised bins — a single candidate threshold, i.e. minmax under another name.
+    """
+    options = {"num_bins": cfg.num_bins}
+    if cfg.method == "entropy":
+        options["num_quantized_bins"] = cfg.num_quantized_bins
+    if cfg.method == "percentile":
+        options["percentile"] = cfg.percentile
+    reader = TensorReader(tensors, input_name(model), cfg.batch_size, cfg.progress,
+                          f"calibrating ({cfg.method}, {len(tensors)} images)")
+    with tempfile.TemporaryDirectory(prefix="slsg-calib-") as tmp:
+        calibrator = create_calibrator(model, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=METHODS[cfg.method], extra_options=options)
+        calibrator.collect_data(reader)
+        ranges = calibrator.compute_data()
+        del calibrator
+    save_tensors_data(ranges, cache)
+    return cache
+
+
+def tensor_ranges(cache: Path) -> dict[str, tuple[float, float]]:
+    """(low, high) per calibrated tensor, read from the JSON cache."""
+    data = load_tensors_data(cache)
+    return {name: (float(np.min(r.range_value[0])), float(np.max(r.range_value[1])))
+            for name, r in data.data.items()}
+
+
+def flavour_options(flavour: str, cfg: Int8Config) -> dict:
+    if flavour == TRT:
+        return {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8,
+                "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}}
+    if flavour == CPU:
+        return {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8,
+                "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True,
+                                  "DedicatedQDQPair": cfg.dedicated_qdq_pairs}}
+    raise ValueError(f"unknown INT8 flavour {flavour!r}; use {TRT!r} or {CPU!r}")
+
+
+def quantize_flavour(pre: Path, cache: Path, out: Path, flavour: str, cfg: Int8Config,
+                     exclude: list[str]) -> Path:
+    """One Q/DQ model from cached ranges; `exclude` names the nodes that stay float."""
+    opts = flavour_options(flavour, cfg)
+    quantize_static(str(pre), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+                    per_channel=cfg.per_channel, nodes_to_exclude=list(exclude),
+                    calibrate_method=METHODS[cfg.method], calibration_cache_path=str(cache),
+                    activation_type=opts["activation_type"], weight_type=opts["weight_type"],
+                    extra_options=opts["extra_options"])
+    return out
+
+
+def default_exclusions(pre: Path, cfg: Int8Config) -> FloatRegions:
+    regions = find_float_regions(onnx.load(str(pre)))
+    if cfg.extra_exclude:
+        regions.graph_block = sorted(set(regions.graph_block) | set(cfg.extra_exclude))
+    return regions
+
+
+def session_options(threads: int = 0, optimized_path: Path | None = None) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
+    return so
+
+
+def count_int8_ops(model: Path) -> dict[str, int]:
+    """What ONNX Runtime (CPU) actually runs in integer arithmetic after its own graph optimisation."""
+    with tempfile.TemporaryDirectory(prefix="slsg-opt-") as tmp:
+        optimized = Path(tmp) / "optimized.onnx"
+        ort.InferenceSession(str(model), session_options(1, optimized), providers=["CPUExecutionProvider"])
+        graph = onnx.load(str(optimized)).graph
+    ops = [n.op_type for n in graph.node]
+    counts = {op: ops.count(op) for op in INT8_OPS if op in ops}
+    counts["float_conv"] = ops.count("Conv") + ops.count("FusedConv")
+    return counts

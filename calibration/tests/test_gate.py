@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from calibration.accuracy import auroc, compare, ranks, run_model, spearman
+from calibration.bundle import quantize_bundle
+from calibration.int8 import CPU, Int8Config, default_exclusions, quantize_flavour
+
+
+def test_metrics_match_their_definitions():
+    assert auroc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1])) == 1.0
+    assert auroc(np.array([0.1, 0.3, 0.2, 0.4]), np.array([0, 0, 1, 1])) == 0.75
+    assert auroc(np.array([0.1, 0.2]), np.array([0, 0])) is None
+    assert list(ranks(np.array([3.0, 1.0, 3.0]))) == [2.5, 1.0, 2.5]
+    assert spearman(np.arange(5.0), np.arange(5.0) ** 3) == 1.0
+
+
+def test_bundle_gets_both_flavours_calibration_and_a_passing_report(tiny_onnx, calib_set, eval_data,
+                                                                   tmp_path):
+    cfg = Int8Config(method="minmax", progress=False, auroc_budget=0.03)
+    report = quantize_bundle(tiny_onnx, calib_set, tmp_path, cfg, eval_data, measure_latency=False)
+    assert report.passed, report.failure
+    for name in ("model.int8.onnx", "model.int8-cpu.onnx", "calibration/tensors.npy",
+                 "calibration/manifest.json", "calibration/ranges.json", "calibration/int8_report.json"):
+        assert (tmp_path / name).is_file(), name
+    acc = report.flavours[CPU].accuracy
+    assert acc.map_pearson > 0.9 and abs(acc.auroc_drop) <= 0.03 and acc.n_anomalous == 24
+    assert json.loads((tmp_path / "calibration" / "int8_report.json").read_text())["passed"] is True
+
+
+def test_gate_fails_a_broken_quantisation(pre_model, ranges, tiny_onnx, eval_data, tmp_path):
+    cfg = Int8Config(method="minmax", progress=False)
+    q = quantize_flavour(pre_model, ranges["minmax"], tmp_path / "q.onnx", CPU, cfg,
+                         default_exclusions(pre_model, cfg).all())
+    model = onnx.load(str(q))
+    act_scales = {n.input[1] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    for init in model.graph.initializer:
+        if init.name in act_scales:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(40.0), init.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    ref = run_model(tiny_onnx, eval_data.images())
+    good = compare(ref, run_model(q, eval_data.images()), eval_data, 0.03, 0.9)
+    bad = compare(ref, run_model(broken, eval_data.images()), eval_data, 0.03, 0.9)
+    assert good.passed
+    assert not bad.passed and bad.reasons and bad.map_pearson < good.map_pearson
+
+
+def test_fallback_keeps_sensitive_layers_float_until_within_budget(tiny_onnx, calib_set, eval_data, tmp_path):
+    cfg = Int8Config(method="minmax", progress=False, auroc_budget=0.0, min_map_correlation=0.99,
+                     max_fallback_rounds=2)
+    report = quantize_bundle(tiny_onnx, calib_set, tmp_path, cfg, eval_data, measure_latency=False)
+    assert report.fallback_rounds >= 1 and report.fallback_nodes
+    assert all(n not in report.float_regions["graph_block"] for n in report.fallback_nodes)
+    if not report.passed:  # an impossible budget: the models are withdrawn and the report says why
+        assert not (tmp_path / "model.int8.onnx").exists() and report.failure
+    else:
+        assert (tmp_path / "model.int8.onnx").is_file()
+
+
+def test_no_gate_without_eval_data(tiny_onnx, calib_set, tmp_path: Path):
+    report = quantize_bundle(tiny_onnx, calib_set, tmp_path, Int8Config(method="percentile", progress=False))
+    assert report.passed and report.flavours[CPU].accuracy is None and report.fp32.latency_ms > 0

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from calibration.accuracy import run_model
+from calibration.float_regions import find_float_regions
+from calibration.int8 import (
+    CPU,
+    TRT,
+    Int8Config,
+    count_int8_ops,
+    default_exclusions,
+    quantize_flavour,
+    tensor_ranges,
+)
+from calibration.tests.tiny_model import good_images
+
+CFG = Int8Config(method="minmax", progress=False)
+
+
+@pytest.fixture(scope="module")
+def flavours(work: Path, pre_model: Path, ranges) -> dict[str, Path]:
+    exclude = default_exclusions(pre_model, CFG).all()
+    return {f: quantize_flavour(pre_model, ranges["minmax"], work / f"q_{f}.onnx", f, CFG, exclude)
+            for f in (TRT, CPU)}
+
+
+def _inits(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def _producer(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def test_trt_flavour_is_symmetric_int8(flavours):
+    model = onnx.load(str(flavours[TRT]))
+    inits = _inits(model)
+    qs = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qs
+    for n in qs:
+        zp = inits[n.input[2]]
+        assert not zp.any(), n.name
+        assert zp.dtype == (np.int32 if inits.get(n.input[0], zp).dtype == np.int32 else np.int8), n.name
+
+
+def test_conv_weights_are_per_channel_on_output_axis(flavours, pre_model):
+    pre = onnx.load(str(pre_model))
+    out_channels = {n.name: _inits(pre)[n.input[1]].shape[0] for n in pre.graph.node if n.op_type == "Conv"}
+    for flavour in (TRT, CPU):
+        model = onnx.load(str(flavours[flavour]))
+        inits, producer = _inits(model), _producer(model)
+        checked = 0
+        for conv in (n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in producer):
+            dq = producer[conv.input[1]]
+            assert dq.op_type == "DequantizeLinear"
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            assert axis == 0 and inits[dq.input[1]].shape == (out_channels[conv.name],)
+            assert inits[dq.input[0]].dtype == np.int8
+            checked += 1
+        assert checked >= 4
+
+
+def test_cpu_flavour_has_uint8_activations_and_runs_int8(flavours, tiny_onnx):
+    model = onnx.load(str(flavours[CPU]))
+    inits = _inits(model)
+    activation_zps = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert activation_zps and all(z.dtype == np.uint8 for z in activation_zps)
+    counts = count_int8_ops(flavours[CPU])
+    assert counts.get("QLinearConv", 0) + counts.get("ConvInteger", 0) >= 4
+    imgs = good_images(4, 9)
+    ref, out = run_model(tiny_onnx, imgs), run_model(flavours[CPU], imgs)
+    assert out.maps.shape == ref.maps.shape and np.corrcoef(ref.maps.ravel(), out.maps.ravel())[0, 1] > 0.9
+
+
+def test_graph_block_and_head_stay_float(flavours, pre_model):
+    regions = find_float_regions(onnx.load(str(pre_model)))
+    assert {"TopK", "Softmax", "GatherElements", "ReduceMax"} <= {
+        n.op_type for n in onnx.load(str(pre_model)).graph.node if n.name in regions.graph_block}
+    for flavour in (TRT, CPU):
+        model = onnx.load(str(flavours[flavour]))
+        producer = _producer(model)
+        kept = ("TopK", "Softmax", "GatherElements", "MatMul")
+        fed_by_dq = [n for n in model.graph.node if n.op_type in kept
+                     and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                             for i in n.input)]
+        assert not fed_by_dq, [n.name for n in fed_by_dq]
+        first = model.graph.node[0]
+        assert first.op_type == "Cast"  # pre-processing reads the uint8 input directly, no Q/DQ in front
+
+
+def test_methods_give_different_ranges_and_scales(ranges, work, pre_model):
+    r = {m: tensor_ranges(p) for m, p in ranges.items()}
+    for a, b in (("minmax", "entropy"), ("minmax", "percentile"), ("entropy", "percentile")):
+        assert any(not np.isclose(r[a][k][1], r[b][k][1]) for k in r[a]), (a, b)
+    scales = {}
+    exclude = default_exclusions(pre_model, CFG).all()
+    for m in ("minmax", "percentile"):
+        cfg = Int8Config(method=m, progress=False)
+        q = onnx.load(str(quantize_flavour(pre_model, ranges[m], work / f"m_{m}.onnx", TRT, cfg, exclude)))
+        inits = _inits(q)
+        scales[m] = {n.input[0]: float(inits[n.input[1]]) for n in q.graph.node
+                     if n.op_type == "QuantizeLinear"}
+    shared = set(scales["minmax"]) & set(scales["percentile"])
+    assert shared and any(scales["minmax"][k] != scales["percentile"][k] for k in shared)
+
+
+def test_entropy_with_equal_bins_is_refused():
+    with pytest.raises(ValueError, match="equals minmax"):
+        Int8Config(method="entropy", num_bins=128, num_quantized_bins=128)

@@ -1,0 +1,192 @@
+"""Latency measurement shared by `slsg bench` and `slsg-edge bench` (numpy only, never torch).
+
+Backends are timed in one process, alternating round by round (the starting case rotates each round), so
+a neighbour's burst of load on a shared CPU hits every backend alike and the ratios between them hold.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+PERCENTILES = (50.0, 90.0, 99.0)
+#: Stage names a step may report; anything else it reports is kept too.
+STAGES = ("pre", "infer", "post")
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks: numpy.percentile's default, without numpy's dispatch."""
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} is outside [0, 100]")
+    ordered = sorted(float(s) for s in samples)
+    if not ordered:
+        raise ValueError("no samples to take a percentile of")
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass
+class LatencyStats:
+    """Summary of one series of per-iteration latencies, in milliseconds."""
+
+    n: int
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    fps: float  # 1000 / mean: sequential frames per second at batch 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(samples_ms: Sequence[float]) -> LatencyStats:
+    values = [float(v) for v in samples_ms]
+    if not values:
+        raise ValueError("no latency samples to summarize")
+    mean = sum(values) / len(values)
+    p50, p90, p99 = (percentile(values, q) for q in PERCENTILES)
+    return LatencyStats(len(values), mean, min(values), max(values), p50, p90, p99, 1000.0 / mean)
+
+
+#: One iteration of a case: runs it once and returns the milliseconds of each stage it timed itself.
+Step = Callable[[], dict[str, float]]
+
+
+@dataclass
+class Case:
+    """A named thing to time. `step()` runs one frame; the runner times the whole call (end-to-end)."""
+
+    name: str
+    step: Step
+    kind: str = "end-to-end"  # or "engine-only": the step is the bare engine call on a prepared input
+
+
+@dataclass
+class CaseTimings:
+    name: str
+    kind: str
+    end_to_end_ms: list[float] = field(default_factory=list)
+    stages_ms: dict[str, list[float]] = field(default_factory=dict)
+    rss_after_warmup_mb: float = 0.0
+
+    def add(self, total_ms: float, stages: dict[str, float]) -> None:
+        self.end_to_end_ms.append(total_ms)
+        for k, v in stages.items():
+            self.stages_ms.setdefault(k, []).append(float(v))
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "end_to_end": summarize(self.end_to_end_ms).to_dict(),
+            "stages": {k: summarize(v).to_dict() for k, v in self.stages_ms.items()},
+            "rss_after_warmup_mb": self.rss_after_warmup_mb,
+        }
+
+
+def alternating_order(names: Sequence[str], rounds: int) -> list[str]:
+    """Round r runs every case once, starting at case r mod k: no case always follows the same one."""
+    k = len(names)
+    return [names[(r + i) % k] for r in range(rounds) for i in range(k)] if k else []
+
+
+def run_alternating(
+    cases: Sequence[Case], warmup: int, iterations: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, CaseTimings]:
+    """Warm every case up (alternating), then time `iterations` rounds of all cases (alternating)."""
+    if iterations < 1:
+        raise ValueError(f"iterations must be ≥ 1, got {iterations}")
+    if len({c.name for c in cases}) != len(cases):
+        raise ValueError("case names must be unique")
+    by_name = {c.name: c for c in cases}
+    out = {c.name: CaseTimings(c.name, c.kind) for c in cases}
+    names = [c.name for c in cases]
+    for name in alternating_order(names, max(0, warmup)):
+        by_name[name].step()
+    for name in names:
+        out[name].rss_after_warmup_mb = current_rss_mb()
+    for name in alternating_order(names, iterations):
+        t0 = clock()
+        stages = by_name[name].step()
+        out[name].add((clock() - t0) * 1e3, stages or {})
+    return out
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    """(fn(), milliseconds it took)."""
+    t0 = time.perf_counter()
+    value = fn()
+    return value, (time.perf_counter() - t0) * 1e3
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def current_rss_mb() -> float:
+    """Resident set size now; falls back to the peak where /proc is absent."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str | None:
+    mod = sys.modules.get(module)
+    if mod is None:
+        try:
+            mod = __import__(module)
+        except ImportError:
+            return None
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+def machine_facts(threads: int | None, modules: Sequence[str] = ("numpy", "onnxruntime", "cv2")) -> dict:
+    """What a reader needs to judge the numbers: CPU, cores usable, threads asked for, load, versions."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    versions = {m: _version(m) for m in modules}
+    versions["python"] = platform.python_version()
+    return {
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "cpus_logical": os.cpu_count(),
+        "cpus_usable": usable,
+        "threads": threads,
+        "load_average_1_5_15": load,
+        "versions": {k: v for k, v in versions.items() if v is not None},
+    }
+

@@ -1,0 +1,42 @@
+"""Small real RUN folders (64² models, random weights) built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def make_run(root: Path, backbone: str, threshold: bool = True, seed: int = 0) -> Path:
+    import torch
+
+    from edge_runtime.scoring import threshold_from_good_scores
+    from slsg.checkpoint import save_run
+    from slsg.model import ModelConfig, build_model
+
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(backbone=backbone, size=64), "random")
+    config = {"data": {"root": str(root / "no-such-dataset"), "category": "x"}}
+    if threshold:
+        config["threshold"] = threshold_from_good_scores(np.linspace(0.3, 0.5, 20), 0.05).to_dict()
+    save_run(root, model, config)
+    return root
+
+
+@pytest.fixture(scope="session")
+def effnet_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("run_effnet"), "efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def effnet_bundle(effnet_run, tmp_path_factory) -> Path:
+    """One exported bundle shared by the tests that only read (or copy) it."""
+    from export.bundle_writer import BundleOptions, write_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "model.slsg"
+    write_bundle(effnet_run, out, BundleOptions(parity_count=4))
+    return out

@@ -1,0 +1,47 @@
+"""The lean runtime loads and runs an exported bundle in a fresh interpreter without importing torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+SCRIPT = r"""
+import json, sys
+import numpy as np
+from edge_runtime.bundle import load_bundle
+from edge_runtime.backends import select_backend
+from edge_runtime.scoring import image_score, is_anomalous
+bundle = load_bundle(sys.argv[1])
+backend = select_backend(bundle, "onnx", threads=1)
+frames = np.load(sys.argv[2])
+maps, scores = backend.run(frames)
+verdicts = is_anomalous(scores, bundle.threshold.value)
+print(json.dumps({"torch": "torch" in sys.modules, "scores": scores.tolist(),
+                  "rule": image_score(maps).tolist(), "shape": list(maps.shape),
+                  "verdicts": verdicts.tolist()}))
+"""
+
+
+def test_runtime_runs_bundle_without_torch(effnet_bundle, effnet_run, tmp_path):
+    from export.parity import synthetic_frames
+    from slsg.checkpoint import load_run
+    from slsg.inference import TorchPredictor
+
+    frames = synthetic_frames(2, 64, seed=3)
+    np.save(tmp_path / "frames.npy", frames)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(effnet_bundle), str(tmp_path / "frames.npy")],
+                          capture_output=True, text=True, timeout=120, env={"OMP_NUM_THREADS": "1",
+                                                                            "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False
+    assert out["shape"] == [2, 64, 64]
+    assert np.allclose(out["scores"], out["rule"], atol=1e-5)
+    _, model = load_run(effnet_run)
+    from edge_runtime.scoring import image_score
+
+    torch_scores = image_score(TorchPredictor(model)(frames))
+    assert np.allclose(out["scores"], torch_scores, atol=1e-4)

@@ -1,0 +1,78 @@
+"""`slsg predict`: score and verdict per image, heatmap overlays and a CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from slsg.commands._common import console, err_console, user_errors
+
+
+def _images(inputs: list[Path]) -> list[Path]:
+    from slsg.data.images import list_images
+
+    found: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found.extend(list_images(p))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist")
+    if not found:
+        raise ValueError(f"no images found in {', '.join(map(str, inputs))}")
+    return found
+
+
+def command(
+    run: Path = typer.Argument(..., help="RUN folder (or a bundle with --backend onnx*)"),
+    inputs: list[Path] = typer.Argument(..., help="images or folders of images"),
+    out: Path = typer.Option(..., "-o", "--out", help="folder for overlays and predictions.csv"),
+    backend: str = typer.Option("torch", help="torch | onnx | onnx-fp16 | onnx-int8 | trt-fp16 | trt-int8"),
+    sensitivity: float = typer.Option(1.0, help=">1 flags more, <1 flags fewer"),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Judge images: OK/NG against the RUN's threshold, with a heatmap overlay per image."""
+    with user_errors():
+        import csv
+
+        from rich.table import Table
+
+        from edge_runtime.overlay import heatmap_overlay
+        from edge_runtime.preprocess import prepare
+        from edge_runtime.scoring import image_score, is_anomalous
+        from slsg.data.images import BadImageError, read_image, write_png
+        from slsg.predictors import load_predictor
+
+        loaded = load_predictor(run, backend, device=device)
+        if loaded.threshold is None:
+            raise ValueError(f"{run} has no threshold: train with validation images or run `slsg train` again")
+        out.mkdir(parents=True, exist_ok=True)
+        table = Table(title=f"slsg predict · threshold {loaded.threshold.value:.4f} · sensitivity {sensitivity:g}")
+        for col in ("image", "score", "verdict", "overlay"):
+            table.add_column(col)
+        rows, skipped = [], []
+        for path in _images(inputs):
+            try:
+                image = read_image(path)
+            except BadImageError as exc:
+                skipped.append((path, str(exc)))
+                continue
+            amap = loaded.predict(prepare(image, loaded.size)[None])[0]
+            score = float(image_score(amap[None])[0])
+            ng = bool(is_anomalous(score, loaded.threshold.value, sensitivity))
+            overlay = out / f"{path.stem}_overlay.png"
+            write_png(overlay, heatmap_overlay(image, amap))
+            rows.append({"image": str(path), "score": f"{score:.6f}", "threshold": f"{loaded.threshold.value:.6f}",
+                         "verdict": "NG" if ng else "OK", "overlay": str(overlay)})
+            table.add_row(path.name, f"{score:.4f}", "[red]NG" if ng else "[green]OK", overlay.name)
+        with open(out / "predictions.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["image", "score", "threshold", "verdict", "overlay"])
+            writer.writeheader()
+            writer.writerows(rows)
+        console.print(table)
+        for path, why in skipped:
+            err_console.print(f"[yellow]skipped[/] {path}: {why}")
+        n_ng = sum(r["verdict"] == "NG" for r in rows)
+        console.print(f"{len(rows)} judged ({n_ng} NG), {len(skipped)} skipped → {out / 'predictions.csv'}")
