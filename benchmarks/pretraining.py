@@ -2,6 +2,7 @@
 
     (a) ImageNet weights            (b) random initialisation
     (c) random + our pre-training   (d) ImageNet + our pre-training
+    (r) control: random + only the BatchNorm re-estimation that ends pre-training (0 pretext steps)
 
 Every variant gets the same SLSG training (steps, batch, seed, size); (c) and (d) additionally spend
 `--pretrain-steps` on the pretext. Image AUROCs on the category's test set (LOCO: logical and structural).
@@ -30,11 +31,14 @@ from slsg.pretraining import ENCODER_FILE, PretrainConfig, pretrain
 from slsg.training import TrainConfig, train
 from slsg.training.data import load_training_data
 
+# key → (name, encoder weights without pre-training, pre-train from, pretext steps: None = the budget's).
+# "r" is a control: 0 pretext steps, so only the BatchNorm re-estimation on clean images that ends pre-training.
 VARIANTS = {
-    "a": ("ImageNet", "imagenet", None),
-    "b": ("random init", "random", None),
-    "c": ("random + pre-training", None, "random"),
-    "d": ("ImageNet + pre-training", None, "imagenet"),
+    "a": ("ImageNet", "imagenet", None, None),
+    "b": ("random init", "random", None, None),
+    "c": ("random + pre-training", None, "random", None),
+    "d": ("ImageNet + pre-training", None, "imagenet", None),
+    "r": ("random + BatchNorm re-estimation only (control)", None, "random", 0),
 }
 METRICS = ("logical", "structural", "overall", "mean_ls", "pixel_auroc")
 
@@ -54,21 +58,22 @@ class Budget:
 def run_variant(key: str, data: Path, category: str | None, budget: Budget, work: Path, prepared,
                 encoders: dict[str, Path], pixel: bool) -> dict:
     """Pre-train if the variant asks (cached per initialisation), train SLSG, evaluate; returns metrics + timings."""
-    name, weights, pretrain_from = VARIANTS[key]
+    name, weights, pretrain_from, steps = VARIANTS[key]
     timings: dict[str, float] = {}
     pretext: dict = {}
     if pretrain_from is not None:
-        enc_dir = work / f"encoder_{pretrain_from}"
-        if pretrain_from not in encoders:
+        steps = budget.pretrain_steps if steps is None else steps
+        enc_dir = work / f"encoder_{pretrain_from}_{steps}"
+        if enc_dir.name not in encoders:
             t = time.perf_counter()
-            cfg = PretrainConfig(backbone=budget.backbone, size=budget.size, init=pretrain_from,
-                                 steps=budget.pretrain_steps, batch=budget.pretrain_batch, seed=budget.seed,
-                                 checkpoint_every=0, device=budget.device)
+            cfg = PretrainConfig(backbone=budget.backbone, size=budget.size, init=pretrain_from, steps=steps,
+                                 batch=budget.pretrain_batch, seed=budget.seed, checkpoint_every=0,
+                                 device=budget.device)
             pretrain(data, enc_dir, cfg, category=category, progress=False, prepared=prepared)
             timings["pretrain_s"] = round(time.perf_counter() - t, 1)
-            encoders[pretrain_from] = enc_dir / ENCODER_FILE
+            encoders[enc_dir.name] = enc_dir / ENCODER_FILE
         pretext = json.loads((enc_dir / "pretrain.json").read_text()).get("losses", {})
-        weights = str(encoders[pretrain_from])
+        weights = str(encoders[enc_dir.name])
     t = time.perf_counter()
     run = train(data, work / f"run_{key}", ModelConfig(backbone=budget.backbone, size=budget.size),
                 TrainConfig(steps=budget.train_steps, batch=budget.train_batch, seed=budget.seed,
@@ -83,7 +88,7 @@ def run_variant(key: str, data: Path, category: str | None, budget: Budget, work
     timings["evaluate_s"] = round(time.perf_counter() - t, 1)
     metrics = result.metrics()
     return {"variant": key, "name": name, "encoder_weights": weights if pretrain_from is None else
-            f"pretrained from {pretrain_from}", "metrics": {m: metrics.get(m) for m in METRICS},
+            f"pretrained from {pretrain_from}, {steps} steps", "metrics": {m: metrics.get(m) for m in METRICS},
             "pretext_losses": pretext, "timings": timings}
 
 
@@ -102,7 +107,7 @@ def markdown_table(rows: list[dict], title: str, budget: Budget, command: str) -
              "|---|" + "---:|" * (len(cols) + 2)]
     for r in rows:
         p = r["pretext_losses"]
-        pretext = f"{p['first']['loss']:.3f} → {p['last']['loss']:.3f}" if p else "–"
+        pretext = f"{p['first']['loss']:.3f} → {p['last']['loss']:.3f}" if p.get("first") else "–"
         minutes = sum(r["timings"].values()) / 60
         lines.append(f"| ({r['variant']}) {r['name']} | " + " | ".join(_fmt(r["metrics"][c]) for c in cols)
                      + f" | {pretext} | {minutes:.1f} |")
@@ -121,14 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--variants", default="abcd", help="which of a, b, c, d to run")
+    p.add_argument("--variants", default="abcd", help="which of a, b, c, d (and the control r) to run")
     p.add_argument("--pixel", action="store_true", help="also pixel AUROC (slower)")
     p.add_argument("--work", type=Path, default=Path("/tmp/slsg_pretraining_bench"))
     p.add_argument("--report", type=Path, help="write REPORT.md and REPORT.json (default: WORK/report.*)")
     args = p.parse_args(argv)
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
-        p.error(f"unknown variants {sorted(unknown)}; choose from a, b, c, d")
+        p.error(f"unknown variants {sorted(unknown)}; choose from a, b, c, d, r")
     budget = Budget(args.backbone, args.size, args.pretrain_steps, args.pretrain_batch, args.train_steps,
                     args.train_batch, args.seed, args.device)
     prepared = load_training_data(args.data, args.category, args.size, TrainConfig.val_fraction, args.seed)

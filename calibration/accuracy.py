@@ -71,6 +71,9 @@ def session(model: Path, threads: int = 0) -> ort.InferenceSession:
 def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size: int = 8) -> Outputs:
     sess = model if isinstance(model, ort.InferenceSession) else session(model)
     name = sess.get_inputs()[0].name
+    fixed = sess.get_inputs()[0].shape[0]
+    if isinstance(fixed, int) and fixed > 0:  # a static-batch export takes exactly that many frames
+        batch_size = fixed
     maps, scores = [], []
     for i in range(0, len(images), batch_size):
         amap, score = sess.run(["anomaly_map", "score"], {name: images[i:i + batch_size]})

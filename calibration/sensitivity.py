@@ -37,8 +37,10 @@ def _run(model: Path, images: np.ndarray, names: list[str]) -> dict[str, np.ndar
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
-    values = sess.run(names, {sess.get_inputs()[0].name: images})
-    return dict(zip(names, values))
+    inp = sess.get_inputs()[0]
+    step = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else len(images)
+    parts = [sess.run(names, {inp.name: images[i:i + step]}) for i in range(0, len(images), step)]
+    return {n: np.concatenate([p[j] for p in parts]) for j, n in enumerate(names)}
 
 
 def relative_error(ref: np.ndarray, test: np.ndarray) -> float:

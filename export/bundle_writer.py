@@ -59,6 +59,7 @@ class BundleResult:
     trt: TrtReport
     notes: list[str]
     seconds: float
+    precisions: object | None = None  # export.precisions.PrecisionReport
 
 
 def package_versions() -> dict[str, str]:
@@ -161,19 +162,6 @@ def build_manifest(run, cfg: ExportConfig, threshold: dict, parity: ParityReport
     return manifest
 
 
-def add_precisions(stage: Path, options: BundleOptions, say: Callable[[str], None]) -> dict:
-    """--fp16/--int8: hand the verified FP32 bundle to `calibration` (INT8 Q/DQ, FP16)."""
-    import calibration
-
-    make = getattr(calibration, "export_precisions", None)
-    if make is None:
-        raise ExportError("--fp16/--int8 need calibration.export_precisions, which this build of slsg does "
-                          "not have yet; export without them (FP32 runs everywhere; TensorRT ≤ 10 builds "
-                          "FP16 engines from it)")
-    return make(stage, fp16=options.fp16, int8=options.int8, calib_size=options.calib_size,
-                strategy=options.calib_strategy, say=say)
-
-
 def _swap_into_place(stage: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -230,10 +218,14 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
         manifest = build_manifest(run, options.export, threshold, parity, trt, plugin_ops, notes)
         manifest["export"]["graph"] = graph
         write_manifest(stage, manifest)
+        precisions = None
         if options.fp16 or options.int8:
-            add_precisions(stage, options, say)
+            from export.precisions import add_precisions
+
+            precisions = add_precisions(stage, run, fp16=options.fp16, int8=options.int8,
+                                        calib_size=options.calib_size, strategy=options.calib_strategy, say=say)
         manifest = load_bundle(stage).manifest
         _swap_into_place(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return BundleResult(out, manifest, parity, trt, notes, time.perf_counter() - t0)
+    return BundleResult(out, manifest, parity, trt, notes, time.perf_counter() - t0, precisions)

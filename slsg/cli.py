@@ -18,6 +18,7 @@ app = typer.Typer(
 
 #: command name → module holding `command`
 COMMANDS = {
+    "demo": "slsg.commands.demo",
     "synth": "slsg.commands.synth",
     "info": "slsg.commands.info",
     "import-official": "slsg.commands.import_official",

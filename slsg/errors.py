@@ -11,8 +11,10 @@ _KNOWN = [
     ("slsg.data", "DataError"),
     ("edge_runtime.bundle", "BundleError"),
     ("edge_runtime.preprocess", "FrameError"),
-    ("export.errors", "ExportError"),
-    ("calibration.errors", "CalibrationError"),
+    ("export.onnx_export", "ExportError"),
+    ("calibration.selection", "CalibrationError"),
+    ("edge_runtime.backends.base", "BackendError"),
+    ("edge_runtime.tensorrt.errors", "TensorRTError"),
 ]
 
 

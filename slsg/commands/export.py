@@ -42,7 +42,7 @@ def command(
             parity_images=parity_images, no_threshold=no_threshold, force=force, fp16=fp16, int8=int8,
             calib_size=calib_size, calib_strategy=calib_strategy)
         result = write_bundle(run, out, options, say=lambda msg: console.print(f"[dim]{msg}[/]"))
-    except (ExportError, CheckpointError, BundleError, FileNotFoundError) as e:
+    except (ExportError, CheckpointError, BundleError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]slsg export:[/] {e}")
         raise typer.Exit(2) from None
     console.print(parity_table(result.parity))
@@ -51,5 +51,9 @@ def command(
                   f"({len(result.trt.op_types)} op types, opset {result.trt.opset})")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if result.precisions is not None:
+        from export.precisions import precision_table
+
+        console.print(precision_table(result.precisions))
     models = ", ".join(f"{k}={v}" for k, v in result.manifest.get("models", {}).items())
     console.print(f"[green]wrote[/] {result.root} ({models}) in {result.seconds:.1f} s")

@@ -55,4 +55,5 @@ def load_training_data(data: Path, category: str | None, size: int, val_fraction
     images, kept = load_images(train_samples, size, cat.report)
     if not images:
         raise ValueError(f"no readable training images under {cat.root}/train/good: add good images there")
-    return TrainingData(cat, images, kept, val_samples, fingerprint(kept, cat.root), cat.report)
+    print_ = {**fingerprint(kept, cat.root), "category": cat.name, "layout": cat.layout}
+    return TrainingData(cat, images, kept, val_samples, print_, cat.report)

@@ -1,0 +1,27 @@
+"""`slsg demo`: the main job on the embedded synthetic default, end to end, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from slsg.commands._common import console, user_errors
+
+
+def command(
+    out: Path = typer.Argument(Path("slsg-demo"), help="working folder (data, run, bundle, video, logs)"),
+    steps: int = typer.Option(300, help="training steps (short budget for a 2-core CPU)"),
+    size: int = typer.Option(256, help="model input size"),
+    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline weights) | resnet18"),
+    seed: int = typer.Option(0),
+) -> None:
+    """synth → train → evaluate → predict → export --int8 → slsg-edge run on a simulated camera → results."""
+    with user_errors(RuntimeError):
+        import json
+
+        from slsg.demo import DemoConfig, run_demo, summary_table
+
+        report = run_demo(DemoConfig(out=out, steps=steps, size=size, backbone=backbone, seed=seed), console)
+        (out / "demo_report.json").write_text(json.dumps(report, indent=2, default=str))
+        console.print(summary_table(report))
