@@ -7,6 +7,7 @@ and every fallback retry re-use them: only the Q/DQ placement changes between th
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,12 +75,21 @@ class Int8Config:
 
 
 def preprocess_for_quantization(fp32_onnx: Path, out: Path) -> Path:
-    """ORT's pre-processing (shape inference, BN folding) and a name on every node."""
+    """ORT's pre-processing (shape inference, BN folding) and a name on every node.
+
+    It runs inside the output's folder: ORT writes its scratch files (sym_shape_infer_temp.onnx, *.data)
+    into the current directory, which must not be the user's.
+    """
+    fp32_onnx, out = Path(fp32_onnx).resolve(), Path(out).resolve()
+    cwd = os.getcwd()
+    os.chdir(out.parent)
     try:
         quant_pre_process(str(fp32_onnx), str(out))
     except Exception as err:  # symbolic shape inference gives up on torch exports with dynamic batch
         logging.getLogger(__name__).info("symbolic shape inference failed (%s); retrying without it", err)
         quant_pre_process(str(fp32_onnx), str(out), skip_symbolic_shape=True)
+    finally:
+        os.chdir(cwd)
     model = name_nodes(onnx.load(str(out)))
     onnx.save(model, str(out))
     return out

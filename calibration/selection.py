@@ -7,7 +7,6 @@ Every image goes through the runtime's own `prepare`, so the stored tensors are 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.bundle import sha256_file
 from edge_runtime.preprocess import prepare
 
 STRATEGIES = ("random", "stratified", "diverse")
@@ -104,14 +104,6 @@ def read_image_file(path: Path) -> np.ndarray:
     return image
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def pick_random(count: int, n: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(count, size=n, replace=False).tolist())
 
@@ -179,5 +171,5 @@ def select_calibration_set(samples: Sequence[object], size: tuple[int, int] | in
 def _build(paths: list[Path], indices: list[int], strategy: str, seed: int,
            images: list[np.ndarray]) -> CalibrationSet:
     chosen = [paths[i] for i in indices]
-    return CalibrationSet(paths=chosen, sha256=[file_sha256(p) for p in chosen], strategy=strategy, seed=seed,
+    return CalibrationSet(paths=chosen, sha256=[sha256_file(p) for p in chosen], strategy=strategy, seed=seed,
                           tensors=np.stack(images).astype(np.uint8), source_count=len(paths))

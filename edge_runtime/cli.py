@@ -3,10 +3,9 @@ as a function named `command`."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import typer
+
+from edge_runtime.commands import register
 
 app = typer.Typer(
     name="slsg-edge",
@@ -23,6 +22,4 @@ COMMANDS = {
     "bench": "edge_runtime.commands.bench",
 }
 
-for _name, _module in COMMANDS.items():
-    if importlib.util.find_spec(_module) is not None:
-        app.command(_name)(importlib.import_module(_module).command)
+register(app, COMMANDS)

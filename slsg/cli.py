@@ -3,10 +3,9 @@ as a function named `command`, and keeps heavy imports (torch) inside its body s
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import typer
+
+from edge_runtime.commands import register
 
 app = typer.Typer(
     name="slsg",
@@ -30,6 +29,4 @@ COMMANDS = {
     "bench": "slsg.commands.bench",
 }
 
-for _name, _module in COMMANDS.items():
-    if importlib.util.find_spec(_module) is not None:
-        app.command(_name)(importlib.import_module(_module).command)
+register(app, COMMANDS)

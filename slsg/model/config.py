@@ -42,6 +42,8 @@ class ModelConfig:
             raise ValueError(f"encoder_bn must be 'train' or 'eval', got {self.encoder_bn!r}")
         if self.graph_kernel not in ("reference", "fused"):
             raise ValueError(f"graph_kernel must be 'reference' or 'fused', got {self.graph_kernel!r}")
+        if self.graph_kernel == "fused" and not self.softmax_unscaled:
+            raise ValueError("the fused graph kernel implements the reference's unscaled softmax only")
         if self.decoder_widths is not None:
             self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
 

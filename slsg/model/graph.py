@@ -104,8 +104,7 @@ class Grapher(nn.Module):
         if self.kernel == "fused":
             from slsg.ops.graph_attention import graph_attention_fused
 
-            ctx, xj = graph_attention_fused(q, v, hf, self.relative_pos, self.candidates, self.dilation,
-                                            not self.softmax_unscaled)
+            xj, ctx = graph_attention_fused(hf, q, v, self.relative_pos, min(self.candidates, n), self.dilation)
         else:
             ctx = dense_context(q, v, scaled=not self.softmax_unscaled)
             with torch.no_grad():

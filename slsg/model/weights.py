@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -16,14 +15,6 @@ RESNET18_SHA256_PREFIX = "f37072fd"
 
 class WeightsError(RuntimeError):
     """Encoder weights cannot be found, fetched or matched."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _resnet18_candidates() -> list[Path]:

@@ -18,7 +18,7 @@ class PretrainConfig:
     `val_fraction` and `seed` must match `slsg train` so the held-out threshold images are never seen here.
     """
 
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "resnet18"
     size: int = 256
     init: str = "imagenet"  # "imagenet" | "random" | a trunk weights file
     steps: int = 2000

@@ -103,3 +103,13 @@ def test_wrong_inputs_are_refused_with_a_clear_message():
 def test_config_round_trips_through_json():
     cfg = ModelConfig(backbone="efficientnet_lite0", size=288, decoder_widths=(64, 32, 16))
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_fused_graph_kernel_gives_the_reference_output_on_cpu():
+    torch.manual_seed(5)
+    ref = build_model(ModelConfig(backbone="efficientnet_lite0", size=64)).eval()
+    fused = build_model(ModelConfig(backbone="efficientnet_lite0", size=64, graph_kernel="fused")).eval()
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x)[0], ref(x)[0], rtol=1e-5, atol=1e-5)

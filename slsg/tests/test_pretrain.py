@@ -79,7 +79,7 @@ def _fixed_losses(net: PretextNet, images: torch.Tensor, cfg: PretrainConfig) ->
 
 
 def test_pretext_losses_fall_on_a_tiny_run(tiny_loco, tmp_path):
-    cfg = _cfg(steps=60, lr=3e-3, shuffle_ratio=0.5, checkpoint_every=60)
+    cfg = _cfg(steps=30, lr=3e-3, shuffle_ratio=0.6, w_position=1.0, checkpoint_every=30)
     td = load_training_data(tiny_loco, None, cfg.size, cfg.val_fraction, cfg.seed)
     images = torch.from_numpy(np.stack(td.train_images))
     torch.manual_seed(cfg.seed)  # the same initial network pretrain() builds

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.bundle import sha256_file
 from slsg.data.layouts import Category, DataReport, Sample, open_dataset
 from slsg.data.loading import load_images
 
@@ -27,7 +28,7 @@ def fingerprint(samples: list[Sample], root: Path) -> dict:
     h = hashlib.sha256()
     for s in sorted(samples, key=lambda s: str(s.path)):
         h.update(str(Path(s.path).relative_to(root)).encode())
-        h.update(hashlib.sha256(Path(s.path).read_bytes()).digest())
+        h.update(bytes.fromhex(sha256_file(Path(s.path))))
     return {"sha256": h.hexdigest(), "n_images": len(samples), "root": str(root)}
 
 
