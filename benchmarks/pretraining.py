@@ -2,7 +2,7 @@
 
     (a) ImageNet weights            (b) random initialisation
     (c) random + our pre-training   (d) ImageNet + our pre-training
-    (r) control: random + only the BatchNorm re-estimation that ends pre-training (0 pretext steps)
+    (r), (s) controls: random / ImageNet + only the BatchNorm re-estimation that ends pre-training (0 steps)
 
 Every variant gets the same SLSG training (steps, batch, seed, size); (c) and (d) additionally spend
 `--pretrain-steps` on the pretext. Image AUROCs on the category's test set (LOCO: logical and structural).
@@ -32,13 +32,15 @@ from slsg.training import TrainConfig, train
 from slsg.training.data import load_training_data
 
 # key → (name, encoder weights without pre-training, pre-train from, pretext steps: None = the budget's).
-# "r" is a control: 0 pretext steps, so only the BatchNorm re-estimation on clean images that ends pre-training.
+# "r" and "s" are controls: 0 pretext steps, so only the BatchNorm re-estimation on clean images that ends
+# pre-training; they separate what the pretexts learn from what mere statistics fix.
 VARIANTS = {
     "a": ("ImageNet", "imagenet", None, None),
     "b": ("random init", "random", None, None),
     "c": ("random + pre-training", None, "random", None),
     "d": ("ImageNet + pre-training", None, "imagenet", None),
     "r": ("random + BatchNorm re-estimation only (control)", None, "random", 0),
+    "s": ("ImageNet + BatchNorm re-estimation only (control)", None, "imagenet", 0),
 }
 METRICS = ("logical", "structural", "overall", "mean_ls", "pixel_auroc")
 
@@ -126,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--variants", default="abcd", help="which of a, b, c, d (and the control r) to run")
+    p.add_argument("--variants", default="abcd", help="which of a, b, c, d (and the controls r, s) to run")
     p.add_argument("--pixel", action="store_true", help="also pixel AUROC (slower)")
     p.add_argument("--work", type=Path, default=Path("/tmp/slsg_pretraining_bench"))
     p.add_argument("--report", type=Path, help="write REPORT.md and REPORT.json (default: WORK/report.*)")
     args = p.parse_args(argv)
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
-        p.error(f"unknown variants {sorted(unknown)}; choose from a, b, c, d, r")
+        p.error(f"unknown variants {sorted(unknown)}; choose from a, b, c, d, r, s")
     budget = Budget(args.backbone, args.size, args.pretrain_steps, args.pretrain_batch, args.train_steps,
                     args.train_batch, args.seed, args.device)
     prepared = load_training_data(args.data, args.category, args.size, TrainConfig.val_fraction, args.seed)

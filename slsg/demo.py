@@ -20,8 +20,8 @@ import numpy as np
 class DemoConfig:
     out: Path = Path("slsg-demo")
     backbone: str = "efficientnet_lite0"
-    size: int = 256
-    steps: int = 300
+    size: int = 128  # the synthetic parts are large: 128² keeps a 2-core CPU run within minutes
+    steps: int = 400
     batch: int = 4
     seed: int = 0
     frames_per_image: int = 3

@@ -89,6 +89,8 @@ def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path) -> s
         path = resnet18_imagenet_file() if backbone == "resnet18" else efficientnet_lite0_imagenet_file()
     else:
         path = Path(source)
+        if path.is_dir():  # an ENCODER folder written by `slsg pretrain`
+            path = path / "encoder.safetensors"
     sd = read_state_dict(path)
     own = trunk.state_dict()
     missing = [k for k in own if k not in sd]
