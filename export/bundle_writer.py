@@ -48,6 +48,8 @@ class BundleOptions:
     int8: bool = False
     calib_size: int | None = None
     calib_strategy: str | None = None
+    calib_method: str = "minmax"
+    auroc_budget: float = 0.01
     trt_versions: tuple[str, ...] = TARGETS
 
 
@@ -223,7 +225,8 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
             from export.precisions import add_precisions
 
             precisions = add_precisions(stage, run, fp16=options.fp16, int8=options.int8,
-                                        calib_size=options.calib_size, strategy=options.calib_strategy, say=say)
+                                        calib_size=options.calib_size, strategy=options.calib_strategy,
+                                        method=options.calib_method, auroc_budget=options.auroc_budget, say=say)
         manifest = load_bundle(stage).manifest
         _swap_into_place(stage, out)
     finally:

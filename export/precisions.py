@@ -51,7 +51,7 @@ def _run_data(run):
 
 
 def add_precisions(stage: Path, run, *, fp16: bool, int8: bool, calib_size: int, strategy: str,
-                   method: str = "entropy", auroc_budget: float = 0.01, auto_fallback: bool = True,
+                   method: str = "minmax", auroc_budget: float = 0.01, auto_fallback: bool = True,
                    say: Callable[[str], None] = print) -> PrecisionReport:
     """Write model.int8.onnx, model.int8-cpu.onnx, calibration/ and/or model.fp16.onnx into the staged bundle."""
     from calibration.accuracy import EvalData

@@ -16,6 +16,8 @@ def command(
     int8: bool = typer.Option(False, "--int8", help="Also write INT8 Q/DQ models calibrated on good images."),
     calib_size: int | None = typer.Option(None, "--calib-size", help="Calibration images (--int8)."),
     calib_strategy: str | None = typer.Option(None, "--calib-strategy", help="random|stratified|diverse."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax|entropy|percentile (--int8)."),
+    auroc_budget: float = typer.Option(0.01, "--auroc-budget", help="Largest INT8 AUROC drop accepted (--int8)."),
     fused_graph_attention: bool = typer.Option(False, "--fused-graph-attention",
                                                help="Export the graph layer as one TensorRT plugin node "
                                                     "(TensorRT ≥ 10.9 only)."),
@@ -40,7 +42,8 @@ def command(
             export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=not no_simplify,
                                 fused_graph_attention=fused_graph_attention),
             parity_images=parity_images, no_threshold=no_threshold, force=force, fp16=fp16, int8=int8,
-            calib_size=calib_size, calib_strategy=calib_strategy)
+            calib_size=calib_size, calib_strategy=calib_strategy,
+            calib_method=calib_method, auroc_budget=auroc_budget)
         result = write_bundle(run, out, options, say=lambda msg: console.print(f"[dim]{msg}[/]"))
     except (ExportError, CheckpointError, BundleError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]slsg export:[/] {e}")

@@ -62,11 +62,13 @@ def command(
             amap = loaded.predict(prepare(image, loaded.size)[None])[0]
             score = float(image_score(amap[None])[0])
             ng = bool(is_anomalous(score, loaded.threshold.value, sensitivity))
-            overlay = out / f"{path.stem}_overlay.png"
+            name = f"{path.parent.name}_{path.stem}"  # test/<label>/000.png: the label keeps names unique
+            overlay = out / f"{name}_overlay.png"
             write_png(overlay, heatmap_overlay(image, amap))
             rows.append({"image": str(path), "score": f"{score:.6f}", "threshold": f"{loaded.threshold.value:.6f}",
                          "verdict": "NG" if ng else "OK", "overlay": str(overlay)})
-            table.add_row(path.name, f"{score:.4f}", "[red]NG" if ng else "[green]OK", overlay.name)
+            verdict = "[red]NG" if ng else "[green]OK"
+            table.add_row(f"{path.parent.name}/{path.name}", f"{score:.4f}", verdict, overlay.name)
         with open(out / "predictions.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["image", "score", "threshold", "verdict", "overlay"])
             writer.writeheader()

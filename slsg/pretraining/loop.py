@@ -34,6 +34,7 @@ from slsg.pretraining.state import (
 )
 from slsg.training.data import TrainingData, load_training_data
 from slsg.training.loop import resolve_device
+from slsg.training.progress import step_progress, trim_log
 
 
 class PretrainResumeError(ValueError):
@@ -120,28 +121,6 @@ def recalibrate_batchnorm(trunk: nn.Module, adapter: InputAdapter, images: torch
     trunk.train(was_training)
 
 
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("pos-acc {task.fields[acc]:.2f}"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
-
-
-def _trim_log(path: Path, upto: int) -> None:
-    """On resume, drop log lines written after the state being resumed (they will be written again)."""
-    if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= upto]
-        path.write_text("".join(ln + "\n" for ln in lines))
-
-
 def _check_resume(out: Path, cfg: PretrainConfig, td: TrainingData) -> None:
     saved = read_state_meta(out)
     diff = PretrainConfig.from_dict(saved.get("pretrain", {})).same_recipe(cfg)
@@ -177,7 +156,7 @@ def pretrain(data: Path, out: Path, cfg: PretrainConfig, category: str | None = 
     if resume and has_state(out):
         _check_resume(out, cfg, td)
         start = load_state(out, net, optimizer)
-        _trim_log(out / LOG_FILE, start)
+        trim_log(out / LOG_FILE, start)
     elif resume:
         raise PretrainResumeError(f"nothing to resume in {out} (no pretrain_state.json); start without --resume")
     elif has_state(out):
@@ -187,7 +166,8 @@ def pretrain(data: Path, out: Path, cfg: PretrainConfig, category: str | None = 
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     step, t0 = start, time.perf_counter()
     net.train()
-    with open(out / LOG_FILE, "a") as log, _progress(progress) as bar:
+    bar_fields = ("loss {task.fields[loss]:.4f}", "pos-acc {task.fields[acc]:.2f}")
+    with open(out / LOG_FILE, "a") as log, step_progress("pretrain", *bar_fields, enabled=progress) as bar:
         task = bar.add_task("pretrain", total=cfg.steps, completed=start, loss=float("nan"), acc=float("nan"))
         try:
             while step < end:

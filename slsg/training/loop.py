@@ -23,6 +23,7 @@ from slsg.model.preprocess import InputAdapter, normalization_for
 from slsg.training.config import TrainConfig
 from slsg.training.data import TrainingData, load_training_data
 from slsg.training.loss import cosine_lr, slsg_loss
+from slsg.training.progress import step_progress, trim_log
 from slsg.training.state import has_state, load_state, read_state_meta, save_state
 
 
@@ -72,21 +73,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _progress(total: int, start: int, enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.2f} step/s"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
-
-
 def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, category: str | None = None,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
           prepared: TrainingData | None = None) -> Path:
@@ -120,6 +106,7 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
         if saved.get("data", {}).get("sha256") != td.fingerprint["sha256"]:
             raise ResumeError(f"the training images changed since {out} was started; train into a new folder")
         start = load_state(out, model, optimizer)
+        trim_log(out / "log.jsonl", start)
     elif resume:
         raise ResumeError(f"nothing to resume in {out} (no train_state.json); start without --resume")
 
@@ -135,7 +122,8 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     model.train()
     step, t0, last = start, time.perf_counter(), {"loss": float("nan")}
     try:
-        with _progress(cfg.steps, start, progress and info.is_main) as bar:
+        with step_progress("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} step/s",
+                           enabled=progress and info.is_main) as bar:
             task = bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), rate=0.0)
             batches = iter(loader)
             while step < end:
