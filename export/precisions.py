@@ -83,8 +83,10 @@ def add_precisions(stage: Path, run, *, fp16: bool, int8: bool, calib_size: int,
                               " — export without --int8, or with a larger --calib-size")
         manifest["models"] = {**manifest.get("models", {}), "int8": "model.int8.onnx",
                               "int8-cpu": "model.int8-cpu.onnx"}
-        manifest["calibration"] = {"folder": "calibration", "tensors": "calibration/tensors.npy",
-                                   **calib.manifest()}
+        spec = calib.manifest()
+        # `tensors` is the bundle-relative file the TensorRT legacy calibrator reads; its layout stays beside it.
+        manifest["calibration"] = {**spec, "folder": "calibration", "tensors": "calibration/tensors.npy",
+                                   "tensors_spec": spec["tensors"], "method": method}
         report.int8 = result.to_dict()
         manifest["int8_report"] = _compact(report.int8)
     if fp16:

@@ -34,7 +34,8 @@ def test_edge_bench_times_every_backend_without_torch(tmp_path: Path) -> None:
     assert report["cases"]["onnx"]["end_to_end"]["n"] == 5
     assert set(report["cases"]["onnx"]["stages"]) == {"pre", "infer", "post"}
     assert {"trt-fp16", "trt-int8"} <= set(report["skipped"])
-    assert report["profiles"]["onnx"]["top_ops"][0]["op"] == "TopK"
+    ops = {row["op"] for row in report["profiles"]["onnx"]["top_ops"]}
+    assert {"TopK", "ReduceMean"} <= ops  # which is slowest on a tiny model is up to the machine
     assert report["machine"]["threads"] == 1 and report["peak_rss_mb"] > 0
 
 
