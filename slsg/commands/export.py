@@ -18,6 +18,7 @@ def command(
     calib_strategy: str | None = typer.Option(None, "--calib-strategy", help="random|stratified|diverse."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax|entropy|percentile (--int8)."),
     auroc_budget: float = typer.Option(0.01, "--auroc-budget", help="Largest INT8 AUROC drop accepted (--int8)."),
+    parity_atol: float = typer.Option(1e-4, "--parity-atol", help="Largest |Δ map| ONNX Runtime vs PyTorch."),
     fused_graph_attention: bool = typer.Option(False, "--fused-graph-attention",
                                                help="Export the graph layer as one TensorRT plugin node "
                                                     "(TensorRT ≥ 10.9 only)."),
@@ -43,7 +44,7 @@ def command(
                                 fused_graph_attention=fused_graph_attention),
             parity_images=parity_images, no_threshold=no_threshold, force=force, fp16=fp16, int8=int8,
             calib_size=calib_size, calib_strategy=calib_strategy,
-            calib_method=calib_method, auroc_budget=auroc_budget)
+            calib_method=calib_method, auroc_budget=auroc_budget, parity_atol=parity_atol)
         result = write_bundle(run, out, options, say=lambda msg: console.print(f"[dim]{msg}[/]"))
     except (ExportError, CheckpointError, BundleError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]slsg export:[/] {e}")
