@@ -68,9 +68,16 @@ def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData,
             for f, p in models.items()}
 
 
-def _quantize_both(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config,
-                   exclude: list[str]) -> dict[str, Path]:
-    return {f: quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[f], f, cfg, exclude) for f in (TRT, CPU)}
+def _quantize_both(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: list[str],
+                   calib: CalibrationSet) -> dict[str, Path]:
+    """Both flavours; with `backend="modelopt"` ModelOpt makes the TensorRT one (same exclusions, same gate)."""
+    if cfg.backend != "modelopt":
+        return {f: quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[f], f, cfg, exclude) for f in (TRT, CPU)}
+    from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
+
+    trt = quantize_with_modelopt(pre, calib, out_dir / FLAVOUR_FILES[TRT], cfg.modelopt_python,
+                                 FROM_ORT_METHOD[cfg.method], list(exclude))
+    return {TRT: trt, CPU: quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[CPU], CPU, cfg, exclude)}
 
 
 def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
@@ -90,7 +97,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         ranges = compute_ranges(pre, calib.tensors, cfg, calib_dir / RANGES_FILE)
         regions: FloatRegions = default_exclusions(pre, cfg)
         exclude = regions.all()
-        models = _quantize_both(pre, ranges, out_dir, cfg, exclude)
+        models = _quantize_both(pre, ranges, out_dir, cfg, exclude, calib)
         fallback: list[str] = []
         rounds = 0
         gate: dict[str, AccuracyReport] = {}
@@ -110,7 +117,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                 fallback += take
                 exclude += take
                 log.info("INT8 gate failed (%s); keeping %s in float", "; ".join(gate[worst].reasons), take)
-                models = _quantize_both(pre, ranges, out_dir, cfg, exclude)
+                models = _quantize_both(pre, ranges, out_dir, cfg, exclude, calib)
                 gate = _gate(fp32_out, models, eval_data, cfg)
     passed = all(r.passed for r in gate.values())
     sample = calib.tensors[0]

@@ -32,6 +32,7 @@ METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entr
            "percentile": CalibrationMethod.Percentile}
 #: The two flavours: file name and what each runtime wants.
 TRT, CPU = "int8", "int8-cpu"
+BACKENDS = ("ort", "modelopt")
 FLAVOUR_FILES = {TRT: "model.int8.onnx", CPU: "model.int8-cpu.onnx"}
 INT8_OPS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeMatMul",
             "MatMulIntegerToFloat", "QGemm")
@@ -61,6 +62,8 @@ class Int8Config:
     max_fallback_rounds: int = 6
     extra_exclude: list[str] = field(default_factory=list)
     progress: bool = True
+    backend: str = "ort"                 # who makes model.int8.onnx: ort | modelopt (int8-cpu is always ORT's)
+    modelopt_python: str | None = None   # ModelOpt venv's python; None → $SLSG_MODELOPT_PYTHON
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -69,9 +72,14 @@ class Int8Config:
         if self.method == "entropy" and self.num_bins <= self.num_quantized_bins:
             raise ValueError(f"entropy needs num_bins > num_quantized_bins ({self.num_bins} ≤ "
                              f"{self.num_quantized_bins}); with equal bins it silently equals minmax")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown INT8 backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.backend == "modelopt" and self.method not in ("minmax", "entropy"):
+            raise ValueError(f"ModelOpt calibrates with minmax (its 'max') or entropy, not {self.method!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Saved into the bundle: a local interpreter path says nothing on another machine."""
+        return {k: v for k, v in asdict(self).items() if k != "modelopt_python"}
 
 
 def preprocess_for_quantization(fp32_onnx: Path, out: Path) -> Path:

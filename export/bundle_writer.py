@@ -50,6 +50,8 @@ class BundleOptions:
     calib_strategy: str | None = None
     calib_method: str = "minmax"
     auroc_budget: float = 0.01
+    int8_backend: str = "ort"               # ort | modelopt (model.int8.onnx only; int8-cpu stays ORT's)
+    modelopt_python: str | None = None      # ModelOpt venv's python; None → $SLSG_MODELOPT_PYTHON
     parity_atol: float = 1e-4  # max |Δ map| ONNX Runtime vs PyTorch; raise only knowingly (recorded)
     trt_versions: tuple[str, ...] = TARGETS
 
@@ -228,7 +230,9 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
 
             precisions = add_precisions(stage, run, fp16=options.fp16, int8=options.int8,
                                         calib_size=options.calib_size, strategy=options.calib_strategy,
-                                        method=options.calib_method, auroc_budget=options.auroc_budget, say=say)
+                                        method=options.calib_method, auroc_budget=options.auroc_budget,
+                                        int8_backend=options.int8_backend,
+                                        modelopt_python=options.modelopt_python, say=say)
         manifest = load_bundle(stage).manifest
         _swap_into_place(stage, out)
     finally:

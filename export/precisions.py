@@ -52,12 +52,13 @@ def _run_data(run):
 
 def add_precisions(stage: Path, run, *, fp16: bool, int8: bool, calib_size: int, strategy: str,
                    method: str = "minmax", auroc_budget: float = 0.01, auto_fallback: bool = True,
+                   int8_backend: str = "ort", modelopt_python: str | None = None,
                    say: Callable[[str], None] = print) -> PrecisionReport:
     """Write model.int8.onnx, model.int8-cpu.onnx, calibration/ and/or model.fp16.onnx into the staged bundle."""
     from calibration.accuracy import EvalData
     from calibration.bundle import quantize_bundle
     from calibration.fp16 import export_fp16
-    from calibration.int8 import Int8Config
+    from calibration.int8 import Int8Config, QuantizationError
     from calibration.selection import select_calibration_set
 
     calib_size, strategy = calib_size or 256, strategy or "random"
@@ -75,9 +76,13 @@ def add_precisions(stage: Path, run, *, fp16: bool, int8: bool, calib_size: int,
         say(f"calibrating INT8 on {min(calib_size, len(train))} of {len(train)} good training images ({strategy})")
         calib = select_calibration_set(train, size, n=calib_size, strategy=strategy, seed=seed)
         cfg = Int8Config(method=method, calib_size=calib_size, strategy=strategy, seed=seed,
-                         auroc_budget=auroc_budget, auto_fallback=auto_fallback)
-        result = quantize_bundle(stage / "model.onnx", calib, stage, cfg,
-                                 EvalData(good, bad, bundle.threshold.value))
+                         auroc_budget=auroc_budget, auto_fallback=auto_fallback, backend=int8_backend,
+                         modelopt_python=modelopt_python)
+        try:
+            result = quantize_bundle(stage / "model.onnx", calib, stage, cfg,
+                                     EvalData(good, bad, bundle.threshold.value))
+        except QuantizationError as err:  # e.g. ModelOpt not configured or failing: message says what to do
+            raise ExportError(str(err)) from None
         if not result.passed:
             raise ExportError("INT8 failed its accuracy gate: " + "; ".join(result.failure) +
                               " — export without --int8, or with a larger --calib-size")
@@ -86,7 +91,8 @@ def add_precisions(stage: Path, run, *, fp16: bool, int8: bool, calib_size: int,
         spec = calib.manifest()
         # `tensors` is the bundle-relative file the TensorRT legacy calibrator reads; its layout stays beside it.
         manifest["calibration"] = {**spec, "folder": "calibration", "tensors": "calibration/tensors.npy",
-                                   "tensors_spec": spec["tensors"], "method": method}
+                                   "tensors_spec": spec["tensors"], "method": method,
+                                   "int8_backend": int8_backend}
         report.int8 = result.to_dict()
         manifest["int8_report"] = _compact(report.int8)
     if fp16:

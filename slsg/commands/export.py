@@ -18,6 +18,10 @@ def command(
     calib_strategy: str | None = typer.Option(None, "--calib-strategy", help="random|stratified|diverse."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax|entropy|percentile (--int8)."),
     auroc_budget: float = typer.Option(0.01, "--auroc-budget", help="Largest INT8 AUROC drop accepted (--int8)."),
+    int8_backend: str = typer.Option("ort", "--int8-backend",
+                                     help="Who makes model.int8.onnx: ort|modelopt (int8-cpu stays ORT's)."),
+    modelopt_python: str | None = typer.Option(None, "--modelopt-python", envvar="SLSG_MODELOPT_PYTHON",
+                                               help="Python of the separate nvidia-modelopt venv."),
     parity_atol: float = typer.Option(1e-4, "--parity-atol", help="Largest |Δ map| ONNX Runtime vs PyTorch."),
     fused_graph_attention: bool = typer.Option(False, "--fused-graph-attention",
                                                help="Export the graph layer as one TensorRT plugin node "
@@ -44,7 +48,8 @@ def command(
                                 fused_graph_attention=fused_graph_attention),
             parity_images=parity_images, no_threshold=no_threshold, force=force, fp16=fp16, int8=int8,
             calib_size=calib_size, calib_strategy=calib_strategy,
-            calib_method=calib_method, auroc_budget=auroc_budget, parity_atol=parity_atol)
+            calib_method=calib_method, auroc_budget=auroc_budget, parity_atol=parity_atol,
+            int8_backend=int8_backend, modelopt_python=modelopt_python)
         result = write_bundle(run, out, options, say=lambda msg: console.print(f"[dim]{msg}[/]"))
     except (ExportError, CheckpointError, BundleError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]slsg export:[/] {e}")
