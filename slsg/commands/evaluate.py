@@ -10,8 +10,19 @@ import typer
 from slsg.commands._common import console, user_errors
 
 
+def per_category_runs(run: Path, names: list[str]) -> dict[str, Path]:
+    """One RUN for every category, or a folder of RUNs named by category (one model per category, as SLSG)."""
+    if (run / "config.json").is_file() or (run / "manifest.json").is_file() or len(names) == 1:
+        return dict.fromkeys(names, run)
+    missing = [n for n in names if not (run / n / "config.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run} holds no RUN for {', '.join(missing)}: expected {run}/<category>/config.json "
+                                "(train one per category with `slsg train DATA --category C -o RUN/C`)")
+    return {n: run / n for n in names}
+
+
 def command(
-    run: Path = typer.Argument(..., help="RUN folder (or a bundle with --backend onnx*)"),
+    run: Path = typer.Argument(..., help="RUN folder, a folder of RUNs named by category, or a bundle"),
     data: Path = typer.Argument(..., help="dataset root or category folder"),
     category: Optional[str] = typer.Option(None, help="category under DATA (default: all)"),
     backend: str = typer.Option("torch", help="torch | onnx | onnx-fp16 | onnx-int8 | trt-fp16 | trt-int8"),
@@ -30,23 +41,26 @@ def command(
         from slsg.evaluation import evaluate_category, render_table, results_to_json, score_histogram_png
         from slsg.predictors import load_predictor
 
-        loaded = load_predictor(run, backend, bundle, device)
         categories = open_dataset(data, category)
-        results = []
+        runs = per_category_runs(run, [c.name for c in categories])
+        results, thresholds, names = [], {}, set()
         for cat in categories:
             if not cat.test:
                 raise ValueError(f"{cat.root} has no test/ images to evaluate on")
+            loaded = load_predictor(runs[cat.name], backend, bundle, device)
             results.append(evaluate_category(loaded.predict, cat, (loaded.size, loaded.size), progress=not quiet,
                                              pixel=pixel))
-        console.print(render_table(results, title=f"SLSG · {run.name} · backend {loaded.name}"))
+            thresholds[cat.name] = loaded.threshold.value if loaded.threshold else None
+            names.add(loaded.name)
+        backend_name = "/".join(sorted(names))
+        console.print(render_table(results, title=f"SLSG · {run.name} · backend {backend_name}"))
         console.print("[dim]Mean (all test images) is the SLSG README's 'Mean'; ½(L+S) is the MVTec LOCO convention.")
         out_dir = plots or (run / "eval" if run.is_dir() else Path("eval"))
-        threshold = loaded.threshold.value if loaded.threshold else None
         for r in results:
-            png = score_histogram_png(r, threshold, out_dir / f"scores_{r.category}_{loaded.name}.png")
+            png = score_histogram_png(r, thresholds[r.category], out_dir / f"scores_{r.category}_{backend_name}.png")
             console.print(f"score histogram → {png}")
         if json_out:
-            report = {"run": str(run), "backend": loaded.name, **results_to_json(results)}
+            report = {"run": str(run), "backend": backend_name, "thresholds": thresholds, **results_to_json(results)}
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(report, indent=2))
             console.print(f"metrics → {json_out}")
