@@ -138,7 +138,9 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
         n_good=int(good.sum()), n_anomalous=int(bad.sum()))
     if drop is not None and drop > auroc_budget:
         rep.reasons.append(f"AUROC drops by {drop:.4f} (> budget {auroc_budget:.4f})")
-    if rep.map_pearson < min_map_correlation:
+    if not (np.isfinite(test.maps).all() and np.isfinite(test.scores).all()):
+        rep.reasons.append("the quantised model outputs NaN/inf")
+    if not rep.map_pearson >= min_map_correlation:  # NaN correlation fails too
         rep.reasons.append(f"anomaly-map correlation {rep.map_pearson:.4f} < {min_map_correlation:.4f}")
     rep.passed = not rep.reasons
     return rep

@@ -7,6 +7,7 @@ with no defect samples can set. Training, evaluation, export and the runtime all
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -56,6 +57,15 @@ def threshold_from_good_scores(scores: np.ndarray, false_reject_rate: float = 0.
     value = float(np.quantile(s, 1.0 - false_reject_rate))
     quantiles = {f"{q:g}": float(np.quantile(s, q)) for q in REPORTED_QUANTILES}
     return Threshold(value=value, false_reject_rate=false_reject_rate, n_good=int(s.size), quantiles=quantiles)
+
+
+def threshold_warning(t: Threshold) -> str | None:
+    """A quantile needs enough images to exist: with n good images, rates below 1/n are guesses."""
+    needed = math.ceil(1.0 / t.false_reject_rate) if t.false_reject_rate > 0 else None
+    if needed is None or t.n_good >= needed:
+        return None
+    return (f"the threshold rests on {t.n_good} good validation images, but a {t.false_reject_rate:.1%} false-reject "
+            f"rate needs at least {needed}: expect more false rejects on the line; add good validation images")
 
 
 def effective_threshold(threshold: float, sensitivity: float = 1.0) -> float:

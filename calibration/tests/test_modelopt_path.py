@@ -37,9 +37,10 @@ json.dump({{"argv": sys.argv, "calib": {{k: [str(v.dtype), list(v.shape)] for k,
           open({record!r}, "w"))
 model = onnx.load(args["onnx_path"])
 if {broken!r}:
+    weights = {{n.input[1] for n in model.graph.node if n.op_type == "Conv"}}
     for init in model.graph.initializer:
-        arr = onnx.numpy_helper.to_array(init)
-        if arr.ndim == 4:
+        if init.name in weights:
+            arr = onnx.numpy_helper.to_array(init)
             init.CopyFrom(onnx.numpy_helper.from_array(np.zeros_like(arr), init.name))
 onnx.save(model, args["output_path"])
 open(args["onnx_path"], "ab").write(b"rewritten")
@@ -139,3 +140,13 @@ def test_real_modelopt_quantizes_the_tiny_model(tiny_onnx, calib_set, eval_data,
     assert report.flavours[TRT].accuracy is not None
     assert not report.passed or "QuantizeLinear" in ops, "ModelOpt returned a model without Q/DQ"
     assert np.isfinite(report.flavours[TRT].accuracy.map_pearson)
+
+
+def test_gate_refuses_a_model_that_outputs_nan(eval_data):
+    from calibration.accuracy import Outputs, compare
+
+    n = len(eval_data.images())
+    ref = Outputs(np.random.default_rng(0).random((n, 4, 4), np.float32), np.linspace(0, 1, n, dtype=np.float32))
+    nan = Outputs(np.full((n, 4, 4), np.nan, np.float32), np.full(n, np.nan, np.float32))
+    report = compare(ref, nan, eval_data, auroc_budget=1.0, min_map_correlation=0.9)
+    assert not report.passed and any("NaN" in r for r in report.reasons)

@@ -65,3 +65,8 @@ def _print_summary(out: Path) -> None:
         return
     console.print(f"trained → [bold]{out}[/]; threshold {t.value:.4f} for a {t.false_reject_rate:.1%} false-reject "
                   f"rate on {t.n_good} good validation images")
+    from edge_runtime.scoring import threshold_warning
+
+    warning = threshold_warning(t)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}")

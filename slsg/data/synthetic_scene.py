@@ -43,7 +43,7 @@ BOX, WALL, CELL = 200, 6, 91
 @dataclass(frozen=True)
 class SynthCounts:
     train: int = 200
-    validation: int = 30
+    validation: int = 100  # enough good images for a 1 % false-reject threshold
     test_good: int = 40
     test_logical: int = 40
     test_structural: int = 40
