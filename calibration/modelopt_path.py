@@ -57,12 +57,16 @@ def exclude_patterns(node_names: list[str]) -> list[str]:
 
 def modelopt_command(python: Path, onnx_path: Path, calib_npz: Path, out_onnx: Path, method: str = "entropy",
                      exclude_nodes: list[str] | None = None) -> list[str]:
-    """The argv that runs ModelOpt's INT8 PTQ on the CPU (calibration in ORT's CPU provider)."""
+    """The argv that runs ModelOpt's INT8 PTQ on the CPU (calibration in ORT's CPU provider).
+
+    `--high_precision_dtype=fp32`: ModelOpt ≥ 0.4x otherwise turns every unquantised tensor into fp16,
+    float regions included — the gate, the sensitivity probe and the contract all expect float32 there.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown ModelOpt calibration method {method!r}; choose one of {', '.join(METHODS)}")
     argv = [str(python), "-m", "modelopt.onnx.quantization", f"--onnx_path={onnx_path}",
             "--quantize_mode=int8", f"--calibration_data_path={calib_npz}", f"--calibration_method={method}",
-            f"--output_path={out_onnx}", "--calibration_eps", "cpu"]
+            f"--output_path={out_onnx}", "--high_precision_dtype=fp32", "--calibration_eps", "cpu"]
     if exclude_nodes:
         argv += ["--nodes_to_exclude", *exclude_patterns(exclude_nodes)]
     return argv

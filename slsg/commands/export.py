@@ -34,6 +34,7 @@ def command(
 ) -> None:
     """RUN → bundle: ONNX (uint8 BGR in; map and score out), parity vs PyTorch, TensorRT op check."""
     from rich.console import Console
+    from rich.markup import escape
 
     from edge_runtime.bundle import BundleError
     from export.bundle_writer import BundleOptions, write_bundle
@@ -52,7 +53,7 @@ def command(
             int8_backend=int8_backend, modelopt_python=modelopt_python)
         result = write_bundle(run, out, options, say=lambda msg: console.print(f"[dim]{msg}[/]"))
     except (ExportError, CheckpointError, BundleError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]slsg export:[/] {e}")
+        console.print(f"[red]slsg export:[/] {escape(str(e))}")  # escaped: "[onnx]" is not markup
         raise typer.Exit(2) from None
     console.print(parity_table(result.parity))
     ok = [v for v, s in result.trt.summary()["versions"].items() if s["ok"]]
