@@ -143,8 +143,10 @@ def goals(report: dict) -> list[dict]:
 def run_bench(target: Path, cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> tuple[dict, dict]:
     """(report, raw end-to-end ms per case). The report is JSON-ready."""
     from edge_runtime.bundle import load_bundle
+    from edge_runtime.timing import take_turns_fairly
     from slsg.inference import TorchPredictor
 
+    take_turns_fairly()
     torch.set_num_threads(cfg.threads)
     with ExitStack() as stack:
         model, bundle_dir, notes = resolve(Path(target), cfg, stack, say)

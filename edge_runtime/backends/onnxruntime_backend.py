@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,10 @@ class OnnxRuntimeBackend:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
+        if os.environ.get("SLSG_ORT_SPIN", "1") == "0":
+            # Idle ORT workers spin for a while after each run; with several sessions taking turns (a benchmark),
+            # one session's spinning threads would steal the cores of the next. A line runs one session: keep it.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=opts, providers=_provider_options(chosen, trt_cache_dir)

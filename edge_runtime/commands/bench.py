@@ -142,6 +142,9 @@ def bench_bundle(
     profile_runs: int = 10,
 ) -> dict:
     """Time every backend that opens; the report's `cases` come from `CaseTimings.summary()`."""
+    from edge_runtime.timing import take_turns_fairly
+
+    take_turns_fairly()
     from edge_runtime.bundle import load_bundle
     from edge_runtime.preprocess import prepare
 

@@ -106,3 +106,13 @@ def test_missing_precision_or_tensorrt_is_a_clear_error(
     assert select_backend(b, "auto", threads=1).name in ("onnx:fp32", "onnx-int8:int8-cpu")
     with pytest.raises(BackendError, match="unknown backend"):
         select_backend(b, "tflite")
+
+
+def test_benchmarks_can_turn_off_spinning_workers(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "session.intra_op.allow_spinning"
+    default = OnnxRuntimeBackend(load_bundle(bundle_dir).models["fp32"])
+    with pytest.raises(RuntimeError):  # not set: ONNX Runtime's default (spinning) applies
+        default.session.get_session_options().get_session_config_entry(key)
+    monkeypatch.setenv("SLSG_ORT_SPIN", "0")
+    quiet = OnnxRuntimeBackend(load_bundle(bundle_dir).models["fp32"])
+    assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
