@@ -13,10 +13,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Union
+from typing import Any, Protocol, Union
 
 import cv2
 import numpy as np

@@ -11,7 +11,7 @@ Usage::
     torch.onnx.export(model, args, dynamo=True, custom_translation_table=fused_translation_table())
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 DOMAIN = "slsg"
 OP_TYPE = "GraphAttention"
