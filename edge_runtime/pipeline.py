@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_runtime.backends.base import Backend, input_size_of
 from edge_runtime.overlay import heatmap_overlay
-from edge_runtime.preprocess import FrameError, prepare, to_bgr_uint8
+from edge_runtime.preprocess import FrameError, resize, to_bgr_uint8
 from edge_runtime.scoring import effective_threshold
 from edge_runtime.sources import Dropped, Frame, FrameStream, Item, SourceEvent
 
@@ -70,7 +70,7 @@ class Judge:
         """Raises FrameError for a frame that cannot be judged and InferenceFailed when the backend fails."""
         t0 = time.perf_counter()
         image = to_bgr_uint8(frame.image)
-        prepared = prepare(image, self.size)
+        prepared = resize(image, self.size)  # image is already uint8 BGR: prepare() minus the second conversion
         t1 = time.perf_counter()
         try:
             maps, scores = self.backend.run(prepared[None])

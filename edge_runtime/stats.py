@@ -6,17 +6,16 @@ import collections
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from edge_runtime.pipeline import STAGES, Judgement
+from edge_runtime.timing import percentile
 
 #: Percentiles are over the most recent frames, so memory stays bounded on a run of weeks.
 WINDOW = 100_000
 
 
 def percentile_ms(values: collections.deque | list, q: float) -> float:
-    """q in percent (99 means p99), as numpy.percentile; NaN when there is nothing yet."""
-    return float(np.percentile(np.fromiter(values, np.float64), q)) if len(values) else float("nan")
+    """`edge_runtime.timing.percentile`, or NaN when there is nothing yet (a dashboard before the first frame)."""
+    return percentile(values, q) if len(values) else float("nan")
 
 
 @dataclass

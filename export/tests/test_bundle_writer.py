@@ -37,12 +37,12 @@ def test_manifest_follows_the_contract(effnet_bundle, effnet_run):
 
 def test_predictor_on_the_bundle_matches_torch(effnet_bundle, effnet_run):
     from export.parity import synthetic_frames
-    from export.predictors import bundle_predictor
     from slsg.checkpoint import load_run
     from slsg.inference import TorchPredictor
+    from slsg.predictors import load_predictor
 
     frames = synthetic_frames(3, 64, seed=5)
-    maps = bundle_predictor(effnet_bundle, threads=1)(frames)
+    maps = load_predictor(effnet_run, "onnx", bundle=effnet_bundle, threads=1).predict(frames)
     assert maps.shape == (3, 64, 64) and maps.dtype == np.float32
     _, model = load_run(effnet_run)
     assert np.max(np.abs(maps - TorchPredictor(model)(frames))) <= 1e-4
