@@ -51,7 +51,16 @@ class Bundle:
 
     @property
     def threshold(self) -> Threshold:
+        """The fp32 model's threshold (the bundle's reference model)."""
         return Threshold.from_dict(self.manifest["threshold"])
+
+    def threshold_for(self, model: str) -> Threshold:
+        """The threshold set from `model`'s own scores ("fp32", "int8", ...): each model file scores good images a
+        little differently, so each has its own. Bundles written before per-model thresholds have one for all."""
+        per_model = self.manifest.get("thresholds", {})
+        if model in per_model:
+            return Threshold.from_dict(per_model[model])
+        return self.threshold
 
     @property
     def models(self) -> dict[str, Path]:

@@ -37,6 +37,7 @@ class Judgement:
     image: np.ndarray | None = None  # the frame as uint8 BGR at its own size (kept for NG frames)
     overlay: np.ndarray | None = None  # heatmap overlay at the frame's size (NG frames only)
     saved: list[str] = field(default_factory=list)  # where sinks stored it
+    heads: dict = field(default_factory=dict)  # head name → that head's own score; `score` is what the threshold sees
 
     @property
     def verdict(self) -> str:
@@ -73,13 +74,13 @@ class Judge:
         prepared = resize(image, self.size)  # image is already uint8 BGR: prepare() minus the second conversion
         t1 = time.perf_counter()
         try:
-            maps, scores = self.backend.run(prepared[None])
+            out = self.backend.run(prepared[None])
         except Exception as e:  # any backend error costs one frame, not the line
             raise InferenceFailed(f"inference failed: {type(e).__name__}: {e}") from e
         t2 = time.perf_counter()
-        score = float(scores[0])
+        score = float(out.score[0])
         ng = bool(score > self.threshold)
-        overlay = heatmap_overlay(image, maps[0], self.overlay_alpha) if ng and self.overlay_ng else None
+        overlay = heatmap_overlay(image, out.maps[0], self.overlay_alpha) if ng and self.overlay_ng else None
         t3 = time.perf_counter()
         timings = {
             "capture": frame.capture_ms,
@@ -90,7 +91,8 @@ class Judge:
         }
         timings["total"] = sum(timings.values())
         return Judgement(
-            frame, score, ng, self.threshold, maps[0], timings, image=image if ng else None, overlay=overlay
+            frame, score, ng, self.threshold, out.maps[0], timings,
+            image=image if ng else None, overlay=overlay, heads=out.head_scores(0),
         )
 
 

@@ -83,6 +83,7 @@ def _start_record(cfg: RunConfig, stream: FrameStream, backend, judge: Judge, bu
         "providers": list(getattr(backend, "providers", [])),
         "source": stream.describe,
         "threshold": judge.threshold,
+        "model": getattr(backend, "model", "fp32"),
         "sensitivity": cfg.sensitivity,
         "input_size": list(judge.size),
     }
@@ -98,7 +99,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     if cfg.source.csi is not None and not cfg.quiet:
         console.print(f"GStreamer pipeline: {stream.describe}", markup=False)
     judge = Judge(
-        backend, bundle.threshold.value, cfg.sensitivity, overlay_ng=cfg.save_ng is not None or cfg.show
+        backend, bundle.threshold_for(getattr(backend, "model", "fp32")).value, cfg.sensitivity, overlay_ng=cfg.save_ng is not None or cfg.show
     )
     backend.run(blank_frame(judge.size)[None])  # warm-up: the first real frame should not pay for it
     stats = RunStats()

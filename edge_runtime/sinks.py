@@ -40,6 +40,7 @@ def frame_record(j: Judgement) -> dict:
         "captured": round(f.captured, 6),
         "origin": f.origin,
         "score": round(j.score, 6),
+        **({"heads": {k: round(v, 6) for k, v in j.heads.items()}} if j.heads else {}),
         "threshold": round(j.threshold, 6),
         "verdict": j.verdict,
         "latency_ms": {k: round(v, 3) for k, v in j.timings_ms.items()},

@@ -2,9 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Dict, Protocol, runtime_checkable
 
 import numpy as np
+
+#: Graph output names: the map, the score the threshold applies to, and one `score_<head>` per head.
+MAP_OUTPUT = "anomaly_map"
+SCORE_OUTPUT = "score"
+HEAD_PREFIX = "score_"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """One batch's results. `score` is what the threshold applies to (the fused score when a model has several
+    heads); `heads` holds each head's own score as the graph outputs it (`score_slsg` → "slsg"), so the line
+    can see which head flagged a part. Every backend returns this, whatever the model's heads."""
+
+    maps: np.ndarray  # float32 N×H×W anomaly probability at the model size
+    score: np.ndarray  # float32 N
+    heads: Dict[str, np.ndarray] = field(default_factory=dict)  # head name → float32 N
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    def head_scores(self, i: int) -> Dict[str, float]:
+        """Frame i's per-head scores as plain floats (for a log line)."""
+        return {k: float(v[i]) for k, v in self.heads.items()}
+
+    @staticmethod
+    def concat(parts: list) -> Outputs:
+        if len(parts) == 1:
+            return parts[0]
+        return Outputs(
+            np.concatenate([p.maps for p in parts]),
+            np.concatenate([p.score for p in parts]),
+            {k: np.concatenate([p.heads[k] for p in parts]) for k in parts[0].heads},
+        )
+
+
+def outputs_from_named(named: Dict[str, np.ndarray], n: int, size: tuple) -> Outputs:
+    """Graph outputs by name → Outputs; every `score_<head>` output becomes a head (no code path per head)."""
+    maps = np.asarray(named[MAP_OUTPUT], dtype=np.float32).reshape(n, *size)
+    score = np.asarray(named[SCORE_OUTPUT], dtype=np.float32).reshape(n)
+    heads = {
+        k[len(HEAD_PREFIX):]: np.asarray(v, dtype=np.float32).reshape(n)
+        for k, v in named.items()
+        if k.startswith(HEAD_PREFIX)
+    }
+    return Outputs(maps, score, heads)
 
 
 class BackendError(RuntimeError):
@@ -13,13 +59,17 @@ class BackendError(RuntimeError):
 
 @runtime_checkable
 class Backend(Protocol):
-    """`run(batch)`: uint8 BGR N×H×W×3 at `input_size` → (float32 maps N×H×W, float32 scores N)."""
+    """`run(batch)`: uint8 BGR N×H×W×3 at `input_size` → `Outputs`.
+
+    `model` names the bundle model file the backend runs ("fp32", "fp16", "int8", "int8-cpu", "bf16"): each has
+    its own threshold in the bundle (`Bundle.threshold_for`)."""
 
     name: str
-    providers: list[str]
-    input_size: tuple[int, int]
+    model: str
+    providers: list
+    input_size: tuple
 
-    def run(self, batch_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def run(self, batch_bgr: np.ndarray) -> Outputs: ...
 
 
 def check_batch(batch_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.backends.base import BackendError, check_batch
+from edge_runtime.backends.base import (
+    HEAD_PREFIX,
+    MAP_OUTPUT,
+    SCORE_OUTPUT,
+    BackendError,
+    Outputs,
+    check_batch,
+    outputs_from_named,
+)
 
 #: Best first. The TensorRT EP builds its own engine at start-up; CUDA next; the CPU always works.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -46,6 +54,7 @@ class OnnxRuntimeBackend:
         providers: list[str] | str = "auto",
         name: str = "onnx",
         trt_cache_dir: Path | None = None,
+        model: str = "fp32",
     ) -> None:
         import onnxruntime as ort
 
@@ -68,13 +77,15 @@ class OnnxRuntimeBackend:
         except Exception as e:  # onnxruntime raises its own exception types for bad files and providers
             raise BackendError(f"ONNX Runtime cannot open {self.path}: {e}") from None
         self.name = name
+        self.model = model
         self.providers = list(self.session.get_providers())
         self.input_size, self._fixed_batch = self._read_input()
 
     def _read_input(self) -> tuple[tuple[int, int], int | None]:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
-        if "image" not in inputs or not {"anomaly_map", "score"} <= outputs:
+        self._outputs = [MAP_OUTPUT, SCORE_OUTPUT] + sorted(o for o in outputs if o.startswith(HEAD_PREFIX))
+        if "image" not in inputs or not {MAP_OUTPUT, SCORE_OUTPUT} <= outputs:
             raise BackendError(
                 f"{self.path} is not an slsg model: it needs input 'image' and outputs "
                 f"'anomaly_map', 'score' (has {sorted(inputs)} → {sorted(outputs)})"
@@ -87,22 +98,20 @@ class OnnxRuntimeBackend:
         fixed = shape[0] if isinstance(shape[0], int) else None
         return (shape[1], shape[2]), fixed
 
-    def run(self, batch_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch_bgr: np.ndarray) -> Outputs:
         batch = check_batch(batch_bgr, self.input_size)
         if self._fixed_batch is not None and batch.shape[0] != self._fixed_batch:
             if self._fixed_batch != 1:
                 raise BackendError(
                     f"{self.path} takes batches of exactly {self._fixed_batch}, got {batch.shape[0]}"
                 )
-            parts = [self._run(batch[i : i + 1]) for i in range(batch.shape[0])]
-            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            return Outputs.concat([self._run(batch[i : i + 1]) for i in range(batch.shape[0])])
         return self._run(batch)
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        maps, scores = self.session.run(["anomaly_map", "score"], {"image": batch})
-        maps = np.asarray(maps, dtype=np.float32).reshape(batch.shape[0], *self.input_size)
-        return maps, np.asarray(scores, dtype=np.float32).reshape(batch.shape[0])
+    def _run(self, batch: np.ndarray) -> Outputs:
+        values = self.session.run(self._outputs, {"image": batch})
+        return outputs_from_named(dict(zip(self._outputs, values)), batch.shape[0], self.input_size)
 
-    def __call__(self, batch_bgr: np.ndarray) -> np.ndarray:
-        """The `Predictor` form used by evaluation and parity checks: maps only."""
-        return self.run(batch_bgr)[0]
+    def __call__(self, batch_bgr: np.ndarray) -> Outputs:
+        """The `Predictor` form used by evaluation and parity checks."""
+        return self.run(batch_bgr)

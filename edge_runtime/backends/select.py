@@ -32,6 +32,7 @@ def _onnx(bundle: Bundle, backend: str, threads: int | None) -> OnnxRuntimeBacke
                 threads=threads,
                 name=f"{backend}:{precision}",
                 trt_cache_dir=bundle.engines_dir / "ort-trt",
+                model=precision,
             )
     wanted = " or ".join(f"model.{p}.onnx" for p in _ONNX_MODELS[backend])
     hint = "--int8" if backend == "onnx-int8" else "--fp16"

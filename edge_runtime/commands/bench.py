@@ -57,8 +57,8 @@ def runtime_cases(name: str, backend, frame: np.ndarray, threshold: float) -> li
 
     def end_to_end() -> dict[str, float]:
         batch, pre = timed(lambda: prepare(to_bgr_uint8(frame), size)[None])
-        (maps, scores), infer = timed(lambda: backend.run(batch))
-        _, post = timed(lambda: bool(float(scores[0]) > threshold))
+        out, infer = timed(lambda: backend.run(batch))
+        _, post = timed(lambda: bool(float(out.score[0]) > threshold))
         return {"pre": pre, "infer": infer, "post": post}
 
     cases = [Case(name, end_to_end, "end-to-end")]

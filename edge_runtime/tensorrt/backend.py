@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.backends.base import check_batch
+from edge_runtime.backends.base import HEAD_PREFIX, Outputs, check_batch
 
 from .availability import load_tensorrt
 from .buffers import (
@@ -45,12 +45,23 @@ def _engine_name(engine_path: Path) -> tuple[str, list[str]]:
     return (f"tensorrt-{prec}" if prec else "tensorrt"), list(data.get("build", {}).get("plugins", []))
 
 
+def _engine_model(engine_path: Path) -> str:
+    """The bundle model whose threshold applies: the INT8 engine is built from model.int8.onnx; FP16 engines
+    score like the fp16 model."""
+    try:
+        prec = read_sidecar(engine_path).get("key", {}).get("precision")
+    except ValueError:
+        prec = None
+    return {"int8": "int8", "fp16": "fp16"}.get(prec or "", "fp32")
+
+
 class TensorRTBackend:
     def __init__(self, engine_path: Path | str, use_cuda_graph: bool = False, device_index: int = 0):
         trt = load_tensorrt()
         self._api = api_plan(trt.__version__)
         self.engine_path = Path(engine_path)
         self.name, plugins = _engine_name(self.engine_path)
+        self.model = _engine_model(self.engine_path)
         register_plugins(plugins, self._api)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -107,7 +118,7 @@ class TensorRTBackend:
         for b in self.plan.outputs:
             self._cuda.to_host(self._alloc[b.name])
 
-    def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run_chunk(self, frames: np.ndarray) -> Outputs:
         b = frames.shape[0]
         self._set_batch(b)
         self._alloc[INPUT_NAME].host[:b] = frames
@@ -126,20 +137,19 @@ class TensorRTBackend:
         self._cuda.synchronize()
         amap = self._alloc[MAP_NAME].host[:b]
         score = self._alloc[SCORE_NAME].host[:b] if SCORE_NAME in self._alloc else None
-        return maps_and_scores(amap, score)
+        maps, scores = maps_and_scores(amap, score)
+        heads = {n[len(HEAD_PREFIX):]: np.array(a.host[:b], dtype=np.float32).reshape(b)
+                 for n, a in self._alloc.items() if n.startswith(HEAD_PREFIX)}
+        return Outputs(maps, scores, heads)
 
-    def run(self, batch_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch_bgr: np.ndarray) -> Outputs:
         batch = check_batch(batch_bgr, self.input_size)
-        maps, scores = [], []
-        for start, stop in batch_chunks(batch.shape[0], self.max_batch):
-            m, s = self._run_chunk(batch[start:stop])
-            maps.append(m)
-            scores.append(s)
-        return np.concatenate(maps), np.concatenate(scores)
+        return Outputs.concat([self._run_chunk(batch[start:stop])
+                               for start, stop in batch_chunks(batch.shape[0], self.max_batch)])
 
-    def __call__(self, batch_bgr: np.ndarray) -> np.ndarray:
-        """The `Predictor` form: maps only."""
-        return self.run(batch_bgr)[0]
+    def __call__(self, batch_bgr: np.ndarray) -> Outputs:
+        """The `Predictor` form."""
+        return self.run(batch_bgr)
 
     def infer_only(self) -> float:
         """Seconds for one enqueue + stream sync on the inputs of the last `run` (no host copies, no

@@ -23,7 +23,8 @@ def test_onnx_backend_gives_brightness_maps_and_topk_scores(bundle_dir: Path) ->
     )
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)  # three frames through a batch-1 model
-    maps, scores = be.run(batch)
+    out = be.run(batch)
+    maps, scores = out.maps, out.score
     assert maps.shape == (3, SIZE, SIZE) and maps.dtype == np.float32 and scores.dtype == np.float32
     np.testing.assert_allclose(maps, batch.astype(np.float32).mean(axis=3) / 255.0, atol=1e-6)
     np.testing.assert_allclose(scores, image_score(maps), atol=1e-6)
@@ -39,7 +40,7 @@ def test_wrong_input_is_refused_with_a_message(bundle_dir: Path) -> None:
 
 def test_dynamic_batch_model_runs_a_batch(tmp_path: Path) -> None:
     be = OnnxRuntimeBackend(build_brightness_model(tmp_path / "m.onnx", batch="N"), threads=1)
-    maps, scores = be.run(np.full((2, SIZE, SIZE, 3), 51, np.uint8))
+    scores = be.run(np.full((2, SIZE, SIZE, 3), 51, np.uint8)).score
     np.testing.assert_allclose(scores, [0.2, 0.2], atol=1e-6)
 
 

@@ -17,7 +17,8 @@ from edge_runtime.scoring import image_score, is_anomalous
 bundle = load_bundle(sys.argv[1])
 backend = select_backend(bundle, "onnx", threads=1)
 frames = np.load(sys.argv[2])
-maps, scores = backend.run(frames)
+out = backend.run(frames)
+maps, scores = out.maps, out.score
 verdicts = is_anomalous(scores, bundle.threshold.value)
 print(json.dumps({"torch": "torch" in sys.modules, "scores": scores.tolist(),
                   "rule": image_score(maps).tolist(), "shape": list(maps.shape),

@@ -33,7 +33,8 @@ def test_int8_and_fp16_land_in_a_verified_bundle(trained_run, tmp_path):
     assert result.precisions.int8["passed"]
     from edge_runtime.backends import select_backend
 
-    maps, scores = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8))
+    out = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8))
+    maps, scores = out.maps, out.score
     assert maps.shape == (1, 64, 64) and np.isfinite(scores).all()
 
 
