@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.statistics import pearson
 from slsg.evaluation import evaluate_category
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -42,7 +43,7 @@ def map_agreement(maps: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         raise ValueError(f"maps {maps.shape} and reference maps {reference.shape} differ in shape")
     diff = np.abs(maps.astype(np.float64) - reference.astype(np.float64))
     a, b = maps.ravel().astype(np.float64), reference.ravel().astype(np.float64)
-    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+    corr = pearson(a, b)
     return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "correlation": corr}
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_runtime.scoring import is_anomalous, threshold_from_good_scores
+from edge_runtime.statistics import auroc, pearson, spearman
 
 
 @dataclass
@@ -82,40 +83,8 @@ def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size
     return Outputs(np.concatenate(maps).astype(np.float32), np.concatenate(scores).astype(np.float32))
 
 
-def ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their average rank."""
-    x = np.asarray(x, np.float64).ravel()
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    r = np.empty(len(x), np.float64)
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
-    ends = np.r_[starts[1:], len(x)]
-    for s, e in zip(starts, ends):
-        r[order[s:e]] = (s + e + 1) / 2.0
-    return r
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Mann–Whitney AUROC; None when only one class is present."""
-    labels = np.asarray(labels).ravel().astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    r = ranks(scores)
-    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, np.float64).ravel() - np.mean(a, dtype=np.float64)
-    b = np.asarray(b, np.float64).ravel() - np.mean(b, dtype=np.float64)
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    if denom == 0.0:
-        return 1.0 if np.allclose(a, b) else 0.0
-    return float((a * b).sum() / denom)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return pearson(ranks(a), ranks(b))
+def _defined(value: float) -> float | None:
+    return None if np.isnan(value) else value
 
 
 def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
@@ -124,8 +93,8 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
     labels = data.labels()
     good = labels == 0
     thr = data.threshold if data.threshold is not None else threshold_from_good_scores(ref.scores[good]).value
-    a_ref, a_test = auroc(ref.scores, labels), auroc(test.scores, labels)
-    drop = None if a_ref is None else a_ref - a_test
+    a_ref, a_test = _defined(auroc(ref.scores, labels)), _defined(auroc(test.scores, labels))
+    drop = None if a_ref is None or a_test is None else a_ref - a_test
     bad = ~good
     rep = AccuracyReport(
         auroc_fp32=a_ref, auroc_int8=a_test, auroc_drop=drop,

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from edge_runtime.statistics import quantile
+
 TOP_K = 100
 SCORE_DEFINITION = {"kind": "mean_topk", "k": TOP_K, "map": "softmax(logits)[1]"}
 #: Quantiles of good scores kept beside every threshold, so it can be re-chosen later without data.
@@ -54,8 +56,8 @@ def threshold_from_good_scores(scores: np.ndarray, false_reject_rate: float = 0.
         raise ValueError("no good-image scores to set a threshold from: give at least one validation image")
     if not 0.0 <= false_reject_rate < 1.0:
         raise ValueError(f"false-reject rate must be in [0, 1), got {false_reject_rate}")
-    value = float(np.quantile(s, 1.0 - false_reject_rate))
-    quantiles = {f"{q:g}": float(np.quantile(s, q)) for q in REPORTED_QUANTILES}
+    value = quantile(s, 1.0 - false_reject_rate)
+    quantiles = {f"{q:g}": quantile(s, q) for q in REPORTED_QUANTILES}
     return Threshold(value=value, false_reject_rate=false_reject_rate, n_good=int(s.size), quantiles=quantiles)
 
 

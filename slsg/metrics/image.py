@@ -13,36 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def auroc(scores: np.ndarray | Sequence[float], labels: np.ndarray | Sequence[bool]) -> float:
-    """Exact AUROC (Mann–Whitney U with mid-ranks for ties; equals sklearn's roc_auc_score)."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels).astype(bool).ravel()
-    if s.shape != y.shape:
-        raise ValueError(f"{s.size} scores but {y.size} labels")
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN: the model or its input is broken")
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUROC needs both classes, got {n_pos} positive and {n_neg} negative samples")
-    order = np.argsort(s, kind="mergesort")
-    ordered = s[order]
-    starts_mask = np.r_[True, ordered[1:] != ordered[:-1]]
-    starts = np.flatnonzero(starts_mask)
-    ends = np.r_[starts[1:], ordered.size]
-    mid_rank = (starts + 1 + ends) / 2.0  # ranks starts+1 … ends share their mean
-    ranks = np.empty(s.size)
-    ranks[order] = mid_rank[np.cumsum(starts_mask) - 1]
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+from edge_runtime.statistics import auroc
 
 
 def _auroc_or_none(scores: np.ndarray, positive: np.ndarray, keep: np.ndarray) -> float | None:
-    y = positive[keep]
-    if keep.sum() == 0 or y.all() or not y.any():
-        return None
-    return auroc(scores[keep], y)
+    value = auroc(scores[keep], positive[keep])
+    return None if np.isnan(value) else value
 
 
 @dataclass

@@ -1,0 +1,154 @@
+"""The one home of every statistic the project reports: ranks, AUROC, correlations, percentiles, bootstrap.
+
+numpy only, so training, evaluation, calibration, the TensorRT parity check, the runtime and the benchmarks
+all import the same code (it sits at the bottom of the dependency arrows).
+
+The degenerate-input rule, the same for every function here: a statistic that is *undefined* for its input
+(AUROC with one class only, a correlation of a constant series, fewer than two values) is ``nan`` — never an
+exception and never a made-up 0 or 1. Input that is *wrong* (lengths that differ, NaN among the scores, a
+percentile outside [0, 100]) raises ValueError naming the problem. Display code prints ``nan`` as "–".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+ArrayLike = Union[np.ndarray, Sequence[float]]
+NAN = float("nan")
+
+
+def _vector(x: ArrayLike, what: str = "values") -> np.ndarray:
+    v = np.asarray(x, dtype=np.float64).ravel()
+    if np.isnan(v).any():
+        raise ValueError(f"{what} contain NaN: the model or its input is broken")
+    return v
+
+
+def _pair(a: ArrayLike, b: ArrayLike) -> tuple:
+    x, y = _vector(a, "first series"), _vector(b, "second series")
+    if x.size != y.size:
+        raise ValueError(f"series differ in length: {x.size} vs {y.size}")
+    return x, y
+
+
+def rankdata(x: ArrayLike) -> np.ndarray:
+    """Ranks 1..n with ties sharing their mean rank (scipy.stats.rankdata's "average" method)."""
+    v = _vector(x)
+    order = np.argsort(v, kind="mergesort")
+    ordered = v[order]
+    starts_mask = np.r_[True, ordered[1:] != ordered[:-1]] if v.size else np.zeros(0, bool)
+    starts = np.flatnonzero(starts_mask)
+    ends = np.r_[starts[1:], ordered.size]
+    mid = (starts + 1 + ends) / 2.0
+    ranks = np.empty(v.size, dtype=np.float64)
+    ranks[order] = mid[np.cumsum(starts_mask) - 1]
+    return ranks
+
+
+def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
+    """Exact AUROC: Mann–Whitney U with mid-ranks for ties (sklearn's roc_auc_score); nan with one class."""
+    s = _vector(scores, "scores")
+    y = np.asarray(labels).astype(bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"{s.size} scores but {y.size} labels")
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return NAN
+    u = rankdata(s)[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def pearson(a: ArrayLike, b: ArrayLike) -> float:
+    """Pearson correlation; nan when either series is constant or shorter than two."""
+    x, y = _pair(a, b)
+    if x.size < 2 or x.std() == 0 or y.std() == 0:
+        return NAN
+    x, y = x - x.mean(), y - y.mean()
+    return float(np.clip((x @ y) / math.sqrt((x @ x) * (y @ y)), -1.0, 1.0))
+
+
+def spearman(a: ArrayLike, b: ArrayLike) -> float:
+    """Spearman's rank correlation (Pearson of average ranks, scipy.stats.spearmanr); nan when constant."""
+    x, y = _pair(a, b)
+    return pearson(rankdata(x), rankdata(y)) if x.size >= 2 else NAN
+
+
+def percentile(values: ArrayLike, q: float) -> float:
+    """q in percent (99 → p99), numpy's default linear rule; nan for no values."""
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} is outside [0, 100] (99 means p99, not 0.99)")
+    v = _vector(values)
+    return float(np.percentile(v, q)) if v.size else NAN
+
+
+def quantile(values: ArrayLike, q: float) -> float:
+    """q in [0, 1]: `percentile(values, 100 q)`, the same rule (thresholds are quantiles of good scores)."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q} is outside [0, 1]")
+    return percentile(values, 100.0 * q)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided bootstrap percentile interval (`level`, e.g. 0.95)."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+    n_boot: int
+
+    def excludes_zero(self) -> bool:
+        """True when the whole interval lies on one side of zero: the difference is significant."""
+        return bool(self.low > 0 or self.high < 0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    strata: Optional[np.ndarray] = None,
+) -> Interval:
+    """Percentile bootstrap of `statistic(indices)` over `n` paired samples.
+
+    `strata` (e.g. labels) resamples within each group, so every resample keeps both classes and an AUROC
+    stays defined. Resamples where the statistic is nan are left out of the interval.
+    """
+    if n < 1:
+        return Interval(NAN, NAN, NAN, level, 0)
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == g) for g in np.unique(strata)]
+    estimate = float(statistic(np.arange(n)))
+    draws = np.empty(n_boot, dtype=np.float64)
+    for b in range(n_boot):
+        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+        draws[b] = statistic(idx)
+    draws = draws[~np.isnan(draws)]
+    if not draws.size:
+        return Interval(estimate, NAN, NAN, level, 0)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [alpha, 1.0 - alpha])
+    return Interval(estimate, float(low), float(high), level, int(draws.size))
+
+
+def paired_auroc_difference(
+    reference: ArrayLike, candidate: ArrayLike, labels: ArrayLike, n_boot: int = 2000, level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """AUROC(reference) − AUROC(candidate) on the same images, with a paired, class-stratified bootstrap
+    interval: the drop a quantised model costs, and whether it is more than the noise of ~100 images."""
+    r, c = _pair(reference, candidate)
+    y = np.asarray(labels).astype(bool).ravel()
+    if y.size != r.size:
+        raise ValueError(f"{r.size} scores but {y.size} labels")
+    return bootstrap(lambda i: auroc(r[i], y[i]) - auroc(c[i], y[i]), r.size, n_boot, level, seed, strata=y)

@@ -1,0 +1,63 @@
+"""The one statistics module, checked against scipy and scikit-learn, and its one rule for degenerate input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_runtime import statistics as st
+
+scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is the reference these checks compare with")
+sk_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference for AUROC")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ranks_auroc_and_correlations_equal_scipy_and_sklearn_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 6, 60).astype(float)  # many ties
+    b = a + rng.normal(0, 2, 60)
+    y = rng.integers(0, 2, 60)
+    np.testing.assert_allclose(st.rankdata(a), scipy_stats.rankdata(a))
+    assert st.auroc(a, y) == pytest.approx(sk_metrics.roc_auc_score(y, a), abs=1e-12)
+    assert st.spearman(a, b) == pytest.approx(scipy_stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert st.pearson(a, b) == pytest.approx(scipy_stats.pearsonr(a, b).statistic, abs=1e-12)
+    for q in (0, 1, 50, 90, 99, 99.9, 100):
+        assert st.percentile(b, q) == pytest.approx(np.percentile(b, q), abs=1e-12)
+    assert st.quantile(b, 0.99) == st.percentile(b, 99)
+
+
+def test_undefined_statistics_are_nan_never_an_exception_or_a_made_up_value() -> None:
+    assert np.isnan(st.auroc([0.1, 0.2, 0.3], [0, 0, 0]))  # one class
+    assert np.isnan(st.spearman([1, 1, 1], [1, 2, 3]))  # constant series
+    assert np.isnan(st.pearson([2.0, 2.0], [2.0, 2.0]))  # identical constants are not "1.0"
+    assert np.isnan(st.spearman([1.0], [1.0]))  # fewer than two
+    assert np.isnan(st.percentile([], 50))
+
+
+def test_wrong_input_raises_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        st.auroc([0.1, float("nan")], [0, 1])
+    with pytest.raises(ValueError, match="length"):
+        st.spearman([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="0.99"):
+        st.percentile([1, 2, 3], 0.99 - 1)  # negative q: outside [0, 100]
+
+
+def test_paired_auroc_difference_sees_a_real_drop_and_not_noise() -> None:
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(60), np.ones(40)].astype(bool)
+    ref = np.where(y, rng.normal(2.0, 1, 100), rng.normal(0, 1, 100))
+    same = ref + rng.normal(0, 1e-3, 100)  # a faithful copy: tiny noise
+    broken = ref + rng.normal(0, 3.0, 100)  # a damaged model: most of the signal gone
+    noise = st.paired_auroc_difference(ref, same, y, n_boot=500)
+    drop = st.paired_auroc_difference(ref, broken, y, n_boot=500)
+    assert abs(noise.estimate) < 0.01 and noise.low <= 0.0 <= noise.high and not noise.excludes_zero()
+    assert drop.estimate > 0.1 and drop.excludes_zero() and drop.low > 0
+    assert drop.estimate == pytest.approx(st.auroc(ref, y) - st.auroc(broken, y))
+
+
+def test_stratified_bootstrap_keeps_both_classes_in_every_resample() -> None:
+    y = np.r_[np.zeros(50), np.ones(2)].astype(bool)  # a resample without stratification often loses a class
+    s = np.r_[np.zeros(50), np.ones(2)]
+    iv = st.bootstrap(lambda i: st.auroc(s[i], y[i]), y.size, n_boot=300, strata=y)
+    assert iv.n_boot == 300 and iv.low == iv.high == 1.0
