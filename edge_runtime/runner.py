@@ -98,8 +98,9 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     stream = open_source(cfg.source)
     if cfg.source.csi is not None and not cfg.quiet:
         console.print(f"GStreamer pipeline: {stream.describe}", markup=False)
+    threshold = bundle.threshold_for(getattr(backend, "model", "fp32")).value
     judge = Judge(
-        backend, bundle.threshold_for(getattr(backend, "model", "fp32")).value, cfg.sensitivity, overlay_ng=cfg.save_ng is not None or cfg.show
+        backend, threshold, cfg.sensitivity, overlay_ng=cfg.save_ng is not None or cfg.show
     )
     backend.run(blank_frame(judge.size)[None])  # warm-up: the first real frame should not pay for it
     stats = RunStats()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union  # noqa: UP035 — evaluated at run time on Python 3.8
 
 import numpy as np
 

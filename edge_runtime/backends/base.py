@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,12 +21,12 @@ class Outputs:
 
     maps: np.ndarray  # float32 N×H×W anomaly probability at the model size
     score: np.ndarray  # float32 N
-    heads: Dict[str, np.ndarray] = field(default_factory=dict)  # head name → float32 N
+    heads: dict[str, np.ndarray] = field(default_factory=dict)  # head name → float32 N
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
 
-    def head_scores(self, i: int) -> Dict[str, float]:
+    def head_scores(self, i: int) -> dict[str, float]:
         """Frame i's per-head scores as plain floats (for a log line)."""
         return {k: float(v[i]) for k, v in self.heads.items()}
 
@@ -41,7 +41,7 @@ class Outputs:
         )
 
 
-def outputs_from_named(named: Dict[str, np.ndarray], n: int, size: tuple) -> Outputs:
+def outputs_from_named(named: dict[str, np.ndarray], n: int, size: tuple) -> Outputs:
     """Graph outputs by name → Outputs; every `score_<head>` output becomes a head (no code path per head)."""
     maps = np.asarray(named[MAP_OUTPUT], dtype=np.float32).reshape(n, *size)
     score = np.asarray(named[SCORE_OUTPUT], dtype=np.float32).reshape(n)
