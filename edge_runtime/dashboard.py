@@ -16,17 +16,28 @@ def _ms(v: float) -> str:
 
 def live_table(stats: RunStats, title: str) -> Table:
     t = Table(title=title, show_header=True, header_style="bold")
-    for col in ("FPS", "p50 ms", "p99 ms", "OK", "NG", "dropped"):
+    for col in ("status", "FPS", "p50 ms", "p99 ms", "OK", "NG", "invalid", "dropped", "last NG (heads)"):
         t.add_column(col, justify="right")
     t.add_row(
+        stats.status if stats.status in ("running",) else f"[yellow]{stats.status}[/yellow]",
         f"{stats.fps():.1f}",
         _ms(stats.p("total", 50)),
         _ms(stats.p("total", 99)),
         str(stats.ok),
         f"[red]{stats.ng}[/red]" if stats.ng else "0",
+        f"[red]{stats.invalid}[/red]" if stats.invalid else "0",
         str(stats.dropped),
+        last_ng_text(stats.last_ng),
     )
     return t
+
+
+def last_ng_text(last: dict) -> str:
+    """"#41 0.812 (slsg 0.9, global 0.31)": the line sees which head flagged the part."""
+    if not last:
+        return "–"
+    heads = ", ".join(f"{k} {v:.3g}" for k, v in last.get("heads", {}).items())
+    return f"#{last['id']} {last['score']:.3g}" + (f" ({heads})" if heads else "")
 
 
 class Dashboard:
@@ -62,9 +73,14 @@ def summary_table(stats: RunStats, result: RunResult, title: str = "slsg-edge ru
     t.add_column("value", justify="right")
     t.add_row("frames", str(result.frames))
     t.add_row("OK / NG", f"{stats.ok} / {stats.ng}")
-    t.add_row("dropped", str(stats.dropped))
+    t.add_row("NG: invalid output", str(stats.invalid))
+    t.add_row("dropped (no decision)", str(stats.dropped))
     for reason, n in stats.drop_reasons.most_common():
         t.add_row(f"  {reason}", str(n))
+    if stats.last_ng:
+        t.add_row("last NG (heads)", last_ng_text(stats.last_ng))
+    if result.alarm:
+        t.add_row("[red]alarm[/red]", result.alarm)
     t.add_row("wall time s", f"{result.wall_s:.2f}")
     t.add_row("FPS (judged / wall)", f"{stats.judged / result.wall_s:.1f}" if result.wall_s > 0 else "–")
     for stage in STAGES:
@@ -79,11 +95,13 @@ def summary_record(stats: RunStats, result: RunResult) -> dict:
         "frames": result.frames,
         "ok": stats.ok,
         "ng": stats.ng,
+        "invalid": stats.invalid,
         "dropped": stats.dropped,
         "drop_reasons": dict(stats.drop_reasons),
         "wall_s": round(result.wall_s, 3),
         "stopped": result.stopped,
         "gave_up": result.gave_up,
+        "alarm": result.alarm,
         "latency_ms": {
             s: {"p50": round(stats.p(s, 50), 3), "p99": round(stats.p(s, 99), 3)}
             for s in STAGES

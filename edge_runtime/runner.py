@@ -1,24 +1,42 @@
-"""`slsg-edge run` as a plain function: open the bundle, backend, source and sinks, run, flush, summarise."""
+"""`slsg-edge run` as a plain function: open the outputs, bundle, backend and source, run, flush, summarise.
+
+The outputs come first: a log or NG folder that cannot be created stops the run before anything is judged.
+Sinks, in the order the fan-out calls them: counters, the NG saver's admission (so the frame line says what
+happened to its image), the event log, the status, systemd; then, each in its own thread, webhook, MQTT,
+Modbus and the window.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.dashboard import Dashboard, summary_record, summary_table
+from edge_runtime.eventlog import EventLog, LogPolicy
+from edge_runtime.evidence import EvidencePolicy, NgSaver
+from edge_runtime.fanout import Fanout
 from edge_runtime.pipeline import Judge, RunResult, Sink, run_pipeline
-from edge_runtime.sinks import EventLog, MqttSink, NgStore, StatsSink, WebhookSink, WindowSink, iso
+from edge_runtime.records import iso
+from edge_runtime.sinks import StatsSink, WebhookSink, WindowSink
 from edge_runtime.sources import FrameStream, ReconnectPolicy, SourceSpec, blank_frame, open_source
 from edge_runtime.stats import RunStats
+from edge_runtime.status import StatusTracker
+from edge_runtime.systemd import SystemdNotifier
+from edge_runtime.watchdog import Watchdog, WatchdogConfig
+
+
+class OutputError(RuntimeError):
+    """An output the run cannot do without (the NG folder) cannot be created."""
 
 
 @dataclass
@@ -37,6 +55,26 @@ class RunConfig:
     show: bool = False
     quiet: bool = False
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    log_policy: LogPolicy = field(default_factory=LogPolicy)
+    evidence: EvidencePolicy = field(default_factory=EvidencePolicy)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    max_invalid_in_row: int = 10
+    mqtt_config: object = None  # edge_runtime.mqtt.MqttConfig; built from `mqtt` when None
+    modbus: object = None  # edge_runtime.modbus.ModbusConfig
+
+
+class ConsoleNotes:
+    """Warnings and alarms on stderr too (journalctl shows them), not only in the log."""
+
+    inline = True
+    name = "console"
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def on_event(self, ev) -> None:
+        if ev.channel in ("warning", "alarm") and (ev.channel == "alarm" or not self.quiet):
+            print(f"slsg-edge: {ev.channel}: {ev.detail}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -59,18 +97,39 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _sinks(cfg: RunConfig, log: EventLog, stats: RunStats) -> list[Sink]:
-    """Order matters: NG images are saved before the log line and the webhook, so both can name the files."""
-    sinks: list[Sink] = [StatsSink(stats)]
-    if cfg.save_ng is not None:
-        sinks.append(NgStore(cfg.save_ng, cfg.quota_mb, log.write))
-    if cfg.show:
-        sinks.append(WindowSink(log.write))
+def open_outputs(cfg: RunConfig) -> EventLog:
+    """The event log; EventLogError (exit 2) when it cannot be created."""
+    return EventLog(cfg.log, policy=cfg.log_policy)
+
+
+def _saver(cfg: RunConfig, log: EventLog) -> NgSaver | None:
+    if cfg.save_ng is None:
+        return None
+    try:
+        return NgSaver(cfg.save_ng, cfg.evidence, log.write)
+    except OSError as e:
+        raise OutputError(
+            f"cannot create the NG folder {cfg.save_ng}: {e.strerror or e}; choose another --save-ng "
+            "or make it writable"
+        ) from None
+
+
+def _line_sinks(cfg: RunConfig, log: EventLog, stats: RunStats, threshold: float) -> list[Sink]:
+    """The optional outputs to the line; each runs isolated in its own thread."""
+    sinks: list[Sink] = []
     if cfg.webhook:
         sinks.append(WebhookSink(cfg.webhook, log.write))
-    if cfg.mqtt:
-        sinks.append(MqttSink(cfg.mqtt, log.write))
-    sinks.append(log)
+    if cfg.mqtt or cfg.mqtt_config is not None:
+        from edge_runtime.mqtt import MqttConfig, MqttSink
+
+        mcfg = cfg.mqtt_config if cfg.mqtt_config is not None else MqttConfig(cfg.mqtt)
+        sinks.append(MqttSink(mcfg, log.write, run_id=log.run_id, counts=stats.snapshot))
+    if cfg.modbus is not None:
+        from edge_runtime.modbus import ModbusSink
+
+        sinks.append(ModbusSink(cfg.modbus, log.write, threshold=threshold))
+    if cfg.show:
+        sinks.append(WindowSink(log.write))
     return sinks
 
 
@@ -86,36 +145,67 @@ def _start_record(cfg: RunConfig, stream: FrameStream, backend, judge: Judge, bu
         "model": getattr(backend, "model", "fp32"),
         "sensitivity": cfg.sensitivity,
         "input_size": list(judge.size),
+        "frame_period_s": stream.frame_period_s,
     }
 
 
 def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, RunStats]:
-    """Raises BundleError / BackendError / SourceError before anything runs; then logs every frame."""
+    """Raises EventLogError / OutputError / BundleError / BackendError / SourceError before anything runs;
+    then logs every frame. InferenceFailed / InvalidOutputAlarm come after the end record is written."""
     console = console or Console()
     cfg.source.reconnect = cfg.reconnect
-    bundle = load_bundle(cfg.bundle)
-    backend = select_backend(bundle, cfg.backend, cfg.threads)
-    stream = open_source(cfg.source)
+    log = open_outputs(cfg)
+    try:
+        saver = _saver(cfg, log)
+        bundle = load_bundle(cfg.bundle)
+        backend = select_backend(bundle, cfg.backend, cfg.threads)
+        stream = open_source(cfg.source)
+    except Exception as e:
+        log.close({"event": "error", "time": iso(time.time()), "error": f"{type(e).__name__}: {e}"})
+        raise
     if cfg.source.csi is not None and not cfg.quiet:
         console.print(f"GStreamer pipeline: {stream.describe}", markup=False)
     threshold = bundle.threshold_for(getattr(backend, "model", "fp32")).value
-    judge = Judge(
-        backend, threshold, cfg.sensitivity, overlay_ng=cfg.save_ng is not None or cfg.show
-    )
+    judge = Judge(backend, threshold, cfg.sensitivity)
     backend.run(blank_frame(judge.size)[None])  # warm-up: the first real frame should not pay for it
     stats = RunStats()
-    log = EventLog(cfg.log)
-    sinks = _sinks(cfg, log, stats)
+    status = StatusTracker()
+    notifier = SystemdNotifier()
+    inline: list[Sink] = [StatsSink(stats)] + ([saver] if saver else []) + [log, status, notifier,
+                                                                           ConsoleNotes(cfg.quiet)]
+    try:
+        line = _line_sinks(cfg, log, stats, judge.threshold)
+    except (ValueError, RuntimeError) as e:
+        if saver:
+            saver.close()
+        log.close({"event": "error", "time": iso(time.time()), "error": str(e)})
+        raise
+    fan = Fanout(inline + line, report=log.write)
     log.write(_start_record(cfg, stream, backend, judge, bundle.root))
+    status.start()
+    notifier.ready(f"judging {stream.describe}")
+    watchdog = Watchdog.for_stream(stream, cfg.watchdog)
     result = RunResult()
     try:
         with stop_on_signals(stream.stop_event), Dashboard(stats, f"slsg-edge · {backend.name}", cfg.quiet):
-            result = run_pipeline(stream, judge, sinks, cfg.max_frames)
+            run_pipeline(
+                stream, judge, fan, cfg.max_frames, max_invalid_in_row=cfg.max_invalid_in_row, watchdog=watchdog,
+                result=result,
+            )
+    except Exception as e:
+        result.alarm = result.alarm or f"{type(e).__name__}: {e}"
+        raise
     finally:
-        for s in sinks:
-            if s is not log and hasattr(s, "close"):
-                s.close()
-        log.write(summary_record(stats, result))
-        log.close()
+        status.stop(f"alarm: {result.alarm}" if result.alarm else
+                    "the source gave up" if result.gave_up else "the run ended")
+        fan.close(skip=(log,))
+        end = summary_record(stats, result)
+        end["run_id"] = log.run_id
+        end["stalls"] = watchdog.stalls
+        end["status_transitions"] = status.transitions
+        end["sinks"] = fan.sink_counts()
+        if saver:
+            end["evidence"] = saver.counts()
+        log.close(end)
     console.print(summary_table(stats, result))
     return result, stats

@@ -1,117 +1,39 @@
-"""Where judgements go: the JSONL event log (every frame), NG images under a disk quota, a webhook, MQTT,
-a window. A sink that fails (full disk, dead server, no display) reports it as an event; the line keeps going.
+"""Where judgements go besides the event log: NG images under a disk quota, a webhook, a window, counters.
+
+Every sink here is isolated by `edge_runtime.fanout` (its own thread and bounded queue): one that fails
+(full disk, dead server, no display) reports it as a `sink_error` line and the line keeps going. MQTT and
+Modbus live in `edge_runtime.mqtt` and `edge_runtime.modbus`, the event log in `edge_runtime.eventlog`.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import queue
 import re
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import Callable
 
 import cv2
+import numpy as np
 
+from edge_runtime.eventlog import EventLog
+from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judgement
+from edge_runtime.records import drop_record, frame_record, iso, json_line, source_record
 from edge_runtime.sources import Dropped, SourceEvent
 from edge_runtime.stats import RunStats
 
+__all__ = [
+    "EventLog", "NgStore", "StatsSink", "WebhookSink", "WindowSink", "drop_record", "frame_record",
+    "iso", "source_record",
+]
+
 Report = Callable[[dict], None]
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def frame_record(j: Judgement) -> dict:
-    f = j.frame
-    return {
-        "event": "frame",
-        "id": f.id,
-        "captured": round(f.captured, 6),
-        "origin": f.origin,
-        "score": round(j.score, 6),
-        **({"heads": {k: round(v, 6) for k, v in j.heads.items()}} if j.heads else {}),
-        "threshold": round(j.threshold, 6),
-        "verdict": j.verdict,
-        "latency_ms": {k: round(v, 3) for k, v in j.timings_ms.items()},
-        **({"saved": j.saved} if j.saved else {}),
-    }
-
-
-def drop_record(d: Dropped) -> dict:
-    return {
-        "event": "dropped",
-        "id": d.id,
-        "captured": round(d.captured, 6),
-        "origin": d.origin,
-        "reason": d.reason,
-    }
-
-
-def source_record(ev: SourceEvent) -> dict:
-    return {"event": "source", "kind": ev.kind, "detail": ev.detail, "at": round(ev.at, 6)}
-
-
-class EventLog:
-    """One JSON line per frame (judged or dropped) and per source or sink event, flushed every second.
-
-    Appends, so a restarted service continues the same file. Thread-safe: the webhook thread reports here too.
-    """
-
-    def __init__(self, path: Path, flush_interval_s: float = 1.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 — closed in close()
-        self._lock = threading.Lock()
-        self._interval = flush_interval_s
-        self._last_flush = time.monotonic()
-        self.lines = 0
-        self.lost = 0
-
-    def write(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":"))
-        with self._lock:
-            try:
-                self._f.write(line + "\n")
-                self.lines += 1
-                if time.monotonic() - self._last_flush >= self._interval:
-                    self._f.flush()
-                    self._last_flush = time.monotonic()
-            except OSError as e:
-                self.lost += 1
-                if self.lost == 1:
-                    print(
-                        f"slsg-edge: cannot write the event log {self.path} ({e}); the run continues",
-                        file=sys.stderr,
-                    )
-
-    def on_frame(self, j: Judgement) -> None:
-        self.write(frame_record(j))
-
-    def on_drop(self, d: Dropped) -> None:
-        self.write(drop_record(d))
-
-    def on_event(self, ev: SourceEvent) -> None:
-        self.write(source_record(ev))
-
-    def flush(self) -> None:
-        with self._lock, contextlib.suppress(OSError):
-            self._f.flush()
-
-    def close(self) -> None:
-        self.flush()
-        with self._lock, contextlib.suppress(OSError):
-            self._f.close()
 
 
 _NG_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_\d+_(frame\.png|overlay\.jpg)$")
@@ -120,6 +42,9 @@ _NG_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_\d+_(frame\.png|overlay\.jpg)$")
 class NgStore:
     """NG frames (lossless PNG) and their overlays (JPEG) in one folder, oldest out first beyond the quota."""
 
+    name = "save-ng"
+    wants_images = True
+
     def __init__(self, folder: Path, quota_mb: float, report: Report) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -127,16 +52,21 @@ class NgStore:
         self.report = report
         self.evicted = 0
         found = [(p.stat().st_mtime, p) for p in self.folder.iterdir() if _NG_NAME.match(p.name)]
-        self._files: collections.deque[tuple[Path, int]] = collections.deque(
+        self._files: collections.deque = collections.deque(
             (p, p.stat().st_size) for _, p in sorted(found)
         )
         self.used = sum(n for _, n in self._files)
 
     def on_frame(self, j: Judgement) -> None:
-        if not j.ng or j.image is None:
-            return
+        if j.ng and j.image is not None:
+            self.save(j)
+
+    def save(self, j: Judgement) -> list:
+        """Write the frame (PNG) and its overlay (JPEG); returns the paths written."""
         stamp = datetime.fromtimestamp(j.frame.captured, timezone.utc).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
         items = [(f"{stamp}_{j.frame.id}_frame.png", cv2.imencode(".png", j.image)[1])]
+        if j.overlay is None and j.anomaly_map is not None:
+            j.overlay = heatmap_overlay(j.image, np.nan_to_num(j.anomaly_map))
         if j.overlay is not None:
             items.append(
                 (
@@ -155,10 +85,9 @@ class NgStore:
                     "raise --quota-mb",
                 }
             )
-            return
+            return []
         self._evict(need)
-        for name, buf in items:
-            self._write(self.folder / name, buf.tobytes(), j)
+        return [p for name, buf in items if (p := self._write(self.folder / name, buf.tobytes(), j))]
 
     def _evict(self, need: int) -> None:
         while self._files and self.used + need > self.quota:
@@ -170,7 +99,7 @@ class NgStore:
             self.used -= n
             self.evicted += 1
 
-    def _write(self, path: Path, data: bytes, j: Judgement) -> None:
+    def _write(self, path: Path, data: bytes, j: Judgement) -> str | None:
         try:
             with open(path, "wb") as f:
                 f.write(data)
@@ -184,10 +113,11 @@ class NgStore:
                     "error": f"cannot save {path.name}: {e}",
                 }
             )
-            return
+            return None
         self._files.append((path, len(data)))
         self.used += len(data)
         j.saved.append(str(path))
+        return str(path)
 
     def on_drop(self, d: Dropped) -> None:
         pass
@@ -251,7 +181,10 @@ class _BackgroundSender:
 
 
 class WebhookSink:
-    """HTTP POST of each NG frame's record as JSON, from a background thread with a short timeout."""
+    """HTTP POST of each NG frame's record, every source event and status change, as JSON, from a background
+    thread with a short timeout."""
+
+    name = "webhook"
 
     def __init__(self, url: str, report: Report, timeout_s: float = 2.0, only_ng: bool = True) -> None:
         if not url.startswith(("http://", "https://")):
@@ -262,7 +195,7 @@ class WebhookSink:
         self._sender = _BackgroundSender("webhook", self._post, report)
 
     def _post(self, payload: dict) -> None:
-        data = json.dumps(payload).encode("utf-8")
+        data = json_line(payload).encode("utf-8")
         req = urllib.request.Request(
             self.url, data=data, method="POST", headers={"Content-Type": "application/json"}
         )
@@ -278,55 +211,20 @@ class WebhookSink:
         pass
 
     def on_event(self, ev: SourceEvent) -> None:
-        pass
+        self._sender.submit(source_record(ev))
+
+    def on_status(self, change) -> None:
+        self._sender.submit(change.record())
 
     def close(self) -> None:
         self._sender.close(self.timeout_s)
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int, str]:
-    """mqtt://host[:port]/topic → (host, port, topic)."""
-    m = re.fullmatch(r"mqtt://([^/:]+)(?::(\d+))?/(.+)", url)
-    if not m:
-        raise ValueError(f"MQTT target must look like mqtt://host[:port]/topic, got {url!r}")
-    return m.group(1), int(m.group(2) or 1883), m.group(3)
-
-
-class MqttSink:
-    """Publishes every frame's verdict record (QoS 0) to a topic; needs the optional paho-mqtt package."""
-
-    def __init__(self, url: str, report: Report) -> None:
-        try:
-            import paho.mqtt.client as mqtt
-        except ImportError:
-            raise RuntimeError(
-                "MQTT needs the paho-mqtt package: pip install 'slsg[mqtt]' (or pip install paho-mqtt)"
-            ) from None
-        host, port, self.topic = parse_mqtt_url(url)
-        try:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)  # paho-mqtt ≥ 2
-        except AttributeError:
-            client = mqtt.Client()
-        client.connect_async(host, port)
-        client.loop_start()
-        self._client = client
-
-    def on_frame(self, j: Judgement) -> None:
-        self._client.publish(self.topic, json.dumps(frame_record(j)), qos=0)
-
-    def on_drop(self, d: Dropped) -> None:
-        self._client.publish(self.topic, json.dumps(drop_record(d)), qos=0)
-
-    def on_event(self, ev: SourceEvent) -> None:
-        pass
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
-
-
 class WindowSink:
     """`--show`: the frame, or its overlay when NG. Headless OpenCV has no window; that is reported once."""
+
+    name = "show"
+    wants_images = True
 
     def __init__(self, report: Report, title: str = "slsg-edge") -> None:
         self.report = report
@@ -337,6 +235,9 @@ class WindowSink:
         if not self.enabled:
             return
         image = j.overlay if j.overlay is not None else j.frame.image
+        if j.ng and j.overlay is None and j.image is not None and j.anomaly_map is not None:
+            with contextlib.suppress(ValueError):
+                image = heatmap_overlay(j.image, j.anomaly_map)
         try:
             cv2.imshow(self.title, image)
             cv2.waitKey(1)
@@ -364,7 +265,10 @@ class WindowSink:
 
 
 class StatsSink:
-    """Feeds the dashboard and the summary."""
+    """Feeds the dashboard and the summary (inline: counting is cheap and must not be skipped)."""
+
+    inline = True
+    name = "stats"
 
     def __init__(self, stats: RunStats) -> None:
         self.stats = stats
@@ -377,3 +281,15 @@ class StatsSink:
 
     def on_event(self, ev: SourceEvent) -> None:
         pass
+
+    def on_status(self, change) -> None:
+        self.stats.status = change.status
+
+
+def __getattr__(name: str):
+    """MQTT moved to edge_runtime.mqtt; old imports keep working without loading paho eagerly."""
+    if name in ("MqttSink", "parse_mqtt_url"):
+        from edge_runtime import mqtt
+
+        return getattr(mqtt, name)
+    raise AttributeError(name)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import re
+import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import Any, Callable, Iterator, Optional, Protocol, Union
 
 import cv2
 import numpy as np
@@ -46,9 +47,13 @@ class Dropped:
 
 @dataclass
 class SourceEvent:
-    kind: str  # opened | read_failed | reconnecting | reconnected | gave_up | end
+    """Something that happened to the input (channel "source": opened | read_failed | reconnecting |
+    reconnected | gave_up | end | stalled | resumed), or to the run ("alarm", "warning")."""
+
+    kind: str
     detail: str
     at: float
+    channel: str = "source"
 
 
 Item = Union[Frame, Dropped, SourceEvent]
@@ -63,7 +68,7 @@ class CaptureLike(Protocol):
     def get(self, prop: int) -> float: ...
 
 
-Opener = Callable[[], CaptureLike]
+Opener = Callable[[], "CaptureLike"]
 
 
 @dataclass
@@ -139,7 +144,7 @@ def live_items(opener: Opener, name: str, policy: ReconnectPolicy, stop: threadi
                 if cap is None:
                     failures += 1
                     continue
-                yield SourceEvent("reconnected" if ever_opened else "opened", name, time.time())
+                yield SourceEvent("reconnected" if ever_opened else "opened", _opened_detail(name, cap), time.time())
                 ever_opened = True
             image, read_ms, err = _read(cap)
             if image is None:
@@ -152,6 +157,13 @@ def live_items(opener: Opener, name: str, policy: ReconnectPolicy, stop: threadi
             yield Frame(ids.take(), time.time(), image, name, read_ms, time.perf_counter())
     finally:
         _release(cap)
+
+
+def _opened_detail(name: str, cap: CaptureLike) -> str:
+    try:
+        return f"{name}: {describe_capture(cap)}"
+    except Exception:  # a fake or odd capture without properties
+        return name
 
 
 def _try_open(opener: Opener) -> CaptureLike | None:
@@ -170,55 +182,166 @@ def opencv_has_gstreamer() -> bool:
     return re.search(r"GStreamer:\s*YES", info) is not None
 
 
-def csi_pipeline(sensor_id: int, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0) -> str:
-    """Jetson CSI camera: Argus ISP in NVMM memory, converted to BGR; appsink keeps only the newest frame."""
+@dataclass
+class CameraSettings:
+    """What to ask of a live camera; None leaves the driver's default. CSI also locks exposure/white balance."""
+
+    width: Optional[int] = None
+    height: Optional[int] = None
+    fps: Optional[float] = None
+    fourcc: Optional[str] = None  # V4L2 pixel format, e.g. MJPG or YUYV
+    exposure_us: Optional[int] = None  # CSI: fixed exposure time (locks auto-exposure)
+    gain: Optional[float] = None  # CSI: fixed analogue gain
+    ae_lock: bool = False  # CSI: lock auto-exposure where it settles
+    awb_lock: bool = False  # CSI: lock auto white balance where it settles
+    open_timeout_s: float = 10.0  # where the OpenCV backend supports it
+    read_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.fourcc is not None and len(self.fourcc) != 4:
+            raise SourceError(f"--fourcc must be 4 characters (e.g. MJPG, YUYV), got {self.fourcc!r}")
+        for name in ("width", "height", "fps", "exposure_us"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise SourceError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+
+
+def is_jetson() -> bool:
+    """JetPack writes /etc/nv_tegra_release; the device tree names the module."""
+    if Path("/etc/nv_tegra_release").exists():
+        return True
+    with contextlib.suppress(OSError):
+        return "nvidia" in Path("/proc/device-tree/compatible").read_bytes().decode("latin-1").lower()
+    return False
+
+
+def csi_pipeline(
+    sensor_id: int, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0,
+    settings: Optional[CameraSettings] = None,
+) -> str:
+    """Jetson CSI camera: Argus ISP in NVMM memory, converted to BGR; appsink keeps only the newest frame.
+
+    A fixed exposure (`exposure_us`, in ns for Argus) and gain, or `ae_lock`/`awb_lock`, keep the picture
+    the model saw in training from drifting with the light on the line."""
+    s = settings or CameraSettings()
+    width, height, fps = s.width or width, s.height or height, int(s.fps or fps)
+    props = [f"sensor-id={sensor_id}"]
+    if s.exposure_us is not None:
+        ns = int(s.exposure_us) * 1000
+        props.append(f'exposuretimerange="{ns} {ns}"')
+    if s.gain is not None:
+        props.append(f'gainrange="{s.gain:g} {s.gain:g}"')
+    if s.ae_lock or s.exposure_us is not None:
+        props.append("aelock=true")
+    if s.awb_lock:
+        props.append("awblock=true")
     return (
-        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"nvarguscamerasrc {' '.join(props)} ! "
         f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1,format=NV12 ! "
         f"nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! videoconvert ! "
         "video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
     )
 
 
-def rtsp_pipeline(url: str, latency_ms: int = 200) -> str:
-    """RTSP over GStreamer; decodebin picks a hardware decoder if any (nvv4l2decoder on Jetson)."""
+def rtsp_pipeline(url: str, latency_ms: int = 100, jetson: Optional[bool] = None) -> str:
+    """RTSP over TCP (no lost UDP packets smearing frames), the URL quoted (it may hold ?, & or spaces).
+
+    On a Jetson the hardware decoder writes NVMM memory, which `videoconvert` cannot read: `nvvidconv`
+    copies it out first. Elsewhere decodebin picks whatever decoder there is."""
+    jetson = is_jetson() if jetson is None else jetson
+    convert = "nvvidconv ! video/x-raw,format=BGRx ! videoconvert" if jetson else "videoconvert"
     return (
-        f"rtspsrc location={url} latency={latency_ms} ! decodebin ! videoconvert ! "
-        "video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
+        f"rtspsrc location={shlex.quote(url)} protocols=tcp latency={int(latency_ms)} ! decodebin ! "
+        f"{convert} ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
     )
 
 
-def camera_opener(index: int) -> Opener:
+def _cv_version() -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", cv2.__version__)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def capture_params(api: int, settings: CameraSettings, version: Optional[tuple[int, int]] = None) -> list[int]:
+    """Open/read timeouts for the backends that take them at open (FFmpeg ≥ 4.5.2, GStreamer ≥ 4.6).
+
+    A backend given a parameter it does not know refuses to open, so nothing is passed elsewhere; V4L2
+    reads are bounded by OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT (seconds, read when OpenCV loads) instead."""
+    version = version or _cv_version()
+    if not hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC"):
+        return []
+    supported = (api == cv2.CAP_FFMPEG and version >= (4, 5)) or (api == cv2.CAP_GSTREAMER and version >= (4, 6))
+    if not supported:
+        return []
+    return [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(settings.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(settings.read_timeout_s * 1000),
+    ]
+
+
+def _open(target: Union[int, str], api: int, settings: CameraSettings) -> CaptureLike:
+    params = capture_params(api, settings)
+    return cv2.VideoCapture(target, api, params) if params else cv2.VideoCapture(target, api)
+
+
+def apply_v4l2_settings(cap: Any, s: CameraSettings) -> None:
+    """FOURCC first (it decides which sizes and rates exist), then size, then rate; one-frame buffer."""
+    if s.fourcc:
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*s.fourcc))
+    if s.width:
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, s.width)
+    if s.height:
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, s.height)
+    if s.fps:
+        cap.set(cv2.CAP_PROP_FPS, s.fps)
+    cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+
+
+def describe_capture(cap: Any) -> str:
+    """What the driver actually gave (it may round a size or rate down), for the `opened` event."""
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    fourcc = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)) if code > 0 else "?"
+    return f"{w}×{h} @ {fps:.3g} fps {fourcc.strip()}"
+
+
+def camera_opener(index: int, settings: Optional[CameraSettings] = None) -> Opener:
+    s = settings or CameraSettings()
+
     def open_camera() -> CaptureLike:
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
         cap = cv2.VideoCapture(index, api)
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        if cap.isOpened():
+            apply_v4l2_settings(cap, s)
         return cap
 
     return open_camera
 
 
-def gstreamer_opener(pipeline: str) -> Opener:
+def gstreamer_opener(pipeline: str, settings: Optional[CameraSettings] = None) -> Opener:
     if not opencv_has_gstreamer():
         raise SourceError(
             "this OpenCV build has no GStreamer support, which CSI cameras need: on a Jetson use "
             "the system OpenCV from JetPack (python3-opencv), not opencv-python from pip"
         )
-    return lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+    s = settings or CameraSettings()
+    return lambda: _open(pipeline, cv2.CAP_GSTREAMER, s)
 
 
-def rtsp_opener(url: str) -> tuple[Opener, str]:
-    """GStreamer when OpenCV has it (newest frame only), else FFmpeg with a one-frame buffer."""
+def rtsp_opener(url: str, settings: Optional[CameraSettings] = None, latency_ms: int = 100) -> tuple[Opener, str]:
+    """GStreamer when OpenCV has it (newest frame only), else FFmpeg over TCP with a one-frame buffer."""
+    s = settings or CameraSettings()
     if opencv_has_gstreamer():
-        pipe = rtsp_pipeline(url)
-        return (lambda: cv2.VideoCapture(pipe, cv2.CAP_GSTREAMER)), pipe
+        pipe = rtsp_pipeline(url, latency_ms)
+        return (lambda: _open(pipe, cv2.CAP_GSTREAMER, s)), pipe
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # read at each open
 
     def open_ffmpeg() -> CaptureLike:
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+        cap = _open(url, cv2.CAP_FFMPEG, s)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
 
-    return open_ffmpeg, f"FFmpeg {url}"
+    return open_ffmpeg, f"FFmpeg (RTSP over TCP) {url}"
 
 
 # ---------------------------------------------------------------- files
@@ -337,9 +460,11 @@ class FrameStream:
         produce: Callable[[threading.Event], Iterator[Item]],
         threaded: bool,
         describe: str = "",
+        frame_period_s: Optional[float] = None,
     ) -> None:
         self.name = name
         self.describe = describe or name
+        self.frame_period_s = frame_period_s  # the source's frame interval, for the watchdog; None: unpaced
         self._produce = produce
         self.threaded = threaded
         self.stop_event = threading.Event()
@@ -401,6 +526,8 @@ class SourceSpec:
     loop: bool = False
     realtime: bool = False
     reconnect: ReconnectPolicy = None  # type: ignore[assignment]
+    camera_settings: CameraSettings = field(default_factory=CameraSettings)
+    rtsp_latency_ms: int = 100
 
     def __post_init__(self) -> None:
         if self.reconnect is None:
@@ -413,30 +540,42 @@ class SourceSpec:
             )
 
 
-def live_stream(opener: Opener, name: str, policy: ReconnectPolicy, describe: str = "") -> FrameStream:
+#: Frame rate assumed for a live camera that was not told one (the watchdog's period).
+DEFAULT_LIVE_FPS = 30.0
+
+
+def live_stream(
+    opener: Opener, name: str, policy: ReconnectPolicy, describe: str = "", fps: Optional[float] = None
+) -> FrameStream:
     return FrameStream(
-        name, lambda stop: live_items(opener, name, policy, stop), threaded=True, describe=describe
+        name, lambda stop: live_items(opener, name, policy, stop), threaded=True, describe=describe,
+        frame_period_s=1.0 / (fps or DEFAULT_LIVE_FPS),
     )
 
 
 def open_source(spec: SourceSpec) -> FrameStream:
     """Build the stream a spec names; files and folders are checked now, live sources on first read."""
+    cam = spec.camera_settings
     if spec.camera is not None:
+        asked = ", ".join(f"{k} {v}" for k, v in (("size", f"{cam.width}×{cam.height}" if cam.width or cam.height
+                          else None), ("fps", cam.fps), ("fourcc", cam.fourcc)) if v)
         return live_stream(
-            camera_opener(spec.camera), f"camera{spec.camera}", spec.reconnect, f"V4L2 camera {spec.camera}"
+            camera_opener(spec.camera, cam), f"camera{spec.camera}", spec.reconnect,
+            f"V4L2 camera {spec.camera}" + (f" ({asked})" if asked else ""), cam.fps,
         )
     if spec.csi is not None:
-        pipe = csi_pipeline(spec.csi)
-        return live_stream(gstreamer_opener(pipe), f"csi{spec.csi}", spec.reconnect, pipe)
+        pipe = csi_pipeline(spec.csi, settings=cam)
+        return live_stream(gstreamer_opener(pipe, cam), f"csi{spec.csi}", spec.reconnect, pipe, cam.fps or 30)
     if spec.rtsp is not None:
-        opener, describe = rtsp_opener(spec.rtsp)
-        return live_stream(opener, "rtsp", spec.reconnect, describe)
+        opener, describe = rtsp_opener(spec.rtsp, cam, spec.rtsp_latency_ms)
+        return live_stream(opener, "rtsp", spec.reconnect, describe, cam.fps)
     if spec.video is not None:
         path = Path(spec.video)
         if not path.is_file():
             raise SourceError(f"video file {path} does not exist")
         probe = cv2.VideoCapture(str(path))
         opened = probe.isOpened()
+        fps = probe.get(cv2.CAP_PROP_FPS) or 0.0 if opened else 0.0
         probe.release()
         if not opened:
             raise SourceError(f"cannot open video {path}: is it a video file OpenCV (FFmpeg) can read?")
@@ -445,6 +584,7 @@ def open_source(spec: SourceSpec) -> FrameStream:
             lambda stop: video_file_items(path, spec.loop, spec.realtime, stop),
             threaded=spec.realtime,
             describe=str(path),
+            frame_period_s=(1.0 / fps) if spec.realtime and fps > 0 else None,
         )
     folder = Path(spec.images)  # type: ignore[arg-type]
     if not folder.is_dir():

@@ -21,8 +21,11 @@ def percentile_ms(values: collections.deque | list, q: float) -> float:
 @dataclass
 class RunStats:
     ok: int = 0
-    ng: int = 0
+    ng: int = 0  # NG by score (invalid outputs are counted apart, though their verdict is NG too)
+    invalid: int = 0  # NG because the model's output was not finite
     dropped: int = 0
+    status: str = "stalled"
+    last_ng: dict = field(default_factory=dict)  # score and per-head scores of the latest NG: which head flagged it
     drop_reasons: collections.Counter = field(default_factory=collections.Counter)
     latencies: dict[str, collections.deque] = field(
         default_factory=lambda: {s: collections.deque(maxlen=WINDOW) for s in STAGES}
@@ -31,8 +34,11 @@ class RunStats:
     _recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=120))
 
     def add_frame(self, j: Judgement) -> None:
-        if j.ng:
+        if j.invalid:
+            self.invalid += 1
+        elif j.ng:
             self.ng += 1
+            self.last_ng = {"id": j.frame.id, "score": j.score, "heads": dict(j.heads)}
         else:
             self.ok += 1
         for stage, ms in j.timings_ms.items():
@@ -46,7 +52,12 @@ class RunStats:
 
     @property
     def judged(self) -> int:
-        return self.ok + self.ng
+        return self.ok + self.ng + self.invalid
+
+    def snapshot(self) -> dict:
+        """Counts for a heartbeat (MQTT) or a status line."""
+        return {"status": self.status, "judged": self.judged, "ok": self.ok, "ng": self.ng,
+                "invalid": self.invalid, "dropped": self.dropped, "fps": round(self.fps(), 2)}
 
     def fps(self) -> float:
         """Judged frames per second over the last ~120 frames (live), or 0 before two frames."""

@@ -7,33 +7,71 @@ from typing import Optional
 
 import typer
 
+#: Exit statuses (documented in docs/edge_runtime.md; systemd units use RestartPreventExitStatus=3).
+EXIT_LOST, EXIT_SETUP, EXIT_ALARM = 1, 2, 3
+
 
 def command(
     bundle: Path = typer.Option(..., "--bundle", "-b", help="The model.slsg/ folder made by `slsg export`."),
     camera: Optional[int] = typer.Option(None, "--camera", help="V4L2/USB camera index (e.g. 0)."),
     csi: Optional[int] = typer.Option(None, "--csi", help="Jetson CSI camera sensor id (GStreamer)."),
-    rtsp: Optional[str] = typer.Option(None, "--rtsp", help="RTSP stream URL."),
+    rtsp: Optional[str] = typer.Option(None, "--rtsp", help="RTSP stream URL (read over TCP)."),
     video: Optional[Path] = typer.Option(None, "--video", help="A video file."),
     images: Optional[Path] = typer.Option(None, "--images", help="A folder of images, read in name order."),
-    log: Path = typer.Option(
-        Path("events.jsonl"), "--log", help="JSONL event log (appended): one line per frame."
+    width: Optional[int] = typer.Option(None, "--width", help="Camera frame width (V4L2, CSI)."),
+    height: Optional[int] = typer.Option(None, "--height", help="Camera frame height (V4L2, CSI)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Camera frame rate; also the watchdog's period."),
+    fourcc: Optional[str] = typer.Option(None, "--fourcc", help="V4L2 pixel format, e.g. MJPG or YUYV."),
+    exposure_us: Optional[int] = typer.Option(
+        None, "--exposure-us", help="CSI: fixed exposure time in µs (locks auto-exposure)."
     ),
+    gain: Optional[float] = typer.Option(None, "--gain", help="CSI: fixed analogue gain."),
+    ae_lock: bool = typer.Option(False, "--ae-lock", help="CSI: lock auto-exposure once it settles."),
+    awb_lock: bool = typer.Option(False, "--awb-lock", help="CSI: lock auto white balance once it settles."),
+    rtsp_latency_ms: int = typer.Option(100, "--rtsp-latency-ms", help="RTSP jitter buffer (GStreamer)."),
+    log: Path = typer.Option(
+        Path("events.jsonl"), "--log", help="JSONL event log (appended, rotated by size): one line per frame."
+    ),
+    log_max_mb: float = typer.Option(100.0, "--log-max-mb", help="Rotate the log beyond this size (0: never)."),
+    log_keep: int = typer.Option(10, "--log-keep", help="Rotated logs kept (events.jsonl.1 … .N)."),
     save_ng: Optional[Path] = typer.Option(
-        None, "--save-ng", help="Save NG frames and heatmap overlays here."
+        None, "--save-ng", help="Save NG frames and heatmap overlays here (in the background)."
     ),
     quota_mb: float = typer.Option(1024.0, "--quota-mb", help="Disk quota for --save-ng; oldest out first."),
+    min_free_mb: float = typer.Option(512.0, "--min-free-mb", help="--save-ng: skip saving below this free space."),
+    burst_keep: int = typer.Option(10, "--burst-keep", help="--save-ng: first N frames of each NG burst (0: all)."),
     sensitivity: float = typer.Option(1.0, "--sensitivity", help=">1 flags more, <1 flags fewer."),
     backend: str = typer.Option(
         "auto", "--backend", help="auto | onnx | onnx-int8 | onnx-fp16 | trt-fp16 | trt-int8"
     ),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    max_invalid: int = typer.Option(
+        10, "--max-invalid", help="Alarm and stop after this many invalid (non-finite) outputs in a row (0: never)."
+    ),
+    watchdog_periods: float = typer.Option(
+        10.0, "--watchdog-periods", help="Stalled after this many frame periods without a frame."
+    ),
     webhook: Optional[str] = typer.Option(
-        None, "--webhook", help="POST each NG frame's record as JSON here."
+        None, "--webhook", help="POST each NG record, source event and status change as JSON here."
     ),
     mqtt: Optional[str] = typer.Option(
-        None, "--mqtt", help="Publish every verdict: mqtt://host[:port]/topic."
+        None, "--mqtt", help="mqtt[s]://[user@]host[:port]/topic: verdicts, status, heartbeat, events."
     ),
+    mqtt_ca: Optional[Path] = typer.Option(None, "--mqtt-ca", help="TLS: the broker's CA certificate."),
+    mqtt_cert: Optional[Path] = typer.Option(None, "--mqtt-cert", help="TLS: client certificate."),
+    mqtt_key: Optional[Path] = typer.Option(None, "--mqtt-key", help="TLS: client key."),
+    mqtt_password_file: Optional[Path] = typer.Option(
+        None, "--mqtt-password-file", help="File holding the MQTT password (else $SLSG_MQTT_PASSWORD)."
+    ),
+    mqtt_heartbeat_s: float = typer.Option(5.0, "--mqtt-heartbeat-s", help="Heartbeat interval."),
+    modbus: Optional[str] = typer.Option(
+        None, "--modbus", help="HOST[:PORT] of the PLC (Modbus TCP): ready coil, NG pulse, score register."
+    ),
+    modbus_unit: int = typer.Option(1, "--modbus-unit", help="Modbus unit (slave) id."),
+    modbus_coil_base: int = typer.Option(0, "--modbus-coil-base", help="Address of the READY coil."),
+    modbus_register_base: int = typer.Option(0, "--modbus-register-base", help="Address of the score register."),
+    modbus_pulse_ms: float = typer.Option(200.0, "--modbus-pulse-ms", help="NG coil pulse length."),
     reconnect_attempts: int = typer.Option(
         10, "--reconnect-attempts", help="Live sources: attempts to reconnect before giving up."
     ),
@@ -44,15 +82,18 @@ def command(
         False, "--realtime", help="--video: pace at the file's fps (late frames drop)."
     ),
 ) -> None:
-    """Judge every frame OK or NG; log each one (or why it was dropped); save NG heatmaps."""
+    """Judge every frame OK, NG or NO-DECISION; log each one (or why it was dropped); tell the line."""
     from rich.console import Console
     from rich.text import Text
 
     from edge_runtime.backends import BackendError
     from edge_runtime.bundle import BundleError
-    from edge_runtime.pipeline import InferenceFailed
-    from edge_runtime.runner import RunConfig, execute
-    from edge_runtime.sources import ReconnectPolicy, SourceError, SourceSpec
+    from edge_runtime.eventlog import EventLogError, LogPolicy
+    from edge_runtime.evidence import EvidencePolicy
+    from edge_runtime.pipeline import InferenceFailed, InvalidOutputAlarm
+    from edge_runtime.runner import OutputError, RunConfig, execute
+    from edge_runtime.sources import CameraSettings, ReconnectPolicy, SourceError, SourceSpec
+    from edge_runtime.watchdog import WatchdogConfig
 
     err = Console(stderr=True, soft_wrap=True)
 
@@ -63,9 +104,28 @@ def command(
     try:
         if sensitivity <= 0:
             raise ValueError(f"--sensitivity must be > 0, got {sensitivity}")
-        spec = SourceSpec(
-            camera=camera, csi=csi, rtsp=rtsp, video=video, images=images, loop=loop, realtime=realtime
+        camera_settings = CameraSettings(
+            width=width, height=height, fps=fps, fourcc=fourcc, exposure_us=exposure_us, gain=gain,
+            ae_lock=ae_lock, awb_lock=awb_lock,
         )
+        spec = SourceSpec(
+            camera=camera, csi=csi, rtsp=rtsp, video=video, images=images, loop=loop, realtime=realtime,
+            camera_settings=camera_settings, rtsp_latency_ms=rtsp_latency_ms,
+        )
+        mqtt_config = None
+        if mqtt:
+            from edge_runtime.mqtt import MqttConfig
+
+            password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
+            mqtt_config = MqttConfig(mqtt, password=password, ca_file=mqtt_ca, cert_file=mqtt_cert,
+                                     key_file=mqtt_key, tls=mqtt_ca is not None, heartbeat_s=mqtt_heartbeat_s)
+        modbus_config = None
+        if modbus:
+            from edge_runtime.modbus import ModbusConfig, parse_modbus_target
+
+            host, port = parse_modbus_target(modbus)
+            modbus_config = ModbusConfig(host, port, modbus_unit, modbus_coil_base, modbus_register_base,
+                                         pulse_ms=modbus_pulse_ms)
         cfg = RunConfig(
             bundle=bundle,
             source=spec,
@@ -81,9 +141,21 @@ def command(
             show=show,
             quiet=quiet,
             reconnect=ReconnectPolicy(max_attempts=reconnect_attempts),
+            log_policy=LogPolicy(max_bytes=int(log_max_mb * 1024 * 1024), keep=log_keep),
+            evidence=EvidencePolicy(quota_mb=quota_mb, min_free_mb=min_free_mb, burst_keep=burst_keep),
+            watchdog=WatchdogConfig(periods=watchdog_periods),
+            max_invalid_in_row=max_invalid,
+            mqtt_config=mqtt_config,
+            modbus=modbus_config,
         )
         result, _ = execute(cfg, Console(stderr=quiet))
-    except (BundleError, BackendError, SourceError, ValueError, RuntimeError) as e:
-        raise fail(str(e), 1 if isinstance(e, InferenceFailed) else 2) from None
+    except InvalidOutputAlarm as e:
+        raise fail(str(e), EXIT_ALARM) from None
+    except InferenceFailed as e:
+        raise fail(str(e), EXIT_LOST) from None
+    except (EventLogError, OutputError) as e:
+        raise fail(str(e), EXIT_SETUP) from None
+    except (BundleError, BackendError, SourceError, ValueError, RuntimeError, OSError) as e:
+        raise fail(str(e), EXIT_SETUP) from None
     if result.gave_up:
-        raise fail("the source was lost and did not come back; see the event log", 1)
+        raise fail("the source was lost and did not come back; see the event log", EXIT_LOST)

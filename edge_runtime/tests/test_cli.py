@@ -91,7 +91,11 @@ def test_run_on_an_image_folder_logs_every_file_and_saves_ng(bundle_dir: Path, t
     assert per_frame["02b.png"]["event"] == "dropped"
     assert recs[-1]["ok"] == 2 and recs[-1]["ng"] == 2 and recs[-1]["dropped"] == 1
     assert len(list(ng.glob("*_frame.png"))) == 2 and len(list(ng.glob("*_overlay.jpg"))) == 2
-    assert all(Path(p).exists() for p in per_frame["01.png"]["saved"])
+    ng_id = per_frame["01.png"]["id"]
+    assert per_frame["01.png"]["evidence"] == "queued"  # the frame line is written before the image is
+    saved = [r for r in recs if r["event"] == "evidence" and r["id"] == ng_id]
+    assert len(saved) == 1 and saved[0]["saved"] and all(Path(p).exists() for p in saved[0]["saved"])
+    assert len({r["run_id"] for r in recs}) == 1 and recs[-1]["lost"] == 0
 
 
 def test_run_refuses_bad_input_with_a_message(bundle_dir: Path, tmp_path: Path) -> None:

@@ -114,9 +114,9 @@ def test_mqtt_without_paho_says_how_to_install(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_event_log_appends_and_flushes(tmp_path: Path) -> None:
-    log = EventLog(tmp_path / "e.jsonl", flush_interval_s=0.0)
+    log = EventLog(tmp_path / "e.jsonl", flush_interval_s=0.0, run_id="r1")
     log.write({"event": "x", "n": 1})
-    assert json.loads((tmp_path / "e.jsonl").read_text()) == {"event": "x", "n": 1}  # visible before close
+    assert json.loads((tmp_path / "e.jsonl").read_text()) == {"run_id": "r1", "event": "x", "n": 1}  # before close
     log.close()
     log2 = EventLog(tmp_path / "e.jsonl")
     log2.write({"event": "y"})
