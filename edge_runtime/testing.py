@@ -19,7 +19,9 @@ SIZE = 64
 THRESHOLD = 0.5  # frames brighter than 127.5 are NG
 
 
-def build_brightness_model(path: Path, size: int = SIZE, batch: int | str = 1) -> Path:
+def build_brightness_model(path: Path, size: int = SIZE, batch: int | str = 1, nan_at: int | None = None) -> Path:
+    """`nan_at=v`: pixels of brightness exactly v give NaN (0/0), so a gray(v) frame has a NaN map and score —
+    an engine that overflowed, made to order."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -27,7 +29,15 @@ def build_brightness_model(path: Path, size: int = SIZE, batch: int | str = 1) -
     nodes = [
         helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["f"], ["m"], axes=[3], keepdims=0),
-        helper.make_node("Div", ["m", "c255"], ["p"]),
+        helper.make_node("Div", ["m", "c255"], ["p0" if nan_at is not None else "p"]),
+    ]
+    if nan_at is not None:
+        nodes += [
+            helper.make_node("Sub", ["m", "nan_at"], ["d"]),
+            helper.make_node("Div", ["d", "d"], ["q"]),  # 1, or 0/0 = NaN where m == nan_at
+            helper.make_node("Mul", ["p0", "q"], ["p"]),
+        ]
+    nodes += [
         helper.make_node("Reshape", ["p", "map_shape"], ["anomaly_map"]),
         helper.make_node("Reshape", ["p", "flat_shape"], ["flat"]),
         helper.make_node("TopK", ["flat", "k"], ["top", "idx"], axis=1),
@@ -39,6 +49,8 @@ def build_brightness_model(path: Path, size: int = SIZE, batch: int | str = 1) -
         helper.make_tensor("flat_shape", TensorProto.INT64, [2], [-1, n]),
         helper.make_tensor("k", TensorProto.INT64, [1], [100]),
     ]
+    if nan_at is not None:
+        inits.append(helper.make_tensor("nan_at", TensorProto.FLOAT, [], [float(nan_at)]))
     graph = helper.make_graph(
         nodes,
         "brightness",
@@ -56,10 +68,12 @@ def build_brightness_model(path: Path, size: int = SIZE, batch: int | str = 1) -
     return path
 
 
-def make_bundle(root: Path, extra_models: dict[str, str] | None = None, size: int = SIZE) -> Path:
-    """A real bundle: the model, a calibration list, a manifest with hashes."""
+def make_bundle(
+    root: Path, extra_models: dict[str, str] | None = None, size: int = SIZE, nan_at: int | None = None
+) -> Path:
+    """A real bundle: the model, a calibration list, a manifest with hashes (`nan_at`: see the model)."""
     root.mkdir(parents=True, exist_ok=True)
-    build_brightness_model(root / "model.onnx", size)
+    build_brightness_model(root / "model.onnx", size, nan_at=nan_at)
     models = {"fp32": "model.onnx"}
     for precision, name in (extra_models or {}).items():
         build_brightness_model(root / name, size)
