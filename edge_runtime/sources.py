@@ -11,7 +11,6 @@ import collections
 import contextlib
 import os
 import re
-import shlex
 import sys
 import threading
 import time
@@ -243,6 +242,11 @@ def csi_pipeline(
     )
 
 
+def gst_quote(value: str) -> str:
+    """A GStreamer pipeline string value in double quotes (the launch syntax's quoting), \\ and " escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def rtsp_pipeline(url: str, latency_ms: int = 100, jetson: Optional[bool] = None) -> str:
     """RTSP over TCP (no lost UDP packets smearing frames), the URL quoted (it may hold ?, & or spaces).
 
@@ -251,7 +255,7 @@ def rtsp_pipeline(url: str, latency_ms: int = 100, jetson: Optional[bool] = None
     jetson = is_jetson() if jetson is None else jetson
     convert = "nvvidconv ! video/x-raw,format=BGRx ! videoconvert" if jetson else "videoconvert"
     return (
-        f"rtspsrc location={shlex.quote(url)} protocols=tcp latency={int(latency_ms)} ! decodebin ! "
+        f"rtspsrc location={gst_quote(url)} protocols=tcp latency={int(latency_ms)} ! decodebin ! "
         f"{convert} ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
     )
 

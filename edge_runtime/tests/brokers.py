@@ -7,6 +7,7 @@ with that reason, except under CI, where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -16,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -66,7 +67,7 @@ class Broker:
     password: str
 
 
-def _run(cmd: List[str], cwd: Path) -> None:
+def _run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
@@ -121,7 +122,7 @@ class Listener:
 
     broker: Broker
     topic: str
-    messages: List[Message] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     client: Any = None
 
     def start(self) -> Listener:
@@ -146,7 +147,7 @@ class Listener:
         self.client = c
         return self
 
-    def on(self, suffix: str = "") -> List[Message]:
+    def on(self, suffix: str = "") -> list[Message]:
         topic = f"{self.topic}/{suffix}" if suffix else self.topic
         return [m for m in self.messages if m.topic == topic]
 
@@ -170,7 +171,7 @@ class RecordingServer:
         except ImportError:
             from pymodbus.datastore import ModbusSlaveContext as Device
             devices_kw = "slaves"
-        self.writes: List[tuple] = []
+        self.writes: list[tuple] = []
         server = self
 
         class Recording(ModbusSequentialDataBlock):
@@ -199,12 +200,18 @@ class RecordingServer:
 
         ready = threading.Event()
 
+        async def main() -> None:
+            self._server = ModbusTcpServer(self.context, address=("127.0.0.1", self.port))
+            ready.set()
+            await self._server.serve_forever()
+
         def serve() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            self._server = ModbusTcpServer(self.context, address=("127.0.0.1", self.port))
-            ready.set()
-            self._loop.run_until_complete(self._server.serve_forever())
+            try:
+                self._loop.run_until_complete(main())
+            finally:
+                ready.set()
 
         self._thread = threading.Thread(target=serve, name="modbus-server", daemon=True)
         self._thread.start()
@@ -228,12 +235,12 @@ class RecordingServer:
     def offset(self) -> int:
         return self._offset
 
-    def coil_values(self, address: int) -> List[int]:
+    def coil_values(self, address: int) -> list[int]:
         off = self.offset()
         return [v for kind, a, vals, _ in self.writes if kind == "coil" for i, v in enumerate(vals)
                 if a + i - off == address]
 
-    def registers(self, address: int, count: int) -> List[int]:
+    def registers(self, address: int, count: int) -> list[int]:
         return [int(v) for v in self.regs.getValues(address + self.offset(), count)]
 
     def coil(self, address: int) -> int:
@@ -244,9 +251,7 @@ class RecordingServer:
 
         if self._server is not None and self._loop is not None:
             fut = asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop)
-            try:
+            with contextlib.suppress(Exception):
                 fut.result(5)
-            except Exception:
-                pass
         if self._thread is not None:
             self._thread.join(5)

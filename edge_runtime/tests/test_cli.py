@@ -171,3 +171,60 @@ print("LOADED", bad)
     )
     assert out.returncode == 0, out.stderr
     assert "LOADED []" in out.stdout
+
+
+def _run(args: list, bundle: Path) -> object:
+    return runner.invoke(app, ["run", "--bundle", str(bundle), "--quiet", "--backend", "onnx", "--threads", "1",
+                               *args], env={"COLUMNS": "200"})
+
+
+def test_run_exits_2_when_the_log_or_ng_folder_cannot_be_created(bundle_dir: Path, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", [20, 220])
+    (tmp_path / "file").write_text("")
+    res = _run(["--video", str(video), "--log", str(tmp_path / "file" / "e.jsonl")], bundle_dir)
+    assert res.exit_code == 2 and "cannot create the event log" in res.output and "Traceback" not in res.output
+    log = tmp_path / "e.jsonl"
+    res = _run(["--video", str(video), "--log", str(log), "--save-ng", str(tmp_path / "file" / "ng")], bundle_dir)
+    assert res.exit_code == 2 and "cannot create the NG folder" in res.output
+    recs = _records(log)  # the refusal is in the log too, as its last line
+    assert recs[-1]["event"] == "error" and "NG folder" in recs[-1]["error"]
+
+
+def test_a_model_that_outputs_nan_raises_the_alarm_and_exits_3(tmp_path: Path) -> None:
+    from edge_runtime.testing import make_bundle
+
+    bundle = make_bundle(tmp_path / "nan.slsg", nan_at=7)
+    video = write_video(tmp_path / "v.avi", [20] + [7] * 6 + [20])
+    log = tmp_path / "e.jsonl"
+    res = _run(["--video", str(video), "--log", str(log), "--max-invalid", "4"], bundle)
+    assert res.exit_code == 3 and "invalid output" in res.output
+    recs = _records(log)
+    assert not [r for r in recs if r.get("verdict") == "OK" and r["id"] > 0]
+    end = recs[-1]
+    assert end["event"] == "end" and end["invalid"] == 4 and end["ok"] == 1 and "invalid output" in end["alarm"]
+    assert end["status_transitions"][-1] == "stopped"
+
+
+def test_sigterm_during_a_threaded_live_run_exits_0_with_a_complete_log(bundle_dir: Path, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mkv", [20, 220, 60, 180] * 5, fps=50.0)
+    log, ng = tmp_path / "events.jsonl", tmp_path / "ng"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "run", "--bundle", str(bundle_dir), "--video", str(video), "--loop",
+         "--realtime", "--log", str(log), "--save-ng", str(ng), "--quiet", "--backend", "onnx", "--threads", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"event":"frame"') < 30):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    recs = _records(log)
+    assert recs[0]["event"] == "start" and recs[-1]["event"] == "end" and recs[-1]["stopped"]
+    ids = sorted(r["id"] for r in recs if r["event"] in ("frame", "dropped"))
+    assert ids == list(range(len(ids))) and recs[-1]["frames"] == len(ids) >= 30
+    assert recs[-1]["lost"] == 0 and recs[-1]["status_transitions"][-1] == "stopped"
+    queued = {r["id"] for r in recs if r.get("evidence") == "queued"}
+    saved = {r["id"] for r in recs if r["event"] == "evidence" and r["saved"]}
+    assert queued and queued == saved  # every NG image queued before SIGTERM was written before exit

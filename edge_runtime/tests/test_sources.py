@@ -161,13 +161,94 @@ def test_bad_specs_and_missing_files_are_clear(tmp_path: Path) -> None:
 def test_gstreamer_pipelines_keep_only_the_newest_frame() -> None:
     csi = csi_pipeline(1, 1280, 720, 60)
     assert csi.startswith("nvarguscamerasrc sensor-id=1 ") and "width=1280,height=720,framerate=60/1" in csi
-    rtsp = rtsp_pipeline("rtsp://10.0.0.5/stream")
+    rtsp = rtsp_pipeline("rtsp://10.0.0.5/stream", jetson=False)
     for p in (csi, rtsp):
         assert p.endswith("appsink drop=true max-buffers=1 sync=false")
-    assert "rtspsrc location=rtsp://10.0.0.5/stream" in rtsp
+    assert 'rtspsrc location="rtsp://10.0.0.5/stream" protocols=tcp' in rtsp
 
 
 def test_frames_of_odd_types_pass_through_for_the_pipeline_to_judge() -> None:
     opener = scripted_opener([[1]])
     first = next(i for i in live_items(opener, "cam", FAST, threading.Event()) if isinstance(i, Frame))
     assert isinstance(first.image, np.ndarray)
+
+
+def test_rtsp_is_tcp_quoted_and_uses_nvvidconv_on_a_jetson() -> None:
+    url = 'rtsp://cam.local:554/live?ch=1&sub="main"'
+    jetson = rtsp_pipeline(url, latency_ms=50, jetson=True)
+    assert 'location="rtsp://cam.local:554/live?ch=1&sub=\\"main\\""' in jetson
+    assert "protocols=tcp latency=50" in jetson
+    assert "decodebin ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert" in jetson  # NVMM out of the decoder
+    assert "nvvidconv" not in rtsp_pipeline(url, jetson=False)
+
+
+def test_csi_locks_exposure_gain_and_white_balance() -> None:
+    from edge_runtime.sources import CameraSettings
+
+    p = csi_pipeline(0, settings=CameraSettings(width=1280, height=720, fps=60, exposure_us=2000, gain=2.0,
+                                                awb_lock=True))
+    assert p.startswith('nvarguscamerasrc sensor-id=0 exposuretimerange="2000000 2000000" gainrange="2 2" '
+                        "aelock=true awblock=true ! ")
+    assert "width=1280,height=720,framerate=60/1" in p
+    assert "aelock" not in csi_pipeline(0) and "awblock" not in csi_pipeline(0)
+
+
+def test_v4l2_settings_are_applied_fourcc_first_and_reported_as_given() -> None:
+    import cv2
+
+    from edge_runtime.sources import CameraSettings, apply_v4l2_settings, describe_capture
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.props: dict = {}
+            self.order: list = []
+
+        def set(self, prop: int, value: float) -> bool:
+            self.order.append(prop)
+            self.props[prop] = value
+            return True
+
+        def get(self, prop: int) -> float:
+            return {cv2.CAP_PROP_FRAME_WIDTH: 1280, cv2.CAP_PROP_FRAME_HEIGHT: 720}.get(prop, self.props.get(prop, 0))
+
+    cap = Recorder()
+    apply_v4l2_settings(cap, CameraSettings(width=1920, height=1080, fps=30, fourcc="MJPG"))
+    assert cap.order[:4] == [cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT,
+                             cv2.CAP_PROP_FPS]
+    assert cap.props[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+    assert describe_capture(cap) == "1280×720 @ 30 fps MJPG"  # what the driver gave, not what was asked
+    with pytest.raises(SourceError, match="4 characters"):
+        CameraSettings(fourcc="MJPEG")
+
+
+def test_open_and_read_timeouts_only_where_the_backend_takes_them() -> None:
+    import cv2
+
+    from edge_runtime.sources import CameraSettings, capture_params
+
+    s = CameraSettings(open_timeout_s=3, read_timeout_s=1.5)
+    expected = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 1500]
+    assert capture_params(cv2.CAP_FFMPEG, s, (4, 8)) == expected
+    assert capture_params(cv2.CAP_GSTREAMER, s, (4, 6)) == expected
+    assert capture_params(cv2.CAP_GSTREAMER, s, (4, 5)) == []  # JetPack 5's OpenCV 4.5 would refuse to open
+    assert capture_params(cv2.CAP_V4L2, s, (4, 8)) == []
+
+
+def test_a_real_ffmpeg_open_accepts_the_timeouts(tmp_path: Path) -> None:
+    import cv2
+
+    from edge_runtime.sources import CameraSettings, _open
+
+    path = write_video(tmp_path / "v.avi", [10, 20])
+    cap = _open(str(path), cv2.CAP_FFMPEG, CameraSettings())
+    assert cap.isOpened() and cap.read()[0]
+    cap.release()
+
+
+def test_aspect_warning_when_frames_do_not_have_the_model_aspect() -> None:
+    from edge_runtime.pipeline import aspect_warning
+
+    assert aspect_warning((480, 640, 3), (256, 256)) is not None
+    assert "640×480 (aspect 1.33)" in aspect_warning((480, 640, 3), (256, 256))
+    assert aspect_warning((512, 1024, 3), (256, 512)) is None
+    assert aspect_warning((720, 1280, 3), (288, 512)) is None  # 16:9 both
