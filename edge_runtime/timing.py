@@ -11,8 +11,9 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict
 
 PERCENTILES = (50.0, 90.0, 99.0)
 #: Stage names a step may report; anything else it reports is kept too.
@@ -56,7 +57,7 @@ def summarize(samples_ms: Sequence[float]) -> LatencyStats:
 
 
 #: One iteration of a case: runs it once and returns the milliseconds of each stage it timed itself.
-Step = Callable[[], dict[str, float]]
+Step = Callable[[], Dict[str, float]]  # typing's: subscripted at run time, and 3.8 must import this
 
 
 @dataclass

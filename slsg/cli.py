@@ -3,7 +3,12 @@ as a function named `command`, and keeps heavy imports (torch) inside its body s
 
 from __future__ import annotations
 
-import typer
+import sys
+
+if sys.version_info < (3, 10):  # noqa: UP036 — typer evaluates `X | None` in the command signatures
+    raise SystemExit("slsg (training, export) needs Python >= 3.10; this Python runs the runtime only: slsg-edge")
+
+import typer  # noqa: E402
 
 from edge_runtime.commands import register
 

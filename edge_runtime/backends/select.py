@@ -96,5 +96,5 @@ def select_backend(bundle: Bundle, backend: str = "auto", threads: int | None = 
     if backend == "auto":
         return _auto(bundle, threads)
     if backend.startswith("trt-"):
-        return _tensorrt(bundle, backend.removeprefix("trt-"))
+        return _tensorrt(bundle, backend[len("trt-"):])  # no str.removeprefix: Python 3.8
     return _onnx(bundle, backend, threads)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -204,13 +205,13 @@ def print_report(report: dict) -> None:
 
 def command(
     bundle: Path = typer.Argument(..., help="The model.slsg/ folder."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the full report as JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
     backends: str = typer.Option(",".join(DEFAULT_BACKENDS), "--backends",
                                  help="Comma-separated: onnx, onnx-int8, onnx-fp16, trt-fp16, trt-int8."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: its own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: its own)."),
     warmup: int = typer.Option(10, "--warmup", help="Warm-up rounds (every backend once per round)."),
     iterations: int = typer.Option(50, "--iterations", help="Timed rounds (every backend once per round)."),
-    image: Path | None = typer.Option(None, "--image", help="Time on this image instead of a synthetic frame."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Time on this image instead of a synthetic frame."),
     profile_runs: int = typer.Option(10, "--profile-runs", help="ONNX Runtime profiler runs (0: no profile)."),
 ) -> None:
     """Latency p50/p90/p99 and FPS per backend, per stage, end-to-end and engine-only; ORT op profile."""

@@ -19,3 +19,10 @@ def bundle_dir(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The markers pyproject.toml declares, again: scripts/test_py38.sh runs the installed package outside
+    the repository, where pyproject's pytest settings are not read."""
+    for line in ("tensorrt: needs a real TensorRT install", "cuda: needs a CUDA GPU", "slow: takes more than a few s"):
+        config.addinivalue_line("markers", line)
