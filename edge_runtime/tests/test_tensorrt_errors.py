@@ -186,3 +186,18 @@ def test_calibration_frames_must_be_uint8_bgr(tmp_path):
     np.save(bad, np.zeros((5, 3, 4, 4), np.float32))
     with pytest.raises(PrecisionError, match="uint8 N×H×W×3"):
         load_calibration_frames(bad)
+
+
+def test_the_tensorrt_package_imports_only_the_runtime_and_nvidia_packages():
+    """The legacy calibrator moved here from `calibration`: no arrow from edge_runtime back up."""
+    import ast
+
+    package = Path(availability.__file__).parent
+    imported = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    assert not imported & {"torch", "slsg", "export", "calibration", "benchmarks"}, imported

@@ -37,7 +37,7 @@ def heads_model(path: Path, batch: int | str = "N", plugin: bool = False, qdq: b
         nodes.append(helper.make_node("GraphAttention", ["p"], ["ga"], domain="slsg", plugin_namespace="slsg",
                                       k=27, dilation=3))
     inits = [helper.make_tensor("c255", TensorProto.FLOAT, [], [255.0]),
-             helper.make_tensor("qs", TensorProto.FLOAT, [], [1 / 127]),
+             *([helper.make_tensor("qs", TensorProto.FLOAT, [], [1 / 127])] if qdq else []),
              helper.make_tensor("map_shape", TensorProto.INT64, [4], [-1, 1, H, W]),
              helper.make_tensor("flat_shape", TensorProto.INT64, [2], [-1, H * W]),
              helper.make_tensor("k", TensorProto.INT64, [1], [10])]
