@@ -400,7 +400,7 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
     logger = _make_logger(trt, console, settings.verbose)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, api, recipe))
-    _parser = _parse(trt, network, logger, recipe, api)  # noqa: F841  (keeps the parser alive with the network)
+    parser = _parse(trt, network, logger, recipe, api)   # kept alive with the network until the build ends
     inputs = _check_network_batch(network, recipe)
     config = builder.create_builder_config()
     if settings.workspace_mb:
@@ -415,6 +415,7 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
         t0 = time.perf_counter()
         serialized = _serialize(trt, builder, network, config, api, console, f"building {recipe.key.file_stem()}")
         seconds = time.perf_counter() - t0
+    del parser
     if serialized is None:
         said = "; ".join(logger.errors[-3:]) or "no error was logged"
         raise BuildFailure(f"TensorRT {api.version} built no engine from {recipe.plan.onnx_name} ({said}). "

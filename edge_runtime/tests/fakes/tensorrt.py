@@ -20,9 +20,9 @@ Written per release from NVIDIA's sources and documentation — never from edge_
 * build rules, with the text TensorRT logs: INT8 without Q/DQ layers needs a calibrator (Polygraphy
   backend/trt/config.py: "No Q/DQ layers means that we will need to calibrate"); an implicit-batch network
   is refused by the 8.x ONNX parser (onnx-tensorrt 8.5-GA ModelImporter.cpp); dynamic inputs need an
-  optimisation profile
-  (IOptimizationProfile docs); "Calibration optimization profile must be set if int8 calibration is used to
-  set scales for a network with runtime dimensions" (pyCoreDoc.h, set_calibration_profile) and calibration
+  optimisation profile (IOptimizationProfile docs); "Calibration optimization profile must be set if int8
+  calibration is used to set scales for a network with runtime dimensions" (pyCoreDoc.h,
+  set_calibration_profile) and calibration
   runs at the profile's kOPT shape (Polygraphy: "Will use `opt` shapes from profile 0 for calibration");
   strongly typed networks refuse layer precision/output types (NvInfer.h, kSTRONGLY_TYPED); TopK's K must be
   an initializer on 8.5 (onnx-tensorrt 8.5-GA docs/operators.md); DLA builds need FP16 or INT8 and fail on
