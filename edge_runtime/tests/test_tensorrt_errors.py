@@ -201,3 +201,18 @@ def test_the_tensorrt_package_imports_only_the_runtime_and_nvidia_packages():
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
     assert not imported & {"torch", "slsg", "export", "calibration", "benchmarks"}, imported
+
+
+def test_modules_import_only_those_above_them_in_the_package_map():
+    import ast
+
+    import edge_runtime.tensorrt as package
+
+    order = [line.split()[0] for line in package.__doc__.split("Module map")[1].splitlines()[2:] if line.strip()]
+    folder = Path(package.__file__).parent
+    assert sorted(order) == sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    for rank, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        siblings = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        below = siblings - set(order[:rank])
+        assert not below, f"{name} imports {below}, listed below it"
