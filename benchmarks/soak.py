@@ -29,10 +29,9 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -55,7 +54,7 @@ LOOP = 500  # frames in the video; the last one is the NaN frame
 SIDE = 64
 
 
-def loop_values(n: int = LOOP) -> List[int]:
+def loop_values(n: int = LOOP) -> list[int]:
     """Mostly good parts (dark), two NG bursts (bright) and one NaN frame at the end of each loop."""
     rng = np.random.default_rng(0)
     values = [int(v) for v in rng.integers(20, 110, n)]
@@ -215,7 +214,7 @@ def _mqtt(work: Path):
 
 
 def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: float, disk_full_at: float,
-         disk_full_s: float, work: Path, modbus: bool = True, mqtt: bool = True) -> Dict[str, Any]:
+         disk_full_s: float, work: Path, modbus: bool = True, mqtt: bool = True) -> dict[str, Any]:
     if nan_every != LOOP:
         raise ValueError(f"the video loop holds one NaN frame per {LOOP} frames")
     bundle = load_bundle(make_bundle(work / "model.slsg", nan_at=NAN_VALUE))
@@ -239,7 +238,7 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
     saver = NgSaver(work / "ng", EvidencePolicy(quota_mb=20, min_free_mb=64, burst_keep=5, queue_frames=8),
                     log.write, free_bytes=disk.free_bytes)
     flaky = FlakySink(sink_fail)
-    sinks: List[Any] = [StatsSink(stats), referee, saver, log, status, flaky]
+    sinks: list[Any] = [StatsSink(stats), referee, saver, log, status, flaky]
     proc = broker = listener = None
     if mqtt:
         proc, broker, listener = _mqtt(work)
@@ -276,7 +275,7 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
     records = [json.loads(line) for p in files for line in p.read_text().splitlines()]
     logged_ids = collections.Counter(r["id"] for r in records if r["event"] in ("frame", "dropped"))
     end = records[-1]
-    mqtt_status: List[str] = []
+    mqtt_status: list[str] = []
     if listener is not None:
         time.sleep(0.5)
         mqtt_status = [m.payload["status"] for m in listener.on("status")]
@@ -329,7 +328,7 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
     }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=20000)
     ap.add_argument("--fps", type=float, default=250.0)
