@@ -20,7 +20,7 @@ if [ ! -x .venv38/bin/python ]; then
 fi
 .venv38/bin/python -m pip install -q --upgrade "pip<25.1" 2>&1 | grep -v "^WARNING: Location" || true
 .venv38/bin/python -m pip install -q -r scripts/requirements-py38.txt 2>&1 | grep -v "^WARNING: Location" || true
-rm -rf .venv38/wheel && mkdir -p .venv38/wheel
+rm -rf .venv38/wheel build && mkdir -p .venv38/wheel  # build/: setuptools would reuse stale files from an older build
 "${MAIN_PYTHON:-.venv/bin/python}" -m pip wheel -q --no-deps --no-build-isolation -w .venv38/wheel . 2>&1 | grep -v "^WARNING: Location" || true
 .venv38/bin/python -m pip install -q --no-deps --force-reinstall .venv38/wheel/slsg-*.whl 2>&1 \
   | grep -v "^WARNING: Location" || true
