@@ -1,7 +1,8 @@
 """What the runtime costs besides inference, and end-to-end FPS, with ONNX Runtime on a bundle (no torch).
 
 Frames come from a synthetic 640×480 video read by a capture thread (the camera path); each is prepared
-to the bundle size, inferred, scored, overlaid when NG and logged to a JSONL file. The consumer's time is
+to the bundle size, inferred, scored and logged to a JSONL file (the NG overlay is made by the NG saver's
+thread, off the frame loop, since issue 17). The consumer's time is
 split into hand-off (waiting for the next frame), pre-process, inference, post-process and logging; the
 target is that everything but inference costs ≤ 10 % of inference.
 
