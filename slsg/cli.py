@@ -28,6 +28,7 @@ COMMANDS = {
     "import-official": "slsg.commands.import_official",
     "pretrain": "slsg.commands.pretrain",
     "train": "slsg.commands.train",
+    "fit-head": "slsg.commands.fit_head",
     "evaluate": "slsg.commands.evaluate",
     "predict": "slsg.commands.predict",
     "export": "slsg.commands.export",

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from slsg.commands._common import console, user_errors
+from slsg.commands._common import console, err_console, user_errors
 
 
 def per_category_runs(run: Path, names: list[str]) -> dict[str, Path]:
@@ -64,6 +64,11 @@ def command(
         console.print("[dim]Mean (all test images) is the SLSG README's 'Mean'; ½(L+S) is the MVTec LOCO convention.")
         out_dir = plots or (run / "eval" if run.is_dir() else Path("eval"))
         for r in results:
+            for path, why in r.skipped:
+                err_console.print(f"[yellow]skipped[/] {path}: {why}", highlight=False)
+            if r.skipped:
+                err_console.print(f"[yellow]{r.category}: {len(r.skipped)} unreadable test image(s) left out of "
+                                  "these numbers[/] (listed in the JSON under `skipped`)")
             if len(r.heads) > 1:
                 console.print(head_table(r))
             if thresholds[r.category] is not None:

@@ -48,7 +48,8 @@ def command(
                           false_reject_rate=false_reject_rate, checkpoint_every=checkpoint_every, device=device,
                           fix_reference_bugs=fix_reference_bugs, head=head)
         try:
-            train(data, out, model_cfg, cfg, category=category, resume=resume, progress=not quiet)
+            train(data, out, model_cfg, cfg, category=category, resume=resume, progress=not quiet,
+                  say=lambda line: err_console.print(f"[yellow]warning:[/] {line}", markup=True, highlight=False))
         except ResumeError as exc:
             raise ValueError(str(exc)) from None
         except KeyboardInterrupt:
@@ -69,6 +70,11 @@ def _print_summary(out: Path) -> None:
     console.print(f"trained → [bold]{out}[/]; threshold {t.value:.4f} on the decision score "
                   f"({run.config.get('head', 'slsg')}) for a {t.false_reject_rate:.1%} false-reject rate on "
                   f"{t.n_good} good validation images")
+    skipped = run.config.get("data", {}).get("skipped", [])
+    if skipped:
+        err_console.print(f"[yellow]warning:[/] {len(skipped)} file(s) were left out of training (config.json "
+                          f"`data.skipped`): " + ", ".join(s["path"] for s in skipped[:5]) +
+                          (" …" if len(skipped) > 5 else ""))
     fit = run.config.get("global_head")
     if fit:
         console.print(f"global head: Gaussian of {fit['dims']} pooled features on {fit['n_images']} good images, "

@@ -81,3 +81,25 @@ def test_two_gloo_processes_train_one_model(tiny_loco, tmp_path):
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps[-1] == 3
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_corrupt_training_image_is_named_on_screen_and_in_the_run(tiny_loco, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_loco, data)
+    bad = sorted((data / "train" / "good").glob("*.png"))[0]
+    bad.write_bytes(b"not a png at all")
+    lines: list[str] = []
+    out = train(data, tmp_path / "run", TINY, _cfg(steps=1, head="slsg"), progress=False, say=lines.append)
+    assert any(bad.name in line for line in lines) and any("1 file(s) left out" in line for line in lines)
+    assert any("--texture-dir" in line for line in lines) is False  # the synthetic preset is generic: no DTD note
+    skipped = json.loads((out / "config.json").read_text())["data"]["skipped"]
+    assert [s["path"] for s in skipped] == [str(bad)]
+
+
+def test_a_loco_preset_with_built_in_textures_warns_once_about_dtd(tiny_loco, tmp_path):
+    lines: list[str] = []
+    train(tiny_loco, tmp_path / "run", TINY, _cfg(steps=1, head="slsg", preset="juice_bottle"), progress=False,
+          stop_after=1, say=lines.append)
+    assert sum("--texture-dir" in line for line in lines) == 1

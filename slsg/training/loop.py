@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from slsg.checkpoint import save_run
+from slsg.data.presets import PRESETS
 from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
 from slsg.data.training_set import SynthesisDataset
 from slsg.model import ModelConfig, build_model
@@ -23,6 +25,9 @@ from slsg.training.data import TrainingData, load_training_data
 from slsg.training.loss import cosine_lr, slsg_loss
 from slsg.training.progress import step_progress, trim_log
 from slsg.training.state import has_state, load_state, read_state_meta, save_state
+
+logger = logging.getLogger(__name__)
+LOCO_PRESETS = frozenset(PRESETS) - {"generic"}
 
 
 class ResumeError(ValueError):
@@ -73,10 +78,11 @@ def resolve_device(name: str) -> torch.device:
 
 def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, category: str | None = None,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
-          prepared: TrainingData | None = None) -> Path:
+          prepared: TrainingData | None = None, say: Callable[[str], None] | None = None) -> Path:
     """Train SLSG on the good images of `data` into the RUN folder `out`; returns `out`.
 
     `stop_after` ends this call after that many steps with a resumable state (used to test resuming).
+    `say` receives the warnings a user must see before the run starts (files left out, textures).
     """
     out = Path(out)
     device = resolve_device(cfg.device)
@@ -84,6 +90,9 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     torch.manual_seed(cfg.seed)
     td = prepared or load_training_data(Path(data), category, model_cfg.hw, cfg.val_fraction, cfg.seed)
     preset = cfg.preset or td.category.name
+    if info.is_main:
+        for line in data_warnings(td, preset, cfg):
+            (say or logger.warning)(line)
     dataset = SynthesisDataset(td.train_images, preset, model_cfg.hw, seed=cfg.seed,
                                texture_dir=Path(cfg.texture_dir) if cfg.texture_dir else None,
                                color_jitter=(cfg.brightness, cfg.saturation), fix_bugs=cfg.fix_reference_bugs)
@@ -92,7 +101,8 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     adapter = InputAdapter(normalization_for(model_cfg.normalization_name)).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "data": td.fingerprint}
+    meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(),
+            "data": {**td.fingerprint, "skipped": skipped_files(td)}}
 
     start = 0
     if resume and has_state(out):
@@ -158,6 +168,23 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     if info.world > 1:
         dist.barrier()
     return out
+
+
+def skipped_files(td: TrainingData) -> list[dict]:
+    """Every training or validation file left out, by name and why: recorded in the RUN's config.json."""
+    return [{"path": str(i.path), "problem": i.problem, "fix": i.fix} for i in td.report.skipped]
+
+
+def data_warnings(td: TrainingData, preset: str, cfg: TrainConfig) -> list[str]:
+    """What the user must know before training: files left out (each by name) and the texture source."""
+    lines = [f"skipped {i.path}: {i.problem} ({i.fix})" for i in td.report.skipped]
+    if lines:
+        lines.append(f"{len(lines)} file(s) left out of training; they are listed in the RUN's config.json")
+    if preset in LOCO_PRESETS and not cfg.texture_dir:
+        lines.append(f"the {preset} recipe of the reference draws texture anomalies from DTD (the Describable "
+                     "Textures Dataset); built-in procedural textures are used instead. For the reference recipe, "
+                     "download DTD and pass --texture-dir /path/to/dtd/images")
+    return lines
 
 
 def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfig, meta: dict) -> None:

@@ -1,0 +1,42 @@
+"""`slsg fit-head`: (re-)fit the global-context head of a trained RUN and re-set its decision score and threshold.
+
+For RUNs made before the head existed, imported official weights, or to switch `--head` without retraining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slsg.commands._common import console, user_errors
+
+
+def command(
+    run: Path = typer.Argument(..., help="RUN folder (made by `slsg train` or `slsg import-official`)"),
+    data: Path = typer.Argument(..., help="the dataset it was trained on (root or category folder)"),
+    category: Optional[str] = typer.Option(None, help="category under DATA"),
+    head: str = typer.Option("both", help="decision score: slsg | global | both"),
+    false_reject_rate: Optional[float] = typer.Option(None, help="default: the RUN's own"),
+) -> None:
+    """Fit the global head on the RUN's training images; normalise the heads and set the threshold on its
+    validation images (never test images)."""
+    with user_errors():
+        from slsg.checkpoint import load_run, save_run
+        from slsg.heads.scoring import fit_scores
+        from slsg.training import TrainConfig
+        from slsg.training.data import load_training_data
+
+        r, model = load_run(run)
+        train_cfg = TrainConfig.from_dict(r.config.get("train", {}))
+        td = load_training_data(data, category or r.config.get("data", {}).get("category"), r.model_config.hw,
+                                train_cfg.val_fraction, train_cfg.seed)
+        frr = train_cfg.false_reject_rate if false_reject_rate is None else false_reject_rate
+        config = dict(r.config)
+        config.update(fit_scores(run, model, td, head, train_cfg.fusion_rule, frr))
+        config["train"] = {**config.get("train", {}), "head": head, "false_reject_rate": frr}
+        save_run(run, model, config)
+        t = config.get("threshold", {})
+        console.print(f"{run}: decision score {config['scores']['heads']} ({config['scores']['rule']}), threshold "
+                      f"{t.get('value', float('nan')):.4f} on {t.get('n_good', 0)} good validation images")

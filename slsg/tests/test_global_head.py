@@ -1,0 +1,122 @@
+"""The global-context head and the fused score: fit on good images, one score in PyTorch and in ONNX Runtime,
+non-square inputs end to end, and `--head slsg` keeping the seed's score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_runtime.scoring import image_score, threshold_from_good_scores
+from slsg.heads import FusionConfig, HeadNorm, ScoreFusion, fuse_numpy
+from slsg.heads.global_context import gaussian_from_descriptors
+from slsg.model import ModelConfig
+from slsg.training import TrainConfig, train
+
+NON_SQUARE = ModelConfig(backbone="efficientnet_lite0", size=(96, 64))
+
+
+def _mahalanobis(stats: dict, x: np.ndarray) -> np.ndarray:
+    z = (x - stats["mean"]) * stats["inv_std"]
+    return np.sqrt(((z @ stats["whiten"]) ** 2).sum(axis=1))
+
+
+def test_gaussian_separates_a_shifted_cluster_with_fewer_images_than_dimensions() -> None:
+    rng = np.random.default_rng(0)
+    d, n, rank = 200, 60, 20  # fewer good images than dimensions: the sample covariance is singular
+    basis = rng.normal(size=(rank, d))
+
+    def good(m: int) -> np.ndarray:  # good images vary a lot along a few directions, little elsewhere
+        return rng.normal(size=(m, rank)) @ basis + 0.05 * rng.normal(size=(m, d))
+
+    stats, shrinkage, frozen = gaussian_from_descriptors(good(n))
+    assert 0.0 < shrinkage < 1.0 and frozen == 0
+    precision = stats["whiten"] @ stats["whiten"].T
+    assert np.isfinite(precision).all() and np.linalg.cond(precision) < 1e8  # well-conditioned
+    held_out = good(40)
+    spread = held_out.std(axis=0)
+    shifted = held_out + 0.3 * spread * rng.choice([-1.0, 1.0], size=d)  # the whole cluster moved by 0.3 σ
+    s_good, s_bad = _mahalanobis(stats, held_out), _mahalanobis(stats, shifted)
+    assert np.mean(s_bad[:, None] > s_good[None, :]) > 0.95  # AUROC of the separation
+    fresh = _mahalanobis(stats, good(40))
+    assert abs(np.median(fresh) - np.median(s_good)) < 0.2 * np.median(s_good)  # fresh goods stay close
+
+
+def test_a_constant_feature_is_frozen_not_an_infinite_distance() -> None:
+    rng = np.random.default_rng(1)
+    good = rng.normal(size=(30, 8))
+    good[:, 3] = 2.5
+    stats, _, frozen = gaussian_from_descriptors(good)
+    probe = good[:2].copy()
+    probe[:, 3] = 7.0
+    assert frozen == 1 and np.isfinite(_mahalanobis(stats, probe)).all()
+
+
+def test_fusion_rule_in_the_graph_equals_its_numpy_twin_and_one_head_is_the_raw_score() -> None:
+    rng = np.random.default_rng(2)
+    heads = {"slsg": rng.uniform(0.2, 0.9, 16), "global": rng.uniform(20, 60, 16)}
+    norms = {h: HeadNorm.from_good_scores(v[:8]) for h, v in heads.items()}
+    for rule in ("mean", "max"):
+        cfg = FusionConfig(("slsg", "global"), rule, norms)
+        graph = ScoreFusion(cfg)({h: torch.tensor(v, dtype=torch.float32) for h, v in heads.items()}).numpy()
+        np.testing.assert_allclose(graph, fuse_numpy(cfg, heads), rtol=1e-5, atol=1e-5)
+    single = FusionConfig(("slsg",))
+    np.testing.assert_array_equal(fuse_numpy(single, heads), heads["slsg"].astype(np.float32))
+    with pytest.raises(ValueError, match="normalisation for each head"):
+        FusionConfig(("slsg", "global"), "mean", {"slsg": norms["slsg"]})
+
+
+def _cfg(head: str) -> TrainConfig:
+    return TrainConfig(steps=3, batch=2, encoder_weights="imagenet", checkpoint_every=0, head=head)
+
+
+@pytest.fixture(scope="module")
+def fused_run(tiny_loco, tmp_path_factory):
+    return train(tiny_loco, tmp_path_factory.mktemp("fused") / "run", NON_SQUARE, _cfg("both"), progress=False)
+
+
+def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(fused_run, tmp_path) -> None:
+    from edge_runtime.backends import select_backend
+    from edge_runtime.bundle import load_bundle
+    from export.bundle_writer import BundleOptions, write_bundle
+    from export.onnx_export import ExportConfig
+    from export.parity import synthetic_frames
+    from slsg.inference import TorchPredictor, load_deploy
+
+    config = json.loads((fused_run / "config.json").read_text())
+    assert config["model"]["size"] == [96, 64] and config["scores"]["heads"] == ["slsg", "global"]
+    assert config["threshold"]["source"] == "validation" and (fused_run / "global_head.safetensors").is_file()
+    bundle = load_bundle(write_bundle(fused_run, tmp_path / "m.slsg",
+                                      BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
+    assert bundle.size == (96, 64) and set(bundle.manifest["outputs"]) == {"anomaly_map", "score", "score_slsg",
+                                                                           "score_global"}
+    assert bundle.manifest["scores"]["score"]["heads"] == ["slsg", "global"]
+    frames = synthetic_frames(3, (96, 64), seed=4)
+    ort = select_backend(bundle, "onnx").run(frames)
+    ref = TorchPredictor(load_deploy(fused_run))(frames)
+    assert ort.maps.shape == (3, 96, 64) and set(ort.heads) == {"slsg", "global"}
+    np.testing.assert_allclose(ort.score, ref.score, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ort.heads["global"], ref.heads["global"], rtol=1e-4)
+    np.testing.assert_allclose(ort.heads["slsg"], image_score(ort.maps), atol=1e-5)
+    fusion = FusionConfig.from_dict(config["scores"])
+    np.testing.assert_allclose(ort.score, fuse_numpy(fusion, ort.heads), rtol=1e-4, atol=1e-4)
+
+
+def test_head_slsg_keeps_the_seed_score_and_threshold(tiny_loco, tmp_path) -> None:
+    from slsg.data import open_dataset
+    from slsg.evaluation import score_samples
+    from slsg.inference import TorchPredictor, load_deploy
+    from slsg.training.data import split_validation
+
+    run = train(tiny_loco, tmp_path / "run", ModelConfig(backbone="efficientnet_lite0", size=64), _cfg("slsg"),
+                progress=False)
+    config = json.loads((run / "config.json").read_text())
+    assert config["scores"]["heads"] == ["slsg"] and not (run / "global_head.safetensors").exists()
+    _, val = split_validation(open_dataset(tiny_loco)[0], 0.1, 0)
+    out = score_samples(TorchPredictor(load_deploy(run)), val, (64, 64))
+    assert set(out.heads) == {"slsg"}
+    np.testing.assert_allclose(out.score, image_score(out.maps), atol=1e-6)  # the reference's top-100 mean
+    expected = threshold_from_good_scores(image_score(out.maps), 0.01).value
+    assert config["threshold"]["value"] == pytest.approx(expected, rel=1e-6)
