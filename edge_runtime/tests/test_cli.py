@@ -99,12 +99,14 @@ def test_run_on_an_image_folder_logs_every_file_and_saves_ng(bundle_dir: Path, t
 
 
 def test_run_refuses_bad_input_with_a_message(bundle_dir: Path, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["run", "--bundle", str(bundle_dir), "--video", str(tmp_path / "none.avi")])
+    log = ["--log", str(tmp_path / "e.jsonl")]  # the log opens first: keep it out of the working directory
+    res = runner.invoke(app, ["run", "--bundle", str(bundle_dir), "--video", str(tmp_path / "none.avi"), *log])
     assert res.exit_code == 2 and "does not exist" in res.output
-    res = runner.invoke(app, ["run", "--bundle", str(tmp_path / "nobundle"), "--images", str(tmp_path)])
+    res = runner.invoke(app, ["run", "--bundle", str(tmp_path / "nobundle"), "--images", str(tmp_path), *log])
     assert res.exit_code == 2 and "does not exist" in res.output
-    res = runner.invoke(app, ["run", "--bundle", str(bundle_dir)])
+    res = runner.invoke(app, ["run", "--bundle", str(bundle_dir), *log])
     assert res.exit_code == 2 and "exactly one source" in res.output
+    assert [r["event"] for r in _records(tmp_path / "e.jsonl")] == ["error", "error"]  # each refusal is logged
 
 
 def test_sigint_mid_run_exits_0_with_a_complete_log(bundle_dir: Path, tmp_path: Path) -> None:
