@@ -140,3 +140,17 @@ def test_two_gloo_processes_train_one_model(tiny_loco, tmp_path):
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps[-1] == 3
     assert (out / "model.safetensors").is_file()
+
+
+def test_train_prints_progress_lines_when_stdout_is_not_a_terminal(tiny_loco, tmp_path, monkeypatch):
+    """Under nohup/systemd/`> train.log` the bar draws nothing: plain lines carry step, loss, rate and ETA."""
+    monkeypatch.setenv("SLSG_PROGRESS_EVERY", "0")  # every step, so three steps show the cadence
+    result = CliRunner().invoke(app, ["train", str(tiny_loco), "-o", str(tmp_path / "run"), "--backbone",
+                                      "efficientnet_lite0", "--size", "64", "--steps", "3", "--batch", "2",
+                                      "--encoder-weights", "random"])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("train: ")]
+    heads = [f"train: {i}/3 steps ({p}%)" for i, p in enumerate((0, 33, 67, 100))]
+    assert [ln.split(" · ")[0] for ln in lines] == heads
+    assert all(" · loss " in ln and " steps/s · elapsed " in ln and " · ETA " in ln for ln in lines)
+    assert lines[-1].endswith("ETA 0:00:00") and "━" not in result.output
