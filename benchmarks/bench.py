@@ -96,8 +96,7 @@ def model_macs(model, manifest: dict) -> int:
 
     if model is None:
         model = build_model(ModelConfig.from_dict(manifest["model"])).eval()
-    size = model.cfg.size
-    return count_macs(model, torch.zeros(1, 3, size, size))["total"]
+    return count_macs(model, torch.zeros(1, 3, *model.cfg.hw))["total"]
 
 
 def roofline(report: dict, macs: int, peaks) -> dict:
@@ -184,7 +183,7 @@ def run_bench(target: Path, cfg: BenchConfig, say: Callable[[str], None] = lambd
         report["roofline"] = roofline(report, model_macs(model, bundle.manifest), peaks)
         if cfg.parity and (model is not None or opened):
             say("accuracy parity")
-            category = open_parity_set(cfg.data, cfg.category, bundle.size[0], stack)
+            category = open_parity_set(cfg.data, cfg.category, bundle.size, stack)
             predictors = {TORCH: TorchPredictor(model)} if model is not None else {}
             predictors.update(opened)
             reference = TORCH if model is not None else next(iter(opened))

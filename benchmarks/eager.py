@@ -22,7 +22,7 @@ def eager_case(model: SLSGNet, frame: np.ndarray, name: str = "torch") -> Case:
     """Batch-1 eager inference of `model` on `frame` (uint8 BGR), timed as pre / infer / post."""
     model = model.eval()
     norm = normalization_for(model.cfg.normalization_name)
-    size = (model.cfg.size, model.cfg.size)
+    size = model.cfg.hw
 
     def to_tensor() -> torch.Tensor:
         return torch.from_numpy(normalize(prepare(frame, size)[None], norm))

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.preprocess import as_hw
 from edge_runtime.statistics import pearson
-from slsg.evaluation import evaluate_category
+from slsg.evaluation import as_outputs, evaluate_category
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+Predictor = Callable[[np.ndarray], object]  # → Outputs (or bare maps)
 SHARED_SET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mvtec_ad_bottle_256"
 
 
@@ -27,10 +28,10 @@ class RecordingPredictor:
         self.predict = predict
         self.batches: list[np.ndarray] = []
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        maps = np.asarray(self.predict(images), dtype=np.float32)
-        self.batches.append(maps.copy())
-        return maps
+    def __call__(self, images: np.ndarray):
+        out = as_outputs(self.predict(images), len(images))
+        self.batches.append(out.maps.copy())
+        return out
 
     @property
     def maps(self) -> np.ndarray:
@@ -76,7 +77,7 @@ def evaluate_backends(predictors: dict[str, Predictor], category, size: tuple[in
     return {"reference": reference, "category": category.name, "layout": category.layout, "backends": results}
 
 
-def open_parity_set(data: Path | None, category: str | None, size: int, stack: ExitStack):
+def open_parity_set(data: Path | None, category: str | None, size: int | tuple[int, int], stack: ExitStack):
     """The given set; else the shared MVTec AD bottle set when present; else a small synthetic set."""
     from slsg.data import open_dataset
 
@@ -86,7 +87,7 @@ def open_parity_set(data: Path | None, category: str | None, size: int, stack: E
         from slsg.data.synthetic_scene import SMALL, write_dataset
 
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slsg-bench-data-")))
-        data = write_dataset(tmp, seed=0, counts=SMALL, size=size)
+        data = write_dataset(tmp, seed=0, counts=SMALL, size=max(as_hw(size)))
     cats = open_dataset(Path(data), category)
     if len(cats) != 1:
         names = ", ".join(c.name for c in cats)

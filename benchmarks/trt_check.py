@@ -1,7 +1,11 @@
 """TensorRT check for a Jetson or a dGPU: build every precision, compare each engine with ONNX Runtime
-(fp32) on real images, time engine-only and end-to-end latency, print one table. No torch.
+(fp32) on real images, time engine-only and end-to-end latency, print one table and write JSON. No torch.
 
     benchmarks/trt_check.sh BUNDLE --images DIR [--precisions fp32,fp16,int8] [--json FILE]
+
+Each precision is built and run on its own: a parser, build or run failure of one is recorded with its
+reason and the others still run; the table and the JSON are written whatever happened. Exit codes: 0 every
+precision ran (or was skipped because the bundle lacks its model), 1 something failed, 2 no TensorRT here.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ import argparse
 import json
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -29,8 +36,8 @@ def _read_images(folder: Path, limit: int) -> list[np.ndarray]:
 
 
 def _run_all(backend, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    maps, scores = zip(*(backend.run(f[None]) for f in frames))
-    return np.concatenate(maps), np.concatenate(scores)
+    outs = [backend.run(f[None]) for f in frames]
+    return np.concatenate([o.maps for o in outs]), np.concatenate([o.score for o in outs])
 
 
 def _end_to_end(backend, raw: list[np.ndarray], size: tuple[int, int], iterations: int) -> list[float]:
@@ -53,60 +60,119 @@ def _engine_only(backend, frames: np.ndarray, iterations: int) -> list[float]:
     return out
 
 
-def check(bundle_dir: Path, images: Path, precisions: list[str], iterations: int, warmup: int,
-          limit: int, workspace_mb: int | None) -> list[dict]:
+def _failure(backend: str, stage: str, exc: BaseException) -> dict:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return {"backend": backend, "status": "failed", "stage": stage, "error": f"{type(exc).__name__}: {first}",
+            "detail": str(exc), "traceback": traceback.format_exception_only(type(exc), exc)[-1].strip()}
+
+
+def _one_precision(bundle, precision: str, frames, raw, ref: dict, args) -> dict:
+    """Build + run one precision; every failure becomes a row with its stage and reason."""
+    from edge_runtime.tensorrt import BuildSettings, PrecisionError, TensorRTBackend, build_engine
+    from edge_runtime.tensorrt.parity import (
+        latency_ms,
+        map_correlation,
+        max_abs_error,
+        score_rank_correlation,
+        verdict_agreement,
+    )
+
+    name = f"tensorrt-{precision}"
+    try:
+        built = build_engine(bundle, BuildSettings(precision=precision, workspace_mb=args.workspace_mb))
+    except PrecisionError as exc:
+        return {"backend": name, "status": "skipped", "stage": "plan", "error": str(exc)}
+    except Exception as exc:  # parser, builder, CUDA: record and go on with the next precision
+        return _failure(name, "build", exc)
+    row = {"backend": name, "status": "ok", "engine": built.engine_path.name, "cached": built.cached,
+           "build_s": round(built.seconds, 1)}
+    try:
+        with TensorRTBackend(built.engine_path) as trt:
+            maps, scores = _run_all(trt, frames)
+            threshold = bundle.threshold_for(trt.model).value
+            row.update({"model": trt.model, "threshold": threshold,
+                        "map_correlation": map_correlation(maps, ref["maps"]),
+                        "max_abs_map_err": max_abs_error(maps, ref["maps"]),
+                        "score_spearman": score_rank_correlation(scores, ref["scores"]),
+                        "verdict_agreement": verdict_agreement(scores, threshold, ref["scores"], ref["threshold"])})
+            _end_to_end(trt, raw, bundle.size, args.warmup)
+            row["engine_ms"] = latency_ms(_engine_only(trt, frames, args.iterations))
+            row["e2e_ms"] = latency_ms(_end_to_end(trt, raw, bundle.size, args.iterations))
+    except Exception as exc:
+        row.update(_failure(name, "run", exc))
+    return row
+
+
+def check(bundle_dir: Path, images: Path, precisions: list[str], args,
+          on_row: Optional[Callable[[dict], None]] = None) -> list[dict]:
     from edge_runtime.backends import OnnxRuntimeBackend
     from edge_runtime.bundle import load_bundle
     from edge_runtime.preprocess import prepare
-    from edge_runtime.tensorrt import BuildSettings, PrecisionError, TensorRTBackend, build_engine
-    from edge_runtime.tensorrt.parity import latency_ms, max_abs_error, spearman
+    from edge_runtime.tensorrt.parity import latency_ms
 
+    start = time.monotonic()
     bundle = load_bundle(bundle_dir)
-    raw = _read_images(images, limit)
+    raw = _read_images(images, args.limit)
     frames = np.stack([prepare(img, bundle.size) for img in raw])
-    ref = OnnxRuntimeBackend(bundle.models["fp32"], name="onnx:fp32")
-    ref_maps, ref_scores = _run_all(ref, frames)
-    ref_e2e = latency_ms(_end_to_end(ref, raw, bundle.size, max(10, iterations // 10)))
-    rows = [{"backend": ref.name, "providers": ",".join(ref.providers), "max_abs_map_err": 0.0,
-             "spearman": 1.0, "e2e_ms": ref_e2e}]
+    ref_backend = OnnxRuntimeBackend(bundle.models["fp32"], name="onnx:fp32")
+    ref_maps, ref_scores = _run_all(ref_backend, frames)
+    ref = {"maps": ref_maps, "scores": ref_scores, "threshold": bundle.threshold_for("fp32").value}
+    rows = [{"backend": ref_backend.name, "status": "reference", "providers": ",".join(ref_backend.providers),
+             "threshold": ref["threshold"], "map_correlation": 1.0, "max_abs_map_err": 0.0, "score_spearman": 1.0,
+             "verdict_agreement": 1.0,
+             "e2e_ms": latency_ms(_end_to_end(ref_backend, raw, bundle.size, max(10, args.iterations // 10)))}]
+    if on_row:
+        on_row(rows[0])
     for precision in precisions:
-        try:
-            built = build_engine(bundle, BuildSettings(precision=precision, workspace_mb=workspace_mb))
-        except PrecisionError as exc:
-            rows.append({"backend": f"tensorrt-{precision}", "skipped": str(exc)})
-            continue
-        with TensorRTBackend(built.engine_path) as trt:
-            maps, scores = _run_all(trt, frames)
-            _end_to_end(trt, raw, bundle.size, warmup)
-            rows.append({"backend": trt.name, "engine": built.engine_path.name, "cached": built.cached,
-                         "build_s": built.seconds, "max_abs_map_err": max_abs_error(maps, ref_maps),
-                         "spearman": spearman(scores, ref_scores),
-                         "engine_ms": latency_ms(_engine_only(trt, frames, iterations)),
-                         "e2e_ms": latency_ms(_end_to_end(trt, raw, bundle.size, iterations))})
+        if time.monotonic() - start > args.budget_min * 60:
+            row = {"backend": f"tensorrt-{precision}", "status": "skipped", "stage": "budget",
+                   "error": f"time budget of {args.budget_min} min spent; rerun with --precisions {precision}"}
+        else:
+            row = _one_precision(bundle, precision, frames, raw, ref, args)
+        rows.append(row)
+        if on_row:
+            on_row(row)
     return rows
+
+
+def _ms(r: dict, key: str) -> str:
+    m = r.get(key)
+    return f"{m['p50']:.2f} / {m['p99']:.2f}" if m else "–"
+
+
+def _num(r: dict, key: str, fmt: str) -> str:
+    v = r.get(key)
+    return format(v, fmt) if isinstance(v, (int, float)) else "–"
 
 
 def print_table(rows: list[dict], header: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=" · ".join(f"{k} {v}" for k, v in header.items()))
-    for col in ("backend", "max |Δmap|", "Spearman", "engine p50/p99 ms", "end-to-end p50/p99 ms", "note"):
+    for col in ("backend", "map corr", "max |Δmap|", "score ρ", "verdicts", "engine p50/p99 ms",
+                "end-to-end p50/p99 ms", "note"):
         table.add_column(col)
     for r in rows:
-        if "skipped" in r:
-            table.add_row(r["backend"], "", "", "", "", r["skipped"])
-            continue
-        eng = r.get("engine_ms")
-        table.add_row(r["backend"], f"{r['max_abs_map_err']:.2e}", f"{r['spearman']:.4f}",
-                      f"{eng['p50']:.2f} / {eng['p99']:.2f}" if eng else "–",
-                      f"{r['e2e_ms']['p50']:.2f} / {r['e2e_ms']['p99']:.2f}",
-                      ("cached engine" if r.get("cached") else f"built in {r['build_s']:.0f} s")
-                      if "engine" in r else "reference (ONNX Runtime fp32)")
+        if r.get("status") in ("failed", "skipped"):
+            note = f"{r['status']} ({r.get('stage')}): {r.get('error')}"
+        elif r.get("status") == "reference":
+            note = "reference (ONNX Runtime fp32)"
+        else:
+            note = "cached engine" if r.get("cached") else f"built in {r.get('build_s', 0):.0f} s"
+        table.add_row(r["backend"], _num(r, "map_correlation", ".5f"), _num(r, "max_abs_map_err", ".2e"),
+                      _num(r, "score_spearman", ".4f"), _num(r, "verdict_agreement", ".1%"),
+                      _ms(r, "engine_ms"), _ms(r, "e2e_ms"), Text(note))
     Console().print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_json(path: Path, header: dict, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"header": header, "rows": rows}, indent=2, default=str) + "\n")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--images", type=Path, help="folder of real images (e.g. the test split); required")
@@ -115,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--limit", type=int, default=64, help="at most this many images for parity")
     ap.add_argument("--workspace-mb", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--budget-min", type=float, default=14.0,
+                    help="stop starting new precisions after this many minutes (the check stays < 15 min)")
+    ap.add_argument("--json", type=Path, default=Path("trt_check.json"), help="default: ./trt_check.json")
     args = ap.parse_args(argv)
 
-    from edge_runtime.tensorrt import TensorRTError, TensorRTMissing, load_tensorrt, query_device
+    from edge_runtime.tensorrt import TensorRTError, TensorRTMissing, current_target
 
     try:
-        trt = load_tensorrt()
-        device = query_device()
+        target = current_target()
     except TensorRTMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -133,18 +200,24 @@ def main(argv: list[str] | None = None) -> int:
         print("error: give --images DIR, a folder of real images (e.g. the category's test split): parity "
               "and latency are measured on real frames, never on random tensors", file=sys.stderr)
         return 1
-    header = {"GPU": device.name, "sm": device.sm, "TensorRT": trt.__version__, "iterations": args.iterations,
-              "warm-up": args.warmup, "batch": 1}
+    dev = target.device
+    header = {"GPU": dev.name, "sm": dev.sm, "SMs": dev.sm_count, "memory MiB": dev.memory_mib,
+              "TensorRT": target.tensorrt_version, "iterations": args.iterations, "warm-up": args.warmup,
+              "batch": 1}
+    rows: list[dict] = []
+    code = 0
     try:
-        rows = check(args.bundle, args.images, [p for p in args.precisions.split(",") if p], args.iterations,
-                     args.warmup, args.limit, args.workspace_mb)
-    except TensorRTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print_table(rows, header)
-    if args.json:
-        args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=2) + "\n")
-    return 0
+        check(args.bundle, args.images, [p for p in args.precisions.split(",") if p], args, rows.append)
+    except Exception as exc:  # the reference side failed: nothing to compare, but say so in both outputs
+        rows.append(_failure("onnx:fp32", "reference", exc))
+        code = 1
+    finally:
+        print_table(rows, header)
+        write_json(args.json, header, rows)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if any(r.get("status") == "failed" for r in rows):
+        code = 1
+    return code
 
 
 if __name__ == "__main__":

@@ -93,12 +93,15 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
     labels = data.labels()
     good = labels == 0
     thr = data.threshold if data.threshold is not None else threshold_from_good_scores(ref.scores[good]).value
-    a_ref, a_test = _defined(auroc(ref.scores, labels)), _defined(auroc(test.scores, labels))
+    finite = bool(np.isfinite(test.maps).all() and np.isfinite(test.scores).all())
+    a_ref = _defined(auroc(ref.scores, labels))
+    a_test = _defined(auroc(test.scores, labels)) if finite else None
     drop = None if a_ref is None or a_test is None else a_ref - a_test
     bad = ~good
     rep = AccuracyReport(
         auroc_fp32=a_ref, auroc_int8=a_test, auroc_drop=drop,
-        map_pearson=pearson(ref.maps, test.maps), score_spearman=spearman(ref.scores, test.scores),
+        map_pearson=pearson(ref.maps, test.maps) if finite else float("nan"),
+        score_spearman=spearman(ref.scores, test.scores) if finite else float("nan"),
         threshold=float(thr),
         false_reject_fp32=float(is_anomalous(ref.scores[good], thr).mean()),
         false_reject_int8=float(is_anomalous(test.scores[good], thr).mean()),
@@ -107,7 +110,7 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
         n_good=int(good.sum()), n_anomalous=int(bad.sum()))
     if drop is not None and drop > auroc_budget:
         rep.reasons.append(f"AUROC drops by {drop:.4f} (> budget {auroc_budget:.4f})")
-    if not (np.isfinite(test.maps).all() and np.isfinite(test.scores).all()):
+    if not finite:
         rep.reasons.append("the quantised model outputs NaN/inf")
     if not rep.map_pearson >= min_map_correlation:  # NaN correlation fails too
         rep.reasons.append(f"anomaly-map correlation {rep.map_pearson:.4f} < {min_map_correlation:.4f}")

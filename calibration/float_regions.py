@@ -1,20 +1,25 @@
 """Which nodes of the exported graph stay in float, found from the graph's structure, not from names.
 
-Three regions: the in-graph pre-processing (Cast/Div/Sub/Transpose before the first conv: it works on raw
+Four regions: the in-graph pre-processing (Cast/Div/Sub/Transpose before the first conv: it works on raw
 pixels and costs nothing), the graph-attention block (similarity MatMul, TopK, Gather, Softmax and the path
 from the q/k projections to them: top-k neighbour selection turns a small perturbation into a different
-neighbour), and the scoring head after the last weighted layer (softmax map, top-k mean score).
+neighbour), the scoring head after the last weighted layer (softmax map, top-k mean score), and the global
+head's statistics (everything after the spatial pooling of feature maps: standardisation, the whitening MatMul
+and the distance — a Mahalanobis distance multiplies small descriptor errors by the precision matrix).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 ANCHOR_OPS = ("TopK", "Gather", "GatherElements", "GatherND", "Softmax")
+#: Spatial pooling of a feature map into a per-image descriptor: where the global head's statistics start.
+POOL_OPS = ("ReduceMean", "ReduceMax", "GlobalAveragePool", "GlobalMaxPool")
+MAP_OUTPUT = "anomaly_map"
 #: Ops whose output is a shape, never a pixel: walking through them would drag the whole net along.
 SHAPE_OPS = ("Shape", "Size")
 
@@ -24,12 +29,14 @@ class FloatRegions:
     preprocess: list[str]
     graph_block: list[str]
     head: list[str]
+    global_head: list[str] = field(default_factory=list)
 
     def all(self) -> list[str]:
-        return sorted(set(self.preprocess) | set(self.graph_block) | set(self.head))
+        return sorted(set(self.preprocess) | set(self.graph_block) | set(self.head) | set(self.global_head))
 
     def to_dict(self) -> dict:
-        return {"preprocess": self.preprocess, "graph_block": self.graph_block, "head": self.head}
+        return {"preprocess": self.preprocess, "graph_block": self.graph_block, "head": self.head,
+                "global_head": self.global_head}
 
 
 def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -120,4 +127,10 @@ def find_float_regions(model: onnx.ModelProto) -> FloatRegions:
     # The q/k/v projections stay float (their outputs feed the similarity directly); the first weighted
     # layer after the block is ordinary network and is quantised.
     block = (back | (forward - weighted_names)) - set(head) - set(preprocess)
-    return FloatRegions(preprocess=preprocess, graph_block=sorted(block), head=head)
+    # The global head: what follows a spatial pooling and feeds only image scores, never the anomaly map.
+    map_ancestors = g.closure([g.producer[o.name] for o in model.graph.output if o.name == MAP_OUTPUT
+                               and o.name in g.producer], g.data_inputs, lambda n: False)
+    pools = [n for n in g.nodes if n.op_type in POOL_OPS and n.name not in g.shape_derived
+             and n.name not in map_ancestors]
+    pooled = g.closure(pools, g.data_consumers, lambda n: False) - map_ancestors - set(head) - block - set(preprocess)
+    return FloatRegions(preprocess=preprocess, graph_block=sorted(block), head=head, global_head=sorted(pooled))

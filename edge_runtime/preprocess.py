@@ -37,6 +37,43 @@ IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
+#: Model input sides must be multiples of this (the encoder halves the grid five times).
+SIZE_MULTIPLE = 32
+
+
+def as_hw(size) -> tuple:
+    """A model size as (height, width): 256 → (256, 256); (512, 256) and [512, 256] stay (H, W)."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+def parse_size(text: str) -> tuple:
+    """"256" → (256, 256); "512x256" (height × width) → (512, 256); each side a positive multiple of 32.
+
+    A tall product photographed upright keeps its aspect instead of being squashed to a square."""
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        hw = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"size {text!r} is not N or HxW (e.g. 256 or 512x256)") from None
+    if len(hw) == 1:
+        hw = (hw[0], hw[0])
+    if len(hw) != 2:
+        raise ValueError(f"size {text!r} is not N or HxW (e.g. 256 or 512x256)")
+    check_size(hw)
+    return hw
+
+
+def check_size(size) -> tuple:
+    h, w = as_hw(size)
+    for name, v in (("height", h), ("width", w)):
+        if v <= 0 or v % SIZE_MULTIPLE:
+            raise ValueError(f"input {name} {v} is not a positive multiple of {SIZE_MULTIPLE} (e.g. 256, 288, 512)")
+    return h, w
+
+
 class FrameError(ValueError):
     """A frame that cannot be judged: empty, wrong type or wrong shape."""
 
@@ -69,7 +106,7 @@ def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
 
 def resize(image: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
     """Resize a uint8 BGR image to (height, width); identity when it already has that size."""
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = as_hw(size)
     if image.shape[0] == h and image.shape[1] == w:
         return image
     return cv2.resize(image, (w, h), interpolation=RESIZE_INTERPOLATION)
@@ -77,7 +114,7 @@ def resize(image: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
     """Ground-truth masks resize with nearest neighbour so edges neither grow nor shrink (reference bug #20)."""
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = as_hw(size)
     if mask.shape[0] == h and mask.shape[1] == w:
         return mask
     return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)

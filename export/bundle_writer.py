@@ -19,8 +19,7 @@ from pathlib import Path
 
 from edge_runtime.bundle import ENGINES_DIR, MANIFEST_NAME, load_bundle, write_manifest
 from edge_runtime.preprocess import preprocess_spec
-from edge_runtime.scoring import SCORE_DEFINITION
-from export.onnx_export import INPUT_NAME, OUTPUT_NAMES, ExportConfig, ExportError, export_onnx, simplify
+from export.onnx_export import INPUT_NAME, ExportConfig, ExportError, export_onnx, simplify
 from export.parity import DEFAULT_IMAGES, MAP_ATOL, ParityReport, check_parity, parity_frames
 from export.trt_ops import TARGETS, TrtReport, check_model
 
@@ -141,21 +140,32 @@ def fused_checks(model, fused: Path, tmp: Path, deploy, frames, source: str, plu
     return "fused", fused, parity, trt
 
 
-def build_manifest(run, cfg: ExportConfig, threshold: dict, parity: ParityReport, trt: TrtReport,
+def output_spec(deploy, n) -> dict:
+    """Every graph output, with what it means (the runtime reads `score` and every `score_<head>` alike)."""
+    h, w = deploy.model.cfg.hw
+    spec = deploy.score_spec()
+    out = {"anomaly_map": {"dtype": "float32", "shape": [n, 1, h, w], "meaning": "anomaly probability per pixel"}}
+    for name in deploy.output_names[1:]:
+        meaning = ("the decision score the threshold applies to: " + spec["score"]["definition"] if name == "score"
+                   else f"the {spec[name]['head']} head's own score ({spec[name]['kind']})")
+        out[name] = {"dtype": "float32", "shape": [n], "meaning": meaning}
+    return out
+
+
+def build_manifest(run, deploy, cfg: ExportConfig, threshold: dict, parity: ParityReport, trt: TrtReport,
                    plugin_ops: list[str], notes: list[str]) -> dict:
     mc = run.model_config
     from slsg.model.preprocess import normalization_for
 
     n = "N" if cfg.dynamic_batch else cfg.batch
+    h, w = mc.hw
     manifest = {
         "model": mc.to_dict(),
-        "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [n, mc.size, mc.size, 3], "layout": "NHWC",
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [n, h, w, 3], "layout": "NHWC",
                   "color": "BGR"},
-        "outputs": {OUTPUT_NAMES[0]: {"dtype": "float32", "shape": [n, 1, mc.size, mc.size],
-                                      "meaning": "anomaly probability per pixel"},
-                    OUTPUT_NAMES[1]: {"dtype": "float32", "shape": [n], "meaning": "image score"}},
-        "preprocess": preprocess_spec((mc.size, mc.size), normalization_for(mc.normalization_name)),
-        "score": dict(SCORE_DEFINITION),
+        "outputs": output_spec(deploy, n),
+        "preprocess": preprocess_spec((h, w), normalization_for(mc.normalization_name)),
+        "scores": deploy.score_spec(),
         "threshold": threshold,
         "data_fingerprint": run.config.get("data"),
         "versions": package_versions(),
@@ -182,7 +192,7 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
                  say: Callable[[str], None] = lambda _: None) -> BundleResult:
     """RUN → bundle at `out`: ONNX + parity + TensorRT op check + manifest, verified on read-back."""
     from slsg.checkpoint import open_run
-    from slsg.inference import DeployModel
+    from slsg.inference import load_deploy
 
     t0 = time.perf_counter()
     options = options or BundleOptions()
@@ -190,7 +200,7 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
     run = open_run(Path(run_dir))
     threshold = run_threshold(run, options.no_threshold)
     check_target(out, options.force)
-    model = run.load_model("cpu")
+    deploy = load_deploy(Path(run_dir), "cpu")
     notes: list[str] = []
     stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
@@ -198,14 +208,14 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
         with tempfile.TemporaryDirectory(prefix="slsg-export-") as tmp:
             raw = Path(tmp) / "exported.onnx"
             mc = run.model_config
-            say(f"exporting {mc.backbone} at {mc.size}² (opset {options.export.opset})")
-            plugin_ops = export_onnx(model, raw, options.export)
-            frames, source = parity_frames(mc.size, options.parity_count, options.parity_images,
+            heads = "+".join(deploy.head_names)
+            say(f"exporting {mc.backbone} at {mc.hw[0]}×{mc.hw[1]} (H×W), heads {heads} (opset {options.export.opset})")
+            plugin_ops = export_onnx(deploy, raw, options.export)
+            frames, source = parity_frames(mc.hw, options.parity_count, options.parity_images,
                                            run.config.get("data"))
             say(f"parity on {source}")
-            deploy = DeployModel(model).eval()
             if plugin_ops:
-                graph, chosen, parity, trt = fused_checks(model, raw, Path(tmp), deploy, frames, source,
+                graph, chosen, parity, trt = fused_checks(deploy, raw, Path(tmp), deploy, frames, source,
                                                           tuple(plugin_ops), notes)
             else:
                 candidates = [("exported", raw)]
@@ -221,7 +231,7 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
             stage.mkdir(parents=True)
             shutil.copyfile(chosen, stage / MODEL_FILE)
         (stage / ENGINES_DIR).mkdir()
-        manifest = build_manifest(run, options.export, threshold, parity, trt, plugin_ops, notes)
+        manifest = build_manifest(run, deploy, options.export, threshold, parity, trt, plugin_ops, notes)
         manifest["export"]["graph"] = graph
         write_manifest(stage, manifest)
         precisions = None

@@ -1,7 +1,7 @@
-"""SLSG → ONNX: uint8 BGR frames in, (anomaly_map, score) out, with the pre-processing inside the graph.
+"""SLSG → ONNX: uint8 BGR frames in, (anomaly_map, score, score_<head>…) out, pre-processing inside the graph.
 
-What is exported is `slsg.inference.DeployModel` (the network, the shared normalisation and the shared
-top-k score), behind one Cast: TensorRT treats uint8 as an I/O-only type, so the uint8 `image` must feed
+What is exported is `slsg.inference.DeployModel` (the network, the shared normalisation, each head's score and
+their fusion), behind one Cast: TensorRT treats uint8 as an I/O-only type, so the uint8 `image` must feed
 a Cast to float before anything else touches it (the transpose and colour flip then run on floats).
 """
 
@@ -20,14 +20,15 @@ import onnx
 import torch
 from torch import nn
 
-from edge_runtime.scoring import SCORE_DEFINITION
+from edge_runtime.preprocess import as_hw
 from slsg.inference import DeployModel
 from slsg.model import SLSGNet
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("anomaly_map", "score")
+#: The outputs every model has; a model with a global head adds `score_global` after `score_slsg`.
+OUTPUT_NAMES = ("anomaly_map", "score", "score_slsg")
 DEFAULT_OPSET = 17
 #: torch.onnx's TorchScript exporter covers opsets 7–20; 17 is what TensorRT 8.5/8.6 read.
 OPSET_RANGE = (11, 20)
@@ -66,8 +67,12 @@ class Uint8Entry(nn.Module):
         super().__init__()
         self.deploy = deploy
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.deploy(image.to(torch.float32))
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.deploy.output_names)
 
 
 @contextlib.contextmanager
@@ -112,7 +117,7 @@ def _fused_export(module: nn.Module, x: torch.Tensor, out: Path, cfg: ExportConf
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (x,), str(out), input_names=[INPUT_NAME],
-                              output_names=list(OUTPUT_NAMES), opset_version=max(cfg.opset, 18),
+                              output_names=module.output_names, opset_version=max(cfg.opset, 18),
                               dynamo=True, custom_translation_table=table, external_data=False)
         found = plugin.fused_nodes(onnx.load(str(out)))
     except Exception as e:  # the dynamo exporter raises many kinds; the message is what the user needs
@@ -124,25 +129,26 @@ def _fused_export(module: nn.Module, x: torch.Tensor, out: Path, cfg: ExportConf
     return [f"{plugin.DOMAIN}::{plugin.OP_TYPE}"]
 
 
-def example_input(size: int, batch: int) -> torch.Tensor:
+def example_input(size: int | tuple[int, int], batch: int) -> torch.Tensor:
+    h, w = as_hw(size)
     gen = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen)
+    return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, generator=gen)
 
 
-def _torch_export(module: nn.Module, x: torch.Tensor, out: Path, cfg: ExportConfig) -> None:
-    dynamic = ({INPUT_NAME: {0: "N"}, OUTPUT_NAMES[0]: {0: "N"}, OUTPUT_NAMES[1]: {0: "N"}}
-               if cfg.dynamic_batch else None)
+def _torch_export(module: Uint8Entry, x: torch.Tensor, out: Path, cfg: ExportConfig) -> None:
+    names = module.output_names
+    dynamic = ({INPUT_NAME: {0: "N"}, **{n: {0: "N"} for n in names}} if cfg.dynamic_batch else None)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # TracerWarnings about shape checks frozen into the static graph
-        torch.onnx.export(module, (x,), str(out), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        torch.onnx.export(module, (x,), str(out), input_names=[INPUT_NAME], output_names=names,
                           opset_version=cfg.opset, dynamic_axes=dynamic, do_constant_folding=True,
                           dynamo=False)  # the dynamo exporter silently gives opset 18 when 17 is asked
 
 
-def _stamp(path: Path, model_cfg: dict, cfg: ExportConfig) -> onnx.ModelProto:
+def _stamp(path: Path, model_cfg: dict, scores: dict, cfg: ExportConfig) -> onnx.ModelProto:
     """Metadata any reader of the bare .onnx can use, then the full checker."""
     m = onnx.load(str(path))
-    meta = {"slsg.model": json.dumps(model_cfg), "slsg.score": json.dumps(SCORE_DEFINITION),
+    meta = {"slsg.model": json.dumps(model_cfg), "slsg.scores": json.dumps(scores),
             "slsg.export": json.dumps(cfg.to_dict())}
     del m.metadata_props[:]
     for k, v in meta.items():
@@ -181,7 +187,7 @@ def _prune_dead(model: onnx.ModelProto) -> None:
             model.graph.node.remove(n)
 
 
-def freeze_topk_k(path: Path, batches: tuple[int, ...], size: int) -> int:
+def freeze_topk_k(path: Path, batches: tuple[int, ...], size: int | tuple[int, int]) -> int:
     """Replace a TopK K computed from shapes with its value (TensorRT 8.5 wants K as an initializer).
 
     The tracer records `min(k, tensor.shape[-1])` as Shape→Gather→… whenever it cannot prove the shape
@@ -206,7 +212,8 @@ def freeze_topk_k(path: Path, batches: tuple[int, ...], size: int) -> int:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    values = [session.run(ks, {INPUT_NAME: np.zeros((b, size, size, 3), np.uint8)}) for b in batches]
+    h, w = as_hw(size)
+    values = [session.run(ks, {INPUT_NAME: np.zeros((b, h, w, 3), np.uint8)}) for b in batches]
     for i, k in enumerate(ks):
         if any(not np.array_equal(values[0][i], v[i]) for v in values[1:]):
             raise ExportError(f"TopK K ({k}) changes with the batch size; export with a static batch")
@@ -227,14 +234,17 @@ def check(path: Path) -> None:
         raise ExportError(f"onnx.checker rejects {path}: {e}") from None
 
 
-def export_onnx(model: SLSGNet, out: Path, cfg: ExportConfig | None = None) -> list[str]:
-    """Write `out` (ONNX, checked, with metadata); returns the plugin op names in the graph ([] normally)."""
+def export_onnx(model: SLSGNet | DeployModel, out: Path, cfg: ExportConfig | None = None) -> list[str]:
+    """Write `out` (ONNX, checked, with metadata); returns the plugin op names in the graph ([] normally).
+
+    `model` is the whole detector (`DeployModel`: network, global head, fusion) or a bare SLSG network."""
     cfg = cfg or ExportConfig()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
-    module = Uint8Entry(DeployModel(model)).eval()
-    x = example_input(model.cfg.size, 2 if cfg.dynamic_batch else cfg.batch)
+    deploy = (model if isinstance(model, DeployModel) else DeployModel(model)).eval().cpu()
+    model = deploy.model
+    module = Uint8Entry(deploy).eval()
+    x = example_input(model.cfg.hw, 2 if cfg.dynamic_batch else cfg.batch)
     kernel = "fused" if cfg.fused_graph_attention else "reference"
     if cfg.fused_graph_attention and cfg.dynamic_batch:
         raise ExportError("--fused-graph-attention exports a static batch: drop --dynamic-batch")
@@ -244,8 +254,8 @@ def export_onnx(model: SLSGNet, out: Path, cfg: ExportConfig | None = None) -> l
         else:
             plugin_ops = []
             _torch_export(module, x, out, cfg)
-            freeze_topk_k(out, (1, 2) if cfg.dynamic_batch else (cfg.batch,), model.cfg.size)
-    _stamp(out, model.cfg.to_dict(), cfg)
+            freeze_topk_k(out, (1, 2) if cfg.dynamic_batch else (cfg.batch,), model.cfg.hw)
+    _stamp(out, model.cfg.to_dict(), deploy.score_spec(), cfg)
     return plugin_ops
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.preprocess import prepare
+from edge_runtime.preprocess import as_hw, prepare
 from edge_runtime.scoring import image_score
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ParityReport:
     n_images: int
     max_abs_map: float
     max_abs_score: float
-    max_abs_score_rule: float   # |ONNX score − edge_runtime.scoring.image_score(ONNX map)|
+    max_abs_score_rule: float   # |ONNX score_slsg − edge_runtime.scoring.image_score(ONNX map)|
     ranking_equal: bool
     map_atol: float = MAP_ATOL
 
@@ -65,17 +65,19 @@ def same_ranking(reference: np.ndarray, other: np.ndarray, tie_tol: float = TIE_
     return bool(np.all(np.sign(d_ref[clear]) == np.sign(d_oth[clear])))
 
 
-def synthetic_frames(n: int, size: int, seed: int = 0) -> np.ndarray:
+def synthetic_frames(n: int, size: int | tuple[int, int], seed: int = 0) -> np.ndarray:
     """Textured uint8 BGR frames (gradients, blobs, noise): not flat, so maps and scores spread out."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    h, w = as_hw(size)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy / h, xx / w
     frames = []
     for _ in range(n):
         base = np.stack([np.sin(xx * rng.uniform(2, 12) + rng.uniform(0, 6)) * np.cos(yy * rng.uniform(2, 12))
                          for _ in range(3)], axis=-1)
         cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.25)
         blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r)[..., None] * rng.uniform(-1, 1, 3)
-        img = (base + blob) * 80 + 128 + rng.normal(0, 12, (size, size, 3))
+        img = (base + blob) * 80 + 128 + rng.normal(0, 12, (h, w, 3))
         frames.append(np.clip(img, 0, 255).astype(np.uint8))
     return np.stack(frames)
 
@@ -133,17 +135,11 @@ def parity_frames(size: int, n: int = DEFAULT_IMAGES, folder: Path | None = None
     return synthetic_frames(n, size), f"{n} synthetic frames (the RUN's dataset is not reachable)"
 
 
-def torch_outputs(deploy, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DeployModel on the frames one at a time: the same batch size the static ONNX graph takes."""
-    import torch
+def torch_outputs(deploy, frames: np.ndarray):
+    """DeployModel on the frames one at a time (the batch the static ONNX graph takes) → Outputs."""
+    from slsg.inference import TorchPredictor
 
-    maps, scores = [], []
-    with torch.no_grad():
-        for f in frames:
-            m, s = deploy(torch.from_numpy(np.ascontiguousarray(f[None])))
-            maps.append(m[:, 0].numpy())
-            scores.append(s.numpy())
-    return np.concatenate(maps), np.concatenate(scores)
+    return TorchPredictor(deploy, batch=1)(frames)
 
 
 def check_parity(deploy, onnx_path: Path, frames: np.ndarray, source: str, map_atol: float = MAP_ATOL,
@@ -151,15 +147,18 @@ def check_parity(deploy, onnx_path: Path, frames: np.ndarray, source: str, map_a
     """Compare the PyTorch DeployModel and an ONNX Runtime session of `onnx_path` on `frames`."""
     from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    t_maps, t_scores = torch_outputs(deploy, frames)
+    t = torch_outputs(deploy, frames)
     backend = OnnxRuntimeBackend(Path(onnx_path), threads=threads, providers=["CPUExecutionProvider"])
-    o_maps, o_scores = backend.run(frames)
+    o = backend.run(frames)
+    heads = sorted(set(t.heads) & set(o.heads))
     return ParityReport(
         source=source, n_images=len(frames),
-        max_abs_map=float(np.max(np.abs(t_maps - o_maps))),
-        max_abs_score=float(np.max(np.abs(t_scores - o_scores))),
-        max_abs_score_rule=float(np.max(np.abs(image_score(o_maps) - o_scores))),
-        ranking_equal=same_ranking(t_scores, o_scores), map_atol=map_atol)
+        max_abs_map=float(np.max(np.abs(t.maps - o.maps))),
+        max_abs_score=float(max(np.max(np.abs(t.score - o.score)),
+                                *(np.max(np.abs(t.heads[h] - o.heads[h])) for h in heads))),
+        max_abs_score_rule=float(np.max(np.abs(image_score(o.maps) - o.heads.get("slsg", o.score)))),
+        ranking_equal=same_ranking(t.score, o.score) and all(same_ranking(t.heads[h], o.heads[h]) for h in heads),
+        map_atol=map_atol)
 
 
 def parity_table(report: ParityReport, title: str = "Parity: ONNX Runtime vs PyTorch"):

@@ -63,7 +63,7 @@ def add_precisions(stage: Path, run, *, fp16: bool, int8: bool, calib_size: int,
 
     calib_size, strategy = calib_size or 256, strategy or "random"
     bundle = load_bundle(stage)
-    size = bundle.size[0]
+    size = bundle.size
     category, train, val, seed = _run_data(run)
     good = _gate_images(val, size, GATE_IMAGES, seed)
     bad = _gate_images([s for s in category.test if s.kind != "good"], size, GATE_IMAGES, seed)

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.statistics import percentile
+
 
 @dataclass
 class DemoConfig:
@@ -54,9 +56,10 @@ def run_demo(cfg: DemoConfig, console) -> dict:
     from edge_runtime.bundle import load_bundle
     from slsg.data import open_dataset
     from slsg.data.synthetic_scene import write_dataset
-    from slsg.evaluation import evaluate_category, render_table, score_histogram_png
+    from slsg.evaluation import evaluate_category
     from slsg.model import ModelConfig
     from slsg.predictors import load_predictor
+    from slsg.reports import head_table, render_table, score_histogram_png
     from slsg.training import TrainConfig, train
 
     out = cfg.out
@@ -85,8 +88,9 @@ def run_demo(cfg: DemoConfig, console) -> dict:
 
     t = _stage(console, "3/6 evaluate on the test split")
     loaded = load_predictor(run, "torch")
-    result = evaluate_category(loaded.predict, category, (cfg.size, cfg.size))
-    console.print(render_table([result], title="SLSG on the synthetic LOCO-like set (PyTorch)"))
+    result = evaluate_category(loaded.predict, category, loaded.size)
+    console.print(render_table([result], title="The detector (decision score), synthetic LOCO-like set, PyTorch"))
+    console.print(head_table(result, "Image AUROC: SLSG alone, the global head alone, and the fused decision score"))
     score_histogram_png(result, loaded.threshold.value, out / "scores.png")
     timings["evaluate"] = time.perf_counter() - t
 
@@ -118,7 +122,8 @@ def run_demo(cfg: DemoConfig, console) -> dict:
           "--log", str(log), "--save-ng", str(out / "ng"), "--quiet"])
     timings["edge"] = time.perf_counter() - t
     line = line_verdicts(log, [s.kind != "good" for s in ordered], cfg.frames_per_image)
-    return {"frames": n, "timings": timings, "line": line, "metrics": result.metrics(),
+    heads = {h: {"logical": a.logical, "structural": a.structural} for h, a in result.heads.items()}
+    return {"frames": n, "timings": timings, "line": line, "metrics": result.metrics(), "heads": heads,
             "threshold": loaded.threshold.value, "bundle": str(bundle), "int8": int8}
 
 
@@ -149,7 +154,7 @@ def line_verdicts(log: Path, anomalous: list[bool], frames_per_image: int) -> di
         counts["caught"] += truth and ng
         counts["missed"] += truth and not ng
         counts["false_alarms"] += (not truth) and ng
-    counts["p50_ms"] = float(np.percentile(latencies, 50)) if latencies else None
+    counts["p50_ms"] = percentile(latencies, 50) if latencies else None
     return counts
 
 
@@ -164,7 +169,10 @@ def summary_table(report: dict):
     def pct(v):
         return "–" if v is None else f"{v:.3f}"
 
-    table.add_row("image AUROC logical / structural", f"{pct(m.get('logical'))} / {pct(m.get('structural'))}")
+    for head, a in report.get("heads", {}).items():
+        table.add_row(f"{head} head alone: AUROC logical / structural", f"{pct(a['logical'])} / {pct(a['structural'])}")
+    table.add_row("detector (decision score): logical / structural",
+                  f"{pct(m.get('logical'))} / {pct(m.get('structural'))}")
     table.add_row("image AUROC ½(L+S) / all test images", f"{pct(m.get('mean_ls'))} / {pct(m.get('overall'))}")
     table.add_row("threshold (1 % false rejects on validation)", f"{report['threshold']:.4f}")
     table.add_row("edge frames judged / dropped", f"{line['frames']} / {line['dropped']}")

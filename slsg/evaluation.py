@@ -1,28 +1,29 @@
-"""Evaluate any `Predictor` on a category's test set: image AUROCs, pixel AUROC and AU-sPRO, tables, plots.
+"""Evaluate any `Predictor` on a category's test set: image AUROCs (the decision score and each head's), pixel
+AUROC and AU-sPRO. Computing only — tables, JSON, CSV and plots are `slsg.reports`.
 
-Test images go through the shared `edge_runtime.preprocess.prepare` and are scored with the shared
-`edge_runtime.scoring.image_score`, so these numbers describe what a bundle does on the line. Pixel metrics
-are computed at each ground truth's native size (maps resized up with bilinear interpolation, as the
-official MVTec scripts expect); see `slsg.metrics.pixel` for the exact curve construction.
+Test images go through the shared `edge_runtime.preprocess.prepare`, and the scores are the model's own
+outputs (the graph's `score` and `score_<head>`), so these numbers describe what a bundle does on the line. A
+predictor that returns bare maps is scored with the shared `edge_runtime.scoring.image_score`. Pixel metrics are
+computed at each ground truth's native size (maps resized up with bilinear interpolation, as the official MVTec
+scripts expect); see `slsg.metrics.pixel` for the exact curve construction.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from rich.table import Table
 
+from edge_runtime.backends.base import Outputs
 from edge_runtime.preprocess import prepare
 from edge_runtime.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from edge_runtime.scoring import TOP_K, image_score
+from edge_runtime.scoring import image_score
 from slsg.metrics import (
     DEFAULT_LIMITS,
     Defect,
@@ -35,7 +36,8 @@ from slsg.metrics import (
     image_aurocs,
 )
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+#: uint8 BGR N×H×W×3 → Outputs (map, decision score, per-head scores); bare N×H×W maps are accepted too.
+Predictor = Callable[[np.ndarray], Any]
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Readers:
 
 @dataclass
 class ImageRecord:
-    """One test image's outcome."""
+    """One test image's outcome: the decision score, each head's own score, and what the image really is."""
 
     path: str
     label: str
@@ -63,6 +65,8 @@ class ImageRecord:
     score: float
     max_score: float
     native_size: tuple[int, int]
+    heads: dict[str, float] = field(default_factory=dict)
+    defects: list[str] = field(default_factory=list)  # LOCO defect types from the masks' pixel values
 
 
 @dataclass
@@ -81,6 +85,7 @@ class CategoryResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     pixel_note: str | None = None
     seconds: float = 0.0
+    heads: dict[str, ImageAurocs] = field(default_factory=dict)  # each head's own image AUROCs
 
     def au_spro(self, limit: float) -> float | None:
         """Reported AU-sPRO: LOCO → mean of the logical and structural groups (official); else all images."""
@@ -109,14 +114,6 @@ class CategoryResult:
 
 
 LOCO_LABELS = {"logical_anomalies", "structural_anomalies"}
-ROW_NAMES = {
-    "structural": "Structural",
-    "logical": "Logical",
-    "overall": "Mean (all test images)",
-    "mean_ls": "½(L+S)",
-    "overall_max": "Mean, max-pixel score",
-    "pixel_auroc": "Pixel AUROC",
-}
 
 
 def _progress(enabled: bool) -> Progress | nullcontext:
@@ -142,18 +139,29 @@ def _tracked(items: Iterable, bar: Progress | None, description: str, total: int
     bar.remove_task(task)
 
 
-def predict_maps(predict: Predictor, images: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """Run the predictor on prepared uint8 BGR images; returns float32 N×H×W, checked against the contract."""
+def as_outputs(result: Any, n: int) -> Outputs:
+    """A predictor's result as `Outputs`, checked against the contract; bare maps get the shared score rule."""
+    if isinstance(result, Outputs):
+        out = result
+    else:
+        maps = np.asarray(result, dtype=np.float32)
+        if maps.ndim == 4 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        if maps.ndim != 3:
+            raise ValueError(f"the predictor returned shape {maps.shape} for {n} images; a Predictor must "
+                             "return Outputs or anomaly maps N×H×W (or N×1×H×W)")
+        score = image_score(maps)
+        out = Outputs(maps, score, {"slsg": score})
+    if out.maps.ndim != 3 or out.maps.shape[0] != n or out.score.shape != (n,):
+        raise ValueError(f"the predictor returned maps {out.maps.shape} and scores {out.score.shape} for {n} "
+                         "images; expected N×H×W maps and N scores")
+    return out
+
+
+def predict_outputs(predict: Predictor, images: Sequence[np.ndarray], size: tuple[int, int]) -> Outputs:
+    """Run the predictor on uint8 BGR images prepared to the model size."""
     batch = np.stack([prepare(im, size) for im in images])
-    maps = np.asarray(predict(batch), dtype=np.float32)
-    if maps.ndim == 4 and maps.shape[1] == 1:
-        maps = maps[:, 0]
-    if maps.ndim != 3 or maps.shape[0] != batch.shape[0]:
-        raise ValueError(
-            f"the predictor returned shape {maps.shape} for {batch.shape[0]} images; a Predictor must "
-            "return anomaly maps N×H×W (or N×1×H×W)"
-        )
-    return maps
+    return as_outputs(predict(batch), batch.shape[0])
 
 
 def _predict_samples(
@@ -165,13 +173,13 @@ def _predict_samples(
     bar: Progress | None,
     description: str,
 ):
-    """(maps N×h×w, native sizes, samples kept, (path, reason) of unreadable files)."""
-    maps, sizes, kept, skipped = [], [], [], []
+    """(Outputs for the kept samples, native sizes, samples kept, (path, reason) of unreadable files)."""
+    parts, sizes, kept, skipped = [], [], [], []
     pending: list[tuple[Any, np.ndarray]] = []
 
     def flush() -> None:
         if pending:
-            maps.append(predict_maps(predict, [im for _, im in pending], size))
+            parts.append(predict_outputs(predict, [im for _, im in pending], size))
             kept.extend(s for s, _ in pending)
             pending.clear()
 
@@ -186,30 +194,56 @@ def _predict_samples(
         if len(pending) >= batch:
             flush()
     flush()
-    stacked = np.concatenate(maps) if maps else np.zeros((0, *size), np.float32)
-    return stacked, sizes, kept, skipped
+    if parts:
+        outputs = Outputs.concat(parts)
+    else:
+        outputs = Outputs(np.zeros((0, *size), np.float32), np.zeros(0, np.float32))
+    return outputs, sizes, kept, skipped
 
 
-def good_scores(
+def score_samples(
     predict: Predictor,
     samples: Sequence,
     size: tuple[int, int],
     batch: int = 8,
     readers: Readers | None = None,
     progress: bool = False,
-) -> np.ndarray:
-    """Image scores of (good) samples, e.g. the validation images a threshold is set from.
+) -> Outputs:
+    """The model's outputs on (good) samples, e.g. the validation images a threshold is set from.
 
     Unreadable files raise (their error names the file): a threshold must not silently rest on fewer images.
     """
     readers = (readers or Readers()).resolved()
     with _progress(progress) as bar:
-        maps, _, kept, skipped = _predict_samples(
+        outputs, _, kept, skipped = _predict_samples(
             predict, samples, tuple(size), batch, readers, bar, "scoring"
         )
     if skipped:
         raise ValueError(f"cannot read {len(skipped)} image(s), first {skipped[0][0]}: {skipped[0][1]}")
-    return image_score(maps) if len(kept) else np.zeros(0, np.float32)
+    return outputs
+
+
+def good_scores(predict: Predictor, samples: Sequence, size: tuple[int, int], **kwargs) -> np.ndarray:
+    """The decision scores of `score_samples`."""
+    return score_samples(predict, samples, size, **kwargs).score
+
+
+def defect_types(category, samples: Sequence, readers: Readers) -> list[list[str]]:
+    """Per sample, the LOCO defect names its masks' pixel values stand for ([] for good images and layouts
+    without a defects_config). When every mask of the category holds one value only, the masks were flattened
+    (e.g. resized copies with 0/255 masks) and the values say nothing about the type: all lists stay empty."""
+    config = getattr(category, "defects_config", None)
+    empty: list[list[str]] = [[] for _ in samples]
+    if not config:
+        return empty
+    names = {int(e["pixel_value"]): e["defect_name"] for e in config}
+    values: list[list[int]] = []
+    for s in samples:
+        vals = sorted({int(v) for mask, _ in readers.defect_masks(s) for v in np.unique(mask) if v}) if s.masks else []
+        values.append(vals)
+    if len({v for vals in values for v in vals}) <= 1:
+        return empty
+    return [[names.get(v, f"value {v}") for v in vals] for vals in values]
 
 
 def _defects(sample, category, readers: Readers) -> list[Defect]:
@@ -263,18 +297,19 @@ def evaluate_category(
     size = (int(size[0]), int(size[1]))
     limits = tuple(float(v) for v in limits)
     with _progress(progress) as bar:
-        maps, sizes, kept, skipped = _predict_samples(
+        outputs, sizes, kept, skipped = _predict_samples(
             predict, category.test, size, batch, readers, bar, f"{category.name}: predicting"
         )
         if not kept:
             raise ValueError(f"category {category.name}: no readable test image; check {category.root}")
-        scores = image_score(maps)
+        maps, scores = outputs.maps, outputs.score
         maxima = maps.reshape(len(kept), -1).max(axis=1)
         kinds = [s.kind for s in kept]
         labels = [s.label for s in kept]
+        types = defect_types(category, kept, readers)
         records = [
-            ImageRecord(str(s.path), s.label, s.kind, float(sc), float(mx), native)
-            for s, sc, mx, native in zip(kept, scores, maxima, sizes)
+            ImageRecord(str(s.path), s.label, s.kind, float(sc), float(mx), native, outputs.head_scores(i), t)
+            for i, (s, sc, mx, native, t) in enumerate(zip(kept, scores, maxima, sizes, types))
         ]
         pixel_metrics: dict[str, PixelMetrics] = {}
         note = None
@@ -307,6 +342,7 @@ def evaluate_category(
         images=records,
         image=image_aurocs(scores, kinds, labels),
         image_max=image_aurocs(maxima, kinds, labels),
+        heads={h: image_aurocs(v, kinds, labels) for h, v in outputs.heads.items()},
         pixel=pixel_metrics,
         limits=limits,
         skipped=skipped,
@@ -337,115 +373,3 @@ def mean_metrics(results: Sequence[CategoryResult]) -> dict[str, float | None]:
     return out
 
 
-def _row_name(key: str) -> str:
-    if key in ROW_NAMES:
-        return ROW_NAMES[key]
-    if key.startswith("au_spro@"):
-        return f"AU-sPRO@{key.split('@', 1)[1]}"
-    return f"  {key.split(':', 1)[1]}"
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def render_table(results: Sequence[CategoryResult], title: str = "Image and pixel AUROC, AU-sPRO") -> Table:
-    """Categories as columns (plus their mean), metrics as rows, laid out like the SLSG authors' table."""
-    table = Table(title=title)
-    table.add_column("metric")
-    for r in results:
-        table.add_column(r.category, justify="right")
-    if len(results) > 1:
-        table.add_column("mean", justify="right")
-    rows: list[str] = []
-    for r in results:
-        rows += [k for k in r.metrics() if k not in rows]
-    mean = mean_metrics(results) if len(results) > 1 else {}
-    for key in rows:
-        cells = [_fmt(r.metrics().get(key)) for r in results]
-        if len(results) > 1:
-            cells.append(_fmt(mean.get(key)))
-        table.add_row(_row_name(key), *cells)
-    return table
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {(f"{k:g}" if isinstance(k, float) else str(k)): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-DEFINITIONS = {
-    "image_score": f"mean of the top-{TOP_K} anomaly-map values at the model size (edge_runtime.scoring)",
-    "structural": "image AUROC over good ∪ structural test images",
-    "logical": "image AUROC over good ∪ logical test images",
-    "overall": "image AUROC over all test images (the SLSG README's 'Mean')",
-    "mean_ls": "½(logical + structural) (the MVTec LOCO convention)",
-    "overall_max": "image AUROC over all test images with the max-pixel score",
-    "pixel_auroc": "AUROC over all test pixels at the ground truth's native size",
-    "au_spro": (
-        "MVTec LOCO AU-sPRO up to the FPR limit, normalised by it; LOCO: mean of the logical and "
-        "structural groups; otherwise all images, each 8-connected mask component one defect "
-        "saturating at its own area (PRO)"
-    ),
-}
-
-
-def results_to_json(results: Sequence[CategoryResult], include_images: bool = True) -> dict:
-    """Everything measured, JSON-ready: per category (metrics, groups, bounds, images) and the mean."""
-    categories = {}
-    for r in results:
-        entry = {
-            "layout": r.layout,
-            "size": list(r.size),
-            "seconds": r.seconds,
-            "metrics": r.metrics(),
-            "image_auroc": asdict(r.image),
-            "image_auroc_max_pixel": asdict(r.image_max),
-            "pixel_groups": {g: asdict(m) for g, m in r.pixel.items()},
-            "pixel_note": r.pixel_note,
-            "skipped": [{"path": p, "reason": why} for p, why in r.skipped],
-            "counts": {
-                label: sum(1 for i in r.images if i.label == label)
-                for label in sorted({i.label for i in r.images})
-            },
-        }
-        if include_images:
-            entry["images"] = [asdict(i) for i in r.images]
-        categories[r.category] = entry
-    return _json_safe({"definitions": DEFINITIONS, "categories": categories, "mean": mean_metrics(results)})
-
-
-def score_histogram_png(result: CategoryResult, threshold: float | None, path: Path) -> Path:
-    """Histogram of image scores: good against each anomaly type, the decision threshold drawn as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    labels = ["good"] + sorted({i.label for i in result.images if i.label != "good"})
-    scores = np.asarray([i.score for i in result.images])
-    bins = np.linspace(scores.min(), scores.max() if scores.max() > scores.min() else scores.min() + 1e-6, 41)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for label in labels:
-        values = [i.score for i in result.images if i.label == label]
-        if values:
-            ax.hist(values, bins=bins, alpha=0.55, label=f"{label} ({len(values)})")
-    if threshold is not None:
-        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4f}")
-    ax.set_xlabel(f"image score (mean of top-{TOP_K} map values)")
-    ax.set_ylabel("images")
-    ax.set_title(f"{result.category}: score distribution")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -8,18 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.backends.base import Outputs  # noqa: F401  (the Predictor contract's result)
 from edge_runtime.scoring import Threshold
 
 BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8")
-Predictor = Callable[[np.ndarray], np.ndarray]
+Predictor = Callable[[np.ndarray], "Outputs"]
 
 
 @dataclass
 class Loaded:
-    predict: Predictor
-    size: int
+    predict: Predictor  # uint8 BGR N×H×W×3 → edge_runtime.backends.Outputs
+    size: tuple[int, int]  # (height, width)
     threshold: Threshold | None
     name: str
+    scores: dict | None = None  # how the decision score is made (RUN config / bundle manifest `scores`)
 
 
 def is_bundle(path: Path) -> bool:
@@ -44,14 +46,16 @@ def load_predictor(run: Path, backend: str = "torch", bundle: Path | None = None
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
-        from slsg.checkpoint import load_run
-        from slsg.inference import TorchPredictor
+        from slsg.checkpoint import open_run
+        from slsg.inference import TorchPredictor, load_deploy
 
-        r, model = load_run(run, device)
-        return Loaded(TorchPredictor(model, device), r.model_config.size, r.threshold, "torch")
+        r = open_run(run)
+        return Loaded(TorchPredictor(load_deploy(run, device), device), r.model_config.hw, r.threshold, "torch",
+                      r.config.get("scores"))
     from edge_runtime.backends import select_backend
     from edge_runtime.bundle import load_bundle
 
     b = load_bundle(find_bundle(run, bundle))
     runtime = select_backend(b, backend, threads=threads)
-    return Loaded(lambda x: runtime.run(x)[0], b.size[0], b.threshold, runtime.name)
+    return Loaded(runtime.run, b.size, b.threshold_for(getattr(runtime, "model", "fp32")), runtime.name,
+                  b.manifest.get("scores"))

@@ -70,6 +70,15 @@ def _tensorrt(bundle: Bundle, precision: str) -> Backend:
             f"no trt-{precision} engine for this device in {bundle.engines_dir}: "
             f"build one with `slsg-edge build {bundle.root} --{precision}`"
         )
+    try:
+        return _open_tensorrt(engine)
+    except RuntimeError as e:  # TensorRTError: CUDA binding, engine or plugin refused (it closed itself)
+        raise BackendError(f"backend trt-{precision} could not open {engine.name}: {e}") from None
+
+
+def _open_tensorrt(engine: Path) -> Backend:
+    """A TensorRT backend; one that fails while opening releases what it opened before raising, and the
+    caller owns (and closes) the one returned."""
     return _tensorrt_module().TensorRTBackend(engine)
 
 
@@ -81,8 +90,14 @@ def _auto(bundle: Bundle, threads: int | None) -> Backend:
             log.info("TensorRT not usable here (%s); using ONNX Runtime", e)
             break
         if engine is not None:
+            try:
+                backend = _open_tensorrt(engine)
+            except RuntimeError as e:  # e.g. no working CUDA binding: say why and fall back
+                log.warning("cached TensorRT %s engine %s could not be opened (%s); trying the next", precision,
+                            engine, e)
+                continue
             log.info("using the cached TensorRT %s engine %s", precision, engine)
-            return _tensorrt_module().TensorRTBackend(engine)
+            return backend
     cpu_only = best_providers()[0] == "CPUExecutionProvider"
     if cpu_only and is_x86() and "int8-cpu" in bundle.models:
         return _onnx(bundle, "onnx-int8", threads)

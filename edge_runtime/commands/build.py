@@ -1,4 +1,5 @@
-"""`slsg-edge build BUNDLE --fp16|--int8|--fp32`: a TensorRT engine for this device, cached in the bundle."""
+"""`slsg-edge build BUNDLE --fp16|--int8|--fp32 [--dla N [--gpu-fallback]]`: a TensorRT engine for this device,
+cached in the bundle."""
 
 from __future__ import annotations
 
@@ -30,9 +31,15 @@ def command(
     fp32: bool = typer.Option(False, "--fp32", help="FP32 engine (reference accuracy, slowest)."),
     workspace_mb: Optional[int] = typer.Option(None, "--workspace-mb", min=16,
                                                help="Builder workspace limit in MiB (default: TensorRT's)."),
-    max_batch: int = typer.Option(1, "--max-batch", min=1, help="Largest batch the engine accepts."),
+    max_batch: Optional[int] = typer.Option(
+        None, "--max-batch", min=1,
+        help="Largest batch the engine accepts (a dynamic-batch bundle; default: the bundle's batch, or 1)."),
     legacy_calibrator: bool = typer.Option(False, "--legacy-calibrator",
                                            help="INT8 via TensorRT's entropy calibrator (TensorRT ≤ 10)."),
+    dla: Optional[int] = typer.Option(None, "--dla", min=0,
+                                      help="Build for this DLA core (Jetson AGX Orin / Orin NX), FP16 or INT8."),
+    gpu_fallback: bool = typer.Option(False, "--gpu-fallback",
+                                      help="With --dla: layers the DLA cannot run go to the GPU."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when a trusted cached engine exists."),
     verbose: bool = typer.Option(False, "--verbose", help="Show TensorRT's warnings and info."),
 ) -> None:
@@ -59,7 +66,8 @@ def command(
     from edge_runtime.bundle import BundleError, load_bundle
 
     settings = BuildSettings(precision=precision, workspace_mb=workspace_mb, max_batch=max_batch,
-                             legacy_calibrator=legacy_calibrator, force=force, verbose=verbose)
+                             legacy_calibrator=legacy_calibrator, dla_core=dla, gpu_fallback=gpu_fallback,
+                             force=force, verbose=verbose)
     try:
         loaded = load_bundle(bundle)
         result = build_engine(loaded, settings, console=console)

@@ -8,24 +8,51 @@ from pathlib import Path
 import typer
 
 
-def _engines(root: Path) -> list[tuple[str, int, dict | None, str]]:
-    """(engine file, bytes, sidecar JSON or None, a note) for every non-JSON file under engines/."""
-    folder = root / "engines"
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in sorted(x for x in folder.rglob("*") if x.is_file() and x.suffix != ".json"):
-        sidecar = p.with_name(p.name + ".json")
-        if not sidecar.is_file():
-            sidecar = p.with_suffix(".json")
-        meta, note = None, "no sidecar JSON"
-        if sidecar.is_file():
-            try:
-                meta, note = json.loads(sidecar.read_text(encoding="utf-8")), ""
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                note = f"unreadable sidecar: {e}"
-        out.append((p.relative_to(root).as_posix(), p.stat().st_size, meta, note))
-    return out
+def _target():
+    """This machine's TensorRT target, or None and why not (info must work without TensorRT or a GPU)."""
+    from edge_runtime.tensorrt import TensorRTError, current_target, tensorrt_available
+
+    if not tensorrt_available():
+        return None, "no TensorRT here"
+    try:
+        return current_target(), ""
+    except TensorRTError as e:
+        return None, str(e).splitlines()[0]
+
+
+def _key_text(key: dict | None) -> str:
+    """The engine key in one readable line (every field that makes it valid)."""
+    if not key:
+        return "–"
+    dla = f" dla{key.get('dla_core')}" if key.get("dla_core", -1) not in (-1, None) else ""
+    batch = f"batch 1–{key.get('max_batch')}" if key.get("dynamic_batch") else f"batch {key.get('max_batch')}"
+    return (f"{key.get('precision')}/{key.get('variant')} · {key.get('gpu_name')} sm{key.get('compute_capability')} "
+            f"{key.get('sm_count')} SMs {key.get('memory_mib')} MiB · TensorRT {key.get('tensorrt_version')} · "
+            f"{batch}{dla} · flags {','.join(key.get('builder_flags', [])) or '–'} · float "
+            f"{','.join(key.get('float_layers', [])) or '–'} · plugins {','.join(key.get('plugins', [])) or '–'} · "
+            f"{key.get('onnx_name')} {str(key.get('onnx_sha256', ''))[:12]}")
+
+
+def _engine_table(b):
+    from rich.table import Table
+    from rich.text import Text
+
+    from edge_runtime.tensorrt import list_engines
+
+    target, why_not = _target()
+    entries = list_engines(b, target)
+    title = "engines (built on a device, not hashed in the manifest)"
+    if target is None:
+        title += f" — fit not checked: {why_not}"
+    table = Table(title=title)
+    for col in ("engine", "bytes", "key", "fits this device"):
+        table.add_column(col)
+    for e in entries:
+        fits = "not checked" if e.fits is None else ("yes" if e.fits else f"no: {e.reason}")
+        table.add_row(e.file, f"{e.bytes:,}", Text(_key_text(e.key) if e.key else e.reason), Text(fits))
+    if not entries:
+        table.add_row("none", "", "build one with `slsg-edge build BUNDLE --fp16|--int8`", "")
+    return table
 
 
 def command(bundle: Path = typer.Argument(..., help="The model.slsg/ folder.")) -> None:
@@ -68,12 +95,4 @@ def command(bundle: Path = typer.Argument(..., help="The model.slsg/ folder.")) 
     for name, rec in m["files"].items():
         files.add_row(name, f"{rec['bytes']:,}", rec["sha256"][:16] + "…")
     console.print(files)
-    engines = _engines(b.root)
-    table = Table(title="engines (built on a device, not hashed)")
-    for col in ("engine", "bytes", "built for"):
-        table.add_column(col)
-    for name, size, meta, note in engines:
-        table.add_row(name, f"{size:,}", Text(note or json.dumps(meta, separators=(", ", ": "))))
-    if not engines:
-        table.add_row("none", "", "build one with `slsg-edge build BUNDLE --fp16|--int8`")
-    console.print(table)
+    console.print(_engine_table(b))

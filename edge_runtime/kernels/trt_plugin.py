@@ -10,11 +10,17 @@ in the input type, 6 neighbours (B, N, NB) int32. Attributes k (27) and dilation
 the compiled kernel as constants (TensorRT does not serialize AOT plugin attributes).
 
 `tensorrt` is imported only inside `register_plugin`, so the shape/type logic here is testable anywhere.
+This module is needed to *build* an engine (registration + the Triton compile); an engine built with it runs
+without it, without Triton and without Python plugins ("Loading and running a TRT engine containing an AOT
+plugin", NVIDIA/TensorRT samples/python/quickly_deployable_plugins/README.md).
+
+No `from __future__ import annotations` here: `tensorrt.plugin` validates the decorated functions' real
+annotation objects (`tensorrt/plugin/_validate.py`), which postponed (string) annotations would break.
 """
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple  # noqa: UP035 (TensorRT reads these hints at registration)
+from typing import Dict, List, Optional, Tuple, Union  # noqa: UP035 (TensorRT reads these hints at registration)
 
 from edge_runtime.kernels import graph_attention_triton as kernels
 
@@ -70,6 +76,35 @@ def aot_signature(dtype: str) -> dict[str, str]:
     return sig
 
 
+DIVISIBILITY = 16  # what Triton's JIT assumes of 16-byte-aligned pointers and of ints divisible by 16
+
+
+def alignment_attrs(signature: Dict[str, str],  # noqa: UP006 (evaluated at def time: Python 3.8)
+                    int_values: Dict[str, Optional[int]]) -> Dict[tuple, list]:  # noqa: UP006
+    """The specialisation Triton's JIT gives a launch on aligned tensors, written out for the AOT compile
+    (`triton.backends.compiler.BaseBackend.get_tensor_specialization` / `get_int_specialization` with
+    align=True, `parse_attr("D")`): every pointer is 16-byte aligned — TensorRT hands plugins addresses
+    inside 256-byte-aligned device memory — and every int32 whose value is known at build time and
+    divisible by 16 is marked so. Without these the PTX falls back to scalar 16-bit loads."""
+    attrs = {}
+    for i, (name, kind) in enumerate(signature.items()):
+        value = int_values.get(name)
+        aligned_int = kind == "i32" and value is not None and value % DIVISIBILITY == 0
+        if kind.startswith("*") or aligned_int:
+            attrs[(i,)] = [["tt.divisibility", DIVISIBILITY]]
+    return attrs
+
+
+def _known(expr) -> Optional[int]:
+    """A TensorRT shape expression's value when it is fixed at build time (SLSG graphs: C, CQ, N are)."""
+    try:
+        if getattr(expr, "is_fake", False) or not expr.is_constant:
+            return None
+        return int(expr.constant_value())
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class CompiledKernel:
     name: str
@@ -80,12 +115,16 @@ class CompiledKernel:
 
 def compile_kernel(dtype: str, k: int = kernels.DEFAULT_K, dilation: int = kernels.DEFAULT_DILATION,
                    tiles: kernels.TileConfig = kernels.TileConfig(),
-                   target: Optional[object] = None) -> CompiledKernel:
-    """Compile the fused kernel to PTX; target (a triton GPUTarget) defaults to the local GPU."""
+                   target: Optional[object] = None,
+                   int_values: Optional[Dict[str, Optional[int]]] = None) -> CompiledKernel:  # noqa: UP006
+    """Compile the fused kernel to PTX with the JIT's alignment hints (Triton ≥ 3.3: `constexprs` and a
+    dict of attrs); `int_values` are C, CQ, N when known; target (a triton GPUTarget) defaults to the GPU."""
     import triton
 
-    src = triton.compiler.ASTSource(fn=kernels.graph_attention_kernel, signature=aot_signature(dtype),
-                                    constexprs=kernels.constexprs(k, dilation, tiles))
+    signature = aot_signature(dtype)
+    src = triton.compiler.ASTSource(fn=kernels.graph_attention_kernel, signature=signature,
+                                    constexprs=kernels.constexprs(k, dilation, tiles),
+                                    attrs=alignment_attrs(signature, int_values or {}))
     options = {"num_warps": tiles.num_warps}
     if target is None:
         compiled = triton.compile(src, options=options)
@@ -134,9 +173,11 @@ def register_plugin(tiles: kernels.TileConfig = kernels.TileConfig()) -> None:
         return [combination]
 
     @trtp.aot_impl(PLUGIN_ID)
-    def _aot_impl(h, q, v, rel_pos, k: int, dilation: int, outputs, tactic: int):
-        compiled = compile_kernel(kernel_dtype(h.dtype == trt.float16), k, dilation, tiles)
+    def _aot_impl(h, q, v, rel_pos, k: int, dilation: int, outputs, tactic: int
+                  ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:  # noqa: UP006, UP007
         shape, q_shape = h.shape_expr, q.shape_expr
+        known = {"C": _known(shape[1]), "CQ": _known(q_shape[1]), "N": _known(shape[2])}
+        compiled = compile_kernel(kernel_dtype(h.dtype == trt.float16), k, dilation, tiles, int_values=known)
         params = trtp.KernelLaunchParams()
         params.grid_x = trtp.cdiv(shape[2], tiles.block_m)
         params.grid_y = trtp.cdiv(shape[1], tiles.block_d) + 1

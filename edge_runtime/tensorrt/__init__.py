@@ -1,30 +1,43 @@
-"""TensorRT engines and backend. Importing this package does not import tensorrt (the backend selector
-calls `tensorrt_available()` cheaply); TensorRT is loaded when an engine is built or run."""
+"""TensorRT engines and the TensorRT backend. Importing this package imports neither tensorrt nor a CUDA
+binding (the backend selector calls `tensorrt_available()` cheaply); they load when an engine is built or run.
 
-from .availability import installed_version, load_tensorrt, tensorrt_available
+Module map (each imports only those above it):
+
+    errors      every error this package raises on purpose; each message says what to do
+    versions    the installed TensorRT (is it real?) and what each version offers (`ApiPlan`)
+    cuda        CUDA bindings (cuda-python 11.x–13.x, pycuda fallback), the device, memory/stream/graphs
+    recipe      pure decisions: precision plan, batch profile, DLA, plugins → `EngineKey`
+    cache       engine files + sidecars under BUNDLE/engines/, which of them fit this device
+    calibrator  the legacy INT8 entropy calibrator (TensorRT ≤ 10)
+    builder     ONNX → engine: TensorRT calls, progress, parser-error messages, plugin registration
+    backend     engine I/O contract, buffer plans, `TensorRTBackend`
+    parity      the numbers `benchmarks/trt_check` reports
+"""
+
 from .backend import TensorRTBackend
 from .builder import BuildResult, BuildSettings, build_engine
-from .cache import EngineKey, list_engines, lookup
-from .device import DeviceInfo, query_device
+from .cache import EngineEntry, Target, current_target, find_cached_engine, list_engines, lookup
+from .cuda import DeviceInfo, query_device
 from .errors import (
-                     BuildFailure,
-                     CudaUnavailable,
-                     EngineMismatch,
-                     ParserFailure,
-                     PluginUnsupported,
-                     PrecisionError,
-                     TensorRTError,
-                     TensorRTMissing,
-                     UnsupportedTensorRT,
+    BuildFailure,
+    BuildRequestError,
+    CudaUnavailable,
+    EngineMismatch,
+    ParserFailure,
+    PluginUnsupported,
+    PrecisionError,
+    TensorRTError,
+    TensorRTMissing,
+    UnsupportedTensorRT,
 )
-from .precision import PRECISIONS, PrecisionPlan, plan_precision
-from .recipe import find_cached_engine
-from .versions import ApiPlan, TrtVersion, api_plan
+from .recipe import PRECISIONS, EngineKey, EngineRequest, PrecisionPlan, plan_precision
+from .versions import ApiPlan, TrtVersion, api_plan, installed_version, load_tensorrt, tensorrt_available
 
 __all__ = [
-    "ApiPlan", "BuildFailure", "BuildResult", "BuildSettings", "CudaUnavailable", "DeviceInfo", "EngineKey",
-    "EngineMismatch", "PRECISIONS", "ParserFailure", "PluginUnsupported", "PrecisionError", "PrecisionPlan",
-    "TensorRTBackend", "TensorRTError", "TensorRTMissing", "TrtVersion", "UnsupportedTensorRT", "api_plan",
-    "build_engine", "find_cached_engine", "installed_version", "list_engines", "load_tensorrt", "lookup",
+    "PRECISIONS", "ApiPlan", "BuildFailure", "BuildRequestError", "BuildResult", "BuildSettings",
+    "CudaUnavailable", "DeviceInfo", "EngineEntry", "EngineKey", "EngineMismatch", "EngineRequest",
+    "ParserFailure", "PluginUnsupported", "PrecisionError", "PrecisionPlan", "Target", "TensorRTBackend",
+    "TensorRTError", "TensorRTMissing", "TrtVersion", "UnsupportedTensorRT", "api_plan", "build_engine",
+    "current_target", "find_cached_engine", "installed_version", "list_engines", "load_tensorrt", "lookup",
     "plan_precision", "query_device", "tensorrt_available",
 ]

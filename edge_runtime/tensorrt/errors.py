@@ -31,6 +31,10 @@ class BuildFailure(TensorRTError):
     """The builder returned no engine."""
 
 
+class BuildRequestError(TensorRTError):
+    """The asked build cannot be made from this bundle on this device (batch profile, DLA core)."""
+
+
 class CudaUnavailable(TensorRTError):
     """No CUDA binding, no driver, or no GPU."""
 

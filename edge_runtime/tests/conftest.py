@@ -19,3 +19,18 @@ def bundle_dir(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch):
+    """`fake_trt(release, binding=..., gpu=..., driver_ok=...)` installs fake NVIDIA bindings (see
+    edge_runtime.tests.fakes); the runtime's cached TensorRT probe is cleared before and after."""
+    from edge_runtime.tensorrt import versions
+    from edge_runtime.tests.fakes.tensorrt import install
+
+    def _install(release: str, binding: str = "cuda-python-12", **kwargs):
+        return install(monkeypatch, release, binding, **kwargs)
+
+    yield _install
+    monkeypatch.undo()
+    versions._cached_probe.cache_clear()

@@ -4,25 +4,26 @@ import numpy as np
 import pytest
 
 from edge_runtime.scoring import image_score
-from edge_runtime.tensorrt.buffers import (
+from edge_runtime.tensorrt.backend import (
     TensorSpec,
     batch_chunks,
     check_io_contract,
-    maps_and_scores,
     numpy_dtype,
+    outputs_from_buffers,
     plan_buffers,
 )
-from edge_runtime.tensorrt.cuda_memory import host_array
+from edge_runtime.tensorrt.cuda import host_array
 from edge_runtime.tensorrt.errors import EngineMismatch
 
 H, W = 32, 48
 
 
-def slsg_tensors(batch=-1, score=True, map_dtype=np.float32):
+def slsg_tensors(batch=-1, score=True, map_dtype=np.float32, heads=()):
     t = [TensorSpec("image", True, (batch, H, W, 3), np.dtype(np.uint8)),
          TensorSpec("anomaly_map", False, (batch, 1, H, W), np.dtype(map_dtype))]
     if score:
         t.append(TensorSpec("score", False, (batch,), np.dtype(np.float32)))
+    t += [TensorSpec(f"score_{h}", False, (batch,), np.dtype(np.float32)) for h in heads]
     return t
 
 
@@ -73,6 +74,22 @@ def test_slsg_contract_is_accepted_and_gives_the_size():
     assert check_io_contract(slsg_tensors(score=False)) == (H, W)
 
 
+def test_every_score_head_output_is_part_of_the_contract():
+    assert check_io_contract(slsg_tensors(heads=("slsg", "global", "texture"))) == (H, W)
+
+
+def test_a_head_score_that_is_not_one_value_per_frame_is_refused():
+    bad = slsg_tensors() + [TensorSpec("score_global", False, (-1, 2), np.dtype(np.float32))]
+    with pytest.raises(EngineMismatch, match="'score_global' must be \\[N\\]"):
+        check_io_contract(bad)
+
+
+def test_outputs_outside_the_contract_are_refused_by_name():
+    bad = slsg_tensors() + [TensorSpec("neighbours", False, (-1, 256, 9), np.dtype(np.int32))]
+    with pytest.raises(EngineMismatch, match="'neighbours' is not part of the SLSG contract"):
+        check_io_contract(bad)
+
+
 @pytest.mark.parametrize("tensors, message", [
     ([TensorSpec("input", True, (1, 3, H, W), np.dtype(np.float32))], "no input 'image'"),
     ([TensorSpec("image", True, (1, 3, H, W), np.dtype(np.float32))], "expected uint8 \\[N,H,W,3\\]"),
@@ -91,28 +108,31 @@ def test_batches_are_split_to_the_engine_maximum():
     assert batch_chunks(0, 4) == []
 
 
-def test_outputs_become_float32_maps_and_scores():
+def test_outputs_become_float32_maps_scores_and_every_head():
     rng = np.random.default_rng(0)
-    raw = rng.random((3, 1, H, W)).astype(np.float16)
-    score = np.array([0.1, 0.2, 0.3], np.float16)
-    maps, scores = maps_and_scores(raw, score)
-    assert maps.shape == (3, H, W) and maps.dtype == np.float32 and scores.dtype == np.float32
-    np.testing.assert_array_equal(maps, raw[:, 0].astype(np.float32))
+    raw = rng.random((4, 1, H, W)).astype(np.float16)       # the buffer holds 4; 3 frames were run
+    score = np.array([0.1, 0.2, 0.3, 9], np.float16)
+    named = {"anomaly_map": raw, "score": score, "score_slsg": score * 2, "score_global": score * 3}
+    out = outputs_from_buffers(named, 3)
+    assert out.maps.shape == (3, H, W) and out.maps.dtype == np.float32 and out.score.dtype == np.float32
+    np.testing.assert_array_equal(out.maps, raw[:3, 0].astype(np.float32))
+    assert set(out.heads) == {"slsg", "global"}
+    np.testing.assert_array_equal(out.heads["global"], (score * 3)[:3].astype(np.float32))
 
 
 def test_missing_score_output_uses_the_shared_score_rule():
     raw = np.random.default_rng(1).random((2, 1, H, W)).astype(np.float32)
-    _, scores = maps_and_scores(raw, None)
-    np.testing.assert_array_equal(scores, image_score(raw[:, 0]))
+    out = outputs_from_buffers({"anomaly_map": raw}, 2)
+    np.testing.assert_array_equal(out.score, image_score(raw[:, 0]))
 
 
 def test_outputs_are_copies_not_views_of_reused_buffers():
     raw = np.ones((1, 1, H, W), np.float32)
     score = np.ones(1, np.float32)
-    maps, scores = maps_and_scores(raw, score)
+    out = outputs_from_buffers({"anomaly_map": raw, "score": score, "score_slsg": score}, 1)
     raw[:] = 0
     score[:] = 0
-    assert maps.min() == 1 and scores[0] == 1
+    assert out.maps.min() == 1 and out.score[0] == 1 and out.heads["slsg"][0] == 1
 
 
 def test_host_array_views_raw_memory_in_place():

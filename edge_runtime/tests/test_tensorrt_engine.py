@@ -1,7 +1,8 @@
 """Build and run a tiny engine with real TensorRT and compare it with ONNX Runtime.
 
 Runs only where TensorRT (a real one: `tensorrt.Builder` exists) and a CUDA GPU are present; elsewhere the
-whole module is collected and skipped with the reason.
+whole module is collected and skipped with the reason. This is what the fakes of the contract tests stand
+in for: run it (`pytest -m tensorrt`) on a Jetson or a dGPU.
 """
 
 import hashlib
@@ -11,11 +12,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge_runtime.tensorrt import availability
+from edge_runtime.tensorrt import versions
 
 pytestmark = pytest.mark.tensorrt
 
-_trt, _why = availability._probe()
+_trt, _why = versions.probe_tensorrt()
 if _trt is None:
     pytest.skip(f"needs TensorRT: {_why}", allow_module_level=True)
 
@@ -65,7 +66,8 @@ def bundle(tmp_path_factory):
     root.mkdir()
     _tiny_slsg_like_onnx(root / "model.onnx")
     sha = hashlib.sha256((root / "model.onnx").read_bytes()).hexdigest()
-    manifest = {"models": {"fp32": "model.onnx"}, "files": {"model.onnx": {"sha256": sha}}}
+    manifest = {"models": {"fp32": "model.onnx"}, "files": {"model.onnx": {"sha256": sha}},
+                "input": {"shape": ["N", H, W, 3]}}
     return SimpleNamespace(root=root, manifest=manifest)
 
 
@@ -87,12 +89,13 @@ def test_engine_matches_onnx_runtime(bundle, frames, precision, tol):
     result = build_engine(bundle, BuildSettings(precision=precision, max_batch=2))
     ref_maps, ref_scores = _ort(bundle, frames)
     with TensorRTBackend(result.engine_path) as backend:
-        maps, scores = backend.run(frames)      # 3 frames through a max-batch-2 engine: two chunks
+        out = backend.run(frames)      # 3 frames through a max-batch-2 engine: two chunks
         assert backend.name == f"tensorrt-{precision}"
         assert backend.infer_only() > 0
-    assert maps.shape == (3, H, W) and maps.dtype == np.float32 and scores.shape == (3,)
-    np.testing.assert_allclose(maps, ref_maps, atol=tol)
-    np.testing.assert_allclose(scores, ref_scores, atol=tol)
+    assert backend.closed
+    assert out.maps.shape == (3, H, W) and out.maps.dtype == np.float32 and out.score.shape == (3,)
+    np.testing.assert_allclose(out.maps, ref_maps, atol=tol)
+    np.testing.assert_allclose(out.score, ref_scores, atol=tol)
 
 
 def test_second_build_reuses_the_cached_engine(bundle):
@@ -108,5 +111,32 @@ def test_cuda_graph_replay_gives_the_same_outputs(bundle, frames):
         a = plain.run(frames[:2])
         graphed.run(frames[:2])
         b = graphed.run(frames[:2])     # second call replays the captured graph
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a.maps, b.maps)
+    np.testing.assert_array_equal(a.score, b.score)
+
+
+def test_legacy_calibrator_builds_an_int8_engine(bundle, frames, tmp_path):
+    from edge_runtime.tensorrt.versions import api_plan
+
+    if not api_plan(_trt.__version__).legacy_calibrator:
+        pytest.skip(f"TensorRT {_trt.__version__} has no implicit INT8 calibration")
+    np.save(bundle.root / "frames.npy", np.concatenate([frames] * 4))
+    bundle.manifest["calibration"] = {"tensors": "frames.npy"}
+    result = build_engine(bundle, BuildSettings(precision="int8", legacy_calibrator=True, max_batch=2))
+    cache = result.record["calibration_cache"]
+    assert cache and (result.engine_path.parent / cache).is_file()
+    with TensorRTBackend(result.engine_path) as backend:
+        assert backend.run(frames).score.shape == (3,)
+
+
+def test_an_unclosed_backend_exits_cleanly(bundle):
+    """pycuda aborts at exit when a context is still pushed; cuda-python must not leak either."""
+    import subprocess
+    import sys
+
+    path = build_engine(bundle, BuildSettings(precision="fp32", max_batch=2)).engine_path
+    code = ("import sys, numpy as np; from edge_runtime.tensorrt import TensorRTBackend; "
+            f"b = TensorRTBackend({str(path)!r}); b.run(np.zeros((1, {H}, {W}, 3), np.uint8)); print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+    assert "context stack was not empty" not in proc.stderr

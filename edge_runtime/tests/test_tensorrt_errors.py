@@ -8,19 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.tensorrt import availability
-from edge_runtime.tensorrt.cuda_binding import check, cudart_module, pycuda_driver
-from edge_runtime.tensorrt.device import query_device
-from edge_runtime.tensorrt.errors import CudaUnavailable, PluginUnsupported, TensorRTMissing
-from edge_runtime.tensorrt.parser_errors import (
+from edge_runtime.tensorrt import versions as availability
+from edge_runtime.tensorrt.builder import (
     ParserIssue,
+    PhaseTracker,
     fill_node_names,
     format_parser_errors,
     issue_from_trt,
     onnx_node_list,
+    op_hint,
 )
-from edge_runtime.tensorrt.plugins import GRAPH_ATTENTION, check_plugins, required_plugins
-from edge_runtime.tensorrt.progress import PhaseTracker
+from edge_runtime.tensorrt.cuda import check, cudart_module, pycuda_driver, query_device
+from edge_runtime.tensorrt.errors import CudaUnavailable, PluginUnsupported, TensorRTMissing
+from edge_runtime.tensorrt.recipe import GRAPH_ATTENTION, check_plugins, required_plugins
 from edge_runtime.tensorrt.versions import api_plan
 
 NO_TRT = not availability.tensorrt_available()
@@ -41,7 +41,7 @@ def test_a_stub_tensorrt_package_is_not_taken_for_tensorrt(tmp_path, monkeypatch
     (stub / "__init__.py").write_text("")     # what tensorrt-stubs leaves behind: imports, has nothing
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
-    trt, reason = availability._probe()
+    trt, reason = availability.probe_tensorrt()
     sys.modules.pop("tensorrt", None)
     assert trt is None and "no `tensorrt.Builder`" in reason
 
@@ -71,7 +71,7 @@ def test_device_query_answers_or_says_why_not():
     try:
         dev = query_device()
     except CudaUnavailable as exc:       # this machine: cuda-python without a driver
-        assert "failed with" in str(exc) or "no CUDA device" in str(exc)
+        assert "failed with" in str(exc) or "no CUDA device" in str(exc) or "could not open" in str(exc)
     else:
         assert dev.name and dev.compute_capability[0] >= 5 and dev.total_memory_bytes > 0
 
@@ -121,17 +121,25 @@ def tiny_onnx(tmp_path: Path) -> Path:
 
 
 def test_parser_errors_name_the_node_and_op_even_on_8_5(tiny_onnx):
-    issue = issue_from_trt(_ParserError85())
+    api = api_plan("8.5.2")
+    issue = issue_from_trt(_ParserError85(), api)
     assert issue.node_index == 2 and issue.node_name == "" and issue.code == "UNSUPPORTED_NODE"
     [filled] = fill_node_names([issue], onnx_node_list(str(tiny_onnx)))
-    text = format_parser_errors([filled], "model.onnx", "8.5.2")
+    text = format_parser_errors([filled], "model.onnx", api)
     assert "TensorRT 8.5.2 could not parse model.onnx" in text
     assert "node #2 'graph_topk' (op TopK): [UNSUPPORTED_NODE] No importer registered" in text
-    assert "Hint: TensorRT needs TopK's K constant" in text and "polygraphy" in text
+    assert "Hint: TensorRT 8.5.2 needs TopK's K as a constant initializer and K ≤ 3840" in text
+    assert "polygraphy" in text
+
+
+def test_the_topk_hint_follows_the_version():
+    assert "constant initializer" in op_hint("TopK", api_plan("8.5.2"))
+    later = op_hint("TopK", api_plan("8.6.2"))
+    assert "K ≤ 3840" in later and "initializer" not in later
 
 
 def test_graph_level_parser_error_has_a_generic_hint():
-    text = format_parser_errors([ParserIssue("INVALID_GRAPH", "bad", -1, "", "")], "m.onnx", "10.3.0")
+    text = format_parser_errors([ParserIssue("INVALID_GRAPH", "bad", -1, "", "")], "m.onnx", api_plan("10.3.0"))
     assert "graph: [INVALID_GRAPH] bad" in text and "polygraphy" in text
 
 
@@ -168,13 +176,43 @@ def test_phase_tracker_nests_advances_and_removes_phases():
 
 
 def test_calibration_frames_must_be_uint8_bgr(tmp_path):
-    from edge_runtime.tensorrt.builder import _calibration_batches
+    from edge_runtime.tensorrt.calibrator import load_calibration_frames
     from edge_runtime.tensorrt.errors import PrecisionError
 
     good = tmp_path / "good.npy"
     np.save(good, np.zeros((5, 4, 4, 3), np.uint8))
-    assert [b.shape[0] for b in _calibration_batches(good, 2)] == [2, 2, 1]
+    assert load_calibration_frames(good).shape == (5, 4, 4, 3)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((5, 3, 4, 4), np.float32))
     with pytest.raises(PrecisionError, match="uint8 N×H×W×3"):
-        list(_calibration_batches(bad, 2))
+        load_calibration_frames(bad)
+
+
+def test_the_tensorrt_package_imports_only_the_runtime_and_nvidia_packages():
+    """The legacy calibrator moved here from `calibration`: no arrow from edge_runtime back up."""
+    import ast
+
+    package = Path(availability.__file__).parent
+    imported = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    assert not imported & {"torch", "slsg", "export", "calibration", "benchmarks"}, imported
+
+
+def test_modules_import_only_those_above_them_in_the_package_map():
+    import ast
+
+    import edge_runtime.tensorrt as package
+
+    order = [line.split()[0] for line in package.__doc__.split("Module map")[1].splitlines()[2:] if line.strip()]
+    folder = Path(package.__file__).parent
+    assert sorted(order) == sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    for rank, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        siblings = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        below = siblings - set(order[:rank])
+        assert not below, f"{name} imports {below}, listed below it"

@@ -3,7 +3,7 @@
 import pytest
 
 from edge_runtime.tensorrt.errors import PrecisionError
-from edge_runtime.tensorrt.precision import FLOAT_PINNED_LAYERS, plan_precision
+from edge_runtime.tensorrt.recipe import FLOAT_PINNED_LAYERS, plan_precision
 from edge_runtime.tensorrt.versions import api_plan
 
 FULL = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",

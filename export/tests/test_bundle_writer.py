@@ -23,7 +23,8 @@ def test_manifest_follows_the_contract(effnet_bundle, effnet_run):
     assert m["input"] == {"name": "image", "dtype": "uint8", "shape": [1, 64, 64, 3], "layout": "NHWC",
                           "color": "BGR"}
     assert m["outputs"]["anomaly_map"]["shape"] == [1, 1, 64, 64] and m["outputs"]["score"]["shape"] == [1]
-    assert m["score"] == SCORE_DEFINITION
+    assert m["scores"]["score_slsg"] == {**SCORE_DEFINITION, "head": "slsg"}
+    assert m["scores"]["score"]["heads"] == ["slsg"] and set(m["outputs"]) == {"anomaly_map", "score", "score_slsg"}
     assert m["model"]["backbone"] == "efficientnet_lite0"
     run_cfg = json.loads((effnet_run / "config.json").read_text())
     assert m["threshold"] == run_cfg["threshold"] and m["threshold"]["quantiles"]
@@ -42,10 +43,10 @@ def test_predictor_on_the_bundle_matches_torch(effnet_bundle, effnet_run):
     from slsg.predictors import load_predictor
 
     frames = synthetic_frames(3, 64, seed=5)
-    maps = load_predictor(effnet_run, "onnx", bundle=effnet_bundle, threads=1).predict(frames)
+    maps = load_predictor(effnet_run, "onnx", bundle=effnet_bundle, threads=1).predict(frames).maps
     assert maps.shape == (3, 64, 64) and maps.dtype == np.float32
     _, model = load_run(effnet_run)
-    assert np.max(np.abs(maps - TorchPredictor(model)(frames))) <= 1e-4
+    assert np.max(np.abs(maps - TorchPredictor(model)(frames).maps)) <= 1e-4
 
 
 def test_run_without_threshold_is_refused_unless_asked(tmp_path):

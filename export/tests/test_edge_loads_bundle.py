@@ -44,5 +44,5 @@ def test_runtime_runs_bundle_without_torch(effnet_bundle, effnet_run, tmp_path):
     _, model = load_run(effnet_run)
     from edge_runtime.scoring import image_score
 
-    torch_scores = image_score(TorchPredictor(model)(frames))
+    torch_scores = image_score(TorchPredictor(model)(frames).maps)
     assert np.allclose(out["scores"], torch_scores, atol=1e-4)

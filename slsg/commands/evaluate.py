@@ -38,8 +38,16 @@ def command(
         import json
 
         from slsg.data import open_dataset
-        from slsg.evaluation import evaluate_category, render_table, results_to_json, score_histogram_png
+        from slsg.evaluation import evaluate_category
         from slsg.predictors import load_predictor
+        from slsg.reports import (
+            caught_table,
+            head_table,
+            render_table,
+            results_to_json,
+            score_histogram_png,
+            write_image_csv,
+        )
 
         categories = open_dataset(data, category)
         runs = per_category_runs(run, [c.name for c in categories])
@@ -48,8 +56,7 @@ def command(
             if not cat.test:
                 raise ValueError(f"{cat.root} has no test/ images to evaluate on")
             loaded = load_predictor(runs[cat.name], backend, bundle, device)
-            results.append(evaluate_category(loaded.predict, cat, (loaded.size, loaded.size), progress=not quiet,
-                                             pixel=pixel))
+            results.append(evaluate_category(loaded.predict, cat, loaded.size, progress=not quiet, pixel=pixel))
             thresholds[cat.name] = loaded.threshold.value if loaded.threshold else None
             names.add(loaded.name)
         backend_name = "/".join(sorted(names))
@@ -57,8 +64,16 @@ def command(
         console.print("[dim]Mean (all test images) is the SLSG README's 'Mean'; ½(L+S) is the MVTec LOCO convention.")
         out_dir = plots or (run / "eval" if run.is_dir() else Path("eval"))
         for r in results:
+            if len(r.heads) > 1:
+                console.print(head_table(r))
+            if thresholds[r.category] is not None:
+                console.print(caught_table(r, thresholds[r.category]))
             png = score_histogram_png(r, thresholds[r.category], out_dir / f"scores_{r.category}_{backend_name}.png")
             console.print(f"score histogram → {png}")
+            csv_path = (json_out.with_suffix(f".{r.category}.csv") if json_out and len(results) > 1
+                        else json_out.with_suffix(".csv") if json_out
+                        else out_dir / f"images_{r.category}_{backend_name}.csv")
+            console.print(f"per-image scores → {write_image_csv(r, csv_path, thresholds[r.category])}")
         if json_out:
             report = {"run": str(run), "backend": backend_name, "thresholds": thresholds, **results_to_json(results)}
             json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from slsg.commands._common import console, user_errors
 
 def command(
     backbone: str = typer.Option("resnet18", help="resnet18 | efficientnet_lite0"),
-    size: int = typer.Option(256, help="input size, a multiple of 32"),
+    size: str = typer.Option("256", help="input size: N or HxW (height x width), multiples of 32"),
+    head: bool = typer.Option(True, help="count the global-context head too"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Parameters (total, trainable) and GMACs per part of the SLSG network."""
@@ -19,23 +20,29 @@ def command(
         import torch
         from rich.table import Table
 
+        from edge_runtime.preprocess import parse_size
+        from slsg.heads import GlobalContextHead
         from slsg.model import ModelConfig, build_model
         from slsg.model.macs import PARTS, count_macs, count_params
 
-        cfg = ModelConfig(backbone=backbone, size=size)
-        model = build_model(cfg).eval()
-        macs = count_macs(model, torch.zeros(1, 3, size, size))
-        total, trainable = count_params(model)
+        hw = parse_size(size)
+        cfg = ModelConfig(backbone=backbone, size=hw)
+        detector = _Detector(build_model(cfg), GlobalContextHead(backbone) if head else None).eval()
+        macs = count_macs(detector, torch.zeros(1, 3, *hw))
+        total, trainable = count_params(detector)
         parts = {}
         for attr, label in PARTS.items():
-            p_total, p_train = count_params(getattr(model, attr))
+            module = getattr(detector, attr, None)
+            if module is None:
+                continue
+            p_total, p_train = count_params(module)
             parts[label] = {"params": p_total, "params_trainable": p_train, "gmacs": macs[label] / 1e9}
-        report = {"backbone": backbone, "size": size, "params_total": total, "params_trainable": trainable,
+        report = {"backbone": backbone, "size": list(hw), "params_total": total, "params_trainable": trainable,
                   "gmacs": macs["total"] / 1e9, "parts": parts}
         if as_json:
             print(json.dumps(report, indent=2))
             return
-        table = Table(title=f"SLSG · {backbone} · {size}×{size}")
+        table = Table(title=f"SLSG · {backbone} · {hw[0]}×{hw[1]} (H×W)")
         for col in ("part", "params (M)", "trainable (M)", "GMACs"):
             table.add_column(col, justify="left" if col == "part" else "right")
         for label, p in parts.items():
@@ -43,3 +50,28 @@ def command(
         table.add_row("[bold]total", f"[bold]{total / 1e6:.2f}", f"[bold]{trainable / 1e6:.2f}",
                       f"[bold]{report['gmacs']:.2f}")
         console.print(table)
+
+
+def _detector_class():
+    import torch
+
+    class Detector(torch.nn.Module):
+        """The SLSG network and the global head, as the counter's parts (the modules are shared, not copied)."""
+
+        def __init__(self, net, global_head) -> None:
+            super().__init__()
+            self.net = net
+            for attr in ("encoder", "skips", "graph", "aux", "decoder"):
+                setattr(self, attr, getattr(net, attr))
+            self.global_head = global_head
+
+        def forward(self, x):
+            feats = self.net.encode(x)
+            out = self.net.decode(feats)
+            return out if self.global_head is None else (out, self.global_head(feats))
+
+    return Detector
+
+
+def _Detector(net, global_head):  # noqa: N802 — reads like the class it builds; torch is imported lazily
+    return _detector_class()(net, global_head)

@@ -41,7 +41,7 @@ def command(
 
         from edge_runtime.overlay import heatmap_overlay
         from edge_runtime.preprocess import prepare
-        from edge_runtime.scoring import image_score, is_anomalous
+        from edge_runtime.scoring import is_anomalous
         from slsg.data.images import BadImageError, read_image, write_png
         from slsg.predictors import load_predictor
 
@@ -50,27 +50,33 @@ def command(
             raise ValueError(f"{run} has no threshold: train with validation images or run `slsg train` again")
         out.mkdir(parents=True, exist_ok=True)
         table = Table(title=f"slsg predict · threshold {loaded.threshold.value:.4f} · sensitivity {sensitivity:g}")
-        for col in ("image", "score", "verdict", "overlay"):
-            table.add_column(col)
-        rows, skipped = [], []
+        rows, skipped, head_names = [], [], None
         for path in _images(inputs):
             try:
                 image = read_image(path)
             except BadImageError as exc:
                 skipped.append((path, str(exc)))
                 continue
-            amap = loaded.predict(prepare(image, loaded.size)[None])[0]
-            score = float(image_score(amap[None])[0])
+            result = loaded.predict(prepare(image, loaded.size)[None])
+            amap, score, heads = result.maps[0], float(result.score[0]), result.head_scores(0)
+            if head_names is None:
+                head_names = sorted(heads)
+                for col in ("image", "score", *(f"{h}" for h in head_names), "verdict", "overlay"):
+                    table.add_column(col)
             ng = bool(is_anomalous(score, loaded.threshold.value, sensitivity))
             name = f"{path.parent.name}_{path.stem}"  # test/<label>/000.png: the label keeps names unique
             overlay = out / f"{name}_overlay.png"
             write_png(overlay, heatmap_overlay(image, amap))
-            rows.append({"image": str(path), "score": f"{score:.6f}", "threshold": f"{loaded.threshold.value:.6f}",
-                         "verdict": "NG" if ng else "OK", "overlay": str(overlay)})
+            rows.append({"image": str(path), "score": f"{score:.6f}",
+                         **{f"score_{h}": f"{heads[h]:.6f}" for h in head_names},
+                         "threshold": f"{loaded.threshold.value:.6f}", "verdict": "NG" if ng else "OK",
+                         "overlay": str(overlay)})
             verdict = "[red]NG" if ng else "[green]OK"
-            table.add_row(f"{path.parent.name}/{path.name}", f"{score:.4f}", verdict, overlay.name)
+            table.add_row(f"{path.parent.name}/{path.name}", f"{score:.4f}", *(f"{heads[h]:.4f}" for h in head_names),
+                          verdict, overlay.name)
         with open(out / "predictions.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["image", "score", "threshold", "verdict", "overlay"])
+            fields = ["image", "score", *(f"score_{h}" for h in head_names or []), "threshold", "verdict", "overlay"]
+            writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
         console.print(table)

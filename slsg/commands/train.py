@@ -16,7 +16,7 @@ def command(
     out: Path = typer.Option(..., "-o", "--out", help="RUN folder (checkpoint, config, threshold, logs)"),
     category: Optional[str] = typer.Option(None, help="category folder under DATA"),
     backbone: str = typer.Option("resnet18", help="resnet18 | efficientnet_lite0"),
-    size: int = typer.Option(256, help="input size, a multiple of 32"),
+    size: str = typer.Option("256", help="input size: N or HxW (height x width, e.g. 512x256), multiples of 32"),
     steps: int = typer.Option(7001, help="optimiser steps (reference: 7001)"),
     batch: int = typer.Option(4, help="good images per step; as many synthetic anomalies are added"),
     lr: float = typer.Option(0.04, help="peak learning rate of the cosine schedule"),
@@ -30,20 +30,23 @@ def command(
     encoder_bn: Optional[str] = typer.Option(None, help="train (reference) | eval: freeze encoder BatchNorm"),
     graph_kernel: str = typer.Option("reference", help="reference | fused (Triton kernels on CUDA)"),
     fix_reference_bugs: bool = typer.Option(False, help="fix the reference's breakfast_box blending bug"),
+    head: str = typer.Option("both", help="decision score: slsg (SLSG alone, the reference) | global | both (fused)"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train SLSG on good images; the final checkpoint is the result and validation sets the threshold."""
     with user_errors():
+        from edge_runtime.preprocess import parse_size
         from slsg.model import ModelConfig
         from slsg.training import TrainConfig, train
         from slsg.training.loop import ResumeError
 
-        model_cfg = ModelConfig(backbone=backbone, size=size, encoder_bn=encoder_bn, graph_kernel=graph_kernel)
+        model_cfg = ModelConfig(backbone=backbone, size=parse_size(size), encoder_bn=encoder_bn,
+                                graph_kernel=graph_kernel)
         cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, workers=workers,
                           encoder_weights=str(encoder_weights), texture_dir=str(texture_dir) if texture_dir else None,
                           false_reject_rate=false_reject_rate, checkpoint_every=checkpoint_every, device=device,
-                          fix_reference_bugs=fix_reference_bugs)
+                          fix_reference_bugs=fix_reference_bugs, head=head)
         try:
             train(data, out, model_cfg, cfg, category=category, resume=resume, progress=not quiet)
         except ResumeError as exc:
@@ -63,8 +66,13 @@ def _print_summary(out: Path) -> None:
     if t is None:
         console.print(f"trained → {out} (no validation images: no threshold set)")
         return
-    console.print(f"trained → [bold]{out}[/]; threshold {t.value:.4f} for a {t.false_reject_rate:.1%} false-reject "
-                  f"rate on {t.n_good} good validation images")
+    console.print(f"trained → [bold]{out}[/]; threshold {t.value:.4f} on the decision score "
+                  f"({run.config.get('head', 'slsg')}) for a {t.false_reject_rate:.1%} false-reject rate on "
+                  f"{t.n_good} good validation images")
+    fit = run.config.get("global_head")
+    if fit:
+        console.print(f"global head: Gaussian of {fit['dims']} pooled features on {fit['n_images']} good images, "
+                      f"{fit['estimator']} shrinkage {fit['shrinkage']:.3f}, {fit['seconds']:.1f} s")
     from edge_runtime.scoring import threshold_warning
 
     warning = threshold_warning(t)

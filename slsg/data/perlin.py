@@ -44,10 +44,12 @@ def rotate(image: np.ndarray, degrees: float, interpolation: int = cv2.INTER_LIN
                           borderValue=0)
 
 
-def perlin_mask(size: int, max_log2_scale: int, threshold: float, rng: np.random.Generator) -> np.ndarray:
-    """bool size×size: Perlin noise at scales 2^U{0..max} per axis, rotated ±90°, thresholded."""
+def perlin_mask(size: int | tuple[int, int], max_log2_scale: int, threshold: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """bool H×W (`size` N or (H, W)): Perlin noise at scales 2^U{0..max} per axis, rotated ±90°, thresholded."""
+    shape = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     sy = 2 ** int(rng.integers(0, max_log2_scale + 1))
     sx = 2 ** int(rng.integers(0, max_log2_scale + 1))
-    noise = perlin_noise((size, size), (sy, sx), rng)
+    noise = perlin_noise(shape, (sy, sx), rng)
     noise = rotate(noise, float(rng.uniform(-90.0, 90.0)))
     return noise > threshold

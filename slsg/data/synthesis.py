@@ -36,12 +36,13 @@ class Synthesised:
     draws: int = 1  # how many anomalies were drawn to get one that changes its mask (1 almost always)
 
 
-def _scaled(n: float, size: int) -> int:
-    return max(1, int(round(n * size / 256)))
+def _scaled(n: float, side: int) -> int:
+    """A length given for a 256-pixel side, at this side (rows scale with the height, columns with the width)."""
+    return max(1, int(round(n * side / 256)))
 
 
-def _kernel(h: int, w: int, size: int) -> np.ndarray:
-    return np.ones((_scaled(h, size), _scaled(w, size)), np.uint8)
+def _kernel(h: int, w: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.ones((_scaled(h, shape[0]), _scaled(w, shape[1])), np.uint8)
 
 
 def _pick(choices, rng: np.random.Generator):
@@ -60,7 +61,7 @@ def _jitter_self(temp: np.ndarray, mode: str, rng: np.random.Generator) -> np.nd
     elif mode == "screw_bag":
         temp = color_jitter(temp, rng, 0.7, 0.7, hue=0.45)
     if rng.random() < 0.2:
-        temp = gaussian_blur(temp, 2.0 * temp.shape[0] / 256)
+        temp = gaussian_blur(temp, 2.0 * min(temp.shape[:2]) / 256)
     return temp
 
 
@@ -98,7 +99,7 @@ class _RuleState:
 
 def _apply_rule(mask: np.ndarray, preset: Preset, is_self: bool, image: np.ndarray, source: np.ndarray,
                 state: _RuleState, rng: np.random.Generator) -> np.ndarray:
-    size = mask.shape[0]
+    size = mask.shape[:2]
     p = rng.random()
     rule = preset.mask_rule
     if rule == "pushpins" and is_self and p > 0.25 and state.uses < 16:
@@ -114,23 +115,22 @@ def _apply_rule(mask: np.ndarray, preset: Preset, is_self: bool, image: np.ndarr
     elif rule == "juice_bottle":
         fg = (image[..., 0] > 8).astype(np.uint8)
         mask = mask & cv2.dilate(cv2.erode(fg, _kernel(15, 15, size)), _kernel(3, 3, size)).astype(bool)
-        mask[:, _scaled(201, size):] = False
-        mask[_scaled(240, size):, :] = False
+        mask[:, _scaled(201, size[1]):] = False
+        mask[_scaled(240, size[0]):, :] = False
     elif rule == "breakfast_box" and p > 0.8:
-        a, b = _scaled(140, size), _scaled(204, size) + 1
         mask = mask.copy()
-        mask[a:b, a:b] = True
+        mask[_scaled(140, size[0]):_scaled(204, size[0]) + 1, _scaled(140, size[1]):_scaled(204, size[1]) + 1] = True
     return mask
 
 
 def make_mask(preset: Preset, is_self: bool, image: np.ndarray, source: np.ndarray,
               rng: np.random.Generator) -> np.ndarray:
     """Perlin mask with the category's foreground rule, redrawn until it is large enough (§2.3)."""
-    size = image.shape[0]
-    min_area = max(1, int(round(preset.min_area_256 * (size / 256) ** 2)))
+    shape = image.shape[:2]
+    min_area = max(1, int(round(preset.min_area_256 * shape[0] * shape[1] / 256**2)))
     state = _RuleState()
     for attempt in range(10 * MAX_RULE_TRIES):
-        mask = perlin_mask(size, 2 if is_self else 3, 0.4 if is_self else 0.5, rng)
+        mask = perlin_mask(shape, 2 if is_self else 3, 0.4 if is_self else 0.5, rng)
         if attempt < MAX_RULE_TRIES:
             mask = _apply_rule(mask, preset, is_self, image, source, state, rng)
         if int(mask.sum()) >= min_area:
@@ -158,10 +158,9 @@ def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, beta: float) 
 
 def synthesize(image: np.ndarray, preset: Preset, rng: np.random.Generator, others: Sequence[np.ndarray],
                textures: TextureSource, fix_bugs: bool = False) -> Synthesised:
-    """One synthetic anomaly from a good uint8 BGR square image (already colour-jittered)."""
-    size = image.shape[0]
-    if image.shape[:2] != (size, size) or size % 32:
-        raise ValueError(f"synthesis needs a square image whose side is a multiple of 32, got {image.shape}")
+    """One synthetic anomaly from a good uint8 BGR image (already colour-jittered), sides multiples of 32."""
+    if image.ndim != 3 or image.shape[0] % 32 or image.shape[1] % 32:
+        raise ValueError(f"synthesis needs an H×W×3 image whose sides are each a multiple of 32, got {image.shape}")
     best: tuple[float, np.ndarray, np.ndarray, str] | None = None
     for draw in range(1, MAX_DRAWS + 1):
         is_self = rng.uniform(0.0, preset.r_max) < 0.35

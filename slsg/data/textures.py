@@ -88,10 +88,10 @@ def procedural_texture(size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 class TextureSource:
-    """Draws an augmented size×size uint8 BGR texture; files are read on demand (cheap to pickle)."""
+    """Draws an augmented H×W uint8 BGR texture (`size` N or (H, W)); files are read on demand (cheap to pickle)."""
 
-    def __init__(self, size: int, folder: Path | None = None):
-        self.size = size
+    def __init__(self, size: int | tuple[int, int], folder: Path | None = None):
+        self.size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.folder = Path(folder) if folder is not None else None
         self.files: list[Path] = []
         if self.folder is not None:
@@ -115,11 +115,14 @@ class TextureSource:
                 self._bad.add(path)
                 warnings.warn(f"texture skipped: {e}", stacklevel=2)
                 continue
-            return cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            return cv2.resize(img, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
         return None
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         img = self._read(rng) if self.files else None
         if img is None:
-            img = procedural_texture(self.size, rng)
+            h, w = self.size
+            img = procedural_texture(max(h, w), rng)
+            if (h, w) != img.shape[:2]:
+                img = np.ascontiguousarray(img[:h, :w])  # a crop keeps the texture's scale
         return augment_texture(img, rng)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from edge_runtime.preprocess import prepare
+from edge_runtime.preprocess import check_size, prepare
 from slsg.data.augment import color_jitter
 from slsg.data.presets import Preset, preset_for
 from slsg.data.synthesis import synthesize
@@ -31,14 +31,13 @@ class SynthesisDataset(Dataset):
     """Items are `(good, augmented, mask)`: good and augmented are uint8 BGR H×W×3 torch tensors, NOT
     normalised (the model side applies `slsg.model.preprocess`); mask is float32 1×H×W in {0, 1}.
 
-    `images` are uint8 BGR arrays of any size; they are `prepare`d to `size` once and kept in RAM.
+    `images` are uint8 BGR arrays of any size; they are `prepare`d to `size` ((H, W) or N) once and kept in RAM.
     """
 
-    def __init__(self, images: Sequence[np.ndarray], preset: Preset | str, size: int, seed: int = 0,
-                 texture_dir: Path | None = None, color_jitter: tuple[float, float] = (0.1, 0.1),
+    def __init__(self, images: Sequence[np.ndarray], preset: Preset | str, size: int | tuple[int, int],
+                 seed: int = 0, texture_dir: Path | None = None, color_jitter: tuple[float, float] = (0.1, 0.1),
                  fix_bugs: bool = False):
-        if size % 32:
-            raise ValueError(f"size {size} is not a multiple of 32")
+        size = check_size(size)
         if not len(images):
             raise ValueError("no training images")
         self.images = [prepare(im, size) for im in images]

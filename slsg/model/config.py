@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-BACKBONES = ("resnet18", "efficientnet_lite0")
+from edge_runtime.preprocess import as_hw, check_size
+from slsg.model.backbones import backbone_names, backbone_spec
+
+BACKBONES = backbone_names()
 
 
 @dataclass
@@ -19,7 +22,7 @@ class ModelConfig:
     """
 
     backbone: str = "resnet18"
-    size: int = 256
+    size: int | tuple[int, int] = 256  # N (square) or (height, width), each a multiple of 32
     knn_candidates: int = 27
     dilation: int = 3
     qk_channels: int | None = None  # None → half the bottleneck channels (256 for ResNet-18)
@@ -32,12 +35,11 @@ class ModelConfig:
     graph_kernel: str = "reference"  # "reference" | "fused" (Triton on CUDA, reference on CPU)
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
-        if self.size <= 0 or self.size % 32:
-            raise ValueError(f"input size {self.size} is not a positive multiple of 32 (e.g. 256, 288, 320)")
+        spec = backbone_spec(self.backbone)
+        h, w = check_size(self.size)
+        self.size = h if h == w else (h, w)
         if self.encoder_bn is None:
-            self.encoder_bn = "train" if self.backbone == "resnet18" else "eval"
+            self.encoder_bn = spec.encoder_bn
         if self.encoder_bn not in ("train", "eval"):
             raise ValueError(f"encoder_bn must be 'train' or 'eval', got {self.encoder_bn!r}")
         if self.graph_kernel not in ("reference", "fused"):
@@ -48,8 +50,23 @@ class ModelConfig:
             self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
 
     @property
+    def hw(self) -> tuple[int, int]:
+        """The input size as (height, width)."""
+        return as_hw(self.size)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The bottleneck grid (stride 16) the graph layer and its relative-position table are built for."""
+        h, w = self.hw
+        return h // 16, w // 16
+
+    @property
     def normalization_name(self) -> str:
-        return "imagenet" if self.backbone == "resnet18" else "half"
+        return backbone_spec(self.backbone).normalization
+
+    @property
+    def widths(self) -> tuple[int, int, int]:
+        return self.decoder_widths or backbone_spec(self.backbone).decoder_widths
 
     @property
     def num_neighbours(self) -> int:
@@ -58,6 +75,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["decoder_widths"] = list(self.decoder_widths) if self.decoder_widths else None
+        d["size"] = self.size if isinstance(self.size, int) else list(self.size)
         return d
 
     @classmethod

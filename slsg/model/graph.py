@@ -31,11 +31,19 @@ def relative_position(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
 
 
 def knn_neighbours(q: torch.Tensor, relpos: torch.Tensor, candidates: int, dilation: int) -> torch.Tensor:
-    """Indices B×N×K of each node's neighbours: top-`candidates` of cos + relpos, every `dilation`-th kept."""
+    """Indices B×N×K of each node's neighbours: top-`candidates` of cos + relpos, every `dilation`-th kept.
+
+    Tie rule (shared with `slsg.ops.graph_attention` and the Triton kernel): score descending, then the
+    smaller node index — a stable descending sort. Exact ties are common (R has few distinct values), and
+    `torch.topk` promises no order among them. The ONNX export keeps TopK (K = candidates, what TensorRT
+    takes), whose specification breaks ties to the lower index: the same rule."""
     qn = F.normalize(q, dim=1)
     score = torch.matmul(qn.transpose(1, 2), qn) + relpos
     k = min(candidates, score.shape[-1])
-    idx = torch.topk(score, k, dim=-1).indices
+    if torch.onnx.is_in_onnx_export():
+        idx = torch.topk(score, k, dim=-1).indices
+    else:
+        idx = torch.sort(score, dim=-1, descending=True, stable=True).indices[..., :k]
     return idx[..., ::dilation]
 
 

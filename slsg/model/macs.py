@@ -17,7 +17,7 @@ aten = torch.ops.aten
 
 #: the parts `slsg info` reports, by top-level attribute of SLSGNet
 PARTS = {"encoder": "encoder", "skips": "attention skips", "graph": "graph layer", "aux": "aux head",
-         "decoder": "decoder"}
+         "decoder": "decoder", "global_head": "global head"}
 
 
 def _conv_macs(args, out) -> int:

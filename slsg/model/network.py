@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slsg.model.backbones import build_trunk
+from slsg.model.backbones import Features, build_trunk
 from slsg.model.config import ModelConfig
+from slsg.model.decoder import AuxHead, Decoder, SpatialAttention
 from slsg.model.graph import Grapher
-from slsg.model.heads import AuxHead, Decoder, SpatialAttention
-
-DEFAULT_DECODER_WIDTHS = {"resnet18": (256, 128, 64), "efficientnet_lite0": (96, 48, 32)}
 
 
 class SLSGNet(nn.Module):
@@ -24,13 +22,11 @@ class SLSGNet(nn.Module):
             p.requires_grad_(False)
         c_stem, c1, c2, c3, c4 = self.encoder.channels
         self.skips = nn.ModuleList([SpatialAttention(c) for c in (c1, c2, c3)])
-        grid = (cfg.size // 16, cfg.size // 16)
-        self.graph = Grapher(c4, cfg.qk_channels or c4 // 2, grid, cfg.knn_candidates, cfg.dilation,
+        self.graph = Grapher(c4, cfg.qk_channels or c4 // 2, cfg.grid, cfg.knn_candidates, cfg.dilation,
                              cfg.relpos_reference_sign, cfg.value_conv_reference, cfg.softmax_unscaled,
                              cfg.graph_kernel)
         self.aux = AuxHead(c4, c4 // 2, cfg.aux_channels)
-        widths = cfg.decoder_widths or DEFAULT_DECODER_WIDTHS[cfg.backbone]
-        self.decoder = Decoder(self.encoder.channels, widths, cfg.aux_channels)
+        self.decoder = Decoder(self.encoder.channels, cfg.widths, cfg.aux_channels)
 
     def train(self, mode: bool = True) -> SLSGNet:
         super().train(mode)
@@ -38,14 +34,22 @@ class SLSGNet(nn.Module):
             self.encoder.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> Features:
+        """The frozen encoder's features (shared by the SLSG decoder and the global-context head)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"SLSG expects N×3×H×W images, got shape {tuple(x.shape)}")
-        if x.shape[-2:] != (self.cfg.size, self.cfg.size):
-            raise ValueError(f"this model was built for {self.cfg.size}×{self.cfg.size} inputs, "
+        h, w = self.cfg.hw
+        if tuple(x.shape[-2:]) != (h, w):
+            raise ValueError(f"this model was built for {h}×{w} (H×W) inputs, "
                              f"got {x.shape[-2]}×{x.shape[-1]}: resize with edge_runtime.preprocess.prepare")
         with torch.no_grad():
-            feats = self.encoder(x)
+            return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(self.encode(x))
+
+    def decode(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, aux_logits) from the encoder's features: skips, graph bottleneck, aux head, decoder."""
         s1, s2, s3 = (skip(f) for skip, f in zip(self.skips, (feats.f1, feats.f2, feats.f3)))
         g = self.graph(feats.f4)
         a0, aux_logits = self.aux(g)

@@ -85,8 +85,11 @@ def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path) -> s
     """Fill a trunk from `source`: "imagenet", "random" or a file path. Returns what was loaded, for the config."""
     if str(source) == "random":
         return "random"
+    from slsg.model.backbones import backbone_spec
+
+    spec = backbone_spec(backbone)
     if str(source) == "imagenet":
-        path = resnet18_imagenet_file() if backbone == "resnet18" else efficientnet_lite0_imagenet_file()
+        path = spec.imagenet_file()
     else:
         path = Path(source)
         if path.is_dir():  # an ENCODER folder written by `slsg pretrain`
@@ -94,8 +97,7 @@ def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path) -> s
     sd = read_state_dict(path)
     own = trunk.state_dict()
     missing = [k for k in own if k not in sd]
-    # The Lite0 file also holds blocks 11–15, the head and the classifier, which this trunk never builds.
-    unexpected = [k for k in sd if k not in own and not _is_unused_lite0_key(backbone, k)]
+    unexpected = [k for k in sd if k not in own and not spec.unused_key(k)]
     if missing or unexpected:
         raise WeightsError(
             f"{path} does not fit the {backbone} encoder: {len(missing)} missing keys "
@@ -107,11 +109,3 @@ def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path) -> s
         raise WeightsError(f"{path}: shapes differ for {bad[:3]} — weights of another architecture")
     trunk.load_state_dict({k: sd[k] for k in own}, strict=True)
     return str(source) if str(source) == "imagenet" else f"file:{path.name}"
-
-
-def _is_unused_lite0_key(backbone: str, key: str) -> bool:
-    if backbone != "efficientnet_lite0":
-        return False
-    if key.startswith(("_conv_head", "_bn1", "_fc")):
-        return True
-    return key.startswith("_blocks.") and int(key.split(".")[1]) > 10

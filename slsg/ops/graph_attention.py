@@ -3,13 +3,16 @@
 Semantics (reference §1.3, per image; node tensors are (B, C, N) with N = H·W in raster order):
 
 * max_relative[b, c, i] = max over the neighbours n of i of (h[b, c, n] − h[b, c, i]); the neighbours are
-  ranks 0, d, 2d, … (< k) of score[i, :] = cos(q̂ᵢ, q̂ⱼ) + R[i, j] sorted descending, ties to the smaller j;
+  ranks 0, d, 2d, … (< k) of score[i, :] = cos(q̂ᵢ, q̂ⱼ) + R[i, j] sorted descending, ties to the smaller j
+  (the tie rule of `slsg.model.graph.knn_neighbours` and of the Triton kernel);
 * context[b, c, i] = Σⱼ softmax_j(qᵢ·qⱼ) v[b, c, j]  (unscaled logits);
 * neighbours[b, i, :] = the chosen node indices (int32), carried for the backward and for checks.
 
 On CUDA the op launches the fused Triton kernel (`edge_runtime.kernels.graph_attention_triton`); on every
 other device it runs the pure-torch reference below, which uses the same tie rule. Gradients: h through
-the max-relative gather/max, q and v through the dense softmax; the kNN selection carries none.
+the max-relative gather/max, q and v through the dense softmax; the kNN selection carries none. Where
+several neighbours tie for the max, the gradient is split evenly among them — `torch.amax`'s rule, which the
+reference layer (`slsg.model.graph.max_relative`) trains with — so both paths train the same weights.
 """
 
 from types import ModuleType
@@ -51,7 +54,7 @@ def max_relative_reference(h: Tensor, neighbours: Tensor) -> Tensor:
     """max over neighbours of h[:, :, n] − h[:, :, i], computed in float32 (differentiable in h)."""
     hf = _acc(h)
     diff = _gather_nodes(hf, neighbours) - hf.unsqueeze(-1)
-    return diff.max(dim=-1).values.to(h.dtype)
+    return diff.amax(dim=-1).to(h.dtype)
 
 
 def dense_attention_context_reference(q: Tensor, v: Tensor) -> Tensor:
@@ -163,14 +166,17 @@ def _graph_attention_fake(h: Tensor, q: Tensor, v: Tensor, rel_pos: Tensor, k: i
 # ---------------------------------------------------------------- autograd (reference-math backward)
 
 def max_relative_backward(h: Tensor, neighbours: Tensor, grad: Tensor) -> Tensor:
-    """d/dh of max_n(h[n] − h[i]): +grad at the winning neighbour, −grad at the centre."""
+    """d/dh of max_n(h[n] − h[i]): −grad at the centre, +grad split evenly among the neighbours that tie
+    for the max (torch.amax's backward, the reference layer's rule)."""
     hf = _acc(h)
     gf = grad.to(hf.dtype)
-    winner = (_gather_nodes(hf, neighbours) - hf.unsqueeze(-1)).argmax(dim=-1)  # (B, C, N)
+    diff = _gather_nodes(hf, neighbours) - hf.unsqueeze(-1)  # (B, C, N, M)
+    winners = (diff == diff.amax(dim=-1, keepdim=True)).to(hf.dtype)
+    share = gf.unsqueeze(-1) * winners / winners.sum(dim=-1, keepdim=True)
     b, c, n = h.shape
-    nbr = neighbours.long().unsqueeze(1).expand(b, c, n, neighbours.shape[-1])
-    target = nbr.gather(-1, winner.unsqueeze(-1)).squeeze(-1)
-    return (-gf).scatter_add(2, target, gf).to(h.dtype)
+    m = neighbours.shape[-1]
+    target = neighbours.long().reshape(b, 1, n * m).expand(b, c, n * m)
+    return (-gf).scatter_add(2, target, share.reshape(b, c, n * m)).to(h.dtype)
 
 
 def dense_attention_backward(q: Tensor, v: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,16 +13,9 @@ from rich.console import Console
 
 from edge_runtime.preprocess import prepare
 from edge_runtime.scoring import image_score
-from slsg.evaluation import (
-    Readers,
-    evaluate_category,
-    evaluate_many,
-    good_scores,
-    render_table,
-    results_to_json,
-    score_histogram_png,
-)
+from slsg.evaluation import Readers, evaluate_category, evaluate_many, good_scores
 from slsg.metrics import au_spro, defects_from_channels
+from slsg.reports import render_table, results_to_json, score_histogram_png
 
 NATIVE = (64, 64)
 SIZE = (32, 32)

@@ -88,6 +88,7 @@ def _run_all_kernels() -> dict:
         for key, value in zip(("mr", "ctx", "idx"), run_triton(*_case_inputs(name), tiles=config)):
             outputs[f"{name}.{key}"] = value
     outputs["ties.idx"] = run_triton(*_tie_inputs())[2]
+    outputs["relpos_ties.idx"] = run_triton(*_relpos_tie_inputs())[2]
     return outputs
 
 
@@ -120,6 +121,17 @@ def test_fp16_kernel_matches_reference(kernel_outputs, name):
     assert _relative_error(ctx, dense_attention_context_reference(q, v)) <= 1e-2
 
 
+def _relpos_tie_inputs():
+    """Constant q with the model's real relative-position table (8×8 grid): cos = 1 everywhere, so the
+    neighbours are decided by R alone, and R is full of exact ties."""
+    from slsg.model.graph import relative_position
+
+    n = 64
+    q = torch.ones(1, 4, n)
+    h = torch.randn(1, 3, n, generator=torch.Generator().manual_seed(1))
+    return h, q, h.clone(), relative_position(16, 8, 8)
+
+
 def _expected_by_tie_rule(score: list[list[float]], k: int = 27, dilation: int = 3) -> list[list[int]]:
     """Plain-Python ranking: score descending, then column ascending."""
     return [sorted(range(len(row)), key=lambda j: (-row[j], j))[:k:dilation] for row in score]
@@ -132,6 +144,15 @@ def test_exact_ties_go_to_the_smaller_index(kernel_outputs):
     expected = torch.tensor(_expected_by_tie_rule(score), dtype=torch.int32)[None]
     assert torch.equal(knn_neighbours_reference(q, rel), expected)
     assert torch.equal(kernel_outputs["ties.idx"], expected)
+
+
+def test_kernel_and_reference_layer_agree_on_the_real_relative_position_ties(kernel_outputs):
+    from slsg.model.graph import knn_neighbours
+
+    _, q, _, rel = _relpos_tie_inputs()
+    expected = torch.tensor(_expected_by_tie_rule((1.0 + rel).tolist()), dtype=torch.int32)[None]
+    assert torch.equal(kernel_outputs["relpos_ties.idx"], expected)
+    assert torch.equal(knn_neighbours(q, rel, 27, 3).int(), expected)
 
 
 if __name__ == "__main__":

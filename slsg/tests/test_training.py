@@ -93,11 +93,11 @@ def test_a_tiny_model_learns_to_separate_a_trivially_separable_set(tmp_path):
     torch.set_num_threads(1)  # on a shared 2-core CI machine one thread is several times faster than two
     try:
         torch.manual_seed(0)
-        untrained = auroc(image_score(TorchPredictor(build_model(TINY, "imagenet"))(images)), labels)
+        untrained = auroc(image_score(TorchPredictor(build_model(TINY, "imagenet"))(images).maps), labels)
         cfg = TrainConfig(steps=200, batch=2, encoder_weights="imagenet", checkpoint_every=0, log_every=1,
                           device="cpu")
         out = train(tmp_path / "data", tmp_path / "run", TINY, cfg, progress=False)
-        trained = auroc(image_score(TorchPredictor(load_run(out)[1])(images)), labels)
+        trained = auroc(image_score(TorchPredictor(load_run(out)[1])(images).maps), labels)  # the SLSG map
     finally:
         torch.set_num_threads(threads)
     losses = np.array([json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()])

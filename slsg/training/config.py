@@ -31,12 +31,19 @@ class TrainConfig:
     preset: str | None = None  # None → the category's own preset, else "generic"
     fix_reference_bugs: bool = False
     device: str = "auto"
+    head: str = "both"  # which heads make the decision score: slsg | global | both (slsg.heads.fusion)
+    fusion_rule: str = "mean"
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch < 1:
             raise ValueError("steps must be ≥ 0 and batch ≥ 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        from slsg.heads.fusion import RULES, heads_for
+
+        heads_for(self.head)
+        if self.fusion_rule not in RULES:
+            raise ValueError(f"fusion_rule must be one of {', '.join(RULES)}, got {self.fusion_rule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,5 +55,6 @@ class TrainConfig:
 
     def same_recipe(self, other: TrainConfig) -> list[str]:
         """Fields that differ in a way that breaks resuming (everything but logging/checkpoint cadence)."""
-        loose = {"checkpoint_every", "log_every", "workers", "device"}
+        # The heads are fitted after the last step: changing them does not change what the steps did.
+        loose = {"checkpoint_every", "log_every", "workers", "device", "head", "fusion_rule"}
         return [f.name for f in fields(self) if f.name not in loose and getattr(self, f.name) != getattr(other, f.name)]

@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from edge_runtime.scoring import threshold_from_good_scores
 from slsg.checkpoint import save_run
 from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
 from slsg.data.training_set import SynthesisDataset
@@ -84,9 +82,9 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     device = resolve_device(cfg.device)
     info = _dist_setup(device)
     torch.manual_seed(cfg.seed)
-    td = prepared or load_training_data(Path(data), category, model_cfg.size, cfg.val_fraction, cfg.seed)
+    td = prepared or load_training_data(Path(data), category, model_cfg.hw, cfg.val_fraction, cfg.seed)
     preset = cfg.preset or td.category.name
-    dataset = SynthesisDataset(td.train_images, preset, model_cfg.size, seed=cfg.seed,
+    dataset = SynthesisDataset(td.train_images, preset, model_cfg.hw, seed=cfg.seed,
                                texture_dir=Path(cfg.texture_dir) if cfg.texture_dir else None,
                                color_jitter=(cfg.brightness, cfg.saturation), fix_bugs=cfg.fix_reference_bugs)
 
@@ -163,19 +161,10 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
 
 
 def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfig, meta: dict) -> None:
-    """The final checkpoint is the result (no selection on test data); the threshold comes from good validation."""
-    from slsg.evaluation import good_scores
-    from slsg.inference import TorchPredictor
+    """The final checkpoint is the result (no selection on test data): fit the heads, set the threshold."""
+    from slsg.heads.scoring import fit_scores
 
     model.eval()
-    val, source = td.val_samples, "validation"
-    if not val:
-        val, source = td.train_samples, "train (no validation images: threshold is optimistic)"
-    device = next(model.parameters()).device
-    size = (model.cfg.size, model.cfg.size)
-    scores = good_scores(TorchPredictor(model, device), val, size) if val else np.zeros(0)
     config = dict(meta)
-    if len(scores):
-        t = threshold_from_good_scores(scores, cfg.false_reject_rate)
-        config["threshold"] = {**t.to_dict(), "source": source}
+    config.update(fit_scores(out, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate))
     save_run(out, model, config)

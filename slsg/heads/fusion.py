@@ -1,0 +1,111 @@
+"""One image score from several heads: each normalised by good-image statistics, then combined by one rule.
+
+A head's raw score has its own units (SLSG: a probability; the global head: a Mahalanobis distance). Each is
+mapped to "how unusual for a good image" with its location and spread on good validation images only (never
+test data): z = (s − median) / spread. The fused score is the mean of the z's (measured against max in
+docs/global_head.md), and the threshold rule (a false-reject rate on good validation images) applies to it.
+With one head the score is that head's raw score, so an SLSG-only model keeps the reference's score exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_runtime.statistics import quantile
+
+HEAD_CHOICES = ("slsg", "global", "both")
+RULES = ("mean", "max")
+#: The spread is the distance from the median to this quantile of good scores: robust to one odd image,
+#: defined with a few dozen validation images.
+SPREAD_QUANTILE = 0.9
+
+
+def heads_for(choice: str) -> tuple[str, ...]:
+    if choice not in HEAD_CHOICES:
+        raise ValueError(f"--head must be one of {', '.join(HEAD_CHOICES)}, got {choice!r}")
+    return ("slsg", "global") if choice == "both" else (choice,)
+
+
+@dataclass
+class HeadNorm:
+    """z = (score − location) / scale, from good validation scores."""
+
+    location: float
+    scale: float
+    n_good: int
+
+    @classmethod
+    def from_good_scores(cls, scores: np.ndarray) -> HeadNorm:
+        s = np.asarray(scores, dtype=np.float64).ravel()
+        if s.size < 2:
+            raise ValueError("normalising a head's score needs at least 2 good validation images")
+        location = float(np.median(s))
+        spread = quantile(s, SPREAD_QUANTILE) - location
+        if not spread > 0:
+            spread = float(s.std()) or 1.0
+        return cls(location, float(spread), int(s.size))
+
+
+@dataclass
+class FusionConfig:
+    """Which heads make the decision score, how they combine, and each head's normalisation."""
+
+    heads: tuple[str, ...] = ("slsg",)
+    rule: str = "mean"
+    norms: dict[str, HeadNorm] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.heads = tuple(self.heads)
+        if self.rule not in RULES:
+            raise ValueError(f"fusion rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        if len(self.heads) > 1 and set(self.norms) != set(self.heads):
+            raise ValueError(f"fusing {self.heads} needs a normalisation for each head, have {sorted(self.norms)}")
+
+    @property
+    def fused(self) -> bool:
+        return len(self.heads) > 1
+
+    def to_dict(self) -> dict:
+        return {"heads": list(self.heads), "rule": self.rule, "norms": {k: asdict(v) for k, v in self.norms.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FusionConfig:
+        return cls(tuple(d.get("heads", ("slsg",))), d.get("rule", "mean"),
+                   {k: HeadNorm(**v) for k, v in d.get("norms", {}).items()})
+
+    def describe(self) -> str:
+        if not self.fused:
+            return f"the {self.heads[0]} head's own score"
+        return (f"{self.rule} of the heads' normalised scores "
+                f"(score − good median) / (good q{SPREAD_QUANTILE:g} − median)")
+
+
+def fuse_numpy(cfg: FusionConfig, heads: dict[str, np.ndarray]) -> np.ndarray:
+    """The fusion rule in numpy (the graph's ScoreFusion is its twin; a test proves they agree)."""
+    if not cfg.fused:
+        return np.asarray(heads[cfg.heads[0]], dtype=np.float32)
+    z = np.stack([(np.asarray(heads[h], np.float64) - cfg.norms[h].location) / cfg.norms[h].scale
+                  for h in cfg.heads])
+    return (z.mean(axis=0) if cfg.rule == "mean" else z.max(axis=0)).astype(np.float32)
+
+
+class ScoreFusion(nn.Module):
+    """forward({head: N scores}) → the N decision scores, inside the exported graph."""
+
+    def __init__(self, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        loc = [cfg.norms[h].location if cfg.fused else 0.0 for h in cfg.heads]
+        scale = [cfg.norms[h].scale if cfg.fused else 1.0 for h in cfg.heads]
+        self.register_buffer("location", torch.tensor(loc, dtype=torch.float32), persistent=False)
+        self.register_buffer("inv_scale", 1.0 / torch.tensor(scale, dtype=torch.float32), persistent=False)
+
+    def forward(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not self.cfg.fused:
+            return heads[self.cfg.heads[0]]
+        z = (torch.stack([heads[h] for h in self.cfg.heads], dim=1) - self.location) * self.inv_scale
+        return z.mean(dim=1) if self.cfg.rule == "mean" else z.amax(dim=1)

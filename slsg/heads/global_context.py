@@ -1,0 +1,186 @@
+"""The global-context head: pooled multi-scale encoder features, a Gaussian of good images, Mahalanobis distance.
+
+SLSG's map says *what is wrong where*; it misses logical anomalies that are only visible as *what is in the
+image and how much of it* (a missing label, the wrong fruit, the wrong fill level). Per-image statistics of the
+frozen encoder's feature maps capture exactly that, and a Gaussian fitted on good images scores how far an
+image is from them. The head is matrix arithmetic on the encoder's features, so it lives inside the exported
+graph beside the map (docs/global_head.md has the measurements behind each choice).
+
+The descriptor: the spatial mean of f2, f3, f4 and of the backbone's deeper context stages, plus the spatial
+max of the deepest one. Shrinkage: Ledoit–Wolf (or OAS) on standardised descriptors — there are fewer good
+images than dimensions, and the sample covariance would be singular.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from slsg.model.backbones import Features, backbone_spec
+
+HEAD_FILE = "global_head.safetensors"
+HEAD_CONFIG = "global_head.json"
+ESTIMATORS = ("ledoit_wolf", "oas")
+#: Descriptor dimensions whose spread on good images is below this fraction of the median spread are frozen
+#: at their mean (zero weight): a constant feature would otherwise give any deviation an infinite distance.
+_MIN_RELATIVE_STD = 1e-3
+
+
+@dataclass
+class GlobalHeadConfig:
+    """How the descriptor is pooled and the Gaussian shrunk; saved beside the fitted statistics."""
+
+    context: bool = True  # pool the backbone's deeper context stages too (Lite0: blocks 11–15, stride 32)
+    deepest_max: bool = True  # the spatial max of the deepest map beside the means
+    estimator: str = "ledoit_wolf"
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GlobalHeadConfig:
+        return cls(**{k: v for k, v in d.items() if k in {"context", "deepest_max", "estimator"}})
+
+
+@dataclass
+class FitReport:
+    """What the fit saw: it says how much the Gaussian can be trusted."""
+
+    n_images: int
+    dims: int
+    shrinkage: float
+    frozen_dims: int
+    seconds: float
+    estimator: str
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GlobalContextHead(nn.Module):
+    """forward(Features) → Mahalanobis distance N of each image's descriptor to the good-image Gaussian."""
+
+    def __init__(self, backbone: str, cfg: GlobalHeadConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or GlobalHeadConfig()
+        spec = backbone_spec(backbone)
+        self.backbone = backbone
+        self.context = spec.build_context() if self.cfg.context and spec.build_context is not None else None
+        if self.context is not None:
+            for p in self.context.parameters():
+                p.requires_grad_(False)
+        c = spec.channels
+        widths = [c[2], c[3], c[4]] + (list(spec.context_channels) if self.context is not None else [])
+        self.dims = sum(widths) + (widths[-1] if self.cfg.deepest_max else 0)
+        self.register_buffer("mean", torch.zeros(self.dims))
+        self.register_buffer("inv_std", torch.ones(self.dims))
+        self.register_buffer("whiten", torch.eye(self.dims))
+
+    def train(self, mode: bool = True) -> GlobalContextHead:
+        """Always frozen: its statistics come from a fit, never from gradients or BatchNorm updates."""
+        return super().train(False)
+
+    def descriptor(self, feats: Features) -> torch.Tensor:
+        maps = [feats.f2, feats.f3, feats.f4]
+        if self.context is not None:
+            maps += list(self.context(feats.f4))
+        parts = [m.mean(dim=(2, 3)) for m in maps]
+        if self.cfg.deepest_max:
+            parts.append(maps[-1].amax(dim=(2, 3)))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, feats: Features) -> torch.Tensor:
+        z = (self.descriptor(feats) - self.mean) * self.inv_std
+        y = z @ self.whiten
+        return torch.sqrt((y * y).sum(dim=1))
+
+    def set_gaussian(self, mean: np.ndarray, inv_std: np.ndarray, whiten: np.ndarray) -> None:
+        for name, value in (("mean", mean), ("inv_std", inv_std), ("whiten", whiten)):
+            buf = getattr(self, name)
+            if tuple(value.shape) != tuple(buf.shape):
+                raise ValueError(f"global head {name}: shape {value.shape}, expected {tuple(buf.shape)}")
+            buf.copy_(torch.as_tensor(value, dtype=torch.float32))
+
+    def load_context_imagenet(self) -> None:
+        """The context stages keep the backbone's ImageNet weights (they are never trained)."""
+        if self.context is None:
+            return
+        from slsg.model.weights import read_state_dict
+
+        self.context.load_imagenet(read_state_dict(backbone_spec(self.backbone).imagenet_file()))
+
+
+def gaussian_from_descriptors(x: np.ndarray, estimator: str = "ledoit_wolf") -> tuple[dict, float, int]:
+    """(mean, inv_std, whiten) of a shrunk Gaussian on standardised descriptors, its shrinkage, frozen dims.
+
+    `whiten` is the Cholesky factor L of the precision P = L·Lᵀ, so the squared Mahalanobis distance of a
+    standardised row z is ‖z·L‖² — one matrix product in the exported graph.
+    """
+    from sklearn.covariance import OAS, LedoitWolf
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"the global head needs at least 2 good images to fit, got {x.shape[0]}")
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    floor = _MIN_RELATIVE_STD * float(np.median(std[std > 0])) if (std > 0).any() else 1.0
+    frozen = std < floor
+    inv_std = np.where(frozen, 0.0, 1.0 / np.maximum(std, floor))
+    z = (x - mean) * inv_std
+    est = (LedoitWolf if estimator == "ledoit_wolf" else OAS)(assume_centered=True).fit(z)
+    cov = est.covariance_
+    cov[frozen, :] = 0.0
+    cov[:, frozen] = 0.0
+    cov[frozen, frozen] = 1.0  # frozen dims are 0 after standardisation: any unit variance leaves them at 0
+    precision = np.linalg.inv(cov)
+    precision = 0.5 * (precision + precision.T)
+    whiten = np.linalg.cholesky(precision)
+    return {"mean": mean, "inv_std": inv_std, "whiten": whiten}, float(est.shrinkage_), int(frozen.sum())
+
+
+def save_head(head: GlobalContextHead, run: Path, report: FitReport) -> None:
+    """Statistics and context weights as safetensors, config and fit report as JSON: nothing is pickled."""
+    from safetensors.torch import save_file
+
+    run = Path(run)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in head.state_dict().items()}
+    tmp = run / (HEAD_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "slsg": "global_head"})
+    tmp.replace(run / HEAD_FILE)
+    meta = {"backbone": head.backbone, "config": head.cfg.to_dict(), "dims": head.dims, "fit": report.to_dict()}
+    tmp = run / (HEAD_CONFIG + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(run / HEAD_CONFIG)
+
+
+def load_head(run: Path) -> GlobalContextHead | None:
+    """The RUN's fitted head, or None when it has none (an SLSG-only RUN)."""
+    from safetensors.torch import load_file
+
+    run = Path(run)
+    if not (run / HEAD_CONFIG).is_file():
+        return None
+    meta = json.loads((run / HEAD_CONFIG).read_text())
+    head = GlobalContextHead(meta["backbone"], GlobalHeadConfig.from_dict(meta["config"]))
+    path = run / HEAD_FILE
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise ValueError(f"{path} is missing or damaged ({exc}): re-fit it with `slsg fit-head {run} DATA`") from exc
+    head.load_state_dict(state, strict=True)
+    return head.eval()
+
+
+def read_head_meta(run: Path) -> dict | None:
+    path = Path(run) / HEAD_CONFIG
+    return json.loads(path.read_text()) if path.is_file() else None
