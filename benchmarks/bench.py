@@ -18,7 +18,7 @@ import torch
 from benchmarks.eager import eager_case
 from benchmarks.parity import evaluate_backends, open_parity_set
 from benchmarks.roofline import floors_for, measure_peaks
-from edge_runtime.commands.bench import (
+from edge_runtime.bench import (
     DEFAULT_BACKENDS,
     bench_frame,
     open_backends,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from edge_runtime.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 class TensorReader(CalibrationDataReader):

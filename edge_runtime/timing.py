@@ -99,9 +99,14 @@ def alternating_order(names: Sequence[str], rounds: int) -> list[str]:
 
 
 def run_alternating(
-    cases: Sequence[Case], warmup: int, iterations: int, clock: Callable[[], float] = time.perf_counter
+    cases: Sequence[Case], warmup: int, iterations: int, clock: Callable[[], float] = time.perf_counter,
+    progress: bool = True,
 ) -> dict[str, CaseTimings]:
-    """Warm every case up (alternating), then time `iterations` rounds of all cases (alternating)."""
+    """Warm every case up (alternating), then time `iterations` rounds of all cases (alternating).
+
+    A run longer than ~10 s reports plain progress lines (`edge_runtime.progress`), between timed calls."""
+    from edge_runtime.progress import ProgressLines
+
     if iterations < 1:
         raise ValueError(f"iterations must be ≥ 1, got {iterations}")
     if len({c.name for c in cases}) != len(cases):
@@ -109,14 +114,22 @@ def run_alternating(
     by_name = {c.name: c for c in cases}
     out = {c.name: CaseTimings(c.name, c.kind) for c in cases}
     names = [c.name for c in cases]
-    for name in alternating_order(names, max(0, warmup)):
+    warm, timed_order = alternating_order(names, max(0, warmup)), alternating_order(names, iterations)
+    lines = ProgressLines("timing", len(warm) + len(timed_order), unit="run") if progress else None
+    for name in warm:
         by_name[name].step()
+        if lines is not None:
+            lines.update(advance=1)
     for name in names:
         out[name].rss_after_warmup_mb = current_rss_mb()
-    for name in alternating_order(names, iterations):
+    for name in timed_order:
         t0 = clock()
         stages = by_name[name].step()
         out[name].add((clock() - t0) * 1e3, stages or {})
+        if lines is not None:
+            lines.update(advance=1)
+    if lines is not None:
+        lines.close()
     return out
 
 

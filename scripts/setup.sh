@@ -9,7 +9,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
+# Quiet on success, so the main job's output starts with its own first line; pip's real errors still show and
+# fail the script (scripts/pip-quiet.sh filters only its known noise). Upgrading pip is best effort (offline).
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-python -m pip install -q -e ".[train,kernels,dev,mqtt,modbus]" 2>&1 | grep -v "^WARNING: Location" || true
+PY=python bash scripts/pip-quiet.sh "torch==2.13.0"
+PY=python bash scripts/pip-quiet.sh -e ".[train,kernels,dev,mqtt,modbus]"
 python -c "import torch, onnxruntime, cv2, slsg, edge_runtime, paho.mqtt.client, pymodbus" # fail loudly if incomplete

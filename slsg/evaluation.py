@@ -19,10 +19,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edge_runtime.backends.base import Outputs
 from edge_runtime.preprocess import prepare
+from edge_runtime.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from edge_runtime.scoring import image_score
 from slsg.metrics import (
     DEFAULT_LIMITS,

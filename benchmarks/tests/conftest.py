@@ -10,6 +10,7 @@ import torch
 from edge_runtime.bundle import write_manifest
 from edge_runtime.preprocess import IMAGENET, preprocess_spec
 from edge_runtime.scoring import SCORE_DEFINITION, Threshold
+from edge_runtime.tests.conftest import fake_trt  # noqa: F401 — the fake NVIDIA bindings, for test_trt_check
 
 SIZE = 64
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.commands.bench import profile_events_by_op
+from edge_runtime.bench import profile_events_by_op
 from edge_runtime.timing import Case, alternating_order, percentile, run_alternating, summarize
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,12 +13,35 @@ from rich.markup import escape
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
+#: user-facing error classes by module; this table lives in the CLI layer, the only one that may name every part
+_KNOWN = [
+    ("slsg.checkpoint", "CheckpointError"),
+    ("slsg.model.weights", "WeightsError"),
+    ("slsg.model.official", "OfficialImportError"),
+    ("slsg.data", "DataError"),
+    ("edge_runtime.bundle", "BundleError"),
+    ("edge_runtime.preprocess", "FrameError"),
+    ("export.onnx_export", "ExportError"),
+    ("calibration.selection", "CalibrationError"),
+    ("edge_runtime.backends.base", "BackendError"),
+    ("edge_runtime.tensorrt.errors", "TensorRTError"),
+]
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """User-facing error classes of every part that is installed, plus ValueError and FileNotFoundError."""
+    found: list[type[BaseException]] = [ValueError, FileNotFoundError, NotADirectoryError, PermissionError]
+    for module, name in _KNOWN:
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
 
 @contextmanager
 def user_errors(*extra: type[BaseException]) -> Iterator[None]:
     """Known failures print `error: …` and exit 2, without a traceback."""
-    from slsg.errors import known_errors
-
     try:
         yield
     except (*known_errors(), *extra) as exc:

@@ -137,7 +137,8 @@ def augment_texture(img: np.ndarray, rng: np.random.Generator, n_ops: int = 3) -
 # ---- geometric operations of the self/logical source ----
 
 def grid_shuffle(img: np.ndarray, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
-    """Permute the rows×cols cells; cells of unequal size (uneven split) only swap with their equals."""
+    """Permute the rows×cols cells; cells of unequal size (uneven split) only swap with their equals. Some cells
+    may stay in place (as in the reference's RandomGridShuffle), but never all of them."""
     h, w = img.shape[:2]
     ys = np.linspace(0, h, rows + 1).astype(int)
     xs = np.linspace(0, w, cols + 1).astype(int)
@@ -146,8 +147,13 @@ def grid_shuffle(img: np.ndarray, rows: int, cols: int, rng: np.random.Generator
     by_shape: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
     for cell in cells:
         by_shape.setdefault((cell[1] - cell[0], cell[3] - cell[2]), []).append(cell)
-    for group in by_shape.values():
-        order = rng.permutation(len(group))
+    groups = list(by_shape.values())
+    orders = [rng.permutation(len(group)) for group in groups]
+    if all((order == np.arange(len(order))).all() for order in orders):
+        # the draw left every cell in place: a shuffle must move cells, so roll the largest group by one
+        largest = max(range(len(groups)), key=lambda i: len(groups[i]))
+        orders[largest] = np.roll(orders[largest], 1)
+    for group, order in zip(groups, orders):
         for dst, k in zip(group, order):
             src = group[int(k)]
             out[dst[0]:dst[1], dst[2]:dst[3]] = img[src[0]:src[1], src[2]:src[3]]

@@ -4,7 +4,9 @@ Differences from the reference, on purpose: every random draw comes from the `rn
 per sample by the caller); the mask loop falls back to the bare Perlin mask after `MAX_RULE_TRIES`
 tries so it always ends with a non-empty mask; the blend rounds only inside the mask (the reference
 truncated the whole float image, shifting untouched pixels by one level); constants given for 256
-pixels are scaled to the working size.
+pixels are scaled to the working size; a draw that changes fewer than `MIN_CHANGED` of its mask's pixels (the
+mask fell on a shuffled cell that stayed in place, on a flipped symmetric part, on the same image drawn as
+"other") is drawn again, because a label over unchanged pixels teaches the model to flag normal ones.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from slsg.data.presets import Preset
 from slsg.data.textures import TextureSource
 
 MAX_RULE_TRIES = 100
+#: every synthetic anomaly changes at least this share of the pixels inside its mask (none outside)
+MIN_CHANGED = 0.5
+MAX_DRAWS = 20
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Synthesised:
     image: np.ndarray  # uint8 BGR, the anomalous image
     mask: np.ndarray  # bool H×W, never empty
     source: str  # "self" | "texture"
+    draws: int = 1  # how many anomalies were drawn to get one that changes its mask (1 almost always)
 
 
 def _scaled(n: float, side: int) -> int:
@@ -155,8 +161,21 @@ def synthesize(image: np.ndarray, preset: Preset, rng: np.random.Generator, othe
     """One synthetic anomaly from a good uint8 BGR image (already colour-jittered), sides multiples of 32."""
     if image.ndim != 3 or image.shape[0] % 32 or image.shape[1] % 32:
         raise ValueError(f"synthesis needs an H×W×3 image whose sides are each a multiple of 32, got {image.shape}")
-    is_self = rng.uniform(0.0, preset.r_max) < 0.35
-    source = self_source(image, others, preset, rng) if is_self else textures.draw(rng)
-    mask = make_mask(preset, is_self, image, source, rng)
-    beta = draw_beta(preset, is_self, rng, fix_bugs)
-    return Synthesised(blend(image, source, mask, beta), mask, "self" if is_self else "texture")
+    best: tuple[float, np.ndarray, np.ndarray, str] | None = None
+    for draw in range(1, MAX_DRAWS + 1):
+        is_self = rng.uniform(0.0, preset.r_max) < 0.35
+        source = self_source(image, others, preset, rng) if is_self else textures.draw(rng)
+        mask = make_mask(preset, is_self, image, source, rng)
+        beta = draw_beta(preset, is_self, rng, fix_bugs)
+        out = blend(image, source, mask, beta)
+        changed = (out != image).any(axis=-1) & mask
+        share = float(changed.sum()) / float(mask.sum())
+        kind = "self" if is_self else "texture"
+        if share >= MIN_CHANGED:
+            return Synthesised(out, mask, kind, draw)
+        if best is None or share > best[0]:
+            best = (share, out, changed, kind)
+    share, out, changed, kind = best
+    if not changed.any():
+        raise RuntimeError(f"{MAX_DRAWS} synthetic anomalies left the image unchanged: is the image one flat colour?")
+    return Synthesised(out, changed, kind, MAX_DRAWS)  # the label is exactly the pixels that changed

@@ -64,11 +64,14 @@ class SynthesisDataset(Dataset):
     def draw(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Numpy triple for global draw k: (good uint8 BGR, augmented uint8 BGR, mask bool)."""
         rng = sample_rng(self.seed, k)
-        good = self.images[self.image_index(k)]
+        index = self.image_index(k)
+        good = self.images[index]
         b, s = self.jitter
         if b > 0 or s > 0:
             good = color_jitter(good, rng, brightness=b, saturation=s)
-        out = synthesize(good, self.preset, rng, self.images, self.textures, self.fix_bugs)
+        # "another good image" as the logical source means another one: itself would paste (almost) itself
+        others = [im for j, im in enumerate(self.images) if j != index] or self.images
+        out = synthesize(good, self.preset, rng, others, self.textures, self.fix_bugs)
         return good, out.image, out.mask
 
     def __getitem__(self, i: int):

@@ -1,9 +1,12 @@
 """Import the authors' released `.tch` state dicts (reference §1.8) onto SLSGNet.
 
-Encoder, attention skips and the graph layer map by name. The aux head and decoder map by order and
-shape within their prefix (their Sequential indices are not documented), which is safe because every
-tensor's shape is checked and every key must be used. Dead keys (ResNet fc is kept; LKA p1, the duplicate
-f_query, the frozen relative_pos, Decoder.res_bn_relu) are tolerated; anything else is refused.
+Every tensor maps by name (never by its position in the file, so a re-saved file with another key order still
+lands right): the encoder, attention skips and graph layer by their module names, the aux head and decoder by
+the Sequential indices of the reference's definitions (conv at 0/1/3/4…, upsampling and ReLU hold no tensors).
+Every tensor's shape is checked and every one of ours must be filled. Dead keys (ResNet fc is kept; LKA p1,
+the duplicate f_query, Decoder.res_bn_relu) are tolerated; the frozen `relative_pos` is dropped, but only after
+checking it equals ours (a different one means the checkpoint was made for another grid or rule); anything
+else is refused.
 """
 
 from __future__ import annotations
@@ -27,13 +30,33 @@ _NAME_RULES = [
     (r"^GCN3\.graph_conv\.gconv\.W\.", "graph.out_proj."),
 ]
 _SKIP_RENAMES = {"p2.": "proj."}
+
+
+def _head_modules() -> dict[str, str]:
+    """Reference module (Sequential index) → ours, for the aux head and the decoder (reference §1.4, §1.5)."""
+    table = {"aux0.0": "aux.body.0.0", "aux0.1": "aux.body.0.1", "aux0.3": "aux.body.1.0", "aux0.4": "aux.body.1.1",
+             "aux0_out.0": "aux.out.0.0", "aux0_out.1": "aux.out.0.1", "aux0_out.3": "aux.out.1"}
+    d = "decoder_segment."
+    for n in (1, 2, 3):  # up: Upsample, conv, BN, ReLU;  db: conv, BN, ReLU, conv, BN, ReLU
+        table |= {f"{d}up{n}.1": f"decoder.up{n}.0", f"{d}up{n}.2": f"decoder.up{n}.1",
+                  f"{d}db{n}.0": f"decoder.db{n}.0.0", f"{d}db{n}.1": f"decoder.db{n}.0.1",
+                  f"{d}db{n}.3": f"decoder.db{n}.1.0", f"{d}db{n}.4": f"decoder.db{n}.1.1"}
+    table |= {f"{d}up4.0": "decoder.up4.0", f"{d}up4.1": "decoder.up4.1",  # up4 has no upsampling
+              f"{d}db4.0": "decoder.db4.0", f"{d}db4.1": "decoder.db4.1",
+              # final_out_seg: Upsample, conv, BN, ReLU, conv, BN, ReLU, conv
+              f"{d}final_out_seg.1": "decoder.final.0.0", f"{d}final_out_seg.2": "decoder.final.0.1",
+              f"{d}final_out_seg.4": "decoder.final.1.0", f"{d}final_out_seg.5": "decoder.final.1.1",
+              f"{d}final_out_seg.7": "decoder.final.2"}
+    return table
+
+
+_HEAD_MODULES = _head_modules()
 _DEAD = [
     r"^LKA(64|128|256)\.p1\.",
     r"^GCN3\.graph_conv\.dilated_knn_graph\.f_query\.",
-    r"^GCN3\.relative_pos$",
     r"^decoder_segment\.res_bn_relu\.",
 ]
-_ORDERED_GROUPS = [(r"^aux0(?!_out)", "aux.body."), (r"^aux0_out", "aux.out."), (r"^decoder_segment\.", "decoder.")]
+RELATIVE_POS = "GCN3.relative_pos"
 
 
 class OfficialImportError(ValueError):
@@ -49,7 +72,25 @@ def _rename(key: str) -> str | None:
                     if rest.startswith(old):
                         rest = new + rest[len(old):]
             return target + rest
-    return None
+    module, _, tensor = key.rpartition(".")
+    ours = _HEAD_MODULES.get(module)
+    return f"{ours}.{tensor}" if ours is not None else None
+
+
+def check_relative_pos(theirs: torch.Tensor, model: SLSGNet) -> None:
+    """The reference saves its frozen relative-position term (1×N×N); ours is rebuilt from the config. They must
+    agree, or the imported graph would pick other neighbours than the one that was trained."""
+    ours = model.graph.relative_pos
+    theirs = theirs.detach().float().reshape(-1, *theirs.shape[-2:])[0]
+    if tuple(theirs.shape) != tuple(ours.shape):
+        raise OfficialImportError(
+            f"{RELATIVE_POS} is {tuple(theirs.shape)} but this model's graph has {tuple(ours.shape)}: the checkpoint "
+            f"was trained at another input size (the reference's is 256×256)")
+    diff = float((theirs - ours.cpu()).abs().max())
+    if diff > 1e-4:
+        raise OfficialImportError(
+            f"{RELATIVE_POS} differs from this model's by up to {diff:.3g}: the checkpoint was made with another "
+            "relative-position rule (sign or embedding); check ModelConfig.relpos_reference_sign")
 
 
 def convert_official_state_dict(official: dict[str, torch.Tensor], model: SLSGNet) -> dict[str, torch.Tensor]:
@@ -57,32 +98,16 @@ def convert_official_state_dict(official: dict[str, torch.Tensor], model: SLSGNe
     own = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     unmatched: list[str] = []
-    ordered: dict[str, list[str]] = {target: [] for _, target in _ORDERED_GROUPS}
     for key, tensor in official.items():
+        if key == RELATIVE_POS:
+            continue
         if any(re.match(p, key) for p in _DEAD):
             continue
         new = _rename(key)
-        if new is not None:
-            if new not in own or tuple(own[new].shape) != tuple(tensor.shape):
-                unmatched.append(key)
-            else:
-                out[new] = tensor
-            continue
-        group = next((t for p, t in _ORDERED_GROUPS if re.match(p, key)), None)
-        if group is None:
+        if new is None or new not in own or tuple(own[new].shape) != tuple(tensor.shape) or new in out:
             unmatched.append(key)
         else:
-            ordered[group].append(key)
-    for target, keys in ordered.items():
-        ours = [k for k in own if k.startswith(target)]
-        if len(ours) != len(keys):
-            unmatched.extend(keys or [f"<{len(ours)} tensors expected for {target}*>"])
-            continue
-        for theirs, mine in zip(keys, ours):
-            if tuple(official[theirs].shape) != tuple(own[mine].shape):
-                unmatched.append(theirs)
-            else:
-                out[mine] = official[theirs]
+            out[new] = tensor
     missing = [k for k in own if k not in out]
     if unmatched or missing:
         raise OfficialImportError(
@@ -90,4 +115,6 @@ def convert_official_state_dict(official: dict[str, torch.Tensor], model: SLSGNe
             f"({unmatched[:8]}{' …' if len(unmatched) > 8 else ''}); {len(missing)} of ours were not filled "
             f"({missing[:8]}{' …' if len(missing) > 8 else ''})"
         )
+    if RELATIVE_POS in official:
+        check_relative_pos(official[RELATIVE_POS], model)
     return out

@@ -130,7 +130,7 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     model.train()
     step, t0, last = start, time.perf_counter(), {"loss": float("nan")}
     try:
-        with step_progress("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} step/s",
+        with step_progress("train", "loss {task.fields[loss]:.4f}",
                            enabled=progress and info.is_main) as bar:
             task = bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), rate=0.0)
             batches = iter(loader)

@@ -1,4 +1,4 @@
-"""What every step loop shares: a rich progress bar with ETA, and a step log that survives resuming."""
+"""What every step loop shares: progress with ETA that reaches a log, and a step log that survives resuming."""
 
 from __future__ import annotations
 
@@ -7,18 +7,22 @@ from pathlib import Path
 
 
 def step_progress(label: str, *fields: str, enabled: bool = True):
-    """A progress bar `label ━━ n/N <fields…> elapsed ETA`; fields are rich format strings on task fields."""
-    from rich.progress import (
+    """Progress of a step loop: `label ━━ n/N <fields…> rate elapsed ETA` on a terminal; elsewhere (nohup,
+    systemd, `> train.log`) a plain line at the start, every ~10 s and at the end (`edge_runtime.progress`).
+    Fields are rich format strings on task fields, e.g. "loss {task.fields[loss]:.4f}"."""
+    from edge_runtime.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        RateColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
     return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *map(TextColumn, fields),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
+                    RateColumn("step"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    disable=not enabled, unit="step", line_fields=fields, announce=True)
 
 
 def trim_log(path: Path, upto: int) -> None:

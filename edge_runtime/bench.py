@@ -1,0 +1,177 @@
+"""Latency of every backend this device can run, side by side, without torch (`slsg-edge bench`'s computing).
+
+Each backend is timed end-to-end (frame → prepare → inference → score and verdict) and engine-only (the
+bare session or engine call on a prepared input), all cases alternating in one process (see
+`edge_runtime.timing`). ONNX Runtime models also get a per-op profile (top op types), taken after the timing
+so the profiler's own cost never touches the latency numbers. `slsg bench` (benchmarks/bench.py) reuses these
+functions; the command and its table live in `edge_runtime/commands/bench.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.timing import Case, machine_facts, run_alternating, timed
+
+#: What `--backends` tries by default; a backend whose model or engine is missing is skipped, with why.
+DEFAULT_BACKENDS = ("onnx", "onnx-int8", "trt-fp16", "trt-int8")
+
+
+def bench_frame(size: tuple[int, int], image: Path | None = None, seed: int = 0) -> np.ndarray:
+    """A uint8 BGR frame: the given image, or a seeded textured one (latency hardly depends on content)."""
+    import cv2
+
+    from edge_runtime.preprocess import to_bgr_uint8
+
+    if image is not None:
+        frame = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
+        if frame is None:
+            raise FileNotFoundError(f"cannot read {image} as an image: give a PNG/JPEG file")
+        return to_bgr_uint8(frame)
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 2)
+
+
+def _engine_step(backend, batch: np.ndarray):
+    """The bare engine call: ORT `session.run`, TensorRT `infer_only()` (enqueue + sync, no copies)."""
+    if hasattr(backend, "infer_only"):
+        backend.run(batch)  # infer_only re-runs the inputs of the last run
+        return lambda: {"infer": backend.infer_only() * 1e3}
+    if hasattr(backend, "session"):
+        session, feed = backend.session, {"image": batch}
+        return lambda: {"infer": timed(lambda: session.run(None, feed))[1]}
+    return None
+
+
+def runtime_cases(name: str, backend, frame: np.ndarray, threshold: float) -> list[Case]:
+    """End-to-end (pre / infer / post timed inside) and, where the backend allows, engine-only."""
+    from edge_runtime.backends import input_size_of
+    from edge_runtime.preprocess import prepare, to_bgr_uint8
+
+    size = input_size_of(backend)
+
+    def end_to_end() -> dict[str, float]:
+        batch, pre = timed(lambda: prepare(to_bgr_uint8(frame), size)[None])
+        out, infer = timed(lambda: backend.run(batch))
+        _, post = timed(lambda: bool(float(out.score[0]) > threshold))
+        return {"pre": pre, "infer": infer, "post": post}
+
+    cases = [Case(name, end_to_end, "end-to-end")]
+    engine = _engine_step(backend, prepare(to_bgr_uint8(frame), size)[None])
+    if engine is not None:
+        cases.append(Case(f"{name} (engine)", engine, "engine-only"))
+    return cases
+
+
+def open_backends(bundle, names: list[str], threads: int | None) -> tuple[dict, dict[str, str]]:
+    """{name: backend} for those that open here, and {name: why not} for the rest."""
+    from edge_runtime.backends import BackendError, select_backend
+
+    opened, skipped = {}, {}
+    for name in names:
+        try:
+            opened[name] = select_backend(bundle, name, threads)
+        except BackendError as e:
+            skipped[name] = str(e)
+    return opened, skipped
+
+
+def profile_events_by_op(events: list[dict], top: int = 10) -> dict:
+    """Aggregate an ORT profile (enable_profiling JSON) by op type, per run, excluding the first run."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    if len(runs) < 2:
+        raise ValueError("the profile needs at least two model runs (the first is a warm-up and is dropped)")
+    cutoff = runs[0]["ts"] + runs[0]["dur"]
+    measured = len(runs) - 1
+    per_op: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time") or e["ts"] < cutoff:
+            continue
+        op = e.get("args", {}).get("op_name", "?")
+        per_op[op] += e["dur"] / 1e3
+        count[op] += 1
+    total = sum(per_op.values())
+    run_ms = sum(r["dur"] for r in runs[1:]) / 1e3 / measured
+    ops = sorted(per_op.items(), key=lambda kv: -kv[1])
+    return {
+        "runs": measured,
+        "run_ms": run_ms,
+        "kernel_ms": total / measured,
+        "top_ops": [
+            {"op": op, "ms": ms / measured, "share": ms / total if total else 0.0,
+             "nodes": count[op] // measured}
+            for op, ms in ops[:top]
+        ],
+    }
+
+
+def ort_op_profile(model: Path, batch: np.ndarray, threads: int | None, runs: int = 10, top: int = 10) -> dict:
+    """Run `model` under ONNX Runtime's profiler (CPU) and aggregate kernel time by op type."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="slsg-ort-profile-") as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "profile")
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+        for _ in range(runs + 1):
+            session.run(None, {"image": batch})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    return profile_events_by_op(events, top)
+
+
+def bench_bundle(
+    bundle_dir: Path,
+    backends: list[str],
+    threads: int | None,
+    warmup: int,
+    iterations: int,
+    image: Path | None = None,
+    profile_runs: int = 10,
+) -> dict:
+    """Time every backend that opens; the report's `cases` come from `CaseTimings.summary()`."""
+    from edge_runtime.timing import take_turns_fairly
+
+    take_turns_fairly()
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.preprocess import prepare
+
+    bundle = load_bundle(bundle_dir)
+    opened, skipped = open_backends(bundle, backends, threads)
+    frame = bench_frame(bundle.size, image)
+    cases = [c for name, be in opened.items() for c in runtime_cases(name, be, frame, bundle.threshold.value)]
+    timings = run_alternating(cases, warmup, iterations) if cases else {}
+    profiles = {}
+    batch = prepare(frame, bundle.size)[None]
+    for name, be in opened.items():
+        path = getattr(be, "path", None)
+        if profile_runs > 0 and path is not None and Path(path).suffix == ".onnx":
+            profiles[name] = ort_op_profile(Path(path), batch, threads, profile_runs)
+    from edge_runtime.timing import peak_rss_mb
+
+    return {
+        "bundle": str(bundle.root),
+        "size": list(bundle.size),
+        "warmup": warmup,
+        "iterations": iterations,
+        "frame": str(image) if image else "synthetic (seeded blur noise)",
+        "machine": machine_facts(threads),
+        "backends": {n: {"name": be.name, "providers": list(getattr(be, "providers", [])),
+                         "model": str(getattr(be, "path", ""))} for n, be in opened.items()},
+        "skipped": skipped,
+        "cases": {n: t.summary() for n, t in timings.items()},
+        "profiles": profiles,
+        "peak_rss_mb": peak_rss_mb(),
+    }
