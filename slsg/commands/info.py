@@ -23,11 +23,11 @@ def command(
         from edge_runtime.preprocess import parse_size
         from slsg.heads import GlobalContextHead
         from slsg.model import ModelConfig, build_model
-        from slsg.model.macs import PARTS, count_macs, count_params
+        from slsg.model.macs import PARTS, PartsView, count_macs, count_params
 
         hw = parse_size(size)
         cfg = ModelConfig(backbone=backbone, size=hw)
-        detector = _Detector(build_model(cfg), GlobalContextHead(backbone) if head else None).eval()
+        detector = PartsView(build_model(cfg), GlobalContextHead(backbone) if head else None).eval()
         macs = count_macs(detector, torch.zeros(1, 3, *hw))
         total, trainable = count_params(detector)
         parts = {}
@@ -51,27 +51,3 @@ def command(
                       f"[bold]{report['gmacs']:.2f}")
         console.print(table)
 
-
-def _detector_class():
-    import torch
-
-    class Detector(torch.nn.Module):
-        """The SLSG network and the global head, as the counter's parts (the modules are shared, not copied)."""
-
-        def __init__(self, net, global_head) -> None:
-            super().__init__()
-            self.net = net
-            for attr in ("encoder", "skips", "graph", "aux", "decoder"):
-                setattr(self, attr, getattr(net, attr))
-            self.global_head = global_head
-
-        def forward(self, x):
-            feats = self.net.encode(x)
-            out = self.net.decode(feats)
-            return out if self.global_head is None else (out, self.global_head(feats))
-
-    return Detector
-
-
-def _Detector(net, global_head):  # noqa: N802 — reads like the class it builds; torch is imported lazily
-    return _detector_class()(net, global_head)

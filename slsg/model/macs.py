@@ -52,6 +52,22 @@ class _Counter(TorchDispatchMode):
         return out
 
 
+class PartsView(nn.Module):
+    """The SLSG network and, optionally, the global head as the counter's parts (modules shared, not copied)."""
+
+    def __init__(self, net: nn.Module, global_head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.net = net
+        for attr in ("encoder", "skips", "graph", "aux", "decoder"):
+            setattr(self, attr, getattr(net, attr))
+        self.global_head = global_head
+
+    def forward(self, x: torch.Tensor):
+        feats = self.net.encode(x)
+        out = self.net.decode(feats)
+        return out if self.global_head is None else (out, self.global_head(feats))
+
+
 def count_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """MACs of one forward pass, per part (keys of PARTS' values) plus "total"."""
     counter = _Counter()
