@@ -2,7 +2,9 @@
 
 The bundle is assembled in a sibling staging folder, verified with the runtime's own `load_bundle`, and only
 then moved into place: an export that fails half-way (parity, op support, a full disk) leaves no bundle that
-looks complete, and `--force` never removes the old bundle before the new one is good.
+looks complete, and `--force` never removes the old bundle before the new one is good. Once the FP32 model is
+sound the bundle is always written: an INT8/FP16 model that fails its gate or the TensorRT lint is left out
+and recorded (`BundleResult.left_out`, manifest `export.left_out`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ from pathlib import Path
 from edge_runtime.bundle import ENGINES_DIR, MANIFEST_NAME, load_bundle, write_manifest
 from edge_runtime.preprocess import preprocess_spec
 from edge_runtime.scoring import SCORE_DEFINITION
-from export.onnx_export import INPUT_NAME, OUTPUT_NAMES, ExportConfig, ExportError, export_onnx, simplify
-from export.parity import DEFAULT_IMAGES, MAP_ATOL, ParityReport, check_parity, parity_frames
+from export.onnx_export import (
+    INPUT_NAME,
+    ExportConfig,
+    ExportError,
+    Uint8Entry,
+    deploy_for_run,
+    export_onnx,
+    simplify,
+)
+from export.parity import DEFAULT_IMAGES, ParityLimits, ParityReport, check_parity, parity_frames
+from export.precisions import PrecisionOptions, PrecisionReport, add_precisions
 from export.trt_ops import TARGETS, TrtReport, check_model
 
 MODEL_FILE = "model.onnx"
@@ -50,10 +61,17 @@ class BundleOptions:
     calib_strategy: str | None = None
     calib_method: str = "minmax"
     auroc_budget: float = 0.01
+    int8_fallback: int = 16                 # most layers the INT8 fallback may keep float (0: off)
     int8_backend: str = "ort"               # ort | modelopt (model.int8.onnx only; int8-cpu stays ORT's)
     modelopt_python: str | None = None      # ModelOpt venv's python; None → $SLSG_MODELOPT_PYTHON
-    parity_atol: float = 1e-4  # max |Δ map| ONNX Runtime vs PyTorch; raise only knowingly (recorded)
+    parity: ParityLimits = field(default_factory=ParityLimits)  # what a correct export looks like (recorded)
     trt_versions: tuple[str, ...] = TARGETS
+
+    def precision_options(self) -> PrecisionOptions:
+        return PrecisionOptions(fp16=self.fp16, int8=self.int8, calib_size=self.calib_size,
+                                calib_strategy=self.calib_strategy, calib_method=self.calib_method,
+                                auroc_budget=self.auroc_budget, int8_fallback=self.int8_fallback,
+                                int8_backend=self.int8_backend, modelopt_python=self.modelopt_python)
 
 
 @dataclass
@@ -64,7 +82,12 @@ class BundleResult:
     trt: TrtReport
     notes: list[str]
     seconds: float
-    precisions: object | None = None  # export.precisions.PrecisionReport
+    precisions: PrecisionReport | None = None
+
+    @property
+    def left_out(self) -> dict:
+        """Precisions asked for and not written ({precision: LeftOut}); empty when the bundle is complete."""
+        return self.precisions.left_out if self.precisions is not None else {}
 
 
 def package_versions() -> dict[str, str]:
@@ -104,11 +127,11 @@ def check_target(out: Path, force: bool) -> None:
 
 def choose_graph(candidates: list[tuple[str, Path]], deploy, frames, source: str, versions: tuple[str, ...],
                  plugin_ops: tuple[str, ...], notes: list[str],
-                 map_atol: float = MAP_ATOL) -> tuple[str, Path, ParityReport, TrtReport]:
+                 limits: ParityLimits | None = None) -> tuple[str, Path, ParityReport, TrtReport]:
     """The first candidate graph that passes parity and the op check; else an error naming every failure."""
     failures = []
     for label, path in candidates:
-        parity = check_parity(deploy, path, frames, source, map_atol=map_atol)
+        parity = check_parity(deploy, path, frames, source, limits)
         trt = check_model(path, versions, plugin_ops)
         if parity.ok and trt.ok:
             if failures:
@@ -123,13 +146,13 @@ def choose_graph(candidates: list[tuple[str, Path]], deploy, frames, source: str
     raise ExportError("export failed: " + "\n".join(failures))
 
 
-def fused_checks(model, fused: Path, tmp: Path, deploy, frames, source: str, plugin_ops: tuple[str, ...],
-                 notes: list[str]) -> tuple[str, Path, ParityReport, TrtReport]:
+def fused_checks(fused: Path, tmp: Path, deploy, frames, source: str, plugin_ops: tuple[str, ...],
+                 notes: list[str], limits: ParityLimits | None = None) -> tuple[str, Path, ParityReport, TrtReport]:
     """ONNX Runtime cannot run the plugin node: parity is measured on the standard graph of the same weights,
     and the fused graph is checked for the TensorRT lines that can load the plugin (≥ 10.9)."""
     standard = tmp / "standard.onnx"
-    export_onnx(model, standard, ExportConfig(simplify=False))
-    parity = check_parity(deploy, standard, frames, source + " (standard-op twin of the fused graph)")
+    export_onnx(deploy, standard, ExportConfig(simplify=False))
+    parity = check_parity(deploy, standard, frames, source + " (standard-op twin of the fused graph)", limits)
     if not parity.ok:
         raise ExportError(f"export failed: parity failed ({parity.failure()})")
     trt = check_model(fused, FUSED_TRT_VERSIONS, plugin_ops)
@@ -141,8 +164,17 @@ def fused_checks(model, fused: Path, tmp: Path, deploy, frames, source: str, plu
     return "fused", fused, parity, trt
 
 
+def output_spec(names: tuple[str, ...], n, h: int, w: int) -> dict:
+    """The manifest's `outputs`: the map, `score` (what the threshold applies to) and each `score_<head>`."""
+    out = {names[0]: {"dtype": "float32", "shape": [n, 1, h, w], "meaning": "anomaly probability per pixel"},
+           names[1]: {"dtype": "float32", "shape": [n], "meaning": "image score (the threshold applies to it)"}}
+    for name in names[2:]:
+        out[name] = {"dtype": "float32", "shape": [n], "meaning": f"the {name[len('score_'):]} head's own score"}
+    return out
+
+
 def build_manifest(run, cfg: ExportConfig, threshold: dict, parity: ParityReport, trt: TrtReport,
-                   plugin_ops: list[str], notes: list[str]) -> dict:
+                   plugin_ops: list[str], notes: list[str], names: tuple[str, ...] = ("anomaly_map", "score")) -> dict:
     mc = run.model_config
     from slsg.model.preprocess import normalization_for
 
@@ -151,12 +183,11 @@ def build_manifest(run, cfg: ExportConfig, threshold: dict, parity: ParityReport
         "model": mc.to_dict(),
         "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [n, mc.size, mc.size, 3], "layout": "NHWC",
                   "color": "BGR"},
-        "outputs": {OUTPUT_NAMES[0]: {"dtype": "float32", "shape": [n, 1, mc.size, mc.size],
-                                      "meaning": "anomaly probability per pixel"},
-                    OUTPUT_NAMES[1]: {"dtype": "float32", "shape": [n], "meaning": "image score"}},
+        "outputs": output_spec(names, n, mc.size, mc.size),
         "preprocess": preprocess_spec((mc.size, mc.size), normalization_for(mc.normalization_name)),
         "score": dict(SCORE_DEFINITION),
         "threshold": threshold,
+        "thresholds": {"fp32": threshold},
         "data_fingerprint": run.config.get("data"),
         "versions": package_versions(),
         "models": {"fp32": MODEL_FILE},
@@ -180,9 +211,9 @@ def _swap_into_place(stage: Path, out: Path) -> None:
 
 def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
                  say: Callable[[str], None] = lambda _: None) -> BundleResult:
-    """RUN → bundle at `out`: ONNX + parity + TensorRT op check + manifest, verified on read-back."""
+    """RUN → bundle at `out`: ONNX + parity + TensorRT op check + manifest, verified on read-back; then the
+    precisions asked for and a threshold per model file. Only an unsound FP32 model raises (no bundle)."""
     from slsg.checkpoint import open_run
-    from slsg.inference import DeployModel
 
     t0 = time.perf_counter()
     options = options or BundleOptions()
@@ -190,7 +221,11 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
     run = open_run(Path(run_dir))
     threshold = run_threshold(run, options.no_threshold)
     check_target(out, options.force)
-    model = run.load_model("cpu")
+    if options.export.fused_graph_attention and (options.fp16 or options.int8):
+        raise ExportError("--fp16/--int8 need the standard-op graph (ONNX Runtime calibrates and gates them): "
+                          "export them without --fused-graph-attention")
+    deploy = deploy_for_run(Path(run_dir))
+    names = Uint8Entry(deploy).output_names
     notes: list[str] = []
     stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
@@ -199,14 +234,12 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
             raw = Path(tmp) / "exported.onnx"
             mc = run.model_config
             say(f"exporting {mc.backbone} at {mc.size}² (opset {options.export.opset})")
-            plugin_ops = export_onnx(model, raw, options.export)
-            frames, source = parity_frames(mc.size, options.parity_count, options.parity_images,
-                                           run.config.get("data"))
+            plugin_ops = export_onnx(deploy, raw, options.export)
+            frames, source = parity_frames(mc.size, options.parity_count, options.parity_images, run.config)
             say(f"parity on {source}")
-            deploy = DeployModel(model).eval()
             if plugin_ops:
-                graph, chosen, parity, trt = fused_checks(model, raw, Path(tmp), deploy, frames, source,
-                                                          tuple(plugin_ops), notes)
+                graph, chosen, parity, trt = fused_checks(raw, Path(tmp), deploy, frames, source,
+                                                          tuple(plugin_ops), notes, options.parity)
             else:
                 candidates = [("exported", raw)]
                 if options.export.simplify:
@@ -217,22 +250,16 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
                     else:
                         candidates.insert(0, ("simplified", slim))
                 graph, chosen, parity, trt = choose_graph(candidates, deploy, frames, source,
-                                                          options.trt_versions, (), notes, options.parity_atol)
+                                                          options.trt_versions, (), notes, options.parity)
             stage.mkdir(parents=True)
             shutil.copyfile(chosen, stage / MODEL_FILE)
         (stage / ENGINES_DIR).mkdir()
-        manifest = build_manifest(run, options.export, threshold, parity, trt, plugin_ops, notes)
+        manifest = build_manifest(run, options.export, threshold, parity, trt, plugin_ops, notes, names)
         manifest["export"]["graph"] = graph
         write_manifest(stage, manifest)
         precisions = None
-        if options.fp16 or options.int8:
-            from export.precisions import add_precisions
-
-            precisions = add_precisions(stage, run, fp16=options.fp16, int8=options.int8,
-                                        calib_size=options.calib_size, strategy=options.calib_strategy,
-                                        method=options.calib_method, auroc_budget=options.auroc_budget,
-                                        int8_backend=options.int8_backend,
-                                        modelopt_python=options.modelopt_python, say=say)
+        if not plugin_ops:  # ONNX Runtime cannot score (or calibrate) the fused plugin graph
+            precisions = add_precisions(stage, run, options.precision_options(), options.trt_versions, say)
         manifest = load_bundle(stage).manifest
         _swap_into_place(stage, out)
     finally:

@@ -1,4 +1,4 @@
-"""SLSG → ONNX: uint8 BGR frames in, (anomaly_map, score) out, with the pre-processing inside the graph.
+"""SLSG → ONNX: uint8 BGR frames in, (anomaly_map, score, score_<head>…) out, pre-processing inside the graph.
 
 What is exported is `slsg.inference.DeployModel` (the network, the shared normalisation and the shared
 top-k score), behind one Cast: TensorRT treats uint8 as an I/O-only type, so the uint8 `image` must feed
@@ -66,8 +66,29 @@ class Uint8Entry(nn.Module):
         super().__init__()
         self.deploy = deploy
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The DeployModel's outputs: map, score and one score_<head> per head (map and score for SLSG only)."""
+        return tuple(getattr(self.deploy, "output_names", OUTPUT_NAMES))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.deploy(image.to(torch.float32))
+
+
+def as_deploy(model: SLSGNet | DeployModel) -> DeployModel:
+    """What is exported: the RUN's whole detector, or the SLSG network alone wrapped as one."""
+    return model if isinstance(model, DeployModel) else DeployModel(model)
+
+
+def deploy_for_run(run_dir: Path) -> DeployModel:
+    """The RUN's detector in eval mode: every head it has (`slsg.inference.load_deploy` where it exists)."""
+    import slsg.inference as inference
+    from slsg.checkpoint import open_run
+
+    loader = getattr(inference, "load_deploy", None)
+    if loader is not None:
+        return loader(Path(run_dir), "cpu").eval()
+    return DeployModel(open_run(Path(run_dir)).load_model("cpu")).eval()
 
 
 @contextlib.contextmanager
@@ -112,7 +133,7 @@ def _fused_export(module: nn.Module, x: torch.Tensor, out: Path, cfg: ExportConf
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (x,), str(out), input_names=[INPUT_NAME],
-                              output_names=list(OUTPUT_NAMES), opset_version=max(cfg.opset, 18),
+                              output_names=list(module.output_names), opset_version=max(cfg.opset, 18),
                               dynamo=True, custom_translation_table=table, external_data=False)
         found = plugin.fused_nodes(onnx.load(str(out)))
     except Exception as e:  # the dynamo exporter raises many kinds; the message is what the user needs
@@ -129,12 +150,12 @@ def example_input(size: int, batch: int) -> torch.Tensor:
     return torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen)
 
 
-def _torch_export(module: nn.Module, x: torch.Tensor, out: Path, cfg: ExportConfig) -> None:
-    dynamic = ({INPUT_NAME: {0: "N"}, OUTPUT_NAMES[0]: {0: "N"}, OUTPUT_NAMES[1]: {0: "N"}}
-               if cfg.dynamic_batch else None)
+def _torch_export(module: Uint8Entry, x: torch.Tensor, out: Path, cfg: ExportConfig) -> None:
+    names = list(module.output_names)
+    dynamic = {n: {0: "N"} for n in [INPUT_NAME, *names]} if cfg.dynamic_batch else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # TracerWarnings about shape checks frozen into the static graph
-        torch.onnx.export(module, (x,), str(out), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        torch.onnx.export(module, (x,), str(out), input_names=[INPUT_NAME], output_names=names,
                           opset_version=cfg.opset, dynamic_axes=dynamic, do_constant_folding=True,
                           dynamo=False)  # the dynamo exporter silently gives opset 18 when 17 is asked
 
@@ -227,13 +248,16 @@ def check(path: Path) -> None:
         raise ExportError(f"onnx.checker rejects {path}: {e}") from None
 
 
-def export_onnx(model: SLSGNet, out: Path, cfg: ExportConfig | None = None) -> list[str]:
-    """Write `out` (ONNX, checked, with metadata); returns the plugin op names in the graph ([] normally)."""
+def export_onnx(model: SLSGNet | DeployModel, out: Path, cfg: ExportConfig | None = None) -> list[str]:
+    """Write `out` (ONNX, checked, with metadata); returns the plugin op names in the graph ([] normally).
+
+    `model` is the RUN's DeployModel (every head) or an SLSG network alone."""
     cfg = cfg or ExportConfig()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
-    module = Uint8Entry(DeployModel(model)).eval()
+    deploy = as_deploy(model).eval().cpu()
+    model = deploy.model
+    module = Uint8Entry(deploy).eval()
     x = example_input(model.cfg.size, 2 if cfg.dynamic_batch else cfg.batch)
     kernel = "fused" if cfg.fused_graph_attention else "reference"
     if cfg.fused_graph_attention and cfg.dynamic_batch:

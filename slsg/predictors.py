@@ -54,4 +54,4 @@ def load_predictor(run: Path, backend: str = "torch", bundle: Path | None = None
 
     b = load_bundle(find_bundle(run, bundle))
     runtime = select_backend(b, backend, threads=threads)
-    return Loaded(lambda x: runtime.run(x)[0], b.size[0], b.threshold, runtime.name)
+    return Loaded(lambda x: runtime.run(x).maps, b.size[0], b.threshold_for(runtime.model), runtime.name)
