@@ -23,6 +23,7 @@ COMMANDS = {
     "import-official": "slsg.commands.import_official",
     "pretrain": "slsg.commands.pretrain",
     "train": "slsg.commands.train",
+    "calibrate": "slsg.commands.calibrate",
     "evaluate": "slsg.commands.evaluate",
     "predict": "slsg.commands.predict",
     "export": "slsg.commands.export",
