@@ -36,15 +36,18 @@ DEFAULT_OUTPUTS = (MAP_OUTPUT, SCORE_OUTPUT)
 
 @dataclass(frozen=True)
 class ParityLimits:
-    """What a correct export looks like. Measured on trained models (docs/export.md, "Parity"): tie flips
-    leave ≤ 0.3 % of pixels over 1e-4 and a map correlation ≥ 0.99999; every injected bug moves > 30 % of the
-    pixels and drops the correlation below 0.99."""
+    """What a correct export looks like, measured on trained models (docs/export.md, "Parity";
+    `benchmarks/parity_study.py`): kNN tie flips in a Lite0 trained 600 steps on juice_bottle move 0.025 % of
+    the pixels by more than 1e-4 (max 5.5e-4), map correlation 1.000000, |Δ score| 3e-6 of a 0.99 range; every
+    injected bug (wrong normalisation, wrong colour order, a missing layer) moves ≥ 24 % of the pixels. The
+    share of differing pixels is the deciding number: the limit (2 %) sits 80× above the tie flips and 12×
+    below the mildest bug. The map correlation alone cannot decide (a missing layer kept 0.9997)."""
 
     pixel_atol: float = 1e-4          # a pixel "differs" when |Δ map| exceeds this
     max_fraction_over: float = 0.02   # the share of pixels that may differ (tie flips move few)
     min_map_correlation: float = 0.999
     score_atol: float = 1e-4          # |Δ score| always allowed ...
-    score_rel: float = 0.02           # ... or this share of the reference scores' range, if larger
+    score_rel: float = 0.005          # ... or this share of the reference scores' range, if larger
     rule_atol: float = 1e-5           # the in-graph top-k score vs edge_runtime.scoring.image_score
 
     def score_tolerance(self, reference: np.ndarray) -> float:
