@@ -37,17 +37,20 @@ DEFAULT_OUTPUTS = (MAP_OUTPUT, SCORE_OUTPUT)
 @dataclass(frozen=True)
 class ParityLimits:
     """What a correct export looks like, measured on trained models (docs/export.md, "Parity";
-    `benchmarks/parity_study.py`): kNN tie flips in a Lite0 trained 600 steps on juice_bottle move 0.025 % of
-    the pixels by more than 1e-4 (max 5.5e-4), map correlation 1.000000, |Δ score| 3e-6 of a 0.99 range; every
-    injected bug (wrong normalisation, wrong colour order, a missing layer) moves ≥ 24 % of the pixels. The
-    share of differing pixels is the deciding number: the limit (2 %) sits 80× above the tie flips and 12×
-    below the mildest bug. The map correlation alone cannot decide (a missing layer kept 0.9997)."""
+    `benchmarks/parity_study.py`). kNN tie flips are *few and small*: the faithful ResNet-18 (40 steps on bottle)
+    moves 2.6 % of the pixels by more than 1e-4 but none by 1e-3 (max 7.8e-4, |Δ score| 1.7e-4); the Lite0 models
+    move ≤ 0.03 %. Every injected bug (wrong normalisation, wrong colour order, a missing layer) moves ≥ 20 % of
+    the pixels by 1e-4 and ≥ 4.5 % by 1e-3 (p99.9 ≥ 2.7e-2 on the real models, ≥ 3.8e-3 on tiny ones). So: at
+    most 10 % of the pixels may differ by more than `pixel_atol`, at most 0.1 % by more than `rare_atol`. The map
+    correlation alone cannot decide (a missing layer kept 0.998)."""
 
-    pixel_atol: float = 1e-4          # a pixel "differs" when |Δ map| exceeds this
-    max_fraction_over: float = 0.02   # the share of pixels that may differ (tie flips move few)
+    pixel_atol: float = 1e-4          # a pixel "differs" when |Δ map| exceeds this ...
+    max_fraction_over: float = 0.10   # ... and at most this share of the pixels may
+    rare_atol: float = 2e-3           # a large difference ...
+    max_fraction_rare: float = 0.001  # ... may touch at most this share (p99.9 ≤ rare_atol)
     min_map_correlation: float = 0.999
-    score_atol: float = 1e-4          # |Δ score| always allowed ...
-    score_rel: float = 0.005          # ... or this share of the reference scores' range, if larger
+    score_atol: float = 5e-4          # |Δ score| always allowed ...
+    score_rel: float = 0.01           # ... or this share of the reference scores' range, if larger
     rule_atol: float = 1e-5           # the in-graph top-k score vs edge_runtime.scoring.image_score
 
     def score_tolerance(self, reference: np.ndarray) -> float:
@@ -65,6 +68,7 @@ class MapParity:
     p999: float
     max: float
     fraction_over: float   # share of pixels with |Δ| > limits.pixel_atol
+    fraction_rare: float   # share of pixels with |Δ| > limits.rare_atol
     correlation: float     # Pearson over all pixels of all frames
 
 
@@ -95,7 +99,10 @@ class ParityReport:
         lim, m, why = self.limits, self.map, []
         if not m.fraction_over <= lim.max_fraction_over:
             why.append(f"{m.fraction_over:.2%} of map pixels differ by > {lim.pixel_atol:g} (a correct export "
-                       f"moves ≤ {lim.max_fraction_over:.1%}: only kNN near-ties flip)")
+                       f"moves ≤ {lim.max_fraction_over:.0%}: only kNN near-ties flip)")
+        if not m.fraction_rare <= lim.max_fraction_rare:
+            why.append(f"{m.fraction_rare:.2%} of map pixels differ by > {lim.rare_atol:g} (tie flips are small: "
+                       f"≤ {lim.max_fraction_rare:.1%} of the pixels may)")
         if not m.correlation >= lim.min_map_correlation:
             why.append(f"map correlation {m.correlation:.6f} < {lim.min_map_correlation:g}")
         for name, s in self.scores.items():
@@ -153,7 +160,7 @@ def map_parity(reference: np.ndarray, other: np.ndarray, limits: ParityLimits) -
     diff = np.abs(reference.astype(np.float64) - other.astype(np.float64)).ravel()
     return MapParity(p50=percentile(diff, 50), p99=percentile(diff, 99), p999=percentile(diff, 99.9),
                      max=float(diff.max()), fraction_over=float(np.mean(diff > limits.pixel_atol)),
-                     correlation=_correlation(reference, other))
+                     fraction_rare=float(np.mean(diff > limits.rare_atol)), correlation=_correlation(reference, other))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -304,8 +311,10 @@ def parity_table(report: ParityReport, title: str = "Parity: ONNX Runtime vs PyT
     mark = {True: "[green]ok[/]", False: "[red]FAIL[/]"}
     t.add_row("frames", report.source, "", "")
     t.add_row("|Δ map| p50 / p99 / p99.9 / max", f"{m.p50:.1e} / {m.p99:.1e} / {m.p999:.1e} / {m.max:.1e}", "", "")
-    t.add_row(f"pixels with |Δ map| > {lim.pixel_atol:g}", f"{m.fraction_over:.3%}", f"{lim.max_fraction_over:.1%}",
+    t.add_row(f"pixels with |Δ map| > {lim.pixel_atol:g}", f"{m.fraction_over:.3%}", f"{lim.max_fraction_over:.0%}",
               mark[m.fraction_over <= lim.max_fraction_over])
+    t.add_row(f"pixels with |Δ map| > {lim.rare_atol:g}", f"{m.fraction_rare:.3%}", f"{lim.max_fraction_rare:.1%}",
+              mark[m.fraction_rare <= lim.max_fraction_rare])
     t.add_row("map correlation", f"{m.correlation:.6f}", f"{lim.min_map_correlation:g}",
               mark[m.correlation >= lim.min_map_correlation])
     for name, s in report.scores.items():

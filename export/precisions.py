@@ -308,7 +308,11 @@ def precision_table(report: PrecisionReport):
 
     def frr(p):
         h = report.held_out.get(p)
-        return "–" if not h else f"{h['false_reject_rate']:.1%} ({h['false_rejects']}/{h['n']})"
+        if not h:
+            return "–"
+        text = f"{h['false_reject_rate']:.1%} ({h['false_rejects']}/{h['n']})"
+        at = h.get("at_fp32_threshold")
+        return text if p == "fp32" or at is None else f"{text}; {at:.1%} at fp32's"
 
     def thr(p):
         t = report.thresholds.get(p)

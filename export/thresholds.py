@@ -26,6 +26,7 @@ class HeldOut:
     false_rejects: int
     false_reject_rate: float
     asked_rate: float
+    at_fp32_threshold: float | None = None   # the rate this model would give with FP32's threshold instead
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,13 +52,20 @@ def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, rat
             for precision, name in models.items()}
 
 
-def held_out_rate(model: Path, threshold: dict, images: np.ndarray) -> HeldOut:
+def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_threshold: dict | None = None) -> HeldOut:
     t = Threshold.from_dict(threshold)
-    rejects = int(np.sum(is_anomalous(model_scores(model, images), t.value)))
-    return HeldOut(len(images), rejects, rejects / len(images), t.false_reject_rate)
+    scores = model_scores(model, images)
+    rejects = int(np.sum(is_anomalous(scores, t.value)))
+    at_fp32 = None
+    if fp32_threshold is not None:
+        at_fp32 = float(np.mean(is_anomalous(scores, Threshold.from_dict(fp32_threshold).value)))
+    return HeldOut(len(images), rejects, rejects / len(images), t.false_reject_rate, at_fp32)
 
 
 def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dict],
                    images: np.ndarray) -> dict[str, dict]:
-    return {p: held_out_rate(Path(root) / name, thresholds[p], images).to_dict()
+    """Each model's false-reject rate on held-out good images at its own threshold (and at FP32's, to show
+    what a single threshold would have cost)."""
+    fp32 = thresholds.get("fp32")
+    return {p: held_out_rate(Path(root) / name, thresholds[p], images, fp32).to_dict()
             for p, name in models.items() if p in thresholds}
