@@ -62,7 +62,8 @@ def export_for_bench(run_dir: Path, out: Path, int8: bool, say: Callable[[str], 
     notes = []
     if int8:
         try:
-            write_bundle(run_dir, out, BundleOptions(int8=True, calib_size=64, force=True), say=say)
+            result = write_bundle(run_dir, out, BundleOptions(int8=True, calib_size=64, force=True), say=say)
+            notes += [f"INT8 not benchmarked: {'; '.join(lo.reasons)}" for lo in result.left_out.values()]
             return out, notes
         except ExportError as exc:
             notes.append(f"INT8 not benchmarked: {exc}")

@@ -28,6 +28,8 @@ def sweep(run: Path, sizes: list[int], strategies: list[str], method: str) -> li
                 try:
                     result = write_bundle(run, Path(tmp) / f"{strategy}-{n}.slsg", BundleOptions(
                         int8=True, calib_size=n, calib_strategy=strategy, calib_method=method, auroc_budget=1.0))
+                    if "int8" in result.left_out:
+                        raise ExportError("; ".join(result.left_out["int8"].reasons))
                     report = result.precisions.int8
                     acc = report["flavours"]["int8-cpu"]["accuracy"]
                     row.update(auroc_fp32=acc["auroc_fp32"], auroc_int8=acc["auroc_int8"],

@@ -105,14 +105,15 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
             fp32_out = run_model(fp32_onnx, eval_data.images())
             gate = _gate(fp32_out, models, eval_data, cfg)
             while (cfg.auto_fallback and not all(r.passed for r in gate.values())
-                   and rounds < cfg.max_fallback_rounds):
-                worst = min((f for f in gate if not gate[f].passed), key=lambda f: gate[f].map_pearson)
+                   and rounds < cfg.max_fallback_rounds and len(fallback) < cfg.max_fallback_nodes):
+                worst = min((f for f in gate if not gate[f].passed), key=lambda f: _badness(gate[f]))
                 candidates = [n for n in _quantizable_nodes(pre) if n not in set(exclude)]
                 probe = eval_data.images()[:SENSITIVITY_IMAGES]
                 ranked = node_sensitivity(pre, models[worst], probe, candidates)
                 if not ranked:
                     break
-                take = [name for name, _ in ranked[:2 ** rounds]]
+                budget = cfg.max_fallback_nodes - len(fallback)
+                take = [name for name, _ in ranked[:min(2 ** rounds, budget)]]
                 rounds += 1
                 fallback += take
                 exclude += take
@@ -134,14 +135,19 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
     if not passed:
         for p in models.values():
             p.unlink(missing_ok=True)
-        failure.append("INT8 models removed: they failed the accuracy gate (raise auroc_budget, enable "
-                       "auto_fallback, or try another calibration method/strategy)")
+        failure.append(f"INT8 models removed: they failed the accuracy gate after {rounds} fallback round(s) "
+                       f"keeping {len(fallback)} layer(s) float")
     report = Int8Report(passed=passed, config=cfg.to_dict(),
                         calibration={**calib.manifest(), "images": len(calib.paths)},
                         float_regions=regions.to_dict(), fallback_nodes=fallback, fallback_rounds=rounds,
                         fp32=fp32, flavours=flavours, failure=failure)
     (calib_dir / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2, default=_json_default) + "\n")
     return report
+
+
+def _badness(report: AccuracyReport) -> float:
+    """Which flavour to repair first: the lower map correlation (NaN counts as worst)."""
+    return report.map_pearson if np.isfinite(report.map_pearson) else -np.inf
 
 
 def _quantizable_nodes(pre: Path) -> list[str]:

@@ -175,5 +175,5 @@ def export_fp16(fp32_onnx: Path, out: Path, images: np.ndarray | None = None) ->
     return Fp16Report(file=out.name, bytes=out.stat().st_size, fp32_bytes=fp32_onnx.stat().st_size,
                       map_max_abs_diff=float(np.abs(ref.maps - test.maps).max()),
                       map_pearson=pearson(ref.maps, test.maps),
-                      score_max_abs_diff=float(np.abs(ref.scores - test.scores).max()),
+                      score_max_abs_diff=float(np.abs(ref.score - test.score).max()),
                       images=len(images), **counts)

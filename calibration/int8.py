@@ -60,6 +60,7 @@ class Int8Config:
     per_channel: bool = True
     dedicated_qdq_pairs: bool = True     # per-reader Q/DQ pairs (cpu flavour): fusable convs
     max_fallback_rounds: int = 6
+    max_fallback_nodes: int = 16         # --int8-fallback: most layers the fallback may keep float (0: none)
     extra_exclude: list[str] = field(default_factory=list)
     progress: bool = True
     backend: str = "ort"                 # who makes model.int8.onnx: ort | modelopt (int8-cpu is always ORT's)
@@ -137,10 +138,21 @@ def tensor_ranges(cache: Path) -> dict[str, tuple[float, float]]:
             for name, r in data.data.items()}
 
 
+def tensorrt_extra_options() -> dict:
+    """ORT options for the TensorRT flavour: what TensorRT's ONNX parser can import (export/trt_ops.lint_qdq).
+
+    Symmetric int8 activations and weights (zero points 0), per-channel weights on each op's output-channel axis
+    (ORT's defaults: Conv 0, ConvTranspose 1, Gemm by transB, MatMul 1), and **float biases**: ORT quantises
+    biases to INT32 behind a DequantizeLinear by default, which no TensorRT parser takes ("only activation
+    types allowed as input to this layer", onnx/onnx-tensorrt#850); TensorRT fuses a float bias itself.
+    """
+    return {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+
+
 def flavour_options(flavour: str, cfg: Int8Config) -> dict:
     if flavour == TRT:
         return {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8,
-                "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}}
+                "extra_options": tensorrt_extra_options()}
     if flavour == CPU:
         return {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8,
                 "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True,

@@ -20,6 +20,7 @@ COMMANDS = {
     "build": "edge_runtime.commands.build",
     "run": "edge_runtime.commands.run",
     "bench": "edge_runtime.commands.bench",
+    "calibrate": "edge_runtime.commands.calibrate",
 }
 
 register(app, COMMANDS)

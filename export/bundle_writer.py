@@ -2,7 +2,9 @@
 
 The bundle is assembled in a sibling staging folder, verified with the runtime's own `load_bundle`, and only
 then moved into place: an export that fails half-way (parity, op support, a full disk) leaves no bundle that
-looks complete, and `--force` never removes the old bundle before the new one is good.
+looks complete, and `--force` never removes the old bundle before the new one is good. Once the FP32 model is
+sound the bundle is always written: an INT8/FP16 model that fails its gate or the TensorRT lint is left out
+and recorded (`BundleResult.left_out`, manifest `export.left_out`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from pathlib import Path
 
 from edge_runtime.bundle import ENGINES_DIR, MANIFEST_NAME, load_bundle, write_manifest
 from edge_runtime.preprocess import preprocess_spec
-from export.onnx_export import INPUT_NAME, ExportConfig, ExportError, export_onnx, simplify
-from export.parity import DEFAULT_IMAGES, MAP_ATOL, ParityReport, check_parity, parity_frames
+from export.onnx_export import (
+    INPUT_NAME,
+    ExportConfig,
+    ExportError,
+    deploy_for_run,
+    export_onnx,
+    simplify,
+)
+from export.parity import DEFAULT_IMAGES, ParityLimits, ParityReport, check_parity, parity_frames
+from export.precisions import PrecisionOptions, PrecisionReport, add_precisions
 from export.trt_ops import TARGETS, TrtReport, check_model
 
 MODEL_FILE = "model.onnx"
@@ -49,10 +59,17 @@ class BundleOptions:
     calib_strategy: str | None = None
     calib_method: str = "minmax"
     auroc_budget: float = 0.01
+    int8_fallback: int = 16                 # most layers the INT8 fallback may keep float (0: off)
     int8_backend: str = "ort"               # ort | modelopt (model.int8.onnx only; int8-cpu stays ORT's)
     modelopt_python: str | None = None      # ModelOpt venv's python; None → $SLSG_MODELOPT_PYTHON
-    parity_atol: float = 1e-4  # max |Δ map| ONNX Runtime vs PyTorch; raise only knowingly (recorded)
+    parity: ParityLimits = field(default_factory=ParityLimits)  # what a correct export looks like (recorded)
     trt_versions: tuple[str, ...] = TARGETS
+
+    def precision_options(self) -> PrecisionOptions:
+        return PrecisionOptions(fp16=self.fp16, int8=self.int8, calib_size=self.calib_size,
+                                calib_strategy=self.calib_strategy, calib_method=self.calib_method,
+                                auroc_budget=self.auroc_budget, int8_fallback=self.int8_fallback,
+                                int8_backend=self.int8_backend, modelopt_python=self.modelopt_python)
 
 
 @dataclass
@@ -63,7 +80,12 @@ class BundleResult:
     trt: TrtReport
     notes: list[str]
     seconds: float
-    precisions: object | None = None  # export.precisions.PrecisionReport
+    precisions: PrecisionReport | None = None
+
+    @property
+    def left_out(self) -> dict:
+        """Precisions asked for and not written ({precision: LeftOut}); empty when the bundle is complete."""
+        return self.precisions.left_out if self.precisions is not None else {}
 
 
 def package_versions() -> dict[str, str]:
@@ -103,11 +125,11 @@ def check_target(out: Path, force: bool) -> None:
 
 def choose_graph(candidates: list[tuple[str, Path]], deploy, frames, source: str, versions: tuple[str, ...],
                  plugin_ops: tuple[str, ...], notes: list[str],
-                 map_atol: float = MAP_ATOL) -> tuple[str, Path, ParityReport, TrtReport]:
+                 limits: ParityLimits | None = None) -> tuple[str, Path, ParityReport, TrtReport]:
     """The first candidate graph that passes parity and the op check; else an error naming every failure."""
     failures = []
     for label, path in candidates:
-        parity = check_parity(deploy, path, frames, source, map_atol=map_atol)
+        parity = check_parity(deploy, path, frames, source, limits)
         trt = check_model(path, versions, plugin_ops)
         if parity.ok and trt.ok:
             if failures:
@@ -122,13 +144,13 @@ def choose_graph(candidates: list[tuple[str, Path]], deploy, frames, source: str
     raise ExportError("export failed: " + "\n".join(failures))
 
 
-def fused_checks(model, fused: Path, tmp: Path, deploy, frames, source: str, plugin_ops: tuple[str, ...],
-                 notes: list[str]) -> tuple[str, Path, ParityReport, TrtReport]:
+def fused_checks(fused: Path, tmp: Path, deploy, frames, source: str, plugin_ops: tuple[str, ...],
+                 notes: list[str], limits: ParityLimits | None = None) -> tuple[str, Path, ParityReport, TrtReport]:
     """ONNX Runtime cannot run the plugin node: parity is measured on the standard graph of the same weights,
     and the fused graph is checked for the TensorRT lines that can load the plugin (≥ 10.9)."""
     standard = tmp / "standard.onnx"
-    export_onnx(model, standard, ExportConfig(simplify=False))
-    parity = check_parity(deploy, standard, frames, source + " (standard-op twin of the fused graph)")
+    export_onnx(deploy, standard, ExportConfig(simplify=False))
+    parity = check_parity(deploy, standard, frames, source + " (standard-op twin of the fused graph)", limits)
     if not parity.ok:
         raise ExportError(f"export failed: parity failed ({parity.failure()})")
     trt = check_model(fused, FUSED_TRT_VERSIONS, plugin_ops)
@@ -167,6 +189,7 @@ def build_manifest(run, deploy, cfg: ExportConfig, threshold: dict, parity: Pari
         "preprocess": preprocess_spec((h, w), normalization_for(mc.normalization_name)),
         "scores": deploy.score_spec(),
         "threshold": threshold,
+        "thresholds": {"fp32": threshold},
         "data_fingerprint": run.config.get("data"),
         "versions": package_versions(),
         "models": {"fp32": MODEL_FILE},
@@ -190,9 +213,9 @@ def _swap_into_place(stage: Path, out: Path) -> None:
 
 def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
                  say: Callable[[str], None] = lambda _: None) -> BundleResult:
-    """RUN → bundle at `out`: ONNX + parity + TensorRT op check + manifest, verified on read-back."""
+    """RUN → bundle at `out`: ONNX + parity + TensorRT op check + manifest, verified on read-back; then the
+    precisions asked for and a threshold per model file. Only an unsound FP32 model raises (no bundle)."""
     from slsg.checkpoint import open_run
-    from slsg.inference import load_deploy
 
     t0 = time.perf_counter()
     options = options or BundleOptions()
@@ -200,7 +223,10 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
     run = open_run(Path(run_dir))
     threshold = run_threshold(run, options.no_threshold)
     check_target(out, options.force)
-    deploy = load_deploy(Path(run_dir), "cpu")
+    if options.export.fused_graph_attention and (options.fp16 or options.int8):
+        raise ExportError("--fp16/--int8 need the standard-op graph (ONNX Runtime calibrates and gates them): "
+                          "export them without --fused-graph-attention")
+    deploy = deploy_for_run(Path(run_dir))
     notes: list[str] = []
     stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
@@ -211,12 +237,11 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
             heads = "+".join(deploy.head_names)
             say(f"exporting {mc.backbone} at {mc.hw[0]}×{mc.hw[1]} (H×W), heads {heads} (opset {options.export.opset})")
             plugin_ops = export_onnx(deploy, raw, options.export)
-            frames, source = parity_frames(mc.hw, options.parity_count, options.parity_images,
-                                           run.config.get("data"))
+            frames, source = parity_frames(mc.hw, options.parity_count, options.parity_images, run.config)
             say(f"parity on {source}")
             if plugin_ops:
-                graph, chosen, parity, trt = fused_checks(deploy, raw, Path(tmp), deploy, frames, source,
-                                                          tuple(plugin_ops), notes)
+                graph, chosen, parity, trt = fused_checks(raw, Path(tmp), deploy, frames, source,
+                                                          tuple(plugin_ops), notes, options.parity)
             else:
                 candidates = [("exported", raw)]
                 if options.export.simplify:
@@ -227,7 +252,7 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
                     else:
                         candidates.insert(0, ("simplified", slim))
                 graph, chosen, parity, trt = choose_graph(candidates, deploy, frames, source,
-                                                          options.trt_versions, (), notes, options.parity_atol)
+                                                          options.trt_versions, (), notes, options.parity)
             stage.mkdir(parents=True)
             shutil.copyfile(chosen, stage / MODEL_FILE)
         (stage / ENGINES_DIR).mkdir()
@@ -235,14 +260,8 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
         manifest["export"]["graph"] = graph
         write_manifest(stage, manifest)
         precisions = None
-        if options.fp16 or options.int8:
-            from export.precisions import add_precisions
-
-            precisions = add_precisions(stage, run, fp16=options.fp16, int8=options.int8,
-                                        calib_size=options.calib_size, strategy=options.calib_strategy,
-                                        method=options.calib_method, auroc_budget=options.auroc_budget,
-                                        int8_backend=options.int8_backend,
-                                        modelopt_python=options.modelopt_python, say=say)
+        if not plugin_ops:  # ONNX Runtime cannot score (or calibrate) the fused plugin graph
+            precisions = add_precisions(stage, run, options.precision_options(), options.trt_versions, say)
         manifest = load_bundle(stage).manifest
         _swap_into_place(stage, out)
     finally:

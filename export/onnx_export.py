@@ -75,6 +75,18 @@ class Uint8Entry(nn.Module):
         return list(self.deploy.output_names)
 
 
+def as_deploy(model: SLSGNet | DeployModel) -> DeployModel:
+    """What is exported: the RUN's whole detector, or the SLSG network alone wrapped as one."""
+    return model if isinstance(model, DeployModel) else DeployModel(model)
+
+
+def deploy_for_run(run_dir: Path) -> DeployModel:
+    """The RUN's whole detector in eval mode: network, global head (if fitted) and its score fusion."""
+    from slsg.inference import load_deploy
+
+    return load_deploy(Path(run_dir), "cpu").eval()
+
+
 @contextlib.contextmanager
 def graph_kernel(model: SLSGNet, kernel: str) -> Iterator[None]:
     """Export the graph layer with the kernel asked for, whatever the model was trained with."""
@@ -241,7 +253,7 @@ def export_onnx(model: SLSGNet | DeployModel, out: Path, cfg: ExportConfig | Non
     cfg = cfg or ExportConfig()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    deploy = (model if isinstance(model, DeployModel) else DeployModel(model)).eval().cpu()
+    deploy = as_deploy(model).eval().cpu()
     model = deploy.model
     module = Uint8Entry(deploy).eval()
     x = example_input(model.cfg.hw, 2 if cfg.dynamic_batch else cfg.batch)

@@ -1,140 +1,344 @@
-"""`slsg export --fp16/--int8`: calibrate on the RUN's own good training images, gate on held-out data.
+"""`slsg export --fp16/--int8`: calibrate on the RUN's good training images, gate on held-out data, and never
+lose the FP32 bundle over a precision that did not make it.
 
-Calibration images come from the training split only; the accuracy gate uses the validation good images
-(never seen by calibration) and, when the dataset has them, test anomalies — a check, not a selection.
+Calibration images come from the training split only. The accuracy gate uses the validation good images
+(never seen by calibration) and anomalies — the dataset's test anomalies when it has them, else anomalies made
+by the training recipe — a check, not a selection. A model that fails its gate, or that TensorRT's parser
+would refuse (`export.trt_ops.lint_qdq`), is left out of the bundle: the reasons and what to try next go into
+the manifest (`export.left_out`) and on screen, and `slsg export` exits 3. Every model that is kept gets its
+own threshold from its own scores on the validation images (`export.thresholds`).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime.bundle import load_bundle, write_manifest
-from export.onnx_export import ExportError
+from export.run_data import RunData, gate_anomalies, load_samples, open_run_data, threshold_data
 
-GATE_IMAGES = 48  # per kind: enough for a stable AUROC delta, cheap on a CPU
+GATE_IMAGES = 100        # per kind (good, anomalous): enough for a bootstrap interval of about ±1–2 AUROC points
+HELD_OUT_IMAGES = 200    # test/good images for the measured false-reject rates
+FP16_MIN_MAP_CORRELATION = 0.99
+#: The model files each precision writes, and whether TensorRT reads them (the lint is fatal only for those).
+FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
+FOR_TENSORRT = {"fp32": True, "fp16": True, "int8": True, "int8-cpu": False}
+
+
+@dataclass
+class PrecisionOptions:
+    """What `slsg export` asks of the extra precisions."""
+
+    fp16: bool = False
+    int8: bool = False
+    calib_size: int | None = None
+    calib_strategy: str | None = None
+    calib_method: str = "minmax"
+    auroc_budget: float = 0.01
+    int8_fallback: int = 16              # most layers the sensitivity-ordered fallback may keep float (0: off)
+    int8_backend: str = "ort"            # ort | modelopt (model.int8.onnx only; int8-cpu stays ORT's)
+    modelopt_python: str | None = None
+    gate_images: int = GATE_IMAGES
+
+
+@dataclass
+class LeftOut:
+    """A precision asked for and not shipped: why, and options that may get it through next time."""
+
+    reasons: list[str]
+    next: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
 class PrecisionReport:
     int8: dict | None = None
     fp16: dict | None = None
+    left_out: dict[str, LeftOut] = field(default_factory=dict)
+    thresholds: dict[str, dict] = field(default_factory=dict)
+    held_out: dict[str, dict] = field(default_factory=dict)
+    lint: dict[str, dict] = field(default_factory=dict)
+    gate: dict = field(default_factory=dict)
 
 
-def _gate_images(samples, size: int, limit: int, seed: int) -> np.ndarray | None:
-    from slsg.data.loading import load_images
-
-    if not samples:
-        return None
-    picked = [samples[i] for i in sorted(np.random.default_rng(seed).permutation(len(samples))[:limit])]
-    images, _ = load_images(picked, size)
-    return np.stack(images) if images else None
+# ---------------------------------------------------------------- what to try next
 
 
-def _run_data(run):
-    from slsg.data import open_dataset
-    from slsg.training.config import TrainConfig
-    from slsg.training.data import split_validation
+def int8_next_steps(opts: PrecisionOptions, data: RunData | None, fallback_used: int) -> list[str]:
+    """Real `slsg export` options that change what INT8 calibration and its gate do."""
+    steps = []
+    if opts.int8_fallback == 0:
+        steps.append("--int8-fallback 16 (keep the most sensitive layers in float)")
+    elif fallback_used >= opts.int8_fallback:
+        steps.append(f"--int8-fallback {2 * opts.int8_fallback} (let the fallback keep more layers in float)")
+    others = [m for m in ("percentile", "entropy", "minmax") if m != opts.calib_method]
+    steps.append(f"--calib-method {others[0]} (another way to set the activation ranges)")
+    size = opts.calib_size or 256
+    if data is not None and len(data.train) > size:
+        steps.append(f"--calib-size {min(2 * size, len(data.train))} (more calibration images)")
+    if (opts.calib_strategy or "random") != "diverse":
+        steps.append("--calib-strategy diverse (calibration images that cover the variety of the line)")
+    if opts.int8_backend == "ort":
+        steps.append("--int8-backend modelopt (NVIDIA ModelOpt makes model.int8.onnx; see docs/calibration.md)")
+    steps.append(f"--auroc-budget {2 * opts.auroc_budget:g} (accept a larger AUROC drop, knowingly)")
+    if not opts.fp16:
+        steps.append("--fp16 (FP16 keeps FP32's accuracy and still halves the compute on a Jetson)")
+    return steps
 
-    data = run.config.get("data") or {}
-    root = data.get("root")
-    if not root or not Path(root).is_dir():
-        raise ExportError(f"--int8 calibrates on the RUN's training images, but their folder ({root}) is not "
-                          "reachable from here: export on the training machine, or next to the dataset")
-    category = open_dataset(Path(root))[0]
-    cfg = TrainConfig.from_dict(run.config.get("train", {}))
-    train, val = split_validation(category, cfg.val_fraction, cfg.seed)
-    return category, train, val, cfg.seed
+
+def _no_data_next(data: RunData | None, root: str | None) -> list[str]:
+    if data is None:
+        return [f"export on a machine where the RUN's dataset ({root or 'unknown'}) is reachable"]
+    return ["give the RUN validation images: a LOCO validation/good folder, or train with a held-out slice "
+            "(TrainConfig.val_fraction > 0)"]
 
 
-def add_precisions(stage: Path, run, *, fp16: bool, int8: bool, calib_size: int, strategy: str,
-                   method: str = "minmax", auroc_budget: float = 0.01, auto_fallback: bool = True,
-                   int8_backend: str = "ort", modelopt_python: str | None = None,
-                   say: Callable[[str], None] = print) -> PrecisionReport:
-    """Write model.int8.onnx, model.int8-cpu.onnx, calibration/ and/or model.fp16.onnx into the staged bundle."""
+def lint_next_steps() -> list[str]:
+    return ["this is a toolkit bug (the quantiser emitted Q/DQ that TensorRT cannot parse): please report it with "
+            "the manifest's export.tensorrt_lint section",
+            "--int8-backend modelopt (NVIDIA's own quantiser for model.int8.onnx)",
+            "meanwhile model.int8-cpu.onnx runs INT8 in ONNX Runtime (`slsg-edge run --backend onnxruntime`)"]
+
+
+# ---------------------------------------------------------------- gate data
+
+
+@dataclass
+class GateSet:
+    eval: object          # calibration.accuracy.EvalData
+    n_good: int
+    n_anomalous: int
+    anomalies: str        # where the anomalies come from
+
+    def to_dict(self) -> dict:
+        return {"n_good": self.n_good, "n_anomalous": self.n_anomalous, "good": "validation split of the RUN",
+                "anomalies": self.anomalies}
+
+
+def gate_set(data: RunData, size, threshold: float, limit: int) -> GateSet | None:
     from calibration.accuracy import EvalData
-    from calibration.bundle import quantize_bundle
-    from calibration.fp16 import export_fp16
+
+    good = load_samples(data.validation, size, limit, data.seed)
+    if good is None:
+        return None
+    bad, source = gate_anomalies(data, good, size, limit)
+    return GateSet(EvalData(good, bad, threshold, anomalies_source=source), len(good), len(bad), source)
+
+
+# ---------------------------------------------------------------- INT8 and FP16
+
+
+def _int8(stage: Path, data: RunData, gate: GateSet, size, opts: PrecisionOptions,
+          say: Callable[[str], None]) -> tuple[dict | None, LeftOut | None]:
+    """(manifest additions, None) when INT8 passes, else (None, why it was left out)."""
+    from calibration.bundle import CALIBRATION_DIR, quantize_bundle
     from calibration.int8 import Int8Config, QuantizationError
     from calibration.selection import select_calibration_set
 
-    calib_size, strategy = calib_size or 256, strategy or "random"
+    calib_size, strategy = opts.calib_size or 256, opts.calib_strategy or "random"
+    say(f"calibrating INT8 on {min(calib_size, len(data.train))} of {len(data.train)} good training images "
+        f"({strategy}, {opts.calib_method})")
+    calib = select_calibration_set(data.train, size, n=calib_size, strategy=strategy, seed=data.seed)
+    cfg = Int8Config(method=opts.calib_method, calib_size=calib_size, strategy=strategy, seed=data.seed,
+                     auroc_budget=opts.auroc_budget, auto_fallback=opts.int8_fallback > 0,
+                     max_fallback_nodes=opts.int8_fallback, max_fallback_rounds=max(1, opts.int8_fallback),
+                     backend=opts.int8_backend, modelopt_python=opts.modelopt_python)
+    say(f"INT8 gate: {gate.n_good} validation good images + {gate.n_anomalous} anomalies ({gate.anomalies})")
+    try:
+        result = quantize_bundle(stage / FILES["fp32"], calib, stage, cfg, gate.eval)
+    except QuantizationError as err:
+        shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
+        return None, LeftOut([str(err)], ["--int8-backend ort (ONNX Runtime's quantiser, no extra install)"])
+    report = result.to_dict()
+    if not result.passed:
+        shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
+        return {"int8_report": _compact(report)}, LeftOut(
+            result.failure, int8_next_steps(opts, data, len(result.fallback_nodes)))
+    spec = calib.manifest()
+    # `tensors` is the bundle-relative file the TensorRT legacy calibrator reads; its layout stays beside it.
+    calibration = {**spec, "folder": CALIBRATION_DIR, "tensors": f"{CALIBRATION_DIR}/tensors.npy",
+                   "tensors_spec": spec["tensors"], "method": opts.calib_method, "int8_backend": opts.int8_backend}
+    return {"calibration": calibration, "int8_report": _compact(report), "_full": report}, None
+
+
+def _fp16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | None]:
+    """model.fp16.onnx, checked against FP32 by the same gate as INT8 (same images, same rule)."""
+    from calibration.accuracy import compare, run_model
+    from calibration.fp16 import export_fp16
+
+    out = stage / FILES["fp16"]
+    conversion = export_fp16(stage / FILES["fp32"], out, gate.eval.good)
+    images = gate.eval.images()
+    acc = compare(run_model(stage / FILES["fp32"], images), run_model(out, images), gate.eval, budget,
+                  FP16_MIN_MAP_CORRELATION)
+    report = {**conversion.to_dict(), "accuracy": acc.to_dict()}
+    if acc.passed:
+        return report, None
+    out.unlink(missing_ok=True)
+    return report, LeftOut(acc.reasons, ["--auroc-budget (accept a larger drop, knowingly)",
+                                         "deploy FP32 (model.onnx) or INT8 instead"])
+
+
+def _lint(stage: Path, precision: str, versions) -> tuple[dict, LeftOut | None]:
+    """The TensorRT lint of one model file; a TensorRT model that would not parse is left out."""
+    from export.trt_ops import check_model
+
+    path = stage / FILES[precision]
+    report = check_model(path, tuple(versions))
+    record = {"file": FILES[precision], "for_tensorrt": FOR_TENSORRT[precision], "ok": report.ok,
+              **report.summary()}
+    if report.ok or not FOR_TENSORRT[precision]:
+        return record, None
+    path.unlink(missing_ok=True)
+    reasons = [f"TensorRT {line}" for line in report.message().splitlines()[:20]]
+    return record, LeftOut(["TensorRT's ONNX parser would refuse it:"] + reasons, lint_next_steps())
+
+
+# ---------------------------------------------------------------- thresholds
+
+
+def _thresholds(stage: Path, run, models: dict[str, str], size, report: PrecisionReport,
+                say: Callable[[str], None]) -> None:
+    """Each model's own threshold from the RUN threshold's validation images; held-out rates from test/good."""
+    from export.thresholds import held_out_rates, model_thresholds
+
+    data = threshold_data(run.config)
+    base = run.threshold
+    if data is None or base is None or not data.validation:
+        return
+    images = load_samples(data.validation, size)
+    if images is None:
+        return
+    source = f"{len(images)} validation good images of {data.root}"
+    say(f"thresholds per model from {source} (false-reject rate {base.false_reject_rate:g})")
+    report.thresholds = model_thresholds(stage, models, images, base.false_reject_rate, source)
+    held = load_samples(data.test_good, size, HELD_OUT_IMAGES, data.seed)
+    if held is not None:
+        report.held_out = held_out_rates(stage, models, report.thresholds, held)
+
+
+def _compact(report: dict) -> dict:
+    """What the manifest keeps of the INT8 report: the gate's numbers, not the per-node details."""
+    keep = ("passed", "failure", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config")
+    return {k: report[k] for k in keep if k in report}
+
+
+def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
+                   say: Callable[[str], None] = print) -> PrecisionReport:
+    """Write the asked precisions into the staged (FP32-verified) bundle; left-out ones are recorded, not fatal.
+
+    Every model in the bundle ends with its own threshold (when the validation images are reachable) and a
+    TensorRT lint record, whether or not extra precisions were asked for."""
     bundle = load_bundle(stage)
     size = bundle.size
-    category, train, val, seed = _run_data(run)
-    good = _gate_images(val, size, GATE_IMAGES, seed)
-    bad = _gate_images([s for s in category.test if s.kind != "good"], size, GATE_IMAGES, seed)
     manifest = dict(bundle.manifest)
     report = PrecisionReport()
-    if int8:
-        if good is None:
-            raise ExportError("--int8 needs held-out good images for its accuracy gate; this RUN has no "
-                              "validation split (train with --val-fraction > 0 or a LOCO validation/ folder)")
-        say(f"calibrating INT8 on {min(calib_size, len(train))} of {len(train)} good training images ({strategy})")
-        calib = select_calibration_set(train, size, n=calib_size, strategy=strategy, seed=seed)
-        cfg = Int8Config(method=method, calib_size=calib_size, strategy=strategy, seed=seed,
-                         auroc_budget=auroc_budget, auto_fallback=auto_fallback, backend=int8_backend,
-                         modelopt_python=modelopt_python)
-        try:
-            result = quantize_bundle(stage / "model.onnx", calib, stage, cfg,
-                                     EvalData(good, bad, bundle.threshold.value))
-        except QuantizationError as err:  # e.g. ModelOpt not configured or failing: message says what to do
-            raise ExportError(str(err)) from None
-        if not result.passed:
-            raise ExportError("INT8 failed its accuracy gate: " + "; ".join(result.failure) +
-                              " — export without --int8, or with a larger --calib-size")
-        manifest["models"] = {**manifest.get("models", {}), "int8": "model.int8.onnx",
-                              "int8-cpu": "model.int8-cpu.onnx"}
-        spec = calib.manifest()
-        # `tensors` is the bundle-relative file the TensorRT legacy calibrator reads; its layout stays beside it.
-        manifest["calibration"] = {**spec, "folder": "calibration", "tensors": "calibration/tensors.npy",
-                                   "tensors_spec": spec["tensors"], "method": method,
-                                   "int8_backend": int8_backend}
-        report.int8 = result.to_dict()
-        manifest["int8_report"] = _compact(report.int8)
-    if fp16:
-        say("converting to FP16 (graph block and scoring stay FP32)")
-        result16 = export_fp16(stage / "model.onnx", stage / "model.fp16.onnx",
-                               good if good is not None else None)
-        manifest["models"] = {**manifest.get("models", {}), "fp16": "model.fp16.onnx"}
-        report.fp16 = result16.to_dict()
+    asked = [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16)) if on]
+    data = open_run_data(run.config) if asked else None
+    gate = gate_set(data, size, bundle.threshold.value, opts.gate_images) if data is not None else None
+    if asked and gate is None:
+        root = (run.config.get("data") or {}).get("root")
+        why = (f"the RUN's dataset ({root}) is not reachable from here" if data is None
+               else "the RUN has no validation images for the accuracy gate")
+        for p in asked:
+            report.left_out[p] = LeftOut([why], _no_data_next(data, root))
+        asked = []
+    if gate is not None:
+        report.gate = gate.to_dict()
+    models = {"fp32": FILES["fp32"]}
+    if "int8" in asked:
+        added, left = _int8(stage, data, gate, size, opts, say)
+        if added:
+            full = added.pop("_full", None)
+            manifest.update(added)
+            report.int8 = full or added.get("int8_report")
+        if left is None:
+            models.update({"int8": FILES["int8"], "int8-cpu": FILES["int8-cpu"]})
+        else:
+            report.left_out["int8"] = left
+    if "fp16" in asked:
+        say("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8")
+        report.fp16, left = _fp16(stage, gate, opts.auroc_budget)
         manifest["fp16_report"] = report.fp16
+        if left is None:
+            models["fp16"] = FILES["fp16"]
+        else:
+            report.left_out["fp16"] = left
+    for precision in list(models):
+        report.lint[FILES[precision]], left = _lint(stage, precision, versions)
+        if left is not None:
+            del models[precision]
+            report.left_out[precision] = left
+    _thresholds(stage, run, models, size, report, say)
+    manifest["models"] = models
+    if report.thresholds:
+        manifest["thresholds"] = report.thresholds
+        manifest["threshold"] = report.thresholds["fp32"]
+    export = dict(manifest.get("export", {}))
+    export.update({"tensorrt_lint": report.lint, "gate": report.gate, "held_out": report.held_out,
+                   "asked": [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16)) if on],
+                   "left_out": {p: lo.to_dict() for p, lo in report.left_out.items()}})
+    manifest["export"] = export
     write_manifest(stage, manifest)
     load_bundle(stage)
     return report
 
 
-def _compact(report: dict) -> dict:
-    """What the manifest keeps of the INT8 report: the gate's numbers, not the per-node details."""
-    keep = ("passed", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config")
-    return {k: report[k] for k in keep if k in report}
+# ---------------------------------------------------------------- display
 
 
 def precision_table(report: PrecisionReport):
-    """FP32 vs each INT8 flavour (and FP16): AUROC, map correlation, size, CPU latency."""
+    """Each model kept: AUROC and its drop with the bootstrap interval, map correlation, score ρ, its own
+    threshold, the false-reject rate on held-out good images, size and CPU latency."""
     from rich.table import Table
 
     table = Table(title="precisions (ONNX Runtime, this CPU)")
-    for col in ("model", "AUROC", "ΔAUROC", "map corr.", "score ρ", "size (MB)", "CPU ms"):
+    for col in ("model", "AUROC", "ΔAUROC (95% interval)", "map r", "score ρ", "threshold",
+                "held-out FRR", "MB", "CPU ms"):
         table.add_column(col, justify="left" if col == "model" else "right")
 
     def fmt(v, spec=".3f"):
-        return "–" if v is None else format(v, spec)
+        return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
-    if report.int8:
-        fp32 = report.int8["fp32"]
-        acc0 = next((f["accuracy"] for f in report.int8["flavours"].values() if f.get("accuracy")), None)
-        table.add_row("fp32", fmt(acc0 and acc0["auroc_fp32"]), "", "1.000", "1.000",
-                      fmt(fp32["bytes"] / 1e6, ".1f"), fmt(fp32["latency_ms"], ".1f"))
-        for name, f in report.int8["flavours"].items():
-            a = f.get("accuracy") or {}
-            table.add_row(name, fmt(a.get("auroc_int8")), fmt(a.get("auroc_drop") and -a["auroc_drop"], "+.3f"),
-                          fmt(a.get("map_pearson")), fmt(a.get("score_spearman")), fmt(f["bytes"] / 1e6, ".1f"),
-                          fmt(f["latency_ms"], ".1f"))
-    if report.fp16:
-        r = report.fp16
-        table.add_row("fp16", "–", "", fmt(r["map_pearson"]), "–", fmt(r["bytes"] / 1e6, ".1f"), "–")
+    def frr(p):
+        h = report.held_out.get(p)
+        if not h:
+            return "–"
+        text = f"{h['false_reject_rate']:.1%} ({h['false_rejects']}/{h['n']})"
+        at = h.get("at_fp32_threshold")
+        return text if p == "fp32" or at is None else f"{text}; {at:.1%} at fp32's"
+
+    def thr(p):
+        t = report.thresholds.get(p)
+        return "–" if not t else f"{t['value']:.4f}"
+
+    int8 = report.int8 if report.int8 and report.int8.get("passed") else None
+    acc0 = next((f["accuracy"] for f in (int8 or {}).get("flavours", {}).values() if f.get("accuracy")), None)
+    fp32 = (int8 or {}).get("fp32", {})
+    table.add_row("fp32", fmt(acc0 and acc0["auroc_fp32"]), "", "1.000", "1.000", thr("fp32"), frr("fp32"),
+                  fmt(fp32.get("bytes", 0) / 1e6 if fp32 else None, ".1f"), fmt(fp32.get("latency_ms"), ".1f"))
+    for name, f in ((int8 or {}).get("flavours") or {}).items():
+        a = f.get("accuracy") or {}
+        table.add_row(name, fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
+                      fmt(a.get("score_spearman")), thr(name), frr(name), fmt(f["bytes"] / 1e6, ".1f"),
+                      fmt(f["latency_ms"], ".1f"))
+    if report.fp16 and "fp16" not in report.left_out:
+        a = report.fp16.get("accuracy") or {}
+        table.add_row("fp16", fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
+                      fmt(a.get("score_spearman")), thr("fp16"), frr("fp16"), fmt(report.fp16["bytes"] / 1e6, ".1f"),
+                      "–")
     return table
+
+
+def _drop(a: dict) -> str:
+    if a.get("auroc_drop") is None:
+        return "–"
+    if a.get("auroc_drop_low") is None:
+        return f"{-a['auroc_drop']:+.4f}"
+    return f"{-a['auroc_drop']:+.4f} ({-a['auroc_drop_high']:+.3f}…{-a['auroc_drop_low']:+.3f})"

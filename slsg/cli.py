@@ -29,6 +29,7 @@ COMMANDS = {
     "pretrain": "slsg.commands.pretrain",
     "train": "slsg.commands.train",
     "fit-head": "slsg.commands.fit_head",
+    "calibrate": "slsg.commands.calibrate",
     "evaluate": "slsg.commands.evaluate",
     "predict": "slsg.commands.predict",
     "export": "slsg.commands.export",

@@ -59,3 +59,58 @@ def test_fallback_keeps_sensitive_layers_float_until_within_budget(tiny_onnx, ca
 def test_no_gate_without_eval_data(tiny_onnx, calib_set, tmp_path: Path):
     report = quantize_bundle(tiny_onnx, calib_set, tmp_path, Int8Config(method="percentile", progress=False))
     assert report.passed and report.flavours[CPU].accuracy is None and report.fp32.latency_ms > 0
+
+
+def _outputs(scores: np.ndarray, heads: dict | None = None):
+    from calibration.accuracy import Outputs
+
+    maps = np.tile(scores[:, None, None], (1, 4, 4)).astype(np.float32)
+    return Outputs(maps, scores.astype(np.float32), heads or {})
+
+
+def _data(n_good: int, n_bad: int):
+    from calibration.accuracy import EvalData
+
+    img = np.zeros((1, 4, 4, 3), np.uint8)
+    return EvalData(np.repeat(img, n_good, 0), np.repeat(img, n_bad, 0), threshold=0.5,
+                    anomalies_source="synthetic: test")
+
+
+def test_gate_accepts_a_drop_above_budget_that_is_within_the_noise():
+    """Few images: one swapped pair costs ~4 AUROC points, but the paired bootstrap interval holds zero."""
+    rng = np.random.default_rng(0)
+    ref = np.concatenate([rng.uniform(0.0, 0.6, 5), rng.uniform(0.4, 1.0, 5)])
+    test = ref.copy()
+    test[np.argmax(ref[:5])] += 0.3  # the highest good image now outranks more anomalies
+    rep = compare(_outputs(ref), _outputs(test), _data(5, 5), auroc_budget=0.01, min_map_correlation=0.5)
+    assert rep.auroc_drop > 0.01 and not rep.drop_significant
+    assert rep.auroc_drop_low <= 0 <= rep.auroc_drop_high
+    assert rep.passed, rep.reasons
+    assert rep.anomalies_source == "synthetic: test"
+
+
+def test_gate_refuses_a_drop_that_is_significant_and_above_budget():
+    rng = np.random.default_rng(1)
+    ref = np.concatenate([rng.normal(0.3, 0.05, 200), rng.normal(0.6, 0.05, 200)])
+    test = ref + rng.normal(0, 0.12, ref.size)  # the candidate blurs the separation everywhere
+    rep = compare(_outputs(ref), _outputs(test), _data(200, 200), auroc_budget=0.01, min_map_correlation=0.0)
+    assert rep.drop_significant and rep.auroc_drop_low > 0.01
+    assert not rep.passed and "significant and above the budget" in rep.reasons[0]
+    assert "interval" in rep.drop_text()
+
+
+def test_gate_refuses_nothing_for_a_significant_drop_within_budget():
+    rng = np.random.default_rng(2)
+    ref = np.concatenate([rng.normal(0.3, 0.05, 300), rng.normal(0.45, 0.05, 300)])
+    test = ref + rng.normal(0, 0.01, ref.size)
+    rep = compare(_outputs(ref), _outputs(test), _data(300, 300), auroc_budget=0.05, min_map_correlation=0.0)
+    assert rep.auroc_drop < 0.05 and rep.passed
+
+
+def test_gate_reports_every_head_score():
+    rng = np.random.default_rng(3)
+    s = np.concatenate([rng.uniform(0, 0.5, 20), rng.uniform(0.5, 1, 20)])
+    heads = {"slsg": s, "global": s[::-1].copy()}
+    rep = compare(_outputs(s, heads), _outputs(s, heads), _data(20, 20), 0.01, 0.5)
+    assert set(rep.heads) == {"score_slsg", "score_global"}
+    assert rep.heads["score_slsg"]["drop"] == 0 and rep.heads["score_global"]["spearman"] == 1.0

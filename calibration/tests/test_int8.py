@@ -38,15 +38,27 @@ def _producer(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {o: n for n in model.graph.node for o in n.output}
 
 
-def test_trt_flavour_is_symmetric_int8(flavours):
+def test_trt_flavour_is_symmetric_int8_with_float_biases(flavours):
     model = onnx.load(str(flavours[TRT]))
     inits = _inits(model)
     qs = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert qs
     for n in qs:
         zp = inits[n.input[2]]
-        assert not zp.any(), n.name
-        assert zp.dtype == (np.int32 if inits.get(n.input[0], zp).dtype == np.int32 else np.int8), n.name
+        assert not zp.any() and zp.dtype == np.int8, n.name
+    dq_inputs = [inits[n.input[0]] for n in qs if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert dq_inputs and all(x.dtype == np.int8 for x in dq_inputs)  # no INT32 (quantised bias) anywhere
+    biases = [inits[n.input[2]] for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2
+              and n.input[2] in inits]
+    assert biases and all(b.dtype == np.float32 for b in biases)
+
+
+def test_cpu_flavour_keeps_ort_int32_biases(flavours):
+    """ONNX Runtime's fast x86 path wants quantised biases: only the TensorRT flavour drops them."""
+    model = onnx.load(str(flavours[CPU]))
+    inits = _inits(model)
+    assert any(inits[n.input[0]].dtype == np.int32 for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits)
 
 
 def test_conv_weights_are_per_channel_on_output_axis(flavours, pre_model):

@@ -40,3 +40,24 @@ def effnet_bundle(effnet_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "model.slsg"
     write_bundle(effnet_run, out, BundleOptions(parity_count=4))
     return out
+
+
+#: A trained tiny RUN: real (if few) optimiser steps on a synthetic LOCO-like dataset whose folder stays
+#: reachable, so export finds validation images (thresholds, gate) and test anomalies.
+TRAINED_STEPS = 20
+
+
+def train_tiny_run(root: Path, backbone: str = "efficientnet_lite0", steps: int = TRAINED_STEPS,
+                   size: int = 64) -> Path:
+    from slsg.data.synthetic_scene import SynthCounts, write_dataset
+    from slsg.model import ModelConfig
+    from slsg.training import TrainConfig, train
+
+    data = write_dataset(root / "data", counts=SynthCounts(16, 12, 8, 6, 6), size=size)
+    cfg = TrainConfig(steps=steps, batch=2, encoder_weights="random", checkpoint_every=0)
+    return train(data, root / "run", ModelConfig(backbone=backbone, size=size), cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("trained"))

@@ -46,3 +46,41 @@ def test_runtime_runs_bundle_without_torch(effnet_bundle, effnet_run, tmp_path):
 
     torch_scores = image_score(TorchPredictor(model)(frames).maps)
     assert np.allclose(out["scores"], torch_scores, atol=1e-4)
+
+
+CALIBRATE = r"""
+import json, sys
+from edge_runtime.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+    code = 0
+except SystemExit as e:
+    code = e.code
+from edge_runtime.bundle import load_bundle
+b = load_bundle(sys.argv[2])
+print(json.dumps({"torch": "torch" in sys.modules, "code": code, "threshold": b.threshold_for("fp32").value,
+                  "history": len(b.manifest.get("threshold_history", []))}))
+"""
+
+
+def test_edge_calibrate_rethresholds_an_exported_bundle_without_torch(effnet_bundle, tmp_path):
+    import shutil
+
+    import cv2
+
+    from export.parity import synthetic_frames
+
+    bundle = tmp_path / "model.slsg"
+    shutil.copytree(effnet_bundle, bundle)
+    good = tmp_path / "good"
+    good.mkdir()
+    for i, frame in enumerate(synthetic_frames(12, 64, seed=11)):
+        cv2.imwrite(str(good / f"{i:02d}.png"), frame)
+    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "calibrate", str(bundle), "--good", str(good),
+                           "--backend", "onnx", "--threads", "1"], capture_output=True, text=True, timeout=120,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False and out["code"] == 0, proc.stderr
+    assert out["history"] == 1
+    old = json.loads((effnet_bundle / "manifest.json").read_text())["threshold"]["value"]
+    assert out["threshold"] != old

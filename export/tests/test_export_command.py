@@ -15,7 +15,7 @@ def test_export_writes_a_bundle_and_prints_parity(effnet_run, tmp_path):
     out = tmp_path / "model.slsg"
     res = runner.invoke(app, ["export", str(effnet_run), "-o", str(out), "--no-simplify"])
     assert res.exit_code == 0, res.output
-    assert "max |Δ map|" in res.output and "score ranking" in res.output and "wrote" in res.output
+    assert "|Δ map| p50" in res.output and "score ranking" in res.output and "wrote" in res.output
     assert load_bundle(out).models["fp32"].name == "model.onnx"
 
 

@@ -1,4 +1,5 @@
-"""ONNX Runtime reproduces PyTorch (maps ≤ 1e-4, same ranking) for both backbones; a wrong graph is caught."""
+"""Parity separates broken exports from kNN tie flips: a trained model exports with the defaults, and each
+injected export bug (wrong normalisation, wrong colour order, a missing layer) fails."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from export.onnx_export import ExportConfig, ExportError, export_onnx
-from export.parity import check_parity, same_ranking, synthetic_frames
+from edge_runtime.backends.base import Outputs
+from export.onnx_export import ExportConfig, ExportError, deploy_for_run, export_onnx
+from export.parity import ParityLimits, check_parity, compare_outputs, order_kept, parity_frames, synthetic_frames
+from export.tests import bugs
 from slsg.inference import DeployModel
 from slsg.model import ModelConfig, build_model
 
@@ -17,6 +20,18 @@ def tiny(backbone: str, seed: int = 0):
     return build_model(ModelConfig(backbone=backbone, size=64), "random").eval()
 
 
+@pytest.fixture(scope="module")
+def trained(trained_run, tmp_path_factory):
+    """(deploy, its correct ONNX export, the parity frames the export command would use)."""
+    from slsg.checkpoint import open_run
+
+    deploy = deploy_for_run(trained_run)
+    path = tmp_path_factory.mktemp("trained_onnx") / "m.onnx"
+    export_onnx(deploy, path, ExportConfig(simplify=False))
+    frames, source = parity_frames(64, 8, run_config=open_run(trained_run).config)
+    return deploy, path, frames, source
+
+
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
 def test_onnx_matches_torch_for_each_backbone(backbone, tmp_path):
     model = tiny(backbone)
@@ -24,8 +39,67 @@ def test_onnx_matches_torch_for_each_backbone(backbone, tmp_path):
     export_onnx(model, path, ExportConfig(simplify=False))
     report = check_parity(DeployModel(model).eval(), path, synthetic_frames(4, 64), "synthetic")
     assert report.ok, report.failure()
-    assert report.max_abs_map <= 1e-4 and report.ranking_equal
-    assert report.max_abs_score_rule <= 1e-5  # the in-graph score is the shared top-k rule
+    assert report.map.max <= 1e-4 and report.scores["score"].order_kept
+    assert report.rule_output == "score" and report.rule_max_abs <= 1e-5  # the SLSG score is the top-k rule
+
+
+def test_trained_model_passes_with_default_limits(trained):
+    deploy, path, frames, source = trained
+    assert "training-recipe anomalies" in source  # real good images of the RUN's dataset plus anomalies
+    report = check_parity(deploy, path, frames, source)
+    assert report.ok, report.failure()
+    assert report.map.correlation > 0.9999 and report.map.fraction_over <= 0.001
+
+
+@pytest.mark.parametrize("bug", ["wrong_normalisation", "wrong_colour_order", "missing_layer"])
+def test_each_injected_export_bug_fails_parity(bug, trained, tmp_path):
+    deploy, path, frames, source = trained
+    broken = tmp_path / f"{bug}.onnx"
+    if bug == "missing_layer":
+        bugs.missing_layer(path, broken)
+    else:
+        getattr(bugs, bug)(deploy, broken)
+    report = check_parity(deploy, broken, frames, source)
+    assert not report.ok
+    assert report.map.fraction_over > ParityLimits().max_fraction_over, report.to_dict()["map"]
+    assert "map pixels differ" in report.failure()
+
+
+def test_a_few_flipped_pixels_pass_but_a_global_shift_fails():
+    """What a kNN tie flip does (a small patch of one map moves by 1e-3) is not what a broken export does."""
+    from edge_runtime.scoring import image_score
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((6, 64, 64)).astype(np.float32) * np.linspace(0.2, 1, 6, dtype=np.float32)[:, None, None]
+    ref = Outputs(maps, image_score(maps))
+    flipped = maps.copy()
+    flipped[2, 10:14, 20:24] += 1e-3  # 16 of 24 576 pixels
+    tie = compare_outputs(ref, Outputs(flipped, image_score(flipped)), "synthetic")
+    assert tie.ok, tie.failure()
+    assert tie.map.max == pytest.approx(1e-3, rel=1e-3) and tie.map.p99 == 0
+    shifted_maps = maps * 0.97 + 0.01
+    shifted = compare_outputs(ref, Outputs(shifted_maps, image_score(shifted_maps)), "synthetic")
+    assert not shifted.ok and "map pixels differ" in shifted.failure()
+
+
+def test_every_score_output_is_compared_and_the_rule_is_checked_on_the_slsg_head():
+    maps = np.random.default_rng(1).random((4, 16, 16)).astype(np.float32)
+    from edge_runtime.scoring import image_score
+
+    slsg = image_score(maps)
+    fused = np.array([0.2, 0.9, 0.4, 0.6], np.float32)  # not the top-k rule, and need not be
+    ref = Outputs(maps, fused, {"slsg": slsg, "global": fused})
+    report = compare_outputs(ref, Outputs(maps, fused, {"slsg": slsg, "global": fused[::-1].copy()}), "synthetic")
+    assert set(report.scores) == {"score", "score_slsg", "score_global"}
+    assert report.rule_output == "score_slsg" and report.rule_max_abs < 1e-6
+    assert not report.ok and "score_global" in report.failure()
+
+
+def test_ranking_ignores_near_ties_but_not_swaps():
+    ref = np.array([0.1, 0.5, 0.3], np.float32)
+    assert order_kept(ref, ref + 1e-7, gap=1e-6)
+    assert not order_kept(ref, np.array([0.1, 0.3, 0.5]), gap=1e-6)
+    assert order_kept(np.array([0.2, 0.2 + 1e-5]), np.array([0.2 + 1e-5, 0.2]), gap=1e-4)
 
 
 def test_dynamic_batch_runs_any_batch_size(tmp_path):
@@ -43,7 +117,6 @@ def test_parity_catches_a_graph_of_other_weights(tmp_path):
     other = DeployModel(tiny("efficientnet_lite0", seed=1)).eval()
     report = check_parity(other, path, synthetic_frames(4, 64), "synthetic")
     assert not report.ok
-    assert "map difference" in report.failure()
 
 
 def test_choose_graph_refuses_when_no_graph_passes(tmp_path):
@@ -54,13 +127,6 @@ def test_choose_graph_refuses_when_no_graph_passes(tmp_path):
     other = DeployModel(tiny("efficientnet_lite0", seed=1)).eval()
     with pytest.raises(ExportError, match="parity failed"):
         choose_graph([("exported", path)], other, synthetic_frames(2, 64), "synthetic", ("8.5",), (), [])
-
-
-def test_ranking_ignores_ties_but_not_swaps():
-    ref = np.array([0.1, 0.5, 0.3], np.float32)
-    assert same_ranking(ref, ref + 1e-7)
-    assert not same_ranking(ref, np.array([0.1, 0.3, 0.5]))
-    assert same_ranking(np.array([0.2, 0.2 + 1e-8]), np.array([0.2 + 1e-8, 0.2]))
 
 
 def test_opset_outside_range_is_refused():

@@ -1,45 +1,134 @@
-"""`slsg export --int8 --fp16` calibrates on training images, gates on held-out ones, and the runtime runs it."""
+"""`slsg export --int8 --fp16`: calibrates on training images, gates on held-out ones, gives every model its own
+threshold, never loses the FP32 bundle over a refused precision, and says so in its exit status."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
+import onnx
 import pytest
+from typer.testing import CliRunner
 
 from edge_runtime.bundle import load_bundle
 from export.bundle_writer import BundleOptions, write_bundle
-from export.onnx_export import ExportError
+from slsg.cli import app
+
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from slsg.data.synthetic_scene import SynthCounts, write_dataset
-    from slsg.model import ModelConfig
-    from slsg.training import TrainConfig, train
-
-    data = write_dataset(tmp_path_factory.mktemp("data"), counts=SynthCounts(10, 6, 4, 4, 4), size=64)
-    cfg = TrainConfig(steps=2, batch=2, encoder_weights="random", checkpoint_every=0)
-    return train(data, tmp_path_factory.mktemp("run") / "run", ModelConfig(backbone="efficientnet_lite0", size=64),
-                 cfg, progress=False)
+def full_bundle(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "model.slsg"
+    result = write_bundle(trained_run, out, BundleOptions(int8=True, fp16=True, calib_size=8, parity_count=4))
+    return out, result
 
 
-def test_int8_and_fp16_land_in_a_verified_bundle(trained_run, tmp_path):
-    out = tmp_path / "model.slsg"
-    result = write_bundle(trained_run, out, BundleOptions(int8=True, fp16=True, calib_size=6, auroc_budget=1.0))
+def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
+    out, result = full_bundle
+    assert not result.left_out, {k: v.reasons for k, v in result.left_out.items()}
     bundle = load_bundle(out)
     assert set(bundle.models) == {"fp32", "int8", "int8-cpu", "fp16"}
     calib = bundle.manifest["calibration"]
-    assert calib["n"] == 6 and (out / calib["tensors"]).is_file()
+    assert calib["n"] == 8 and (out / calib["tensors"]).is_file()
     assert all("/train/" in image["path"] for image in calib["images"])  # never validation or test images
-    assert result.precisions.int8["passed"]
+    gate = bundle.manifest["export"]["gate"]
+    assert gate["anomalies"].startswith("test anomalies") and gate["n_good"] == 12
+    acc = result.precisions.int8["flavours"]["int8"]["accuracy"]
+    assert acc["auroc_drop_low"] <= acc["auroc_drop"] <= acc["auroc_drop_high"]  # the drop and its noise
     from edge_runtime.backends import select_backend
 
-    out = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8))
-    maps, scores = out.maps, out.score
-    assert maps.shape == (1, 64, 64) and np.isfinite(scores).all()
+    maps = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8)).maps
+    assert maps.shape == (1, 64, 64) and np.isfinite(maps).all()
 
 
-def test_int8_over_budget_is_refused_and_leaves_no_bundle(trained_run, tmp_path):
-    out = tmp_path / "model.slsg"
-    with pytest.raises(ExportError, match="accuracy gate"):
-        write_bundle(trained_run, out, BundleOptions(int8=True, calib_size=4, auroc_budget=-1.0))
-    assert not out.exists()
+def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
+    out, _ = full_bundle
+    model = onnx.load(str(out / "model.int8.onnx"))
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    dq_types = [inits.get(n.input[0]) for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert dq_types and onnx.TensorProto.INT32 not in dq_types
+    lint = load_bundle(out).manifest["export"]["tensorrt_lint"]
+    assert set(lint) == {"model.onnx", "model.int8.onnx", "model.int8-cpu.onnx", "model.fp16.onnx"}
+    assert all(lint[f]["ok"] for f in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"))
+    cpu = lint["model.int8-cpu.onnx"]  # ONNX Runtime's uint8 flavour: recorded, not for TensorRT
+    assert not cpu["for_tensorrt"] and not cpu["ok"]
+    assert any("UINT8" in i for i in cpu["versions"]["8.5"]["issues"])
+
+
+def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle):
+    from edge_runtime.backends import select_backend
+
+    out, result = full_bundle
+    bundle = load_bundle(out)
+    thresholds = bundle.manifest["thresholds"]
+    assert set(thresholds) == set(bundle.models)
+    assert bundle.manifest["threshold"] == thresholds["fp32"]
+    assert all("validation good images" in t["source"] and t["n_good"] == 12 for t in thresholds.values())
+    values = {k: t["value"] for k, t in thresholds.items()}
+    assert values["int8-cpu"] != values["fp32"] and values["int8"] != values["fp32"]  # their scores differ
+    backend = select_backend(bundle, "onnx-int8")
+    assert backend.model == "int8-cpu"
+    assert bundle.threshold_for(backend.model).value == values["int8-cpu"]
+    assert set(result.precisions.held_out) == set(bundle.models)  # measured on test/good, never used to set
+
+
+def _refuse_every_gate(monkeypatch):
+    import calibration.bundle as cb
+
+    real = cb.compare
+
+    def refusing(*args, **kwargs):
+        rep = real(*args, **kwargs)
+        rep.reasons.append("refused by the test")
+        rep.passed = False
+        return rep
+
+    monkeypatch.setattr(cb, "compare", refusing)
+
+
+def _options_in_help() -> set[str]:
+    res = runner.invoke(app, ["export", "--help"], terminal_width=200)
+    return set(re.findall(r"--[a-z0-9-]+", res.output))
+
+
+def test_a_refused_int8_still_writes_the_fp32_bundle_and_exits_3(trained_run, tmp_path, monkeypatch):
+    _refuse_every_gate(monkeypatch)
+    out = tmp_path / "m.slsg"
+    res = runner.invoke(app, ["export", str(trained_run), "-o", str(out), "--int8", "--calib-size", "4",
+                              "--int8-fallback", "1"], terminal_width=200)
+    assert res.exit_code == 3, res.output
+    bundle = load_bundle(out)
+    assert set(bundle.models) == {"fp32"} and not (out / "calibration").exists()
+    left = bundle.manifest["export"]["left_out"]["int8"]
+    assert any("refused by the test" in r for r in left["reasons"])
+    assert "left out int8" in res.output and "try:" in res.output
+    suggested = {w for step in left["next"] for w in re.findall(r"--[a-z0-9-]+", step)}
+    assert {"--int8-fallback", "--calib-method"} <= suggested
+    assert suggested <= _options_in_help()  # every suggestion is a real option
+
+
+def test_a_tensorrt_model_the_parser_would_refuse_is_left_out(trained_run, tmp_path, monkeypatch):
+    """With ORT's default (quantised INT32 biases) the lint refuses model.int8.onnx; int8-cpu stays."""
+    import calibration.int8 as ci
+
+    monkeypatch.setattr(ci, "tensorrt_extra_options",
+                        lambda: {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": True})
+    out = tmp_path / "m.slsg"
+    result = write_bundle(trained_run, out, BundleOptions(int8=True, calib_size=4, parity_count=2))
+    bundle = load_bundle(out)
+    assert "int8" not in bundle.models and "int8-cpu" in bundle.models
+    assert not (out / "model.int8.onnx").exists()
+    reasons = " ".join(result.left_out["int8"].reasons)
+    assert "INT32" in reasons and "parser would refuse" in reasons
+    assert not bundle.manifest["export"]["tensorrt_lint"]["model.int8.onnx"]["ok"]
+
+
+def test_int8_without_reachable_training_images_is_left_out_not_fatal(effnet_run, tmp_path):
+    out = tmp_path / "m.slsg"
+    res = runner.invoke(app, ["export", str(effnet_run), "-o", str(out), "--int8", "--no-simplify"])
+    assert res.exit_code == 3, res.output
+    left = json.loads((out / "manifest.json").read_text())["export"]["left_out"]["int8"]
+    assert "not reachable" in left["reasons"][0]
+    assert set(load_bundle(out).models) == {"fp32"}

@@ -23,5 +23,6 @@ def command(
         model = build_model(ModelConfig())
         model.load_state_dict(convert_official_state_dict(read_state_dict(checkpoint), model), strict=True)
         save_run(out, model, {"source": {"official": str(checkpoint)}})
-        console.print(f"imported [bold]{checkpoint}[/] → {out} (no threshold yet: run `slsg evaluate` or "
-                      "`slsg train --steps 0` on validation data to set one)")
+        console.print(f"imported [bold]{checkpoint}[/] → {out}; no threshold yet: set one from good images with "
+                      f"`slsg calibrate {out} DATA --category CATEGORY` (DATA's validation/good images), then "
+                      f"`slsg export {out} -o model.slsg`")

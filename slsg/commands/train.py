@@ -32,10 +32,12 @@ def command(
     fix_reference_bugs: bool = typer.Option(False, help="fix the reference's breakfast_box blending bug"),
     head: str = typer.Option("both", help="decision score: slsg (SLSG alone, the reference) | global | both (fused)"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
+    force: bool = typer.Option(False, help="overwrite OUT even when it holds a RUN `slsg train` did not make"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train SLSG on good images; the final checkpoint is the result and validation sets the threshold."""
     with user_errors():
+        refuse_foreign_run(out, force)
         from edge_runtime.preprocess import parse_size
         from slsg.model import ModelConfig
         from slsg.training import TrainConfig, train
@@ -57,6 +59,29 @@ def command(
             raise typer.Exit(130) from None
         if os.environ.get("RANK", "0") == "0":
             _print_summary(out)
+
+
+def refuse_foreign_run(out: Path, force: bool) -> None:
+    """A RUN that training did not make (imported official weights, another tool's checkpoint) is not
+    overwritten by a fresh network unless --force: its weights may exist nowhere else."""
+    import json
+
+    from slsg.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    config_path, weights = out / CONFIG_FILE, out / WEIGHTS_FILE
+    if force or not (config_path.is_file() or weights.is_file()):
+        return
+    try:
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    except (OSError, ValueError):
+        config = {}
+    if "train" in config or (out / "train_state.json").is_file():
+        return  # made by `slsg train`: retraining (or --resume) into it is the user's call
+    origin = config.get("source", {}).get("official") if isinstance(config.get("source"), dict) else None
+    what = f"imported from {origin}" if origin else "not made by `slsg train`"
+    raise ValueError(f"{out} holds a RUN {what}: training would replace its weights with a new network. To set "
+                     f"its threshold use `slsg calibrate {out} DATA`; to train anyway, choose another -o or pass "
+                     "--force")
 
 
 def _print_summary(out: Path) -> None:

@@ -1,0 +1,153 @@
+"""Re-setting a bundle's thresholds from good frames on the line, with the bundle's own backend (no torch).
+
+A threshold set on the training machine's validation images meets other light, another camera and another
+batch of parts on the line. `slsg-edge calibrate` scores good frames (a folder or a video) with exactly the
+backend the line runs, takes the quantile of those scores for the asked false-reject rate, and writes it as
+that model's threshold: the manifest is re-hashed and the values it replaces are kept in `threshold_history`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.bundle import Bundle, BundleError, load_bundle, write_manifest
+from edge_runtime.preprocess import FrameError, prepare
+from edge_runtime.scoring import Threshold, threshold_from_good_scores, threshold_warning
+
+BATCH = 8
+
+
+@dataclass
+class GoodFrames:
+    """Prepared good frames (uint8 BGR at the model size) and what happened to the rest."""
+
+    frames: np.ndarray
+    source: str
+    dropped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Recalibration:
+    """One model's new threshold, the one it replaced, and the evidence."""
+
+    model: str
+    backend: str
+    new: Threshold
+    old: Threshold
+    n_frames: int
+    warning: str | None = None
+
+
+def _items(source: Path, stop: threading.Event) -> Iterator:
+    from edge_runtime.sources import image_folder_items, video_file_items
+
+    if source.is_dir():
+        return image_folder_items(source, stop)
+    if source.is_file():
+        return video_file_items(source, False, False, stop)
+    raise FileNotFoundError(f"{source} is neither a folder of good images nor a video file")
+
+
+def read_good_frames(source: Path, size, every: int = 1, limit: int | None = None) -> GoodFrames:
+    """Every `every`-th frame of a folder (name order) or video, up to `limit`; unreadable ones are listed."""
+    from edge_runtime.sources import Dropped, Frame
+
+    source, stop = Path(source), threading.Event()
+    frames, dropped, seen = [], [], 0
+    for item in _items(source, stop):
+        if isinstance(item, Dropped):
+            dropped.append(f"{item.origin}: {item.reason}")
+        if not isinstance(item, Frame):
+            continue
+        seen += 1
+        if (seen - 1) % every:
+            continue
+        try:
+            frames.append(prepare(item.image, size))
+        except FrameError as e:
+            dropped.append(f"{item.origin}: {e}")
+        if limit is not None and len(frames) >= limit:
+            stop.set()
+            break
+    if not frames:
+        raise ValueError(f"no usable good frame in {source}" + (f" ({dropped[0]})" if dropped else ""))
+    kind = "video" if source.is_file() else "folder"
+    return GoodFrames(np.stack(frames), f"{len(frames)} good frames of {kind} {source}", dropped)
+
+
+def score_frames(backend, frames: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """`score` (what the threshold applies to) of every frame, in batches the backend accepts."""
+    scores = [backend.run(frames[i:i + batch]).score for i in range(0, len(frames), batch)]
+    out = np.concatenate(scores).astype(np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError(f"the {backend.name} backend gave non-finite scores on good frames: the model or the "
+                         "frames are broken; no threshold was changed")
+    return out
+
+
+def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) -> list:
+    """The backends to calibrate: by `slsg-edge run --backend` name; 'all' = every ONNX model file here."""
+    from edge_runtime.backends import select_backend
+    from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    out = []
+    for name in names:
+        if name == "all":
+            out += [OnnxRuntimeBackend(path, threads=threads, name=f"onnx:{model}", model=model)
+                    for model, path in bundle.models.items()]
+        else:
+            out.append(select_backend(bundle, name, threads))
+    seen, unique = set(), []
+    for b in out:  # one threshold per model file: the first backend named for it wins
+        if b.model not in seen:
+            seen.add(b.model)
+            unique.append(b)
+    return unique
+
+
+def recalibrate(root: Path, good: GoodFrames, false_reject_rate: float | None = None,
+                backends: list[str] | None = None, threads: int | None = None) -> list[Recalibration]:
+    """Score `good` with each backend, write each model's new threshold into the bundle, keep the old ones."""
+    bundle = load_bundle(root)
+    results = []
+    for backend in open_backends(bundle, backends or ["auto"], threads):
+        model = getattr(backend, "model", "fp32")
+        old = bundle.threshold_for(model)
+        rate = old.false_reject_rate if false_reject_rate is None else false_reject_rate
+        if rate <= 0:
+            rate = 0.01  # a bundle exported with --no-threshold carries rate 0: use the training default
+        new = threshold_from_good_scores(score_frames(backend, good.frames), rate)
+        results.append(Recalibration(model, backend.name, new, old, len(good.frames), threshold_warning(new)))
+    write_thresholds(bundle, results, good.source)
+    return results
+
+
+def write_thresholds(bundle: Bundle, results: list[Recalibration], source: str) -> dict:
+    """The new thresholds into the manifest (`thresholds`, and `threshold` for fp32), the replaced ones into
+    `threshold_history`; the bundle is verified first (a damaged one is refused, not re-blessed) and after."""
+    if not results:
+        raise BundleError(f"no model of {bundle.root} was calibrated")
+    manifest = load_bundle(bundle.root).manifest
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    thresholds = dict(manifest.get("thresholds") or {})
+    history = list(manifest.get("threshold_history") or [])
+    for r in results:
+        history.append({"model": r.model, "replaced": when, "previous": thresholds.get(r.model, manifest["threshold"]),
+                        "by": f"slsg-edge calibrate ({r.backend}) on {source}"})
+        thresholds[r.model] = {**r.new.to_dict(), "source": f"slsg-edge calibrate ({r.backend}) on {source}",
+                               "calibrated": when}
+        if r.model == "fp32":
+            manifest["threshold"] = thresholds["fp32"]
+    if "fp32" not in thresholds:
+        thresholds["fp32"] = manifest["threshold"]
+    manifest["thresholds"] = thresholds
+    manifest["threshold_history"] = history
+    out = write_manifest(bundle.root, manifest)
+    load_bundle(bundle.root)
+    return out

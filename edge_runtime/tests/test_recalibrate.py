@@ -1,0 +1,98 @@
+"""`slsg-edge calibrate`: thresholds from good frames with the bundle's own backend, history kept, bundle
+re-hashed and still verifying — in an interpreter that never imports torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.recalibrate import read_good_frames, recalibrate
+from edge_runtime.scoring import threshold_from_good_scores
+from edge_runtime.tests.conftest import SIZE, THRESHOLD, gray, make_bundle, write_video
+
+CALIBRATE = r"""
+import json, sys
+from edge_runtime.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+    code = 0
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"torch": "torch" in sys.modules, "code": code}))
+"""
+
+
+def _good_folder(root: Path, values: list[int]) -> Path:
+    root.mkdir(parents=True)
+    for i, v in enumerate(values):
+        cv2.imwrite(str(root / f"{i:03d}.png"), gray(v))
+    return root
+
+
+def _expected(values: list[int], rate: float) -> float:
+    """The brightness model's score of a flat frame is its value / 255 (edge_runtime.testing)."""
+    return threshold_from_good_scores(np.array(values, np.float64) / 255.0, rate).value
+
+
+def test_calibrate_runs_torch_free_and_rehashed_bundle_verifies(tmp_path):
+    bundle = make_bundle(tmp_path / "model.slsg")
+    values = list(range(30, 130, 5))
+    good = _good_folder(tmp_path / "good", values)
+    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "calibrate", str(bundle), "--good", str(good),
+                           "--false-reject-rate", "0.05"], capture_output=True, text=True, timeout=120,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"torch": False, "code": 0}, proc.stdout + proc.stderr
+    b = load_bundle(bundle)  # every hash verified after the rewrite
+    t = b.threshold_for("fp32")
+    assert t.value == pytest.approx(_expected(values, 0.05), abs=1e-6) and t.false_reject_rate == 0.05
+    assert b.threshold.value == t.value  # fp32's threshold is the bundle's `threshold`
+    history = b.manifest["threshold_history"]
+    assert history[-1]["model"] == "fp32" and history[-1]["previous"]["value"] == THRESHOLD
+    assert "slsg-edge calibrate" in b.manifest["thresholds"]["fp32"]["source"]
+
+
+def test_each_backend_sets_the_threshold_of_its_own_model(tmp_path):
+    bundle = make_bundle(tmp_path / "model.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
+    values = list(range(40, 90, 2))
+    frames = read_good_frames(_good_folder(tmp_path / "good", values), (SIZE, SIZE))
+    results = recalibrate(bundle, frames, 0.1, ["onnx-int8"], threads=1)
+    assert [r.model for r in results] == ["int8-cpu"]
+    b = load_bundle(bundle)
+    assert b.threshold_for("int8-cpu").value == pytest.approx(_expected(values, 0.1), abs=1e-6)
+    assert b.threshold_for("fp32").value == THRESHOLD  # untouched: another model file
+
+
+def test_video_of_good_parts_every_nth_frame(tmp_path):
+    bundle = make_bundle(tmp_path / "model.slsg")
+    video = write_video(tmp_path / "line.avi", [60 + (i % 10) * 4 for i in range(40)])
+    frames = read_good_frames(video, (SIZE, SIZE), every=2, limit=15)
+    assert len(frames.frames) == 15 and "video" in frames.source
+    recalibrate(bundle, frames, 0.05, ["onnx"])
+    assert 60 / 255 < load_bundle(bundle).threshold.value < 100 / 255
+
+
+def test_a_damaged_bundle_is_refused_not_reblessed(tmp_path):
+    bundle = make_bundle(tmp_path / "model.slsg")
+    frames = read_good_frames(_good_folder(tmp_path / "good", [50, 60, 70]), (SIZE, SIZE))
+    data = bytearray((bundle / "model.onnx").read_bytes())
+    data[-20] ^= 0xFF
+    (bundle / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256|damaged"):
+        recalibrate(bundle, frames, 0.05)
+    assert "threshold_history" not in json.loads((bundle / "manifest.json").read_text())
+
+
+def test_no_good_frame_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="no usable good frame"):
+        read_good_frames(empty, (SIZE, SIZE))

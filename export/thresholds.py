@@ -1,0 +1,71 @@
+"""One threshold per model file, each from that model's own scores on the same good validation images.
+
+An INT8 model ranks images almost as FP32 does (score ρ ≈ 0.95–0.99) but its scores sit a little higher or
+lower, so FP32's threshold gives INT8 another false-reject rate on the line than the one asked for. Every
+model file in the bundle therefore gets the quantile of *its own* scores on the RUN's validation images (the
+images the RUN's threshold came from, never test images); the runtime picks the one for the model it runs
+(`edge_runtime.bundle.Bundle.threshold_for`). Held-out good images (test/good), when the dataset has them,
+measure the false-reject rate each threshold really gives — a check, not a choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores
+
+
+@dataclass
+class HeldOut:
+    """The false-reject rate of one model at its own threshold on good images no threshold saw."""
+
+    n: int
+    false_rejects: int
+    false_reject_rate: float
+    asked_rate: float
+    at_fp32_threshold: float | None = None   # the rate this model would give with FP32's threshold instead
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_scores(model: Path, images: np.ndarray) -> np.ndarray:
+    """`score` (what the threshold applies to) of a bundle model file on prepared images, in ONNX Runtime."""
+    from calibration.accuracy import run_model
+
+    return run_model(model, images).score
+
+
+def threshold_for_model(model: Path, images: np.ndarray, rate: float, source: str) -> dict:
+    """The manifest record: `Threshold.to_dict()` of the model's own good scores, and where they came from."""
+    t = threshold_from_good_scores(model_scores(model, images), rate)
+    return {**t.to_dict(), "source": source}
+
+
+def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, rate: float,
+                     source: str) -> dict[str, dict]:
+    """{precision: threshold record} for every model file of the bundle at `root`."""
+    return {precision: threshold_for_model(Path(root) / name, images, rate, f"{name} scores on {source}")
+            for precision, name in models.items()}
+
+
+def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_threshold: dict | None = None) -> HeldOut:
+    t = Threshold.from_dict(threshold)
+    scores = model_scores(model, images)
+    rejects = int(np.sum(is_anomalous(scores, t.value)))
+    at_fp32 = None
+    if fp32_threshold is not None:
+        at_fp32 = float(np.mean(is_anomalous(scores, Threshold.from_dict(fp32_threshold).value)))
+    return HeldOut(len(images), rejects, rejects / len(images), t.false_reject_rate, at_fp32)
+
+
+def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dict],
+                   images: np.ndarray) -> dict[str, dict]:
+    """Each model's false-reject rate on held-out good images at its own threshold (and at FP32's, to show
+    what a single threshold would have cost)."""
+    fp32 = thresholds.get("fp32")
+    return {p: held_out_rate(Path(root) / name, thresholds[p], images, fp32).to_dict()
+            for p, name in models.items() if p in thresholds}
