@@ -29,9 +29,9 @@ def _profile(deploy, path: Path, frames, reference) -> dict[str, float]:
 
 
 def study(run: Path, images: int) -> list[dict]:
+    from benchmarks import export_bugs as bugs
     from export.onnx_export import ExportConfig, deploy_for_run, export_onnx, simplify
     from export.parity import check_parity, parity_frames, torch_outputs
-    from export.tests import bugs
     from slsg.checkpoint import open_run
 
     r = open_run(run)

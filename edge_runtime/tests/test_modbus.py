@@ -14,6 +14,7 @@ from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
 from edge_runtime.eventlog import EventLog  # noqa: E402
 from edge_runtime.fanout import Fanout  # noqa: E402
+from edge_runtime.loopback import RecordingServer, free_port, wait_until  # noqa: E402
 from edge_runtime.modbus import (  # noqa: E402
     COIL_NG,
     COIL_READY,
@@ -35,7 +36,6 @@ from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sources import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
 from edge_runtime.testing import make_bundle  # noqa: E402
-from edge_runtime.tests.brokers import RecordingServer, free_port, wait_until  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
 
 COILS, REGS = 10, 40  # non-zero bases: the address map is honoured

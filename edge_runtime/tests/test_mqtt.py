@@ -18,17 +18,21 @@ from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
 from edge_runtime.eventlog import EventLog  # noqa: E402
 from edge_runtime.fanout import Fanout  # noqa: E402
+from edge_runtime.loopback import Broker, Listener, ServiceMissing, start_mosquitto, wait_until  # noqa: E402
 from edge_runtime.mqtt import MqttConfig, MqttSink, parse_mqtt_target  # noqa: E402
 from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sources import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
-from edge_runtime.tests.brokers import Broker, Listener, start_mosquitto, wait_until  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory):
-    proc, b = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    """A real mosquitto on loopback; without one the MQTT tests are skipped with the reason (failed under CI)."""
+    try:
+        proc, b = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    except ServiceMissing as e:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(str(e))
     yield b
     proc.terminate()
     proc.wait(10)

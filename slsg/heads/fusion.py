@@ -22,6 +22,11 @@ RULES = ("mean", "max")
 #: The spread is the distance from the median to this quantile of good scores: robust to one odd image,
 #: defined with a few dozen validation images.
 SPREAD_QUANTILE = 0.9
+#: The smallest spread, relative to the good median, a head's score may be divided by: FP16's resolution
+#: (2^-10). A head whose good scores vary less than this carries nothing the exported models can reproduce;
+#: dividing by the true, tinier spread would turn float rounding between PyTorch and ONNX into whole units of
+#: the fused score (seen on an untrained tiny model: spread 3e-6 of a median of 105).
+MIN_RELATIVE_SPREAD = 2.0**-10
 
 
 def heads_for(choice: str) -> tuple[str, ...]:
@@ -32,11 +37,16 @@ def heads_for(choice: str) -> tuple[str, ...]:
 
 @dataclass
 class HeadNorm:
-    """z = (score − location) / scale, from good validation scores."""
+    """z = (score − location) / scale, from good validation scores.
+
+    The scale is the good scores' spread, floored at `MIN_RELATIVE_SPREAD` of the median so that a head that
+    barely varies on good images cannot amplify float rounding; `floored` records that it was.
+    """
 
     location: float
     scale: float
     n_good: int
+    floored: bool = False
 
     @classmethod
     def from_good_scores(cls, scores: np.ndarray) -> HeadNorm:
@@ -46,8 +56,11 @@ class HeadNorm:
         location = float(np.median(s))
         spread = quantile(s, SPREAD_QUANTILE) - location
         if not spread > 0:
-            spread = float(s.std()) or 1.0
-        return cls(location, float(spread), int(s.size))
+            spread = float(s.std())
+        floor = MIN_RELATIVE_SPREAD * abs(location)
+        if spread > 0 and spread >= floor:
+            return cls(location, float(spread), int(s.size))
+        return cls(location, float(floor) or 1.0, int(s.size), floored=True)
 
 
 @dataclass

@@ -77,6 +77,16 @@ def fused_run(tiny_loco, tmp_path_factory):
     return train(tiny_loco, tmp_path_factory.mktemp("fused") / "run", NON_SQUARE, _cfg("both"), progress=False)
 
 
+def test_a_head_that_barely_varies_cannot_amplify_float_rounding_into_the_fused_score() -> None:
+    nearly_constant = 104.77 + np.linspace(0, 3e-6, 20)  # an untrained tiny model's global head
+    norm = HeadNorm.from_good_scores(nearly_constant)
+    assert norm.floored and norm.scale >= 104.77 * 2.0**-10
+    rounding = 1.5e-5  # PyTorch vs ONNX Runtime on the same image, measured
+    assert rounding / norm.scale < 1e-3
+    spread = HeadNorm.from_good_scores(np.linspace(10.0, 14.0, 21))  # an informative head keeps its own spread
+    assert not spread.floored and spread.scale == pytest.approx(1.6, rel=1e-6)
+
+
 def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(fused_run, tmp_path) -> None:
     from edge_runtime.backends import select_backend
     from edge_runtime.bundle import load_bundle

@@ -1,8 +1,9 @@
-"""Real line-side servers for the tests, on loopback: a mosquitto broker (plain and TLS + password) and a
-pymodbus TCP server whose registers record every write. No mocks: the sinks speak the real protocols.
+"""Real line-side servers on loopback, for the tests and the soak run: a mosquitto broker (plain and TLS +
+password) and a pymodbus TCP server whose registers record every write. No mocks: the sinks speak the real
+protocols, so a soak run or a test proves what the line would see.
 
-mosquitto comes from Debian's packages (`.ci/run` installs it); without it the MQTT tests are skipped
-with that reason, except under CI, where they fail.
+mosquitto comes from Debian's packages (`.ci/run` installs it); without it `start_mosquitto` raises
+`ServiceMissing`, which the tests turn into a skip (a failure under CI).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
-
-import pytest
 
 
 def free_port() -> int:
@@ -48,11 +47,8 @@ def wait_until(cond: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     return cond()
 
 
-def missing(what: str) -> None:
-    msg = f"{what} is not installed here (apt-get install mosquitto; .ci/run installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+class ServiceMissing(RuntimeError):
+    """A server these helpers start is not installed on this machine."""
 
 
 # ---------------------------------------------------------------------- MQTT
@@ -86,7 +82,8 @@ def start_mosquitto(d: Path):
     exe = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
     passwd = shutil.which("mosquitto_passwd")
     if not exe or not passwd or not shutil.which("openssl"):
-        missing("mosquitto (with mosquitto_passwd and openssl)")
+        raise ServiceMissing("mosquitto (with mosquitto_passwd and openssl) is not installed here "
+                             "(apt-get install mosquitto; .ci/run installs it)")
     _certificates(d)
     _run([passwd, "-b", "-c", str(d / "passwd"), "line1", "s3cret"], d)
     os.chmod(d / "passwd", 0o600)
