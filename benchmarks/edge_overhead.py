@@ -28,6 +28,7 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import Judge
 from edge_runtime.sinks import EventLog
 from edge_runtime.sources import Frame, FrameStream, video_file_items
+from edge_runtime.statistics import percentile
 
 PARTS = ("handoff", "preprocess", "inference", "postprocess", "logging")
 
@@ -98,7 +99,7 @@ def measure(
         "machine": platform.machine(),
         "python": platform.python_version(),
         "ms": {
-            k: {"mean": mean[k], "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
+            k: {"mean": mean[k], "p50": percentile(v, 50), "p99": percentile(v, 99)}
             for k, v in parts.items()
         },
         "overhead_ms": overhead,

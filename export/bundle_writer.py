@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from edge_runtime.bundle import ENGINES_DIR, MANIFEST_NAME, load_bundle, write_manifest
@@ -45,31 +45,19 @@ VERSIONED_PACKAGES = ("slsg", "torch", "onnx", "onnxruntime", "onnxslim", "numpy
 
 
 @dataclass
-class BundleOptions:
-    """Everything `slsg export` can be asked besides RUN and OUT."""
+class BundleOptions(PrecisionOptions):
+    """Everything `slsg export` can be asked besides RUN and OUT: the extra precisions' options and these."""
 
     export: ExportConfig = field(default_factory=ExportConfig)
     parity_images: Path | None = None
     parity_count: int = DEFAULT_IMAGES
     no_threshold: bool = False
     force: bool = False
-    fp16: bool = False
-    int8: bool = False
-    calib_size: int | None = None
-    calib_strategy: str | None = None
-    calib_method: str = "minmax"
-    auroc_budget: float = 0.01
-    int8_fallback: int = 16                 # most layers the INT8 fallback may keep float (0: off)
-    int8_backend: str = "ort"               # ort | modelopt (model.int8.onnx only; int8-cpu stays ORT's)
-    modelopt_python: str | None = None      # ModelOpt venv's python; None → $SLSG_MODELOPT_PYTHON
     parity: ParityLimits = field(default_factory=ParityLimits)  # what a correct export looks like (recorded)
     trt_versions: tuple[str, ...] = TARGETS
 
     def precision_options(self) -> PrecisionOptions:
-        return PrecisionOptions(fp16=self.fp16, int8=self.int8, calib_size=self.calib_size,
-                                calib_strategy=self.calib_strategy, calib_method=self.calib_method,
-                                auroc_budget=self.auroc_budget, int8_fallback=self.int8_fallback,
-                                int8_backend=self.int8_backend, modelopt_python=self.modelopt_python)
+        return PrecisionOptions(**{f.name: getattr(self, f.name) for f in fields(PrecisionOptions)})
 
 
 @dataclass

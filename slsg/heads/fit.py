@@ -20,7 +20,7 @@ def descriptors(model: SLSGNet, head: GlobalContextHead, images: Sequence[np.nda
     adapter = InputAdapter(normalization_for(model.cfg.normalization_name)).to(device)
     was_training = model.training
     model.eval()
-    head.to(device)
+    head.to(device).eval()
     out = []
     try:
         for i in range(0, len(images), batch):

@@ -85,6 +85,7 @@ class GlobalContextHead(nn.Module):
         self.register_buffer("mean", torch.zeros(self.dims))
         self.register_buffer("inv_std", torch.ones(self.dims))
         self.register_buffer("whiten", torch.eye(self.dims))
+        self.train(False)  # a new module starts in training mode: BatchNorm would use batch statistics
 
     def train(self, mode: bool = True) -> GlobalContextHead:
         """Always frozen: its statistics come from a fit, never from gradients or BatchNorm updates."""

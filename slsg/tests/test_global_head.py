@@ -77,6 +77,23 @@ def fused_run(tiny_loco, tmp_path_factory):
     return train(tiny_loco, tmp_path_factory.mktemp("fused") / "run", NON_SQUARE, _cfg("both"), progress=False)
 
 
+def test_an_images_descriptor_does_not_depend_on_its_batch_and_fitting_leaves_the_context_unchanged() -> None:
+    from slsg.heads.fit import descriptors
+    from slsg.heads.global_context import GlobalContextHead
+    from slsg.model import build_model
+
+    model = build_model(ModelConfig(backbone="efficientnet_lite0", size=64))
+    head = GlobalContextHead("efficientnet_lite0")
+    before = {k: v.clone() for k, v in head.context.state_dict().items()}
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    together = descriptors(model, head, images, batch=4)
+    alone = descriptors(model, head, images[:1], batch=1)
+    np.testing.assert_allclose(alone[0], together[0], rtol=1e-4, atol=1e-5)  # batch statistics would differ
+    for k, v in head.context.state_dict().items():
+        assert torch.equal(v, before[k]), f"fitting changed the frozen context's {k}"
+
+
 def test_a_head_that_barely_varies_cannot_amplify_float_rounding_into_the_fused_score() -> None:
     nearly_constant = 104.77 + np.linspace(0, 3e-6, 20)  # an untrained tiny model's global head
     norm = HeadNorm.from_good_scores(nearly_constant)
