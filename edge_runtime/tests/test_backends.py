@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from edge_runtime.backends import Backend, BackendError, OnnxRuntimeBackend, best_providers, select_backend
-from edge_runtime.backends import select as select_mod
 from edge_runtime.backends.openvino_backend import openvino_available
 from edge_runtime.bundle import load_bundle
 from edge_runtime.scoring import image_score
-from edge_runtime.tests.conftest import SIZE, build_brightness_model, make_bundle
+from edge_runtime.tests.conftest import SIZE, build_brightness_model
 
 NO_OPENVINO = "openvino is not installed here (pip install 'slsg[openvino]')"
 
@@ -105,15 +104,6 @@ def test_best_providers_orders_tensorrt_cuda_cpu() -> None:
     assert best_providers(["AzureExecutionProvider"]) == ["CPUExecutionProvider"]
 
 
-def test_auto_prefers_int8_cpu_on_x86_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b = load_bundle(make_bundle(tmp_path / "b", {"int8-cpu": "model.int8-cpu.onnx"}))
-    monkeypatch.setattr(select_mod, "best_providers", lambda: ["CPUExecutionProvider"])
-    monkeypatch.setattr(select_mod, "is_x86", lambda: True)
-    assert select_backend(b, "auto", threads=1).name == "onnx-int8:int8-cpu"
-    monkeypatch.setattr(select_mod, "is_x86", lambda: False)
-    assert select_backend(b, "auto", threads=1).name == "onnx:fp32"
-
-
 def test_auto_uses_a_cached_tensorrt_engine_when_the_module_finds_one(
     bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,7 +140,7 @@ def test_missing_precision_or_tensorrt_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "edge_runtime.tensorrt", None)  # import fails as if absent
     with pytest.raises(BackendError, match="needs TensorRT"):
         select_backend(b, "trt-fp16")
-    assert select_backend(b, "auto", threads=1).name in ("onnx:fp32", "onnx-int8:int8-cpu")
+    assert select_backend(b, "auto", threads=1).name in ("onnx:fp32", "openvino:fp32")
     with pytest.raises(BackendError, match="unknown backend"):
         select_backend(b, "tflite")
 
