@@ -55,6 +55,7 @@ class BundleOptions:
     force: bool = False
     fp16: bool = False
     int8: bool = False
+    bf16: bool = False                      # gate model.onnx in OpenVINO bf16 (needs a CPU with bf16)
     calib_size: int | None = None
     calib_strategy: str | None = None
     calib_method: str = "minmax"
@@ -66,7 +67,7 @@ class BundleOptions:
     trt_versions: tuple[str, ...] = TARGETS
 
     def precision_options(self) -> PrecisionOptions:
-        return PrecisionOptions(fp16=self.fp16, int8=self.int8, calib_size=self.calib_size,
+        return PrecisionOptions(fp16=self.fp16, int8=self.int8, bf16=self.bf16, calib_size=self.calib_size,
                                 calib_strategy=self.calib_strategy, calib_method=self.calib_method,
                                 auroc_budget=self.auroc_budget, int8_fallback=self.int8_fallback,
                                 int8_backend=self.int8_backend, modelopt_python=self.modelopt_python)
@@ -223,8 +224,8 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
     run = open_run(Path(run_dir))
     threshold = run_threshold(run, options.no_threshold)
     check_target(out, options.force)
-    if options.export.fused_graph_attention and (options.fp16 or options.int8):
-        raise ExportError("--fp16/--int8 need the standard-op graph (ONNX Runtime calibrates and gates them): "
+    if options.export.fused_graph_attention and (options.fp16 or options.int8 or options.bf16):
+        raise ExportError("--fp16/--int8/--bf16 need the standard-op graph (ONNX Runtime calibrates and gates them): "
                           "export them without --fused-graph-attention")
     deploy = deploy_for_run(Path(run_dir))
     notes: list[str] = []

@@ -25,8 +25,10 @@ GATE_IMAGES = 100        # per kind (good, anomalous): enough for a bootstrap in
 HELD_OUT_IMAGES = 200    # test/good images for the measured false-reject rates
 FP16_MIN_MAP_CORRELATION = 0.99
 #: The model files each precision writes, and whether TensorRT reads them (the lint is fatal only for those).
-FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
-FOR_TENSORRT = {"fp32": True, "fp16": True, "int8": True, "int8-cpu": False}
+#: bf16 is model.onnx compiled by OpenVINO for bf16 (calibration.bf16): no file of its own, so no lint of its own.
+FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx",
+         "bf16": "model.onnx"}
+FOR_TENSORRT = {"fp32": True, "fp16": True, "int8": True, "int8-cpu": False, "bf16": False}
 
 
 @dataclass
@@ -35,6 +37,7 @@ class PrecisionOptions:
 
     fp16: bool = False
     int8: bool = False
+    bf16: bool = False
     calib_size: int | None = None
     calib_strategy: str | None = None
     calib_method: str = "minmax"
@@ -60,6 +63,7 @@ class LeftOut:
 class PrecisionReport:
     int8: dict | None = None
     fp16: dict | None = None
+    bf16: dict | None = None
     left_out: dict[str, LeftOut] = field(default_factory=dict)
     thresholds: dict[str, dict] = field(default_factory=dict)
     held_out: dict[str, dict] = field(default_factory=dict)
@@ -185,6 +189,24 @@ def _fp16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | No
                                          "deploy FP32 (model.onnx) or INT8 instead"])
 
 
+def _bf16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | None]:
+    """bf16 (model.onnx in OpenVINO bf16) against FP32 by the INT8 rule; where it cannot be measured — no OpenVINO,
+    or a CPU without bf16 — it is left out with that reason, never assumed."""
+    from calibration.bf16 import gate_bf16
+    from edge_runtime.backends.base import BackendError
+
+    try:
+        acc, report = gate_bf16(stage / FILES["fp32"], gate.eval, budget)
+    except BackendError as e:
+        return {"error": str(e)}, LeftOut([str(e)], ["export with --bf16 on a CPU with bf16 (AVX-512 BF16 or AMX), "
+                                                     "e.g. the line PC", "deploy FP32 or INT8 instead"])
+    record = report.to_dict()
+    if acc.passed:
+        return record, None
+    return record, LeftOut(acc.reasons, ["--auroc-budget (accept a larger drop, knowingly)",
+                                         "deploy FP32 (openvino) or INT8 instead"])
+
+
 def _lint(stage: Path, precision: str, versions) -> tuple[dict, LeftOut | None]:
     """The TensorRT lint of one model file; a TensorRT model that would not parse is left out."""
     from export.trt_ops import check_model
@@ -239,7 +261,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
     size = bundle.size
     manifest = dict(bundle.manifest)
     report = PrecisionReport()
-    asked = [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16)) if on]
+    asked = [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16), ("bf16", opts.bf16)) if on]
     data = open_run_data(run.config) if asked else None
     gate = gate_set(data, size, bundle.threshold.value, opts.gate_images) if data is not None else None
     if asked and gate is None:
@@ -270,7 +292,15 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             models["fp16"] = FILES["fp16"]
         else:
             report.left_out["fp16"] = left
-    for precision in list(models):
+    if "bf16" in asked:
+        say("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8")
+        report.bf16, left = _bf16(stage, gate, opts.auroc_budget)
+        manifest["bf16_report"] = report.bf16
+        if left is None:
+            models["bf16"] = FILES["bf16"]
+        else:
+            report.left_out["bf16"] = left
+    for precision in [p for p in models if p != "bf16"]:
         report.lint[FILES[precision]], left = _lint(stage, precision, versions)
         if left is not None:
             del models[precision]
@@ -282,7 +312,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
         manifest["threshold"] = report.thresholds["fp32"]
     export = dict(manifest.get("export", {}))
     export.update({"tensorrt_lint": report.lint, "gate": report.gate, "held_out": report.held_out,
-                   "asked": [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16)) if on],
+                   "asked": [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16), ("bf16", opts.bf16)) if on],
                    "left_out": {p: lo.to_dict() for p, lo in report.left_out.items()}})
     manifest["export"] = export
     write_manifest(stage, manifest)
@@ -333,6 +363,10 @@ def precision_table(report: PrecisionReport):
         table.add_row("fp16", fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
                       fmt(a.get("score_spearman")), thr("fp16"), frr("fp16"), fmt(report.fp16["bytes"] / 1e6, ".1f"),
                       "–")
+    if report.bf16 and "bf16" not in report.left_out:
+        a = report.bf16.get("accuracy") or {}
+        table.add_row("bf16 (OpenVINO)", fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
+                      fmt(a.get("score_spearman")), thr("bf16"), frr("bf16"), "–", "–")
     return table
 
 

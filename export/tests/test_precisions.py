@@ -132,3 +132,23 @@ def test_int8_without_reachable_training_images_is_left_out_not_fatal(effnet_run
     left = json.loads((out / "manifest.json").read_text())["export"]["left_out"]["int8"]
     assert "not reachable" in left["reasons"][0]
     assert set(load_bundle(out).models) == {"fp32"}
+
+
+def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
+    """bf16 is model.onnx in OpenVINO bf16: listed under `models` (with its own threshold) only when its gate
+    passed on this CPU; where the CPU has no bf16 it is left out with that reason and the runtime refuses it."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    from edge_runtime.backends import BackendError, select_backend
+    from edge_runtime.backends.openvino_backend import cpu_has_bf16
+
+    out = tmp_path / "bf16.slsg"
+    result = write_bundle(trained_run, out, BundleOptions(bf16=True, parity_count=4))
+    bundle = load_bundle(out)
+    assert "bf16_report" in bundle.manifest
+    if cpu_has_bf16():
+        assert bundle.models["bf16"] == out / "model.onnx" and "bf16" in bundle.manifest["thresholds"]
+        assert select_backend(bundle, "openvino-bf16").model == "bf16"
+        return
+    assert "bf16" not in bundle.models and "no bf16" in " ".join(result.left_out["bf16"].reasons)
+    with pytest.raises(BackendError, match="gate refused it.*no bf16"):
+        select_backend(bundle, "openvino-bf16")
