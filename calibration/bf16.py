@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.accuracy import AccuracyReport, EvalData, compare, run_model
+from calibration.accuracy import AccuracyReport, EvalData, compare, run_backend, run_model
 from edge_runtime.backends.base import Outputs
 
 #: As strict as FP16's map rule: bf16 has fewer mantissa bits than FP16, and no saving in file size to trade for.
 BF16_MIN_MAP_CORRELATION = 0.99
-BATCH = 8
 
 Candidate = Callable[[np.ndarray], Outputs]
 
@@ -46,10 +45,6 @@ def bf16_backend(model: Path, threads: int | None = None):
     return OpenVinoBackend(model, precision="bf16", threads=threads, name="openvino-bf16", model="bf16")
 
 
-def run_candidate(candidate: Candidate, images: np.ndarray, batch: int = BATCH) -> Outputs:
-    return Outputs.concat([candidate(images[i:i + batch]) for i in range(0, len(images), batch)])
-
-
 def gate_bf16(fp32_onnx: Path, data: EvalData, auroc_budget: float,
               min_map_correlation: float = BF16_MIN_MAP_CORRELATION,
               candidate: Candidate | None = None) -> tuple[AccuracyReport, Bf16Report]:
@@ -61,7 +56,7 @@ def gate_bf16(fp32_onnx: Path, data: EvalData, auroc_budget: float,
 
     candidate = candidate or bf16_backend(fp32_onnx)
     images = data.images()
-    ref, test = run_model(fp32_onnx, images), run_candidate(candidate, images)
+    ref, test = run_model(fp32_onnx, images), run_backend(candidate, images)
     acc = compare(ref, test, data, auroc_budget, min_map_correlation)
     report = Bf16Report(file=Path(fp32_onnx).name, openvino=version("openvino"), cpu=cpu_model(),
                         map_max_abs_diff=float(np.max(np.abs(ref.maps - test.maps))),

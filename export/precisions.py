@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
 from edge_runtime.bundle import load_bundle, write_manifest
 from export.run_data import RunData, gate_anomalies, load_samples, open_run_data, threshold_data
 
@@ -64,6 +65,7 @@ class PrecisionReport:
     int8: dict | None = None
     fp16: dict | None = None
     bf16: dict | None = None
+    openvino_int8: dict | None = None      # flavour → AccuracyReport dict of the file under OpenVINO
     left_out: dict[str, LeftOut] = field(default_factory=dict)
     thresholds: dict[str, dict] = field(default_factory=dict)
     held_out: dict[str, dict] = field(default_factory=dict)
@@ -207,6 +209,26 @@ def _bf16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | No
                                          "deploy FP32 (openvino) or INT8 instead"])
 
 
+def _openvino_int8(stage: Path, gate: GateSet, budget: float) -> dict | None:
+    """Each INT8 file as OpenVINO runs it, against FP32 by the same rule and images as ONNX Runtime's INT8 gate
+    (OpenVINO lowers Q/DQ its own way: ORT's verdict does not carry over). None where OpenVINO is absent; the
+    runtime then refuses openvino-int8 for this bundle rather than run an ungated model."""
+    from calibration.accuracy import compare, run_backend, run_model
+    from calibration.int8 import Int8Config
+    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
+
+    if not openvino_available():
+        return None
+    images = gate.eval.images()
+    ref = run_model(stage / FILES["fp32"], images)
+    out = {}
+    for flavour in ("int8", "int8-cpu"):
+        backend = OpenVinoBackend(stage / FILES[flavour], precision="int8", model=OPENVINO_PREFIX + flavour)
+        acc = compare(ref, run_backend(backend, images), gate.eval, budget, Int8Config().min_map_correlation)
+        out[flavour] = acc.to_dict()
+    return out
+
+
 def _lint(stage: Path, precision: str, versions) -> tuple[dict, LeftOut | None]:
     """The TensorRT lint of one model file; a TensorRT model that would not parse is left out."""
     from export.trt_ops import check_model
@@ -282,6 +304,10 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             report.int8 = full or added.get("int8_report")
         if left is None:
             models.update({"int8": FILES["int8"], "int8-cpu": FILES["int8-cpu"]})
+            say("gating the INT8 files as OpenVINO runs them (same images, same rule)")
+            report.openvino_int8 = _openvino_int8(stage, gate, opts.auroc_budget)
+            if report.openvino_int8 is not None:
+                manifest["openvino_int8"] = report.openvino_int8
         else:
             report.left_out["int8"] = left
     if "fp16" in asked:
@@ -305,7 +331,9 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
         if left is not None:
             del models[precision]
             report.left_out[precision] = left
-    _thresholds(stage, run, models, size, report, say)
+    gated_ov = {OPENVINO_PREFIX + f: FILES[f] for f, r in (report.openvino_int8 or {}).items()
+                if r["passed"] and f in models}
+    _thresholds(stage, run, {**models, **gated_ov}, size, report, say)
     manifest["models"] = models
     if report.thresholds:
         manifest["thresholds"] = report.thresholds

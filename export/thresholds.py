@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
 from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores
 
 
@@ -35,11 +36,16 @@ class HeldOut:
 def model_scores(model: Path, images: np.ndarray, precision: str = "fp32") -> np.ndarray:
     """`score` (what the threshold applies to) of a bundle model on prepared images, in the arithmetic the runtime
     runs it in: ONNX Runtime for the model files, OpenVINO bf16 for "bf16" (which is model.onnx)."""
-    if precision == "bf16":
-        from calibration.bf16 import bf16_backend, run_candidate
+    from calibration.accuracy import run_backend, run_model
 
-        return run_candidate(bf16_backend(model), images).score
-    from calibration.accuracy import run_model
+    if precision == "bf16":
+        from calibration.bf16 import bf16_backend
+
+        return run_backend(bf16_backend(model), images).score
+    if precision.startswith(OPENVINO_PREFIX):  # an INT8 file as OpenVINO runs it (its own Q/DQ handling)
+        from edge_runtime.backends.openvino_backend import OpenVinoBackend
+
+        return run_backend(OpenVinoBackend(model, precision="int8", model=precision), images).score
 
     return run_model(model, images).score
 

@@ -54,14 +54,29 @@ def _missing(bundle: Bundle, backend: str, precisions: tuple) -> BackendError:
 
 
 def _openvino(bundle: Bundle, backend: str, threads: int | None) -> Backend:
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
+    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend
 
     precision, wanted = _OPENVINO_MODELS[backend]
-    for model in wanted:
-        if model in bundle.models:
-            return OpenVinoBackend(bundle.models[model], precision=precision, threads=threads,
-                                   name=f"{backend}:{model}", model=model)
-    raise _missing(bundle, backend, wanted)
+    present = [m for m in wanted if m in bundle.models]
+    if not present:
+        raise _missing(bundle, backend, wanted)
+    if precision != "int8":
+        return OpenVinoBackend(bundle.models[present[0]], precision=precision, threads=threads,
+                               name=f"{backend}:{present[0]}", model=present[0])
+    gated = bundle.manifest.get("openvino_int8")
+    if not isinstance(gated, dict):
+        raise BackendError(
+            f"backend {backend}: the INT8 models in {bundle.root} were gated on ONNX Runtime only, and OpenVINO "
+            "runs Q/DQ its own way (its accuracy can differ): re-export with openvino installed "
+            "(pip install 'slsg[openvino]'; `slsg export ... --int8` then gates both), or use --backend onnx-int8"
+        )
+    for model in present:
+        if gated.get(model, {}).get("passed"):
+            return OpenVinoBackend(bundle.models[model], precision="int8", threads=threads,
+                                   name=f"{backend}:{model}", model=OPENVINO_PREFIX + model)
+    reasons = " | ".join(f"{m}: {'; '.join(gated.get(m, {}).get('reasons', ['not gated']))}" for m in present)
+    raise BackendError(f"backend {backend}: no INT8 file in {bundle.root} passed its gate under OpenVINO "
+                       f"({reasons}); use --backend onnx-int8 or openvino")
 
 
 def _tensorrt_module():
@@ -107,7 +122,11 @@ def _cpu_candidates(bundle: Bundle) -> list[str]:
     """The CPU backends installed here that have a model in this bundle (so only gated precisions)."""
     out = []
     for name in CPU_CANDIDATES:
-        if name.startswith("openvino"):
+        if name == "openvino-int8":  # only INT8 files that passed their gate as OpenVINO runs them
+            gated = bundle.manifest.get("openvino_int8") or {}
+            ok = openvino_available() and any(m in bundle.models and (gated.get(m) or {}).get("passed")
+                                              for m in _OPENVINO_MODELS[name][1])
+        elif name.startswith("openvino"):
             ok = openvino_available() and any(m in bundle.models for m in _OPENVINO_MODELS[name][1])
         else:
             ok = any(m in bundle.models for m in _ONNX_MODELS[name])

@@ -19,9 +19,22 @@ needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino i
                                     "(pip install 'slsg[openvino]')")
 
 
+def _with_manifest(root: Path, **extra) -> Path:
+    from edge_runtime.bundle import write_manifest
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    write_manifest(root, {**manifest, **extra})
+    return root
+
+
+def _ov_gate(passed: bool, reason: str = "anomaly-map correlation 0.7512 < 0.9000") -> dict:
+    return {"passed": passed, "reasons": [] if passed else [reason]}
+
+
 @pytest.fixture
 def int8_bundle(tmp_path: Path):
-    return load_bundle(make_bundle(tmp_path / "b.slsg", {"int8-cpu": "model.int8-cpu.onnx"}))
+    root = make_bundle(tmp_path / "b.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
+    return load_bundle(_with_manifest(root, openvino_int8={"int8-cpu": _ov_gate(True)}))
 
 
 def _fake_measure(monkeypatch: pytest.MonkeyPatch, p50: dict[str, float]) -> list:
@@ -107,13 +120,31 @@ def test_an_explicit_backend_says_it_was_asked_for(bundle_dir: Path) -> None:
 
 
 @needs_openvino
-def test_bf16_without_a_gated_model_is_refused_with_the_gate_reason(tmp_path: Path) -> None:
-    from edge_runtime.bundle import write_manifest
+def test_openvino_int8_runs_only_files_that_passed_their_gate_under_openvino(tmp_path: Path) -> None:
+    """ORT's INT8 gate does not vouch for OpenVINO: it lowers Q/DQ its own way (Lite0: map r 0.75 vs 0.95)."""
+    extra = {"int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
+    ungated = load_bundle(make_bundle(tmp_path / "a.slsg", extra))
+    with pytest.raises(BackendError, match="gated on ONNX Runtime only"):
+        select_backend(ungated, "openvino-int8", threads=1)
+    assert "openvino-int8" not in select_mod._cpu_candidates(ungated)
+    root = _with_manifest(make_bundle(tmp_path / "b.slsg", extra),
+                          openvino_int8={"int8": _ov_gate(False), "int8-cpu": _ov_gate(True)},
+                          thresholds={"openvino:int8-cpu": {"value": 0.42, "false_reject_rate": 0.01, "n_good": 10,
+                                                            "quantiles": {}}})
+    be = select_backend(load_bundle(root), "openvino-int8", threads=1)
+    assert be.name == "openvino-int8:int8-cpu" and be.model == "openvino:int8-cpu"
+    assert load_bundle(root).threshold_for(be.model).value == 0.42  # its own threshold, from its own scores
+    refused = _with_manifest(make_bundle(tmp_path / "c.slsg", extra),
+                             openvino_int8={"int8": _ov_gate(False), "int8-cpu": _ov_gate(False)})
+    with pytest.raises(BackendError, match="no INT8 file .* passed its gate under OpenVINO.*0.7512"):
+        select_backend(load_bundle(refused), "openvino-int8", threads=1)
+    assert "openvino-int8" not in select_mod._cpu_candidates(load_bundle(refused))
 
-    root = make_bundle(tmp_path / "b.slsg")
-    manifest = json.loads((root / "manifest.json").read_text())
-    manifest["export"] = {"left_out": {"bf16": {"reasons": ["anomaly-map correlation 0.9 < 0.99"], "next": []}}}
-    write_manifest(root, manifest)
+
+@needs_openvino
+def test_bf16_without_a_gated_model_is_refused_with_the_gate_reason(tmp_path: Path) -> None:
+    root = _with_manifest(make_bundle(tmp_path / "b.slsg"), export={
+        "left_out": {"bf16": {"reasons": ["anomaly-map correlation 0.9 < 0.99"], "next": []}}})
     with pytest.raises(BackendError, match="gate refused it.*correlation 0.9"):
         select_backend(load_bundle(root), "openvino-bf16", threads=1)
     with pytest.raises(BackendError, match="--int8"):

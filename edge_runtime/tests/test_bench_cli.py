@@ -31,7 +31,7 @@ def test_edge_bench_times_every_backend_without_torch(tmp_path: Path) -> None:
                "--json", str(out))
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
-    expected = {"onnx", "onnx-int8"} | ({"openvino", "openvino-int8"} if openvino_available() else set())
+    expected = {"onnx", "onnx-int8"} | ({"openvino"} if openvino_available() else set())
     assert set(report["cases"]) == expected | {f"{n} (engine)" for n in expected}
     assert report["cases"]["onnx"]["end_to_end"]["n"] == 5
     assert set(report["cases"]["onnx"]["stages"]) == {"pre", "infer", "post"}
@@ -42,6 +42,7 @@ def test_edge_bench_times_every_backend_without_torch(tmp_path: Path) -> None:
         assert report["profiles"]["openvino"]["library"] == "openvino"
         assert any(row["op"].startswith("ReduceMean") for row in report["profiles"]["openvino"]["top_ops"])
         assert "openvino-bf16" in report["skipped"]  # no gated bf16 model in this bundle
+        assert "gated on ONNX Runtime only" in report["skipped"]["openvino-int8"]
     assert report["machine"]["threads"] == 1 and report["peak_rss_mb"] > 0
 
 

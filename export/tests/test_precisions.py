@@ -43,6 +43,16 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
     assert maps.shape == (1, 64, 64) and np.isfinite(maps).all()
 
 
+def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    out, _ = full_bundle
+    bundle = load_bundle(out)
+    ov = bundle.manifest["openvino_int8"]
+    assert set(ov) == {"int8", "int8-cpu"} and all("map_pearson" in r and "passed" in r for r in ov.values())
+    for flavour, r in ov.items():  # a passed flavour has its own threshold from OpenVINO's scores; a failed one none
+        assert (f"openvino:{flavour}" in bundle.manifest["thresholds"]) == r["passed"]
+
+
 def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
     out, _ = full_bundle
     model = onnx.load(str(out / "model.int8.onnx"))
@@ -63,7 +73,8 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle):
     out, result = full_bundle
     bundle = load_bundle(out)
     thresholds = bundle.manifest["thresholds"]
-    assert set(thresholds) == set(bundle.models)
+    as_openvino = {f"openvino:{f}" for f, r in bundle.manifest.get("openvino_int8", {}).items() if r["passed"]}
+    assert set(thresholds) == set(bundle.models) | as_openvino  # INT8 as OpenVINO runs it: a threshold of its own
     assert bundle.manifest["threshold"] == thresholds["fp32"]
     assert all("validation good images" in t["source"] and t["n_good"] == 12 for t in thresholds.values())
     values = {k: t["value"] for k, t in thresholds.items()}
