@@ -32,22 +32,25 @@ def roofline_lines(report: dict) -> list[str]:
     if not r:
         return []
     p = r["peaks"]
-    lines = [f"Model: {r['gmacs']:.2f} GMAC. Measured peaks at {p['threads']} threads (ONNX Runtime, "
-             f"{p['n']}² GEMM): fp32 {p['fp32'] / 1e9:.0f} GFLOP/s, int8 {p['int8'] / 1e9:.0f} GOP/s "
-             f"(MatMulInteger {p['int8_matmulinteger'] / 1e9:.0f}, QLinearMatMul "
-             f"{p['int8_qlinearmatmul'] / 1e9:.0f}).", "",
-             "| backend | arithmetic | floor ms | end-to-end p50 / floor | engine p50 / floor |",
-             "|---|---|---:|---:|---:|"]
+    ov = ", ".join(f"{k[len('openvino_'):]} {p[k] / 1e9:.0f}"
+                   for k in ("openvino_f32", "openvino_bf16", "openvino_int8") if p.get(k))
+    lines = [f"Model: {r['gmacs']:.2f} GMAC. Measured peaks at {p['threads']} threads ({p['n']}² GEMM, "
+             f"{p.get('how', 'best of repeats')}): ONNX Runtime fp32 {p['fp32'] / 1e9:.0f} GFLOP/s, int8 "
+             f"{p['int8'] / 1e9:.0f} GOP/s (MatMulInteger {p['int8_matmulinteger'] / 1e9:.0f}, QLinearMatMul "
+             f"{p['int8_qlinearmatmul'] / 1e9:.0f})" + (f"; OpenVINO {ov} GOP/s." if ov else "."), "",
+             "| backend | arithmetic | peak | floor ms | end-to-end p50 / floor | engine p50 / floor |",
+             "|---|---|---|---:|---:|---:|"]
     for name, b in r["backends"].items():
-        lines.append(f"| {name} | {b['arith']} | {_f(b['floor_ms'])} | {_f(b.get('e2e_multiple'))} | "
-                     f"{_f(b.get('engine_multiple'))} |")
+        lines.append(f"| {name} | {b['arith']} | {b.get('peak', b['arith'])} | {_f(b['floor_ms'])} | "
+                     f"{_f(b.get('e2e_multiple'))} | {_f(b.get('engine_multiple'))} |")
     return lines
 
 
 def profile_lines(report: dict) -> list[str]:
     lines = []
     for name, prof in report.get("profiles", {}).items():
-        lines += ["", f"**{name}** — ONNX Runtime profile, {prof['run_ms']:.1f} ms per run, kernels "
+        library = "OpenVINO" if prof.get("library") == "openvino" else "ONNX Runtime"
+        lines += ["", f"**{name}** — {library} profile, {prof['run_ms']:.1f} ms per run, kernels "
                       f"{prof['kernel_ms']:.1f} ms:", "", "| op type | nodes | ms per run | share |",
                   "|---|---:|---:|---:|"]
         lines += [f"| {o['op']} | {o['nodes']} | {o['ms']:.2f} | {100 * o['share']:.1f} % |" for o in prof["top_ops"]]

@@ -125,6 +125,11 @@ def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size
     return Outputs.concat(parts)
 
 
+def run_backend(backend, images: np.ndarray, batch_size: int = 8) -> Outputs:
+    """Every output of a runtime backend (any `edge_runtime.backends.Backend`, or a Predictor) on `images`."""
+    return Outputs.concat([backend(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
 def score_outputs(out: Outputs) -> dict[str, np.ndarray]:
     """`score` and each `score_<head>` by graph output name."""
     return {SCORE_OUTPUT: out.score, **{HEAD_PREFIX + k: v for k, v in out.heads.items()}}

@@ -18,7 +18,7 @@ import numpy as np
 from edge_runtime.timing import Case, machine_facts, run_alternating, timed
 
 #: What `--backends` tries by default; a backend whose model or engine is missing is skipped, with why.
-DEFAULT_BACKENDS = ("onnx", "onnx-int8", "trt-fp16", "trt-int8")
+DEFAULT_BACKENDS = ("onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8", "trt-fp16", "trt-int8")
 
 
 def bench_frame(size: tuple[int, int], image: Path | None = None, seed: int = 0) -> np.ndarray:
@@ -38,7 +38,7 @@ def bench_frame(size: tuple[int, int], image: Path | None = None, seed: int = 0)
 
 
 def _engine_step(backend, batch: np.ndarray):
-    """The bare engine call: ORT `session.run`, TensorRT `infer_only()` (enqueue + sync, no copies)."""
+    """The bare engine call: ORT `session.run`, TensorRT / OpenVINO `infer_only()` (no copies)."""
     if hasattr(backend, "infer_only"):
         backend.run(batch)  # infer_only re-runs the inputs of the last run
         return lambda: {"infer": backend.infer_only() * 1e3}
@@ -112,6 +112,45 @@ def profile_events_by_op(events: list[dict], top: int = 10) -> dict:
     }
 
 
+def openvino_op_profile(backend, batch: np.ndarray, runs: int = 10, top: int = 10) -> dict:
+    """OpenVINO's per-node counters (`PERF_COUNT`) of the backend's model, aggregated by executed layer type and
+    precision ("Convolution i8"), first run dropped; a separate compiled model, so the timed one is untouched."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"PERFORMANCE_HINT": backend.hint, "INFERENCE_NUM_THREADS": backend.threads, "PERF_COUNT": True,
+              "INFERENCE_PRECISION_HINT": backend.compiled.get_property("INFERENCE_PRECISION_HINT")}
+    request = core.compile_model(core.read_model(str(backend.path)), "CPU", config).create_infer_request()
+    request.infer({"image": batch})
+    per_op: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    total_run = 0.0
+    for _ in range(max(1, runs)):
+        _, ms = timed(lambda: request.infer({"image": batch}))
+        total_run += ms
+        for info in request.profiling_info:
+            if info.status != info.Status.EXECUTED:
+                continue
+            op = f"{info.node_type} {info.exec_type.rsplit('_', 1)[-1].lower()}"
+            per_op[op] += info.real_time.total_seconds() * 1e3
+            count[op] += 1
+    runs = max(1, runs)
+    total = sum(per_op.values())
+    ops = sorted(per_op.items(), key=lambda kv: -kv[1])
+    return {"runs": runs, "run_ms": total_run / runs, "kernel_ms": total / runs, "library": "openvino",
+            "top_ops": [{"op": op, "ms": ms / runs, "share": ms / total if total else 0.0, "nodes": count[op] // runs}
+                        for op, ms in ops[:top]]}
+
+
+def op_profile(backend, batch: np.ndarray, threads: int | None, runs: int = 10) -> dict | None:
+    """The per-op profile of whichever library the backend runs (ONNX Runtime or OpenVINO); None for others."""
+    if hasattr(backend, "compiled") and hasattr(backend, "hint"):
+        return openvino_op_profile(backend, batch, runs)
+    if hasattr(backend, "session") and str(getattr(backend, "path", "")).endswith(".onnx"):
+        return ort_op_profile(Path(backend.path), batch, threads, runs)
+    return None
+
+
 def ort_op_profile(model: Path, batch: np.ndarray, threads: int | None, runs: int = 10, top: int = 10) -> dict:
     """Run `model` under ONNX Runtime's profiler (CPU) and aggregate kernel time by op type."""
     import tempfile
@@ -156,9 +195,9 @@ def bench_bundle(
     profiles = {}
     batch = prepare(frame, bundle.size)[None]
     for name, be in opened.items():
-        path = getattr(be, "path", None)
-        if profile_runs > 0 and path is not None and Path(path).suffix == ".onnx":
-            profiles[name] = ort_op_profile(Path(path), batch, threads, profile_runs)
+        prof = op_profile(be, batch, threads, profile_runs) if profile_runs > 0 else None
+        if prof is not None:
+            profiles[name] = prof
     from edge_runtime.timing import peak_rss_mb
 
     return {
@@ -167,7 +206,7 @@ def bench_bundle(
         "warmup": warmup,
         "iterations": iterations,
         "frame": str(image) if image else "synthetic (seeded blur noise)",
-        "machine": machine_facts(threads),
+        "machine": machine_facts(threads, ("numpy", "onnxruntime", "openvino", "cv2")),
         "backends": {n: {"name": be.name, "providers": list(getattr(be, "providers", [])),
                          "model": str(getattr(be, "path", ""))} for n, be in opened.items()},
         "skipped": skipped,

@@ -22,7 +22,8 @@ SCHEMA = "slsg.bundle"
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 ENGINES_DIR = "engines"
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+#: "bf16" names model.onnx run in OpenVINO's bf16 arithmetic: listed under `models` only once its gate passed.
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "bf16")
 _CHUNK = 1 << 20
 
 

@@ -8,6 +8,7 @@ that model's threshold: the manifest is re-hashed and the values it replaces are
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from edge_runtime.preprocess import FrameError, prepare
 from edge_runtime.scoring import Threshold, threshold_from_good_scores, threshold_warning
 
 BATCH = 8
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,6 +93,17 @@ def score_frames(backend, frames: np.ndarray, batch: int = BATCH) -> np.ndarray:
     return out
 
 
+def _bf16_backend(bundle: Bundle, threads: int | None) -> list:
+    """The bf16 model's own backend, or none (its threshold is then left as it is, with a warning)."""
+    from edge_runtime.backends import BackendError, select_backend
+
+    try:
+        return [select_backend(bundle, "openvino-bf16", threads)]
+    except BackendError as e:
+        log.warning("bf16 threshold not re-set: %s", e)
+        return []
+
+
 def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) -> list:
     """The backends to calibrate: by `slsg-edge run --backend` name; 'all' = every ONNX model file here."""
     from edge_runtime.backends import select_backend
@@ -100,7 +113,9 @@ def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) 
     for name in names:
         if name == "all":
             out += [OnnxRuntimeBackend(path, threads=threads, name=f"onnx:{model}", model=model)
-                    for model, path in bundle.models.items()]
+                    for model, path in bundle.models.items() if model != "bf16"]
+            if "bf16" in bundle.models:  # bf16 is model.onnx under OpenVINO's bf16 arithmetic, not an ORT file
+                out += _bf16_backend(bundle, threads)
         else:
             out.append(select_backend(bundle, name, threads))
     seen, unique = set(), []

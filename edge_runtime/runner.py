@@ -20,6 +20,7 @@ from typing import Iterator
 from rich.console import Console
 
 from edge_runtime.backends import select_backend
+from edge_runtime.backends.probe import ProbeConfig
 from edge_runtime.bundle import load_bundle
 from edge_runtime.dashboard import Dashboard, summary_record, summary_table
 from edge_runtime.eventlog import EventLog, LogPolicy
@@ -49,6 +50,7 @@ class RunConfig:
     sensitivity: float = 1.0
     backend: str = "auto"
     threads: int | None = None
+    reprobe: bool = False  # auto: measure the CPU backends again instead of trusting the cached pick
     max_frames: int | None = None
     webhook: str | None = None
     mqtt: str | None = None
@@ -143,6 +145,7 @@ def _start_record(cfg: RunConfig, stream: FrameStream, backend, judge: Judge, bu
         "source": stream.describe,
         "threshold": judge.threshold,
         "model": getattr(backend, "model", "fp32"),
+        "selection": getattr(backend, "selection", None),  # what auto picked and why (measured p50s), or "asked"
         "sensitivity": cfg.sensitivity,
         "input_size": list(judge.size),
         "frame_period_s": stream.frame_period_s,
@@ -158,7 +161,8 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     try:
         saver = _saver(cfg, log)
         bundle = load_bundle(cfg.bundle)
-        backend = select_backend(bundle, cfg.backend, cfg.threads)
+        backend = select_backend(bundle, cfg.backend, cfg.threads, ProbeConfig(refresh=cfg.reprobe or
+                                                                               ProbeConfig.from_env().refresh))
         stream = open_source(cfg.source)
     except Exception as e:
         log.close({"event": "error", "time": iso(time.time()), "error": f"{type(e).__name__}: {e}"})

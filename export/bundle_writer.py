@@ -211,8 +211,8 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
     run = open_run(Path(run_dir))
     threshold = run_threshold(run, options.no_threshold)
     check_target(out, options.force)
-    if options.export.fused_graph_attention and (options.fp16 or options.int8):
-        raise ExportError("--fp16/--int8 need the standard-op graph (ONNX Runtime calibrates and gates them): "
+    if options.export.fused_graph_attention and (options.fp16 or options.int8 or options.bf16):
+        raise ExportError("--fp16/--int8/--bf16 need the standard-op graph (ONNX Runtime calibrates and gates them): "
                           "export them without --fused-graph-attention")
     deploy = deploy_for_run(Path(run_dir))
     notes: list[str] = []

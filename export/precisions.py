@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
 from edge_runtime.bundle import load_bundle, write_manifest
 from export.run_data import RunData, gate_anomalies, load_samples, open_run_data, threshold_data
 
@@ -25,8 +26,10 @@ GATE_IMAGES = 100        # per kind (good, anomalous): enough for a bootstrap in
 HELD_OUT_IMAGES = 200    # test/good images for the measured false-reject rates
 FP16_MIN_MAP_CORRELATION = 0.99
 #: The model files each precision writes, and whether TensorRT reads them (the lint is fatal only for those).
-FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
-FOR_TENSORRT = {"fp32": True, "fp16": True, "int8": True, "int8-cpu": False}
+#: bf16 is model.onnx compiled by OpenVINO for bf16 (calibration.bf16): no file of its own, so no lint of its own.
+FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx",
+         "bf16": "model.onnx"}
+FOR_TENSORRT = {"fp32": True, "fp16": True, "int8": True, "int8-cpu": False, "bf16": False}
 
 
 @dataclass
@@ -35,6 +38,7 @@ class PrecisionOptions:
 
     fp16: bool = False
     int8: bool = False
+    bf16: bool = False
     calib_size: int | None = None
     calib_strategy: str | None = None
     calib_method: str = "minmax"
@@ -60,6 +64,8 @@ class LeftOut:
 class PrecisionReport:
     int8: dict | None = None
     fp16: dict | None = None
+    bf16: dict | None = None
+    openvino_int8: dict | None = None      # flavour → AccuracyReport dict of the file under OpenVINO
     left_out: dict[str, LeftOut] = field(default_factory=dict)
     thresholds: dict[str, dict] = field(default_factory=dict)
     held_out: dict[str, dict] = field(default_factory=dict)
@@ -185,6 +191,44 @@ def _fp16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | No
                                          "deploy FP32 (model.onnx) or INT8 instead"])
 
 
+def _bf16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | None]:
+    """bf16 (model.onnx in OpenVINO bf16) against FP32 by the INT8 rule; where it cannot be measured — no OpenVINO,
+    or a CPU without bf16 — it is left out with that reason, never assumed."""
+    from calibration.bf16 import gate_bf16
+    from edge_runtime.backends.base import BackendError
+
+    try:
+        acc, report = gate_bf16(stage / FILES["fp32"], gate.eval, budget)
+    except BackendError as e:
+        return {"error": str(e)}, LeftOut([str(e)], ["export with --bf16 on a CPU with bf16 (AVX-512 BF16 or AMX), "
+                                                     "e.g. the line PC", "deploy FP32 or INT8 instead"])
+    record = report.to_dict()
+    if acc.passed:
+        return record, None
+    return record, LeftOut(acc.reasons, ["--auroc-budget (accept a larger drop, knowingly)",
+                                         "deploy FP32 (openvino) or INT8 instead"])
+
+
+def _openvino_int8(stage: Path, gate: GateSet, budget: float) -> dict | None:
+    """Each INT8 file as OpenVINO runs it, against FP32 by the same rule and images as ONNX Runtime's INT8 gate
+    (OpenVINO lowers Q/DQ its own way: ORT's verdict does not carry over). None where OpenVINO is absent; the
+    runtime then refuses openvino-int8 for this bundle rather than run an ungated model."""
+    from calibration.accuracy import compare, run_backend, run_model
+    from calibration.int8 import Int8Config
+    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
+
+    if not openvino_available():
+        return None
+    images = gate.eval.images()
+    ref = run_model(stage / FILES["fp32"], images)
+    out = {}
+    for flavour in ("int8", "int8-cpu"):
+        backend = OpenVinoBackend(stage / FILES[flavour], precision="int8", model=OPENVINO_PREFIX + flavour)
+        acc = compare(ref, run_backend(backend, images), gate.eval, budget, Int8Config().min_map_correlation)
+        out[flavour] = acc.to_dict()
+    return out
+
+
 def _lint(stage: Path, precision: str, versions) -> tuple[dict, LeftOut | None]:
     """The TensorRT lint of one model file; a TensorRT model that would not parse is left out."""
     from export.trt_ops import check_model
@@ -239,7 +283,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
     size = bundle.size
     manifest = dict(bundle.manifest)
     report = PrecisionReport()
-    asked = [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16)) if on]
+    asked = [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16), ("bf16", opts.bf16)) if on]
     data = open_run_data(run.config) if asked else None
     gate = gate_set(data, size, bundle.threshold.value, opts.gate_images) if data is not None else None
     if asked and gate is None:
@@ -260,6 +304,10 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             report.int8 = full or added.get("int8_report")
         if left is None:
             models.update({"int8": FILES["int8"], "int8-cpu": FILES["int8-cpu"]})
+            say("gating the INT8 files as OpenVINO runs them (same images, same rule)")
+            report.openvino_int8 = _openvino_int8(stage, gate, opts.auroc_budget)
+            if report.openvino_int8 is not None:
+                manifest["openvino_int8"] = report.openvino_int8
         else:
             report.left_out["int8"] = left
     if "fp16" in asked:
@@ -270,19 +318,29 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             models["fp16"] = FILES["fp16"]
         else:
             report.left_out["fp16"] = left
-    for precision in list(models):
+    if "bf16" in asked:
+        say("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8")
+        report.bf16, left = _bf16(stage, gate, opts.auroc_budget)
+        manifest["bf16_report"] = report.bf16
+        if left is None:
+            models["bf16"] = FILES["bf16"]
+        else:
+            report.left_out["bf16"] = left
+    for precision in [p for p in models if p != "bf16"]:
         report.lint[FILES[precision]], left = _lint(stage, precision, versions)
         if left is not None:
             del models[precision]
             report.left_out[precision] = left
-    _thresholds(stage, run, models, size, report, say)
+    gated_ov = {OPENVINO_PREFIX + f: FILES[f] for f, r in (report.openvino_int8 or {}).items()
+                if r["passed"] and f in models}
+    _thresholds(stage, run, {**models, **gated_ov}, size, report, say)
     manifest["models"] = models
     if report.thresholds:
         manifest["thresholds"] = report.thresholds
         manifest["threshold"] = report.thresholds["fp32"]
     export = dict(manifest.get("export", {}))
     export.update({"tensorrt_lint": report.lint, "gate": report.gate, "held_out": report.held_out,
-                   "asked": [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16)) if on],
+                   "asked": [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16), ("bf16", opts.bf16)) if on],
                    "left_out": {p: lo.to_dict() for p, lo in report.left_out.items()}})
     manifest["export"] = export
     write_manifest(stage, manifest)
@@ -333,6 +391,10 @@ def precision_table(report: PrecisionReport):
         table.add_row("fp16", fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
                       fmt(a.get("score_spearman")), thr("fp16"), frr("fp16"), fmt(report.fp16["bytes"] / 1e6, ".1f"),
                       "–")
+    if report.bf16 and "bf16" not in report.left_out:
+        a = report.bf16.get("accuracy") or {}
+        table.add_row("bf16 (OpenVINO)", fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
+                      fmt(a.get("score_spearman")), thr("bf16"), frr("bf16"), "–", "–")
     return table
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
 from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores
 
 
@@ -32,29 +33,41 @@ class HeldOut:
         return asdict(self)
 
 
-def model_scores(model: Path, images: np.ndarray) -> np.ndarray:
-    """`score` (what the threshold applies to) of a bundle model file on prepared images, in ONNX Runtime."""
-    from calibration.accuracy import run_model
+def model_scores(model: Path, images: np.ndarray, precision: str = "fp32") -> np.ndarray:
+    """`score` (what the threshold applies to) of a bundle model on prepared images, in the arithmetic the runtime
+    runs it in: ONNX Runtime for the model files, OpenVINO bf16 for "bf16" (which is model.onnx)."""
+    from calibration.accuracy import run_backend, run_model
+
+    if precision == "bf16":
+        from calibration.bf16 import bf16_backend
+
+        return run_backend(bf16_backend(model), images).score
+    if precision.startswith(OPENVINO_PREFIX):  # an INT8 file as OpenVINO runs it (its own Q/DQ handling)
+        from edge_runtime.backends.openvino_backend import OpenVinoBackend
+
+        return run_backend(OpenVinoBackend(model, precision="int8", model=precision), images).score
 
     return run_model(model, images).score
 
 
-def threshold_for_model(model: Path, images: np.ndarray, rate: float, source: str) -> dict:
+def threshold_for_model(model: Path, images: np.ndarray, rate: float, source: str, precision: str = "fp32") -> dict:
     """The manifest record: `Threshold.to_dict()` of the model's own good scores, and where they came from."""
-    t = threshold_from_good_scores(model_scores(model, images), rate)
+    t = threshold_from_good_scores(model_scores(model, images, precision), rate)
     return {**t.to_dict(), "source": source}
 
 
 def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, rate: float,
                      source: str) -> dict[str, dict]:
-    """{precision: threshold record} for every model file of the bundle at `root`."""
-    return {precision: threshold_for_model(Path(root) / name, images, rate, f"{name} scores on {source}")
+    """{precision: threshold record} for every model of the bundle at `root`."""
+    return {precision: threshold_for_model(Path(root) / name, images, rate, f"{name} ({precision}) scores on {source}",
+                                           precision)
             for precision, name in models.items()}
 
 
-def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_threshold: dict | None = None) -> HeldOut:
+def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_threshold: dict | None = None,
+                  precision: str = "fp32") -> HeldOut:
     t = Threshold.from_dict(threshold)
-    scores = model_scores(model, images)
+    scores = model_scores(model, images, precision)
     rejects = int(np.sum(is_anomalous(scores, t.value)))
     at_fp32 = None
     if fp32_threshold is not None:
@@ -67,5 +80,5 @@ def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dic
     """Each model's false-reject rate on held-out good images at its own threshold (and at FP32's, to show
     what a single threshold would have cost)."""
     fp32 = thresholds.get("fp32")
-    return {p: held_out_rate(Path(root) / name, thresholds[p], images, fp32).to_dict()
+    return {p: held_out_rate(Path(root) / name, thresholds[p], images, fp32, p).to_dict()
             for p, name in models.items() if p in thresholds}

@@ -11,7 +11,8 @@ import numpy as np
 from edge_runtime.backends.base import Outputs  # noqa: F401  (the Predictor contract's result)
 from edge_runtime.scoring import Threshold
 
-BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8")
+BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8", "trt-fp16",
+            "trt-int8", "auto")
 Predictor = Callable[[np.ndarray], "Outputs"]
 
 

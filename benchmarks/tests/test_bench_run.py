@@ -72,8 +72,22 @@ def test_goals_are_judged_from_the_measurements() -> None:
               "roofline": {"backends": {"onnx": {"e2e_multiple": 1.2}}},
               "parity": {"reference": "torch", "backends": {"onnx-int8": {"map_correlation": 0.995,
                                                                           "auroc_drop_points": 1.5}}}}
-    assert [g["met"] for g in goals(report)] == [True, False, False, True, False]
+    judged = goals(report)
+    assert [g["met"] for g in judged] == [True, False, False, True, False, False, True]
+    assert judged[5]["goal"].startswith("best CPU path (onnx-int8)") and judged[5]["value"] == 3.0
     machine = {"cpu": "x", "cpus_usable": 2, "threads": 2, "load_average_1_5_15": None, "versions": {}}
     md = markdown({**report, "roofline": {}, "parity": None, "goals": goals(report), "machine": machine,
                    "iterations": 1, "warmup": 0, "cases": {}})
-    assert md.count("| no |") == 3 and md.count("| yes |") == 2
+    assert md.count("| no |") == 4 and md.count("| yes |") == 3
+
+
+def test_overhead_is_what_the_runtime_adds_to_the_bare_engine_call() -> None:
+    from benchmarks.bench import overheads
+
+    cases = {"openvino": {"end_to_end": {"p50_ms": 11.0}}, "openvino (engine)": {"end_to_end": {"p50_ms": 10.0}},
+             "torch": {"end_to_end": {"p50_ms": 50.0}}}
+    assert overheads(cases) == {"openvino": pytest.approx(0.1)}
+    report = {"speedup_vs_torch": {}, "cases": {**cases, "openvino-int8": {"end_to_end": {"p50_ms": 5.0}}}}
+    by_goal = {g["goal"]: g for g in goals(report)}
+    assert by_goal["openvino-int8 end-to-end speed-up vs openvino ≥ 1.5 (Lite0 goal)"]["value"] == pytest.approx(2.2)
+    assert by_goal["openvino runtime overhead (end-to-end − engine) / engine ≤ 10 %"]["met"]

@@ -1,4 +1,4 @@
-"""GEMM peaks come from real ONNX Runtime products; floors are 2·MACs / peak."""
+"""GEMM peaks come from real ONNX Runtime and OpenVINO products; each case's floor is 2·MACs / its own peak."""
 
 from __future__ import annotations
 
@@ -6,7 +6,19 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from benchmarks.roofline import GEMM_KINDS, Peaks, floor_ms, floors_for, gemm_model, measure_peaks
+from benchmarks.roofline import (
+    GEMM_KINDS,
+    Peaks,
+    floor_ms,
+    floors_for,
+    gemm_model,
+    gemm_runners,
+    measure_peaks,
+    peak_cases,
+    peaks_from_timings,
+)
+from edge_runtime.backends.openvino_backend import openvino_available
+from edge_runtime.timing import run_alternating
 
 
 def test_fp32_and_int8_gemm_models_compute_the_product() -> None:
@@ -46,3 +58,32 @@ def test_each_backend_is_judged_against_its_own_arithmetic() -> None:
     assert set(floors) == {"torch", "onnx", "onnx-int8"}
     assert floors["onnx"]["floor_ms"] == pytest.approx(5.0)
     assert floors["onnx-int8"]["floor_ms"] == pytest.approx(2.0)
+
+
+def test_openvino_cases_are_judged_against_openvino_peaks_and_skipped_without_one() -> None:
+    peaks = Peaks(1024, 2, 400e9, 1000e9, 800e9, openvino_f32=500e9, openvino_bf16=None, openvino_int8=2000e9)
+    floors = floors_for(["openvino", "openvino-bf16", "openvino-int8"], 10**9, peaks)
+    assert set(floors) == {"openvino", "openvino-int8"}  # no bf16 peak (a CPU without bf16): no bf16 floor
+    assert floors["openvino"]["floor_ms"] == pytest.approx(4.0) and floors["openvino"]["peak"] == "openvino_f32"
+    assert floors["openvino-int8"]["floor_ms"] == pytest.approx(1.0)
+
+
+def test_qdq_gemm_computes_the_dequantised_product_in_ort() -> None:
+    model = gemm_model("qdq", 16)
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = s.run(None, {"a": np.eye(16, dtype=np.float32)})
+    from onnx import numpy_helper
+
+    w = numpy_helper.to_array({t.name: t for t in model.graph.initializer}["b"]).astype(np.float64)
+    # eye quantises to round(1/0.02)·0.02 = 1.0, so y ≈ 0.01·B (ORT's fused int8 kernel rounds a few entries)
+    assert np.corrcoef(y.ravel(), 0.01 * w.ravel())[0, 1] > 0.99 and np.median(np.abs(y - 0.01 * w)) < 1e-6
+
+
+def test_interleaved_peaks_come_from_the_same_alternating_rounds() -> None:
+    runners = gemm_runners(threads=1, n=64)
+    if openvino_available():
+        assert {"openvino_f32", "openvino_int8"} <= set(runners)
+    timings = run_alternating(peak_cases(runners), warmup=1, iterations=3, progress=False)
+    peaks = peaks_from_timings(timings, 64, 1)
+    assert peaks.fp32 > 0 and peaks.int8 > 0 and "interleaved" in peaks.how
+    assert (peaks.openvino_f32 is not None) == openvino_available()

@@ -40,14 +40,17 @@ def command(
     bundle: Path = typer.Argument(..., help="The model.slsg/ folder."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
     backends: str = typer.Option(",".join(DEFAULT_BACKENDS), "--backends",
-                                 help="Comma-separated: onnx, onnx-int8, onnx-fp16, trt-fp16, trt-int8."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: its own)."),
+                                 help="Comma-separated: onnx, onnx-int8, onnx-fp16, openvino, openvino-bf16, "
+                                      "openvino-int8, trt-fp16, trt-int8."),
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="CPU threads for ONNX Runtime / OpenVINO (default: their own)."),
     warmup: int = typer.Option(10, "--warmup", help="Warm-up rounds (every backend once per round)."),
     iterations: int = typer.Option(50, "--iterations", help="Timed rounds (every backend once per round)."),
     image: Optional[Path] = typer.Option(None, "--image", help="Time on this image instead of a synthetic frame."),
-    profile_runs: int = typer.Option(10, "--profile-runs", help="ONNX Runtime profiler runs (0: no profile)."),
+    profile_runs: int = typer.Option(10, "--profile-runs",
+                                     help="ONNX Runtime / OpenVINO profiler runs (0: no profile)."),
 ) -> None:
-    """Latency p50/p90/p99 and FPS per backend, per stage, end-to-end and engine-only; ORT op profile."""
+    """Latency p50/p90/p99 and FPS per backend, per stage, end-to-end and engine-only; per-op profiles."""
     from rich.console import Console
     from rich.text import Text
 

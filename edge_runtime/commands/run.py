@@ -42,9 +42,11 @@ def command(
     burst_keep: int = typer.Option(10, "--burst-keep", help="--save-ng: first N frames of each NG burst (0: all)."),
     sensitivity: float = typer.Option(1.0, "--sensitivity", help=">1 flags more, <1 flags fewer."),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto | onnx | onnx-int8 | onnx-fp16 | trt-fp16 | trt-int8"
+        "auto", "--backend", help="auto | onnx | onnx-int8 | onnx-fp16 | openvino | openvino-bf16 | openvino-int8 "
+        "| trt-fp16 | trt-int8 (auto: a TensorRT engine built here, else the fastest CPU backend, measured once)"
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads."),
+    reprobe: bool = typer.Option(False, "--reprobe", help="auto: measure the CPU backends again (ignore the cache)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads of the backend (ORT / OpenVINO)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
     max_invalid: int = typer.Option(
         10, "--max-invalid", help="Alarm and stop after this many invalid (non-finite) outputs in a row (0: never)."
@@ -134,6 +136,7 @@ def command(
             quota_mb=quota_mb,
             sensitivity=sensitivity,
             backend=backend,
+            reprobe=reprobe,
             threads=threads,
             max_frames=max_frames,
             webhook=webhook,

@@ -1,26 +1,44 @@
-"""ONNX Runtime runs the bundle's model; select_backend picks what the bundle and machine allow."""
+"""Every backend passes the same contract on real sessions (ONNX Runtime, OpenVINO); select_backend picks
+what the bundle and machine allow."""
 
 from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_runtime.backends import Backend, BackendError, OnnxRuntimeBackend, best_providers, select_backend
-from edge_runtime.backends import select as select_mod
+from edge_runtime.backends.openvino_backend import openvino_available
 from edge_runtime.bundle import load_bundle
 from edge_runtime.scoring import image_score
-from edge_runtime.tests.conftest import SIZE, build_brightness_model, make_bundle
+from edge_runtime.tests.conftest import SIZE, build_brightness_model
+
+NO_OPENVINO = "openvino is not installed here (pip install 'slsg[openvino]')"
 
 
-def test_onnx_backend_gives_brightness_maps_and_topk_scores(bundle_dir: Path) -> None:
-    be = OnnxRuntimeBackend(bundle_dir / "model.onnx", threads=1)
-    assert (
-        isinstance(be, Backend) and be.input_size == (SIZE, SIZE) and "CPUExecutionProvider" in be.providers
-    )
+def _openvino(path: Path):
+    from edge_runtime.backends.openvino_backend import OpenVinoBackend
+
+    return OpenVinoBackend(path, precision="f32", threads=1)
+
+
+@pytest.fixture(params=["onnxruntime", "openvino"])
+def open_backend(request: pytest.FixtureRequest) -> Callable[[Path], Backend]:
+    """The same contract tests for every CPU backend, each on a real session over the tiny model."""
+    if request.param == "openvino":
+        if not openvino_available():
+            pytest.skip(NO_OPENVINO)
+        return _openvino
+    return lambda path: OnnxRuntimeBackend(path, threads=1)
+
+
+def test_backend_gives_brightness_maps_and_topk_scores(bundle_dir: Path, open_backend) -> None:
+    be = open_backend(bundle_dir / "model.onnx")
+    assert isinstance(be, Backend) and be.input_size == (SIZE, SIZE) and be.providers
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)  # three frames through a batch-1 model
     out = be.run(batch)
@@ -30,18 +48,45 @@ def test_onnx_backend_gives_brightness_maps_and_topk_scores(bundle_dir: Path) ->
     np.testing.assert_allclose(scores, image_score(maps), atol=1e-6)
 
 
-def test_wrong_input_is_refused_with_a_message(bundle_dir: Path) -> None:
-    be = OnnxRuntimeBackend(bundle_dir / "model.onnx", threads=1)
+def test_onnxruntime_backend_runs_on_the_cpu_provider(bundle_dir: Path) -> None:
+    assert "CPUExecutionProvider" in OnnxRuntimeBackend(bundle_dir / "model.onnx", threads=1).providers
+
+
+def test_wrong_input_is_refused_with_a_message(bundle_dir: Path, open_backend) -> None:
+    be = open_backend(bundle_dir / "model.onnx")
     with pytest.raises(BackendError, match="uint8"):
         be.run(np.zeros((1, SIZE, SIZE, 3), np.float32))
     with pytest.raises(BackendError, match="prepare"):
         be.run(np.zeros((1, SIZE + 1, SIZE, 3), np.uint8))
 
 
-def test_dynamic_batch_model_runs_a_batch(tmp_path: Path) -> None:
-    be = OnnxRuntimeBackend(build_brightness_model(tmp_path / "m.onnx", batch="N"), threads=1)
+def test_dynamic_batch_model_runs_a_batch(tmp_path: Path, open_backend) -> None:
+    be = open_backend(build_brightness_model(tmp_path / "m.onnx", batch="N"))
     scores = be.run(np.full((2, SIZE, SIZE, 3), 51, np.uint8)).score
     np.testing.assert_allclose(scores, [0.2, 0.2], atol=1e-6)
+
+
+def test_a_result_is_not_changed_by_the_next_run(bundle_dir: Path, open_backend) -> None:
+    be = open_backend(bundle_dir / "model.onnx")
+    first = be.run(np.full((1, SIZE, SIZE, 3), 51, np.uint8))
+    be.run(np.full((1, SIZE, SIZE, 3), 204, np.uint8))
+    np.testing.assert_allclose(first.score, [0.2], atol=1e-6)
+    np.testing.assert_allclose(first.maps, 0.2, atol=1e-6)
+
+
+def test_a_missing_or_foreign_model_is_refused(tmp_path: Path, open_backend) -> None:
+    from onnx import TensorProto, helper, save
+
+    with pytest.raises(BackendError, match="does not exist"):
+        open_backend(tmp_path / "absent.onnx")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "foreign",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(BackendError, match="not an slsg model"):
+        open_backend(tmp_path / "foreign.onnx")
 
 
 def test_best_providers_orders_tensorrt_cuda_cpu() -> None:
@@ -57,15 +102,6 @@ def test_best_providers_orders_tensorrt_cuda_cpu() -> None:
         "CPUExecutionProvider",
     ]
     assert best_providers(["AzureExecutionProvider"]) == ["CPUExecutionProvider"]
-
-
-def test_auto_prefers_int8_cpu_on_x86_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b = load_bundle(make_bundle(tmp_path / "b", {"int8-cpu": "model.int8-cpu.onnx"}))
-    monkeypatch.setattr(select_mod, "best_providers", lambda: ["CPUExecutionProvider"])
-    monkeypatch.setattr(select_mod, "is_x86", lambda: True)
-    assert select_backend(b, "auto", threads=1).name == "onnx-int8:int8-cpu"
-    monkeypatch.setattr(select_mod, "is_x86", lambda: False)
-    assert select_backend(b, "auto", threads=1).name == "onnx:fp32"
 
 
 def test_auto_uses_a_cached_tensorrt_engine_when_the_module_finds_one(
@@ -104,7 +140,7 @@ def test_missing_precision_or_tensorrt_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "edge_runtime.tensorrt", None)  # import fails as if absent
     with pytest.raises(BackendError, match="needs TensorRT"):
         select_backend(b, "trt-fp16")
-    assert select_backend(b, "auto", threads=1).name in ("onnx:fp32", "onnx-int8:int8-cpu")
+    assert select_backend(b, "auto", threads=1).name in ("onnx:fp32", "openvino:fp32")
     with pytest.raises(BackendError, match="unknown backend"):
         select_backend(b, "tflite")
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_runtime.backends.openvino_backend import openvino_available
 from edge_runtime.testing import make_bundle
 
 SCRIPT = """
@@ -30,12 +31,18 @@ def test_edge_bench_times_every_backend_without_torch(tmp_path: Path) -> None:
                "--json", str(out))
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
-    assert set(report["cases"]) == {"onnx", "onnx (engine)", "onnx-int8", "onnx-int8 (engine)"}
+    expected = {"onnx", "onnx-int8"} | ({"openvino"} if openvino_available() else set())
+    assert set(report["cases"]) == expected | {f"{n} (engine)" for n in expected}
     assert report["cases"]["onnx"]["end_to_end"]["n"] == 5
     assert set(report["cases"]["onnx"]["stages"]) == {"pre", "infer", "post"}
     assert {"trt-fp16", "trt-int8"} <= set(report["skipped"])
     ops = {row["op"] for row in report["profiles"]["onnx"]["top_ops"]}
     assert {"TopK", "ReduceMean"} <= ops  # which is slowest on a tiny model is up to the machine
+    if openvino_available():  # OpenVINO's own per-layer counters, by executed layer type and precision
+        assert report["profiles"]["openvino"]["library"] == "openvino"
+        assert any(row["op"].startswith("ReduceMean") for row in report["profiles"]["openvino"]["top_ops"])
+        assert "openvino-bf16" in report["skipped"]  # no gated bf16 model in this bundle
+        assert "gated on ONNX Runtime only" in report["skipped"]["openvino-int8"]
     assert report["machine"]["threads"] == 1 and report["peak_rss_mb"] > 0
 
 

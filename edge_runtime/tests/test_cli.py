@@ -81,6 +81,7 @@ def test_run_on_an_image_folder_logs_every_file_and_saves_ng(bundle_dir: Path, t
     assert res.exit_code == 0, res.output
     recs = _records(log)
     assert recs[0]["event"] == "start" and recs[-1]["event"] == "end"
+    assert recs[0]["selection"] == {"how": "asked", "picked": "onnx", "why": "--backend onnx"}
     per_frame = {r["origin"]: r for r in recs if r["event"] in ("frame", "dropped")}
     assert [per_frame[n].get("verdict") for n in ("00.png", "01.png", "02.png", "03.png")] == [
         "OK",
@@ -161,6 +162,11 @@ b = load_bundle({str(bundle_dir)!r})
 j = Judge(select_backend(b, "auto", threads=1), b.threshold.value).judge(
     Frame(0, 0.0, np.full((30, 40, 3), 250, np.uint8), "x", 0.0, 0.0))
 assert j.ng
+from edge_runtime.backends.openvino_backend import openvino_available
+if openvino_available():  # the OpenVINO backend (and auto's probe of it) stay torch-free too
+    assert Judge(select_backend(b, "openvino", threads=1), b.threshold.value).judge(
+        Frame(1, 0.0, np.full((30, 40, 3), 250, np.uint8), "x", 0.0, 0.0)).ng
+    assert "openvino" in sys.modules
 bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "slsg")))
 print("LOADED", bad)
 """
@@ -230,3 +236,18 @@ def test_sigterm_during_a_threaded_live_run_exits_0_with_a_complete_log(bundle_d
     queued = {r["id"] for r in recs if r.get("evidence") == "queued"}
     saved = {r["id"] for r in recs if r["event"] == "evidence" and r["saved"]}
     assert queued and queued == saved  # every NG image queued before SIGTERM was written before exit
+
+
+def test_auto_says_in_the_start_record_what_it_picked_and_why(bundle_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "00.png"), gray(10))
+    log = tmp_path / "events.jsonl"
+    res = runner.invoke(app, ["run", "--bundle", str(bundle_dir), "--images", str(folder), "--log", str(log),
+                              "--quiet", "--threads", "1"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    start = _records(log)[0]
+    sel = start["selection"]
+    assert sel["how"] == "auto" and start["backend"].startswith(sel["picked"] + ":") and sel["why"]
+    if "p50_ms" in sel:  # more than one CPU backend installed: measured, and cached in the bundle
+        assert sel["picked"] in sel["p50_ms"] and Path(sel["cache"]).is_file()

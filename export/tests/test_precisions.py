@@ -43,6 +43,16 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
     assert maps.shape == (1, 64, 64) and np.isfinite(maps).all()
 
 
+def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    out, _ = full_bundle
+    bundle = load_bundle(out)
+    ov = bundle.manifest["openvino_int8"]
+    assert set(ov) == {"int8", "int8-cpu"} and all("map_pearson" in r and "passed" in r for r in ov.values())
+    for flavour, r in ov.items():  # a passed flavour has its own threshold from OpenVINO's scores; a failed one none
+        assert (f"openvino:{flavour}" in bundle.manifest["thresholds"]) == r["passed"]
+
+
 def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
     out, _ = full_bundle
     model = onnx.load(str(out / "model.int8.onnx"))
@@ -63,7 +73,8 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle):
     out, result = full_bundle
     bundle = load_bundle(out)
     thresholds = bundle.manifest["thresholds"]
-    assert set(thresholds) == set(bundle.models)
+    as_openvino = {f"openvino:{f}" for f, r in bundle.manifest.get("openvino_int8", {}).items() if r["passed"]}
+    assert set(thresholds) == set(bundle.models) | as_openvino  # INT8 as OpenVINO runs it: a threshold of its own
     assert bundle.manifest["threshold"] == thresholds["fp32"]
     assert all("validation good images" in t["source"] and t["n_good"] == 12 for t in thresholds.values())
     values = {k: t["value"] for k, t in thresholds.items()}
@@ -71,7 +82,7 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle):
     backend = select_backend(bundle, "onnx-int8")
     assert backend.model == "int8-cpu"
     assert bundle.threshold_for(backend.model).value == values["int8-cpu"]
-    assert set(result.precisions.held_out) == set(bundle.models)  # measured on test/good, never used to set
+    assert set(result.precisions.held_out) == set(bundle.models) | as_openvino  # measured on test/good, never to set
 
 
 def _refuse_every_gate(monkeypatch):
@@ -132,3 +143,23 @@ def test_int8_without_reachable_training_images_is_left_out_not_fatal(effnet_run
     left = json.loads((out / "manifest.json").read_text())["export"]["left_out"]["int8"]
     assert "not reachable" in left["reasons"][0]
     assert set(load_bundle(out).models) == {"fp32"}
+
+
+def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
+    """bf16 is model.onnx in OpenVINO bf16: listed under `models` (with its own threshold) only when its gate
+    passed on this CPU; where the CPU has no bf16 it is left out with that reason and the runtime refuses it."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    from edge_runtime.backends import BackendError, select_backend
+    from edge_runtime.backends.openvino_backend import cpu_has_bf16
+
+    out = tmp_path / "bf16.slsg"
+    result = write_bundle(trained_run, out, BundleOptions(bf16=True, parity_count=4))
+    bundle = load_bundle(out)
+    assert "bf16_report" in bundle.manifest
+    if cpu_has_bf16():
+        assert bundle.models["bf16"] == out / "model.onnx" and "bf16" in bundle.manifest["thresholds"]
+        assert select_backend(bundle, "openvino-bf16").model == "bf16"
+        return
+    assert "bf16" not in bundle.models and "no bf16" in " ".join(result.left_out["bf16"].reasons)
+    with pytest.raises(BackendError, match="gate refused it.*no bf16"):
+        select_backend(bundle, "openvino-bf16")

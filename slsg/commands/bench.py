@@ -1,4 +1,5 @@
-"""`slsg bench RUN_OR_BUNDLE`: PyTorch eager vs ONNX Runtime FP32/INT8 (and TensorRT where built), side by side."""
+"""`slsg bench RUN_OR_BUNDLE`: PyTorch eager vs ONNX Runtime and OpenVINO (FP32/bf16/INT8, TensorRT where built),
+side by side in one alternating run."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ def command(
     threads: int = typer.Option(2, "--threads", help="CPU threads for every backend and the GEMM peak."),
     warmup: int = typer.Option(10, "--warmup", help="Warm-up rounds (every case once per round)."),
     iterations: int = typer.Option(50, "--iterations", help="Timed rounds (every case once per round)."),
-    backends: str = typer.Option("onnx,onnx-int8,trt-fp16,trt-int8", "--backends",
+    backends: str = typer.Option("onnx,onnx-int8,openvino,openvino-bf16,openvino-int8,trt-fp16,trt-int8", "--backends",
                                  help="Runtime backends to try; missing ones are skipped with the reason."),
     gemm_n: int = typer.Option(1024, "--gemm-n", help="Square GEMM size for the measured peaks."),
-    profile_runs: int = typer.Option(10, "--profile-runs", help="ONNX Runtime profiler runs (0: none)."),
+    profile_runs: int = typer.Option(10, "--profile-runs", help="ONNX Runtime / OpenVINO profiler runs (0: none)."),
     parity: bool = typer.Option(True, "--parity/--no-parity", help="Evaluate every backend on a test set."),
     pixel: bool = typer.Option(False, "--pixel", help="Also pixel AUROC in the parity (slower)."),
     data: Path | None = typer.Option(None, "--data", help="Parity set (default: ../shared MVTec AD bottle, "
@@ -31,6 +32,11 @@ def command(
 ) -> None:
     """Latency p50/p90/p99, FPS, per stage; roofline vs measured GEMM peaks; op profile; accuracy parity."""
     with user_errors():
+        import os
+
+        # PyTorch's OpenMP workers spin after each eager forward and steal the cores of the case that follows in
+        # the alternation; libgomp reads this once, when torch loads, so it is set before the first torch import.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from benchmarks.bench import BenchConfig, run_bench
         from benchmarks.report import latency_table, markdown, write_reports
 

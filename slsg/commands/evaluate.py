@@ -25,7 +25,8 @@ def command(
     run: Path = typer.Argument(..., help="RUN folder, a folder of RUNs named by category, or a bundle"),
     data: Path = typer.Argument(..., help="dataset root or category folder"),
     category: Optional[str] = typer.Option(None, help="category under DATA (default: all)"),
-    backend: str = typer.Option("torch", help="torch | onnx | onnx-fp16 | onnx-int8 | trt-fp16 | trt-int8"),
+    backend: str = typer.Option("torch", help="torch | onnx | onnx-fp16 | onnx-int8 | openvino | openvino-bf16 | "
+                                 "openvino-int8 | trt-fp16 | trt-int8 | auto"),
     bundle: Optional[Path] = typer.Option(None, help="bundle for onnx/trt backends (default RUN/model.slsg)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write all metrics as JSON"),
     plots: Optional[Path] = typer.Option(None, help="folder for score histograms (default RUN/eval)"),

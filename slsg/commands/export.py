@@ -22,11 +22,14 @@ def command(
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Symbolic batch size (default 1)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (gated like INT8)."),
     int8: bool = typer.Option(False, "--int8", help="Also write INT8 Q/DQ models calibrated on good images."),
+    bf16: bool = typer.Option(False, "--bf16", help="Gate model.onnx in OpenVINO bf16 (needs a CPU with bf16); "
+                                                     "only a passed gate lets the runtime use openvino-bf16."),
     calib_size: int | None = typer.Option(None, "--calib-size", help="Calibration images (--int8; default 256)."),
     calib_strategy: str | None = typer.Option(None, "--calib-strategy", help="random|stratified|diverse."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax|entropy|percentile (--int8)."),
     auroc_budget: float = typer.Option(0.01, "--auroc-budget",
-                                       help="Largest AUROC drop accepted when it is significant (--int8/--fp16)."),
+                                       help="Largest AUROC drop accepted when it is significant "
+                                            "(--int8/--fp16/--bf16)."),
     int8_fallback: int = typer.Option(16, "--int8-fallback", min=0,
                                       help="Most layers the INT8 gate may keep in float, most sensitive first "
                                            "(0: no fallback)."),
@@ -62,7 +65,7 @@ def command(
         options = BundleOptions(
             export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=not no_simplify,
                                 fused_graph_attention=fused_graph_attention),
-            parity_images=parity_images, no_threshold=no_threshold, force=force, fp16=fp16, int8=int8,
+            parity_images=parity_images, no_threshold=no_threshold, force=force, fp16=fp16, int8=int8, bf16=bf16,
             calib_size=calib_size, calib_strategy=calib_strategy, calib_method=calib_method,
             auroc_budget=auroc_budget, int8_fallback=int8_fallback, parity=ParityLimits(pixel_atol=parity_atol),
             int8_backend=int8_backend, modelopt_python=modelopt_python)
@@ -93,7 +96,7 @@ def _print_precisions(console, report) -> None:
     if report.gate:
         console.print(f"[dim]accuracy gate: {report.gate['n_good']} validation good images, "
                       f"{report.gate['n_anomalous']} anomalies — {escape(report.gate['anomalies'])}[/]")
-    if report.int8 or report.fp16 or report.thresholds:
+    if report.int8 or report.fp16 or report.bf16 or report.thresholds:
         console.print(precision_table(report))
     for file, lint in report.lint.items():
         if not lint["ok"]:

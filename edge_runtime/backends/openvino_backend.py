@@ -1,0 +1,159 @@
+"""OpenVINO backend: the x86 line-PC path (optional extra `openvino`), same contract as ONNX Runtime.
+
+It reads the bundle's ONNX files directly (FP32, INT8 Q/DQ); no IR conversion step, so a bundle stays one
+set of files. Precision is asked for explicitly and checked after compiling, because OpenVINO's CPU plugin
+silently picks its own: bf16 by default on CPUs that have it (maps then differ from FP32 by ~2e-3, an
+ungated model), and f32 without a word where bf16 was asked on a CPU that lacks it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.backends.base import (
+    HEAD_PREFIX,
+    MAP_OUTPUT,
+    SCORE_OUTPUT,
+    BackendError,
+    Outputs,
+    check_batch,
+    outputs_from_named,
+)
+
+#: Backend precision → OpenVINO `INFERENCE_PRECISION_HINT`. INT8 keeps the float parts (pre-processing,
+#: graph attention, scoring) in f32, as ONNX Runtime ran them when the INT8 gate measured the model.
+INFERENCE_PRECISION = {"f32": "f32", "bf16": "bf16", "int8": "f32"}
+PRECISIONS = tuple(INFERENCE_PRECISION)
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
+#: An INT8 file as OpenVINO runs it has its own gate and threshold: `openvino:int8`, `openvino:int8-cpu`.
+#: OpenVINO lowers Q/DQ its own way (measured on Lite0: map correlation 0.75 where ONNX Runtime gave 0.95 on the
+#: same symmetric file), so ONNX Runtime's INT8 gate does not vouch for it.
+OPENVINO_PREFIX = "openvino:"
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _core():
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise BackendError(
+            f"the OpenVINO backend needs the openvino package ({e}): pip install 'slsg[openvino]'"
+        ) from None
+    return ov.Core()
+
+
+def cpu_capabilities() -> list[str]:
+    """What OpenVINO's CPU plugin can run natively here ("FP32", "BF16", "INT8", ...)."""
+    return [str(c) for c in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+def cpu_has_bf16() -> bool:
+    return "BF16" in cpu_capabilities()
+
+
+def _type_name(value: object) -> str:
+    """OpenVINO returns element types (`<Type: 'float32'>`); compare them by their short name."""
+    name = getattr(value, "get_type_name", None)
+    text = str(name() if callable(name) else value).lower()
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(text, text)
+
+
+class OpenVinoBackend:
+    """One compiled OpenVINO model over a bundle model file (input `image` uint8 NHWC BGR; map and scores out).
+
+    `precision`: f32 | bf16 | int8 (int8: a Q/DQ file; the precision names the arithmetic OpenVINO uses, the
+    `model` names the bundle file and so the threshold). `hint`: LATENCY (one frame at a time, a line) or
+    THROUGHPUT. `threads`: OpenVINO's `INFERENCE_NUM_THREADS` (None: its default, all cores)."""
+
+    def __init__(
+        self,
+        path: Path,
+        precision: str = "f32",
+        threads: int | None = None,
+        hint: str = "LATENCY",
+        name: str = "openvino",
+        model: str = "fp32",
+    ) -> None:
+        if precision not in INFERENCE_PRECISION:
+            raise BackendError(f"unknown OpenVINO precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if hint not in PERFORMANCE_HINTS:
+            raise BackendError(f"unknown performance hint {hint!r}: choose one of {', '.join(PERFORMANCE_HINTS)}")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BackendError(f"ONNX model {self.path} does not exist: check the bundle")
+        core = _core()
+        if precision == "bf16" and "BF16" not in cpu_capabilities():
+            raise BackendError(
+                f"this CPU has no bf16 arithmetic (OpenVINO capabilities: {', '.join(cpu_capabilities())}): "
+                "bf16 would silently run as f32; use --backend openvino or openvino-int8"
+            )
+        config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for bad files and configs
+            raise BackendError(f"OpenVINO cannot open {self.path}: {e}") from None
+        got = _type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if got != INFERENCE_PRECISION[precision]:
+            raise BackendError(
+                f"OpenVINO compiled {self.path.name} for {got}, not the {INFERENCE_PRECISION[precision]} asked for"
+            )
+        self.name = name
+        self.model = model
+        self.precision = precision
+        self.hint = hint
+        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        self.providers = [f"OpenVINO CPU ({precision})"]
+        self.input_size, self._fixed_batch = self._read_io()
+        self._request = self.compiled.create_infer_request()
+
+    def _read_io(self) -> tuple[tuple[int, int], int | None]:
+        inputs = {i.get_any_name(): i for i in self.compiled.inputs}
+        outputs = {o.get_any_name() for o in self.compiled.outputs}
+        self._outputs = [MAP_OUTPUT, SCORE_OUTPUT] + sorted(o for o in outputs if o.startswith(HEAD_PREFIX))
+        if "image" not in inputs or not {MAP_OUTPUT, SCORE_OUTPUT} <= outputs:
+            raise BackendError(
+                f"{self.path} is not an slsg model: it needs input 'image' and outputs "
+                f"'anomaly_map', 'score' (has {sorted(inputs)} → {sorted(outputs)})"
+            )
+        shape = inputs["image"].get_partial_shape()
+        if shape.rank.is_dynamic or len(shape) != 4 or shape[1].is_dynamic or shape[2].is_dynamic:
+            raise BackendError(f"{self.path}: input 'image' must be [N,H,W,3] with a fixed H and W, got {shape}")
+        fixed = shape[0].get_length() if shape[0].is_static else None
+        return (shape[1].get_length(), shape[2].get_length()), fixed
+
+    def run(self, batch_bgr: np.ndarray) -> Outputs:
+        batch = check_batch(batch_bgr, self.input_size)
+        if self._fixed_batch is not None and batch.shape[0] != self._fixed_batch:
+            if self._fixed_batch != 1:
+                raise BackendError(f"{self.path} takes batches of exactly {self._fixed_batch}, got {batch.shape[0]}")
+            return Outputs.concat([self._run(batch[i : i + 1]) for i in range(batch.shape[0])])
+        return self._run(batch)
+
+    def infer_only(self) -> float:
+        """Seconds of the bare compiled-model call on the last run's input (`slsg-edge bench`'s engine case)."""
+        import time
+
+        t0 = time.perf_counter()
+        self._request.infer()
+        return time.perf_counter() - t0
+
+    def _run(self, batch: np.ndarray) -> Outputs:
+        self._request.infer({"image": batch})
+        # The request's output tensors are reused by the next call: copy, or a caller keeping a result sees it change.
+        named = {name: np.array(self._request.get_tensor(name).data, copy=True) for name in self._outputs}
+        return outputs_from_named(named, batch.shape[0], self.input_size)
+
+    def __call__(self, batch_bgr: np.ndarray) -> Outputs:
+        """The `Predictor` form used by evaluation and parity checks."""
+        return self.run(batch_bgr)
