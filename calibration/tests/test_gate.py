@@ -21,7 +21,9 @@ def test_bundle_gets_both_flavours_calibration_and_a_passing_report(tiny_onnx, c
                  "calibration/manifest.json", "calibration/ranges.json", "calibration/int8_report.json"):
         assert (tmp_path / name).is_file(), name
     acc = report.flavours[CPU].accuracy
-    assert acc.map_pearson > 0.9 and abs(acc.auroc_drop) <= 0.03 and acc.n_anomalous == 24
+    assert acc.map_pearson > 0.9 and acc.n_anomalous == 24
+    # the gate's rule: a drop above the budget passes only when its interval says it may be noise
+    assert acc.auroc_drop <= 0.03 or (not acc.drop_significant and acc.auroc_drop_low <= 0.0)
     assert json.loads((tmp_path / "calibration" / "int8_report.json").read_text())["passed"] is True
 
 

@@ -24,6 +24,7 @@ def command(
     validation images (never test images)."""
     with user_errors():
         from slsg.checkpoint import load_run, save_run
+        from slsg.heads.global_context import head_config_for
         from slsg.heads.scoring import fit_scores
         from slsg.training import TrainConfig
         from slsg.training.data import load_training_data
@@ -34,7 +35,8 @@ def command(
                                 train_cfg.val_fraction, train_cfg.seed)
         frr = train_cfg.false_reject_rate if false_reject_rate is None else false_reject_rate
         config = dict(r.config)
-        config.update(fit_scores(run, model, td, head, train_cfg.fusion_rule, frr))
+        config.update(fit_scores(run, model, td, head, train_cfg.fusion_rule, frr,
+                                 head_config_for(train_cfg.encoder_weights)))
         config["train"] = {**config.get("train", {}), "head": head, "false_reject_rate": frr}
         save_run(run, model, config)
         t = config.get("threshold", {})

@@ -67,6 +67,12 @@ class FitReport:
         return asdict(self)
 
 
+def head_config_for(encoder_weights: str) -> GlobalHeadConfig:
+    """The context stages are the ImageNet trunk's continuation: on top of an encoder with other weights (random,
+    or `slsg pretrain`'s) their ImageNet BatchNorm statistics do not fit, so the head pools the trunk's maps only."""
+    return GlobalHeadConfig(context=str(encoder_weights) == "imagenet")
+
+
 class GlobalContextHead(nn.Module):
     """forward(Features) → Mahalanobis distance N of each image's descriptor to the good-image Gaussian."""
 

@@ -189,9 +189,11 @@ def data_warnings(td: TrainingData, preset: str, cfg: TrainConfig) -> list[str]:
 
 def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfig, meta: dict) -> None:
     """The final checkpoint is the result (no selection on test data): fit the heads, set the threshold."""
+    from slsg.heads.global_context import head_config_for
     from slsg.heads.scoring import fit_scores
 
     model.eval()
     config = dict(meta)
-    config.update(fit_scores(out, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate))
+    config.update(fit_scores(out, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate,
+                             head_config_for(cfg.encoder_weights)))
     save_run(out, model, config)
