@@ -87,18 +87,17 @@ def ort_gemm(kind: str, n: int, threads: int | None) -> Callable[[], object]:
 
 def openvino_gemm(peak: str, n: int, threads: int | None) -> Callable[[], object] | None:
     """One product compiled by OpenVINO's CPU plugin (None where OpenVINO or, for bf16, the CPU lacks it)."""
-    try:
-        import openvino as ov
-    except ImportError:
+    from edge_runtime.backends.openvino_backend import compile_cpu, cpu_capabilities, openvino_available
+
+    if not openvino_available():
         return None
     kind, precision = OPENVINO_GEMMS[peak]
-    core = ov.Core()
-    if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if precision == "bf16" and "BF16" not in cpu_capabilities():
         return None
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    compiled = core.compile_model(core.read_model(gemm_model(kind, n).SerializeToString(), b""), "CPU", config)
+    compiled = compile_cpu(gemm_model(kind, n).SerializeToString(), config)
     request, a = compiled.create_infer_request(), _gemm_input(kind, n)
     request.infer({0: a})
     return lambda: request.infer({0: a})

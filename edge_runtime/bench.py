@@ -115,12 +115,11 @@ def profile_events_by_op(events: list[dict], top: int = 10) -> dict:
 def openvino_op_profile(backend, batch: np.ndarray, runs: int = 10, top: int = 10) -> dict:
     """OpenVINO's per-node counters (`PERF_COUNT`) of the backend's model, aggregated by executed layer type and
     precision ("Convolution i8"), first run dropped; a separate compiled model, so the timed one is untouched."""
-    import openvino as ov
+    from edge_runtime.backends.openvino_backend import compile_cpu
 
-    core = ov.Core()
     config = {"PERFORMANCE_HINT": backend.hint, "INFERENCE_NUM_THREADS": backend.threads, "PERF_COUNT": True,
               "INFERENCE_PRECISION_HINT": backend.compiled.get_property("INFERENCE_PRECISION_HINT")}
-    request = core.compile_model(core.read_model(str(backend.path)), "CPU", config).create_infer_request()
+    request = compile_cpu(str(backend.path), config).create_infer_request()
     request.infer({"image": batch})
     per_op: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)

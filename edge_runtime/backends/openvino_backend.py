@@ -21,6 +21,7 @@ from edge_runtime.backends.base import (
     check_batch,
     outputs_from_named,
 )
+from edge_runtime.backends.signal_stack import keep_signal_stack
 
 #: Backend precision → OpenVINO `INFERENCE_PRECISION_HINT`. INT8 keeps the float parts (pre-processing,
 #: graph attention, scoring) in f32, as ONNX Runtime ran them when the INT8 gate measured the model.
@@ -49,6 +50,15 @@ def _core():
             f"the OpenVINO backend needs the openvino package ({e}): pip install 'slsg[openvino]'"
         ) from None
     return ov.Core()
+
+
+def compile_cpu(model: str | bytes, config: dict):
+    """OpenVINO's CPU compile of an ONNX file path or serialised ONNX bytes, the thread's signal stack kept
+    (see `signal_stack`: OpenVINO swaps it, and a stale one turns the next SIGTERM into a SIGSEGV)."""
+    core = _core()
+    read = core.read_model(model, b"") if isinstance(model, bytes) else core.read_model(model)
+    with keep_signal_stack():
+        return core.compile_model(read, "CPU", config)
 
 
 def cpu_capabilities() -> list[str]:
@@ -90,7 +100,6 @@ class OpenVinoBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"ONNX model {self.path} does not exist: check the bundle")
-        core = _core()
         if precision == "bf16" and "BF16" not in cpu_capabilities():
             raise BackendError(
                 f"this CPU has no bf16 arithmetic (OpenVINO capabilities: {', '.join(cpu_capabilities())}): "
@@ -100,7 +109,7 @@ class OpenVinoBackend:
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            self.compiled = compile_cpu(str(self.path), config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for bad files and configs
             raise BackendError(f"OpenVINO cannot open {self.path}: {e}") from None
         got = _type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))

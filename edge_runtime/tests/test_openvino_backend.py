@@ -51,3 +51,39 @@ def test_engine_only_call_reruns_the_last_input(bundle_dir: Path) -> None:
     be = _backend(bundle_dir / "model.onnx")
     be.run(np.full((1, SIZE, SIZE, 3), 51, np.uint8))
     assert be.infer_only() > 0
+
+
+#: Two backends released first-in-first-out, then a signal with a Python handler. OpenVINO's own stack swap
+#: leaves a freed alternate signal stack registered; a handler on it is a SIGSEGV (exit -11) instead of a stop.
+RELEASE_THEN_SIGNAL = """
+import gc, os, signal, sys
+from edge_runtime.backends.openvino_backend import OpenVinoBackend
+first = OpenVinoBackend(sys.argv[1], threads=1)
+second = OpenVinoBackend(sys.argv[1], threads=1)
+del first; gc.collect()
+del second; gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+"""
+
+
+def test_released_backends_leave_a_signal_handler_runnable(bundle_dir: Path) -> None:
+    """A line PC probes backends, drops them, then stops on SIGTERM: the handler must run, not crash."""
+    import subprocess
+    import sys
+
+    faulthandler = ["-X", "faulthandler"]  # as pytest has it: an alternate stack is registered to start with
+    for flags in ([], faulthandler):
+        done = subprocess.run([sys.executable, *flags, "-c", RELEASE_THEN_SIGNAL, str(bundle_dir / "model.onnx")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "handled", (flags, done.returncode, done.stderr)
+
+
+def test_compiling_keeps_the_threads_signal_stack(bundle_dir: Path) -> None:
+    from edge_runtime.backends.signal_stack import current_signal_stack
+
+    before = current_signal_stack()
+    backend = _backend(bundle_dir / "model.onnx")
+    assert current_signal_stack() == before
+    del backend
+    assert current_signal_stack() == before
