@@ -283,7 +283,8 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
     size = bundle.size
     manifest = dict(bundle.manifest)
     report = PrecisionReport()
-    asked = [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16), ("bf16", opts.bf16)) if on]
+    requested = [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16), ("bf16", opts.bf16)) if on]
+    asked = list(requested)
     data = open_run_data(run.config) if asked else None
     gate = gate_set(data, size, bundle.threshold.value, opts.gate_images) if data is not None else None
     if asked and gate is None:
@@ -310,22 +311,19 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
                 manifest["openvino_int8"] = report.openvino_int8
         else:
             report.left_out["int8"] = left
-    if "fp16" in asked:
-        say("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8")
-        report.fp16, left = _fp16(stage, gate, opts.auroc_budget)
-        manifest["fp16_report"] = report.fp16
+    floats = {"fp16": ("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8", _fp16),
+              "bf16": ("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8", _bf16)}
+    for precision, (what, gate_float) in floats.items():
+        if precision not in asked:
+            continue
+        say(what)
+        float_report, left = gate_float(stage, gate, opts.auroc_budget)
+        setattr(report, precision, float_report)
+        manifest[f"{precision}_report"] = float_report
         if left is None:
-            models["fp16"] = FILES["fp16"]
+            models[precision] = FILES[precision]
         else:
-            report.left_out["fp16"] = left
-    if "bf16" in asked:
-        say("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8")
-        report.bf16, left = _bf16(stage, gate, opts.auroc_budget)
-        manifest["bf16_report"] = report.bf16
-        if left is None:
-            models["bf16"] = FILES["bf16"]
-        else:
-            report.left_out["bf16"] = left
+            report.left_out[precision] = left
     for precision in [p for p in models if p != "bf16"]:
         report.lint[FILES[precision]], left = _lint(stage, precision, versions)
         if left is not None:
@@ -340,7 +338,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
         manifest["threshold"] = report.thresholds["fp32"]
     export = dict(manifest.get("export", {}))
     export.update({"tensorrt_lint": report.lint, "gate": report.gate, "held_out": report.held_out,
-                   "asked": [p for p, on in (("int8", opts.int8), ("fp16", opts.fp16), ("bf16", opts.bf16)) if on],
+                   "asked": requested,
                    "left_out": {p: lo.to_dict() for p, lo in report.left_out.items()}})
     manifest["export"] = export
     write_manifest(stage, manifest)
