@@ -166,9 +166,9 @@ def pretrain(data: Path, out: Path, cfg: PretrainConfig, category: str | None = 
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     step, t0 = start, time.perf_counter()
     net.train()
-    bar_fields = ("loss {task.fields[loss]:.4f}", "pos-acc {task.fields[acc]:.2f}")
+    bar_fields = ("loss {task.fields[loss]}", "pos-acc {task.fields[acc]}")
     with open(out / LOG_FILE, "a") as log, step_progress("pretrain", *bar_fields, enabled=progress) as bar:
-        task = bar.add_task("pretrain", total=cfg.steps, completed=start, loss=float("nan"), acc=float("nan"))
+        task = bar.add_task("pretrain", total=cfg.steps, completed=start, loss="–", acc="–")  # no step yet: not "nan"
         try:
             while step < end:
                 gen = step_generator(cfg.seed, step)
@@ -180,7 +180,7 @@ def pretrain(data: Path, out: Path, cfg: PretrainConfig, category: str | None = 
                 loss.backward()
                 optimizer.step()
                 step += 1
-                bar.update(task, completed=step, loss=result.loss, acc=result.position_acc)
+                bar.update(task, completed=step, loss=f"{result.loss:.4f}", acc=f"{result.position_acc:.2f}")
                 if step % cfg.log_every == 0 or step == end:
                     log.write(json.dumps({"step": step, "lr": optimizer.param_groups[-1]["lr"],
                                           **result.to_dict()}) + "\n")

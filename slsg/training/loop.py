@@ -130,9 +130,9 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     model.train()
     step, t0, last = start, time.perf_counter(), {"loss": float("nan")}
     try:
-        with step_progress("train", "loss {task.fields[loss]:.4f}",
+        with step_progress("train", "loss {task.fields[loss]}",
                            enabled=progress and info.is_main) as bar:
-            task = bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), rate=0.0)
+            task = bar.add_task("train", total=cfg.steps, completed=start, loss="–", rate=0.0)  # no step yet: not "nan"
             batches = iter(loader)
             while step < end:
                 good, aug, mask = next(batches)
@@ -147,7 +147,7 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
                 optimizer.step()
                 step += 1
                 rate = (step - start) / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, completed=step, loss=last["loss"], rate=rate)
+                bar.update(task, completed=step, loss=f"{last['loss']:.4f}", rate=rate)
                 if log and (step % cfg.log_every == 0 or step == end):
                     log.write(json.dumps({"step": step, "lr": cosine_lr(step - 1, cfg.steps, cfg.lr), **last}) + "\n")
                     log.flush()
