@@ -249,7 +249,8 @@ def _lint(stage: Path, precision: str, versions) -> tuple[dict, LeftOut | None]:
 
 def _thresholds(stage: Path, run, models: dict[str, str], size, report: PrecisionReport,
                 say: Callable[[str], None]) -> None:
-    """Each model's own threshold from the RUN threshold's validation images; held-out rates from test/good."""
+    """Each model's threshold carried from the RUN's by its scores on the validation images; held-out rates from
+    test/good."""
     from export.thresholds import held_out_rates, model_thresholds
 
     data = threshold_data(run.config)
@@ -261,7 +262,7 @@ def _thresholds(stage: Path, run, models: dict[str, str], size, report: Precisio
         return
     source = f"{len(images)} validation good images of {data.root}"
     say(f"thresholds per model from {source} (false-reject rate {base.false_reject_rate:g})")
-    report.thresholds = model_thresholds(stage, models, images, base.false_reject_rate, source)
+    report.thresholds = model_thresholds(stage, models, images, base, source)
     held = load_samples(data.test_good, size, HELD_OUT_IMAGES, data.seed)
     if held is not None:
         report.held_out = held_out_rates(stage, models, report.thresholds, held)

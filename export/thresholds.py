@@ -1,11 +1,15 @@
-"""One threshold per model file, each from that model's own scores on the same good validation images.
+"""One threshold per model file, each carried from the RUN's threshold by that model's own scores on the same good
+validation images.
 
 An INT8 model ranks images almost as FP32 does (score ρ ≈ 0.95–0.99) but its scores sit a little higher or
-lower, so FP32's threshold gives INT8 another false-reject rate on the line than the one asked for. Every
-model file in the bundle therefore gets the quantile of *its own* scores on the RUN's validation images (the
-images the RUN's threshold came from, never test images); the runtime picks the one for the model it runs
-(`edge_runtime.bundle.Bundle.threshold_for`). Held-out good images (test/good), when the dataset has them,
-measure the false-reject rate each threshold really gives — a check, not a choice.
+lower, so FP32's threshold gives INT8 another false-reject rate on the line than the one asked for. The RUN's
+threshold rests on many good images (validation plus cross-fitted training images, `slsg.heads.scoring`); a
+model file's own scores exist only on the validation images, too few to place a 1 % tail. So each file's
+threshold is the RUN's, mapped through the line between FP32's and its own scores on the validation images
+(`edge_runtime.scoring.transferred_threshold`; FP32's own maps to itself); its good-score quantiles are its own.
+The runtime picks the one for the model it runs (`edge_runtime.bundle.Bundle.threshold_for`). Held-out good
+images (test/good), when the dataset has them, measure the false-reject rate each threshold really gives — a
+check, not a choice.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
-from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores
+from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores, transferred_threshold
 
 
 @dataclass
@@ -50,18 +54,21 @@ def model_scores(model: Path, images: np.ndarray, precision: str = "fp32") -> np
     return run_model(model, images).score
 
 
-def threshold_for_model(model: Path, images: np.ndarray, rate: float, source: str, precision: str = "fp32") -> dict:
-    """The manifest record: `Threshold.to_dict()` of the model's own good scores, and where they came from."""
-    t = threshold_from_good_scores(model_scores(model, images, precision), rate)
-    return {**t.to_dict(), "source": source}
-
-
-def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, rate: float,
+def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, base: Threshold,
                      source: str) -> dict[str, dict]:
-    """{precision: threshold record} for every model of the bundle at `root`."""
-    return {precision: threshold_for_model(Path(root) / name, images, rate, f"{name} ({precision}) scores on {source}",
-                                           precision)
-            for precision, name in models.items()}
+    """{precision: threshold record} for every model of the bundle at `root`: `base` (the RUN's threshold, in FP32's
+    scores) carried to each model by its scores against FP32's on `images`."""
+    root = Path(root)
+    reference = model_scores(root / models["fp32"], images, "fp32") if "fp32" in models else None
+    out = {}
+    for precision, name in models.items():
+        own = model_scores(root / name, images, precision)
+        if reference is None:
+            t, how = threshold_from_good_scores(own, base.false_reject_rate), {"method": "own quantile"}
+        else:
+            t, how = transferred_threshold(base, reference, own)
+        out[precision] = {**t.to_dict(), "source": f"{name} ({precision}) scores on {source}", "transfer": how}
+    return out
 
 
 def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_threshold: dict | None = None,

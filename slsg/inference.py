@@ -16,6 +16,7 @@ from torch import nn
 from edge_runtime.backends.base import HEAD_PREFIX, Outputs
 from slsg.heads import FusionConfig, GlobalContextHead, ScoreFusion
 from slsg.model import SLSGNet, anomaly_map
+from slsg.model.backbones import Features
 from slsg.model.preprocess import InputAdapter, normalization_for
 
 
@@ -69,13 +70,18 @@ class DeployModel(nn.Module):
                                             "map": "none (an image-level score)"}
         return spec
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def heads_and_features(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], Features]:
+        """(map, each head's score, the encoder's features): fitting reads the features in the same pass."""
         feats = self.model.encode(self.adapter(image))
         logits, _ = self.model.decode(feats)
         amap = anomaly_map(logits).unsqueeze(1)
         heads = {"slsg": topk_mean(amap, self.top_k)}
         if self.global_head is not None:
             heads["global"] = self.global_head(feats)
+        return amap, heads, feats
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        amap, heads, _ = self.heads_and_features(image)
         return (amap, self.fusion(heads), *(heads[h] for h in self.head_names))
 
 

@@ -12,6 +12,7 @@ from edge_runtime.scoring import (
     is_anomalous,
     threshold_from_good_scores,
     threshold_warning,
+    transferred_threshold,
 )
 
 
@@ -30,6 +31,23 @@ def test_threshold_is_the_good_score_quantile_for_the_false_reject_rate():
     assert (scores > t.value).mean() == pytest.approx(0.05, abs=0.005)
     assert t.n_good == 200 and t.quantiles["1"] == 200.0
     assert Threshold.from_dict(t.to_dict()) == t
+
+
+def test_a_transferred_threshold_follows_a_models_shift_and_stretch_and_keeps_the_references_tail():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(1.0, 0.2, 30)
+    base = threshold_from_good_scores(rng.normal(1.0, 0.2, 400), 0.01)  # set on many more images than 30
+    same, how = transferred_threshold(base, reference, reference)
+    assert same.value == pytest.approx(base.value) and how["slope"] == pytest.approx(1.0)
+    stretched, how = transferred_threshold(base, reference, 2.0 * reference + 0.5)  # e.g. INT8's scores
+    assert stretched.value == pytest.approx(2.0 * base.value + 0.5)
+    assert how["method"] == "transferred" and how["r"] == pytest.approx(1.0)
+    assert stretched.quantiles["1"] == pytest.approx(2.0 * reference.max() + 0.5)  # its own good scores
+    assert stretched.n_good == base.n_good and stretched.false_reject_rate == 0.01
+    few, how = transferred_threshold(base, reference[:2], reference[:2] + 1.0)  # no line through 2 points
+    assert how["method"] == "own quantile" and few.value == pytest.approx(np.quantile(reference[:2] + 1.0, 0.99))
+    with pytest.raises(ValueError, match="same images"):
+        transferred_threshold(base, reference, reference[:5])
 
 
 def test_sensitivity_moves_the_verdict():

@@ -19,9 +19,10 @@ def command(
     category: Optional[str] = typer.Option(None, help="category under DATA"),
     head: str = typer.Option("both", help="decision score: slsg | global | both"),
     false_reject_rate: Optional[float] = typer.Option(None, help="default: the RUN's own"),
+    rule: Optional[str] = typer.Option(None, help="fusion rule: max | mean (default: the RUN's own)"),
 ) -> None:
     """Fit the global head on the RUN's training images; normalise the heads and set the threshold on its
-    validation images (never test images)."""
+    validation images and cross-fitted training images (never test images)."""
     with user_errors():
         from slsg.checkpoint import load_run, save_run
         from slsg.heads.global_context import head_config_for
@@ -34,11 +35,11 @@ def command(
         td = load_training_data(data, category or r.config.get("data", {}).get("category"), r.model_config.hw,
                                 train_cfg.val_fraction, train_cfg.seed)
         frr = train_cfg.false_reject_rate if false_reject_rate is None else false_reject_rate
+        rule = rule or train_cfg.fusion_rule
         config = dict(r.config)
-        config.update(fit_scores(run, model, td, head, train_cfg.fusion_rule, frr,
-                                 head_config_for(train_cfg.encoder_weights)))
-        config["train"] = {**config.get("train", {}), "head": head, "false_reject_rate": frr}
+        config.update(fit_scores(run, model, td, head, rule, frr, head_config_for(train_cfg.encoder_weights)))
+        config["train"] = {**config.get("train", {}), "head": head, "false_reject_rate": frr, "fusion_rule": rule}
         save_run(run, model, config)
         t = config.get("threshold", {})
         console.print(f"{run}: decision score {config['scores']['heads']} ({config['scores']['rule']}), threshold "
-                      f"{t.get('value', float('nan')):.4f} on {t.get('n_good', 0)} good validation images")
+                      f"{t.get('value', float('nan')):.4f} on {t.get('n_good', 0)} good images ({t.get('source', '')})")

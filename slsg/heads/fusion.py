@@ -1,10 +1,13 @@
 """One image score from several heads: each normalised by good-image statistics, then combined by one rule.
 
-A head's raw score has its own units (SLSG: a probability; the global head: a Mahalanobis distance). Each is
-mapped to "how unusual for a good image" with its location and spread on good validation images only (never
-test data): z = (s − median) / spread. The fused score is the mean of the z's (measured against max in
-docs/global_head.md), and the threshold rule (a false-reject rate on good validation images) applies to it.
-With one head the score is that head's raw score, so an SLSG-only model keeps the reference's score exactly.
+A head's raw score has its own units (SLSG: a probability; the global head: a distance). Each is mapped to
+"how far into the good images' own tail" with its good reference (validation images, and the global head's
+cross-fitted training images; never test data): z = (s − median) / (q99 − median), so z = 1 at each head's own
+1 % tail. The decision score is the max of the z's — NG when *any* head finds the image beyond its good tail
+(the heads catch different defects; a mean lets a head that sees nothing dilute one that sees the defect).
+Measured against the mean and a q90 spread in docs/global_head.md; the threshold rule (a false-reject rate on
+good images) applies to it. With one head the score is that head's raw score, so an SLSG-only model keeps the
+reference's score exactly.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from torch import nn
 from edge_runtime.statistics import quantile
 
 HEAD_CHOICES = ("slsg", "global", "both")
-RULES = ("mean", "max")
-#: The spread is the distance from the median to this quantile of good scores: robust to one odd image,
-#: defined with a few dozen validation images.
-SPREAD_QUANTILE = 0.9
+RULES = ("max", "mean")
+DEFAULT_RULE = "max"
+#: The spread is the distance from the median to this quantile of good scores: the heads are put on one scale
+#: at their tails, where the decision is made (q90 scales matched the bulk and let SLSG's heavier tail fire on
+#: good images; docs/global_head.md).
+SPREAD_QUANTILE = 0.99
 #: The smallest spread, relative to the good median, a head's score may be divided by: FP16's resolution
 #: (2^-10). A head whose good scores vary less than this carries nothing the exported models can reproduce;
 #: dividing by the true, tinier spread would turn float rounding between PyTorch and ONNX into whole units of
@@ -68,7 +73,7 @@ class FusionConfig:
     """Which heads make the decision score, how they combine, and each head's normalisation."""
 
     heads: tuple[str, ...] = ("slsg",)
-    rule: str = "mean"
+    rule: str = DEFAULT_RULE
     norms: dict[str, HeadNorm] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -87,7 +92,7 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> FusionConfig:
-        return cls(tuple(d.get("heads", ("slsg",))), d.get("rule", "mean"),
+        return cls(tuple(d.get("heads", ("slsg",))), d.get("rule", DEFAULT_RULE),
                    {k: HeadNorm(**v) for k, v in d.get("norms", {}).items()})
 
     def describe(self) -> str:

@@ -11,16 +11,17 @@ import torch
 
 from edge_runtime.scoring import image_score, threshold_from_good_scores
 from slsg.heads import FusionConfig, HeadNorm, ScoreFusion, fuse_numpy
-from slsg.heads.global_context import gaussian_from_descriptors
+from slsg.heads.fusion import SPREAD_QUANTILE
+from slsg.heads.global_context import (
+    GlobalContextHead,
+    cross_fitted_distances,
+    gaussian_from_descriptors,
+    mahalanobis,
+)
 from slsg.model import ModelConfig
 from slsg.training import TrainConfig, train
 
 NON_SQUARE = ModelConfig(backbone="efficientnet_lite0", size=(96, 64))
-
-
-def _mahalanobis(stats: dict, x: np.ndarray) -> np.ndarray:
-    z = (x - stats["mean"]) * stats["inv_std"]
-    return np.sqrt(((z @ stats["whiten"]) ** 2).sum(axis=1))
 
 
 def test_gaussian_separates_a_shifted_cluster_with_fewer_images_than_dimensions() -> None:
@@ -38,10 +39,39 @@ def test_gaussian_separates_a_shifted_cluster_with_fewer_images_than_dimensions(
     held_out = good(40)
     spread = held_out.std(axis=0)
     shifted = held_out + 0.3 * spread * rng.choice([-1.0, 1.0], size=d)  # the whole cluster moved by 0.3 σ
-    s_good, s_bad = _mahalanobis(stats, held_out), _mahalanobis(stats, shifted)
+    s_good, s_bad = mahalanobis(stats, held_out), mahalanobis(stats, shifted)
     assert np.mean(s_bad[:, None] > s_good[None, :]) > 0.95  # AUROC of the separation
-    fresh = _mahalanobis(stats, good(40))
+    fresh = mahalanobis(stats, good(40))
     assert abs(np.median(fresh) - np.median(s_good)) < 0.2 * np.median(s_good)  # fresh goods stay close
+
+
+def test_cross_fitted_distances_are_those_of_new_good_images_not_of_the_fit_images() -> None:
+    rng = np.random.default_rng(3)
+    d, n, rank = 120, 90, 30  # fewer images than dimensions, as with 301 images and 816 dimensions
+    basis = rng.normal(size=(rank, d))
+
+    def good(m: int) -> np.ndarray:
+        return rng.normal(size=(m, rank)) @ basis + 0.1 * rng.normal(size=(m, d))
+
+    train, fresh = good(n), good(400)
+    stats, _, _ = gaussian_from_descriptors(train)
+    in_sample, new = np.median(mahalanobis(stats, train)), np.median(mahalanobis(stats, fresh))
+    crossed = np.median(cross_fitted_distances(train))
+    assert in_sample < 0.9 * new  # the fit's own images look more normal than new ones (measured 0.84)
+    assert 0.95 * new < crossed < 1.25 * new  # cross-fitted: like new images (a little larger: 4/5 of the data)
+    np.testing.assert_array_equal(cross_fitted_distances(train), cross_fitted_distances(train))  # seeded
+    with pytest.raises(ValueError, match="at least 4"):
+        cross_fitted_distances(train[:3])
+
+
+def test_the_heads_distance_in_torch_is_its_numpy_twin() -> None:
+    rng = np.random.default_rng(4)
+    head = GlobalContextHead("efficientnet_lite0", None)
+    x = rng.normal(size=(3 * head.dims,)).reshape(3, head.dims) * 0.1
+    stats, _, _ = gaussian_from_descriptors(rng.normal(size=(40, head.dims)) * 0.1)
+    head.set_gaussian(**stats)
+    got = head.distance(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(got, mahalanobis(stats, x), rtol=1e-4)
 
 
 def test_a_constant_feature_is_frozen_not_an_infinite_distance() -> None:
@@ -51,7 +81,7 @@ def test_a_constant_feature_is_frozen_not_an_infinite_distance() -> None:
     stats, _, frozen = gaussian_from_descriptors(good)
     probe = good[:2].copy()
     probe[:, 3] = 7.0
-    assert frozen == 1 and np.isfinite(_mahalanobis(stats, probe)).all()
+    assert frozen == 1 and np.isfinite(mahalanobis(stats, probe)).all()
 
 
 def test_fusion_rule_in_the_graph_equals_its_numpy_twin_and_one_head_is_the_raw_score() -> None:
@@ -100,8 +130,9 @@ def test_a_head_that_barely_varies_cannot_amplify_float_rounding_into_the_fused_
     assert norm.floored and norm.scale >= 104.77 * 2.0**-10
     rounding = 1.5e-5  # PyTorch vs ONNX Runtime on the same image, measured
     assert rounding / norm.scale < 1e-3
-    spread = HeadNorm.from_good_scores(np.linspace(10.0, 14.0, 21))  # an informative head keeps its own spread
-    assert not spread.floored and spread.scale == pytest.approx(1.6, rel=1e-6)
+    informative = np.linspace(10.0, 14.0, 21)
+    spread = HeadNorm.from_good_scores(informative)  # an informative head keeps its own spread: median to tail
+    assert not spread.floored and spread.scale == pytest.approx(np.quantile(informative, SPREAD_QUANTILE) - 12.0)
 
 
 def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(fused_run, tmp_path) -> None:
@@ -114,7 +145,9 @@ def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(f
 
     config = json.loads((fused_run / "config.json").read_text())
     assert config["model"]["size"] == [96, 64] and config["scores"]["heads"] == ["slsg", "global"]
-    assert config["threshold"]["source"] == "validation" and (fused_run / "global_head.safetensors").is_file()
+    assert (fused_run / "global_head.safetensors").is_file()
+    # the threshold rests on the 4 validation images and the 12 training images, whose global score is cross-fitted
+    assert config["threshold"]["n_good"] == 16 and "cross-fitted" in config["threshold"]["source"]
     bundle = load_bundle(write_bundle(fused_run, tmp_path / "m.slsg",
                                       BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
     assert bundle.size == (96, 64) and set(bundle.manifest["outputs"]) == {"anomaly_map", "score", "score_slsg",

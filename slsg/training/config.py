@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from slsg.heads.fusion import DEFAULT_RULE
+
 
 @dataclass
 class TrainConfig:
@@ -32,7 +34,7 @@ class TrainConfig:
     fix_reference_bugs: bool = False
     device: str = "auto"
     head: str = "both"  # which heads make the decision score: slsg | global | both (slsg.heads.fusion)
-    fusion_rule: str = "mean"
+    fusion_rule: str = DEFAULT_RULE
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch < 1:
