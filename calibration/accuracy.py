@@ -101,11 +101,13 @@ class AccuracyReport:
                 f"{self.auroc_drop_high:+.4f})")
 
 
-def session(model: Path, threads: int = 0) -> ort.InferenceSession:
+def session(model: Path | bytes, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session on a model file or a serialised model (a probe graph with extra outputs)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
-    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                providers=["CPUExecutionProvider"])
 
 
 def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size: int = 8) -> Outputs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class Int8Report:
     fp32: ModelSummary
     flavours: dict[str, ModelSummary]
     failure: list[str] = field(default_factory=list)
+    adjusted: dict[str, dict] = field(default_factory=dict)   # flavour → what `adjust` did to its file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,13 +82,19 @@ def _quantize_both(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, excl
     return {TRT: trt, CPU: quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[CPU], CPU, cfg, exclude)}
 
 
+#: Called on each INT8 model file after quantisation and before the gate; may rewrite the file's float
+#: initializers (export refits the global head's statistics per file) and returns a record, or None.
+Adjust = Callable[[Path], "dict | None"]
+
+
 def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
-                    eval_data: EvalData | None = None, measure_latency: bool = True) -> Int8Report:
+                    eval_data: EvalData | None = None, measure_latency: bool = True,
+                    adjust: Adjust | None = None) -> Int8Report:
     """Write `model.int8.onnx`, `model.int8-cpu.onnx` and `calibration/` into `out_dir`; gate and report.
 
     Without `eval_data` no gate runs (`passed` is True, accuracy None) — the export should always pass
     held-out good images. When the gate still fails after fallback, the INT8 files are removed so a bundle
-    never ships a model that failed its gate; the report says why.
+    never ships a model that failed its gate; the report says why. `adjust` runs on every file the gate sees.
     """
     cfg = cfg or Int8Config()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +106,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         regions: FloatRegions = default_exclusions(pre, cfg)
         exclude = regions.all()
         models = _quantize_both(pre, ranges, out_dir, cfg, exclude, calib)
+        adjusted = _adjust(models, adjust)
         fallback: list[str] = []
         rounds = 0
         gate: dict[str, AccuracyReport] = {}
@@ -119,6 +128,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                 exclude += take
                 log.info("INT8 gate failed (%s); keeping %s in float", "; ".join(gate[worst].reasons), take)
                 models = _quantize_both(pre, ranges, out_dir, cfg, exclude, calib)
+                adjusted = _adjust(models, adjust)
                 gate = _gate(fp32_out, models, eval_data, cfg)
     passed = all(r.passed for r in gate.values())
     sample = calib.tensors[0]
@@ -140,9 +150,16 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
     report = Int8Report(passed=passed, config=cfg.to_dict(),
                         calibration={**calib.manifest(), "images": len(calib.paths)},
                         float_regions=regions.to_dict(), fallback_nodes=fallback, fallback_rounds=rounds,
-                        fp32=fp32, flavours=flavours, failure=failure)
+                        fp32=fp32, flavours=flavours, failure=failure, adjusted=adjusted)
     (calib_dir / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2, default=_json_default) + "\n")
     return report
+
+
+def _adjust(models: dict[str, Path], adjust: Adjust | None) -> dict[str, dict]:
+    if adjust is None:
+        return {}
+    records = {f: adjust(p) for f, p in models.items()}
+    return {f: r for f, r in records.items() if r is not None}
 
 
 def _badness(report: AccuracyReport) -> float:

@@ -5,8 +5,9 @@ Calibration images come from the training split only. The accuracy gate uses the
 (never seen by calibration) and anomalies — the dataset's test anomalies when it has them, else anomalies made
 by the training recipe — a check, not a selection. A model that fails its gate, or that TensorRT's parser
 would refuse (`export.trt_ops.lint_qdq`), is left out of the bundle: the reasons and what to try next go into
-the manifest (`export.left_out`) and on screen, and `slsg export` exits 3. Every model that is kept gets its
-own threshold from its own scores on the validation images (`export.thresholds`).
+the manifest (`export.left_out`) and on screen, and `slsg export` exits 3. Each INT8 file's global head is
+refitted on its own descriptors before its gate (`export.head_refit`). Every model that is kept gets its own
+threshold: the RUN's, carried by its own scores on the validation images (`export.thresholds`).
 """
 
 from __future__ import annotations
@@ -140,8 +141,36 @@ def gate_set(data: RunData, size, threshold: float, limit: int) -> GateSet | Non
 # ---------------------------------------------------------------- INT8 and FP16
 
 
+def head_refit(run, data: RunData, gate: GateSet, size, say: Callable[[str], None]) -> Callable | None:
+    """What `quantize_bundle` runs on each INT8 file of a RUN with a global head: its Gaussian and normalisation
+    fitted again on that file's descriptors of the training images the RUN's head was fitted on
+    (`export.head_refit`); None for an SLSG-only RUN."""
+    from export.head_refit import refit_head
+    from slsg.heads.global_context import read_head_meta
+
+    meta = read_head_meta(run.root)
+    if meta is None:
+        return None
+    estimator = (meta.get("config") or {}).get("estimator", "ledoit_wolf")
+    images: dict[str, np.ndarray] = {}
+
+    def refit(path: Path) -> dict | None:
+        if "train" not in images:
+            say(f"loading {len(data.train)} training images to refit the global head per INT8 file")
+            images["train"] = load_samples(data.train, size)
+        if images["train"] is None or len(images["train"]) < 2:
+            return {"refitted": False, "reason": "fewer than 2 training images reachable"}
+        record = refit_head(path, images["train"], gate.eval.good, estimator)
+        if record and record.get("refitted"):
+            say(f"{path.name}: global head refitted on its own descriptors of {record['n_images']} training images "
+                f"({record['seconds']} s)")
+        return record
+
+    return refit
+
+
 def _int8(stage: Path, data: RunData, gate: GateSet, size, opts: PrecisionOptions,
-          say: Callable[[str], None]) -> tuple[dict | None, LeftOut | None]:
+          say: Callable[[str], None], adjust: Callable | None = None) -> tuple[dict | None, LeftOut | None]:
     """(manifest additions, None) when INT8 passes, else (None, why it was left out)."""
     from calibration.bundle import CALIBRATION_DIR, quantize_bundle
     from calibration.int8 import Int8Config, QuantizationError
@@ -157,7 +186,7 @@ def _int8(stage: Path, data: RunData, gate: GateSet, size, opts: PrecisionOption
                      backend=opts.int8_backend, modelopt_python=opts.modelopt_python)
     say(f"INT8 gate: {gate.n_good} validation good images + {gate.n_anomalous} anomalies ({gate.anomalies})")
     try:
-        result = quantize_bundle(stage / FILES["fp32"], calib, stage, cfg, gate.eval)
+        result = quantize_bundle(stage / FILES["fp32"], calib, stage, cfg, gate.eval, adjust=adjust)
     except QuantizationError as err:
         shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
         return None, LeftOut([str(err)], ["--int8-backend ort (ONNX Runtime's quantiser, no extra install)"])
@@ -270,7 +299,7 @@ def _thresholds(stage: Path, run, models: dict[str, str], size, report: Precisio
 
 def _compact(report: dict) -> dict:
     """What the manifest keeps of the INT8 report: the gate's numbers, not the per-node details."""
-    keep = ("passed", "failure", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config")
+    keep = ("passed", "failure", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config", "adjusted")
     return {k: report[k] for k in keep if k in report}
 
 
@@ -299,7 +328,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
         report.gate = gate.to_dict()
     models = {"fp32": FILES["fp32"]}
     if "int8" in asked:
-        added, left = _int8(stage, data, gate, size, opts, say)
+        added, left = _int8(stage, data, gate, size, opts, say, head_refit(run, data, gate, size, say))
         if added:
             full = added.pop("_full", None)
             manifest.update(added)

@@ -37,6 +37,9 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
     assert gate["anomalies"].startswith("test anomalies") and gate["n_good"] == 12
     acc = result.precisions.int8["flavours"]["int8"]["accuracy"]
     assert acc["auroc_drop_low"] <= acc["auroc_drop"] <= acc["auroc_drop_high"]  # the drop and its noise
+    refits = bundle.manifest["int8_report"]["adjusted"]  # each INT8 file's global head on its own descriptors
+    assert set(refits) == {"int8", "int8-cpu"}
+    assert all(r["refitted"] and r["n_images"] == 16 and r["norm"]["n_good"] == 16 + 12 for r in refits.values())
     from edge_runtime.backends import select_backend
 
     maps = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8)).maps

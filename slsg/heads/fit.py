@@ -11,6 +11,7 @@ import torch
 
 from slsg.heads.global_context import (
     CROSS_FIT_FOLDS,
+    CROSS_FIT_SEED,
     FitReport,
     GlobalContextHead,
     GlobalHeadConfig,
@@ -80,7 +81,7 @@ class FittedHead:
 
 
 def fit_global_head(model: SLSGNet, images: Sequence[np.ndarray], cfg: GlobalHeadConfig | None = None,
-                    batch: int = 8, seed: int = 0) -> FittedHead:
+                    batch: int = 8, seed: int = CROSS_FIT_SEED) -> FittedHead:
     """A head whose Gaussian is fitted on `images` (good training images, never validation or test)."""
     t0 = time.perf_counter()
     head = GlobalContextHead(model.cfg.backbone, cfg)

@@ -167,10 +167,12 @@ def mahalanobis(stats: dict, x: np.ndarray) -> np.ndarray:
 #: Folds of the cross-fit. Each fold's Gaussian sees 4/5 of the images: its distances are a little larger than
 #: the full fit's on new images, so a threshold from them errs towards fewer false rejects.
 CROSS_FIT_FOLDS = 5
+#: The folds' draw: fixed, so a refit of the same descriptors (an INT8 file's, `export.head_refit`) draws the same.
+CROSS_FIT_SEED = 0
 
 
 def cross_fitted_distances(x: np.ndarray, estimator: str = "ledoit_wolf", folds: int = CROSS_FIT_FOLDS,
-                           seed: int = 0) -> np.ndarray:
+                           seed: int = CROSS_FIT_SEED) -> np.ndarray:
     """Each training image's distance to a Gaussian fitted *without* it (k folds, seeded).
 
     A Gaussian's distances to its own fit images are far smaller than to new good images (juice_bottle: 17 vs 55

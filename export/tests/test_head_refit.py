@@ -1,0 +1,86 @@
+"""Refitting an exported model file's global head on its own descriptors: it finds the head in a real graph,
+reproduces the RUN's scores on the FP32 file, and undoes a systematic move of the descriptors (what INT8 does to
+the pooled trunk maps) that the RUN's Gaussian cannot absorb."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from calibration.accuracy import run_model
+from export.head_refit import HEAD_TENSORS, find_head, refit_head
+from export.run_data import load_samples, open_run_data
+from slsg.checkpoint import load_run
+
+
+@pytest.fixture(scope="module")
+def fp32_model(trained_run, tmp_path_factory):
+    from export.bundle_writer import BundleOptions, write_bundle
+
+    out = tmp_path_factory.mktemp("refit") / "model.slsg"
+    write_bundle(trained_run, out, BundleOptions(parity_count=2))
+    return out / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def images(trained_run):
+    run, _ = load_run(trained_run)
+    data = open_run_data(run.config)
+    size = run.model_config.hw
+    return load_samples(data.train, size), load_samples(data.validation, size)
+
+
+def _copy(model, tmp_path):
+    path = tmp_path / "model.onnx"
+    shutil.copy(model, path)
+    return path
+
+
+def test_the_head_and_its_place_in_the_fusion_are_found_in_an_exported_graph(fp32_model, effnet_bundle):
+    head = find_head(onnx.load(str(fp32_model)))
+    assert head is not None and head.location is not None and head.index == 1  # heads ("slsg", "global")
+    assert find_head(onnx.load(str(effnet_bundle / "model.onnx"))) is None       # an SLSG-only RUN
+
+
+def test_refitting_the_fp32_file_on_the_runs_images_reproduces_its_scores(fp32_model, images, tmp_path):
+    train, val = images
+    path = _copy(fp32_model, tmp_path)
+    before = run_model(path, val)
+    record = refit_head(path, train, val)
+    after = run_model(path, val)
+    assert record["refitted"] and record["n_images"] == len(train)
+    np.testing.assert_allclose(after.heads["global"], before.heads["global"], rtol=2e-3)
+    np.testing.assert_allclose(after.score, before.score, rtol=5e-3, atol=5e-3)
+
+
+def _move_descriptors(path, scale: float, shift: float) -> None:
+    """Insert descriptor · scale·(1 + index mod 3) + shift before the head: a systematic, per-dimension move."""
+    model = onnx.load(str(path))
+    head = find_head(model)
+    dims = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == HEAD_TENSORS["mean"])).size
+    g = model.graph
+    g.initializer.extend([numpy_helper.from_array(scale * (1 + np.arange(dims) % 3).astype(np.float32), "move_scale"),
+                          numpy_helper.from_array(np.full(dims, shift, np.float32), "move_shift")])
+    sub = next(n for n in g.node if n.op_type == "Sub" and HEAD_TENSORS["mean"] in n.input)
+    sub.input[list(sub.input).index(head.descriptor)] = "moved"
+    at = list(g.node).index(sub)
+    g.node.insert(at, helper.make_node("Add", ["scaled", "move_shift"], ["moved"]))
+    g.node.insert(at, helper.make_node("Mul", [head.descriptor, "move_scale"], ["scaled"]))
+    onnx.save(model, str(path))
+
+
+def test_refitting_undoes_a_systematic_move_of_the_descriptors(fp32_model, images, tmp_path):
+    train, val = images
+    reference = run_model(fp32_model, val).heads["global"]
+    path = _copy(fp32_model, tmp_path)
+    _move_descriptors(path, scale=1.3, shift=0.1)
+    moved = run_model(path, val).heads["global"]
+    assert np.median(moved) > 2 * np.median(reference)     # the RUN's Gaussian no longer fits this model
+    refit_head(path, train, val)
+    refitted = run_model(path, val)
+    # A Mahalanobis distance of standardised descriptors is invariant to a per-dimension affine move.
+    np.testing.assert_allclose(refitted.heads["global"], reference, rtol=5e-3)
