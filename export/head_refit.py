@@ -133,7 +133,8 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
     stats, shrinkage, frozen = gaussian_from_descriptors(x, estimator)
     for key, name in HEAD_TENSORS.items():
         _set(model, name, np.asarray(stats[key]))
-    record: dict = {"refitted": True, "n_images": int(len(x)), "estimator": estimator, "shrinkage": shrinkage, "frozen_dims": frozen}
+    record: dict = {"refitted": True, "n_images": int(len(x)), "estimator": estimator, "shrinkage": shrinkage,
+                    "frozen_dims": frozen}
     if head.location is not None and len(x) >= 4:
         reference = [cross_fitted_distances(x, estimator, seed=seed)]
         if validation is not None and len(validation):
