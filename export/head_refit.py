@@ -83,9 +83,11 @@ def _fusion_of(output: str, consumers: dict, producers: dict, init: set[str]) ->
     return (location, inv_scale, index) if location and inv_scale else None
 
 
-def descriptors(model: onnx.ModelProto, tensor: str, images: np.ndarray, batch: int = 8) -> np.ndarray:
+def descriptors(model: onnx.ModelProto, tensor: str, images: np.ndarray, batch: int = 8,
+                label: str = "descriptors") -> np.ndarray:
     """N×D: the `tensor` the graph computes for each image (added as an output of a copy of the graph)."""
     from calibration.accuracy import session
+    from edge_runtime.progress import ProgressLines
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -95,7 +97,12 @@ def descriptors(model: onnx.ModelProto, tensor: str, images: np.ndarray, batch: 
     fixed = sess.get_inputs()[0].shape[0]
     if isinstance(fixed, int) and fixed > 0:
         batch = fixed
-    out = [sess.run([tensor], {name: images[i:i + batch]})[0] for i in range(0, len(images), batch)]
+    progress = ProgressLines(label, len(images), unit="image")
+    out = []
+    for i in range(0, len(images), batch):
+        out.append(sess.run([tensor], {name: images[i:i + batch]})[0])
+        progress.update(advance=len(out[-1]))
+    progress.close()
     return np.concatenate(out).astype(np.float64)
 
 
@@ -129,7 +136,7 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
         return {"refitted": False, "reason": str(err)}
     if head is None:
         return None
-    x = descriptors(model, head.descriptor, train)
+    x = descriptors(model, head.descriptor, train, label=f"{path.name}: descriptors of the training images")
     stats, shrinkage, frozen = gaussian_from_descriptors(x, estimator)
     for key, name in HEAD_TENSORS.items():
         _set(model, name, np.asarray(stats[key]))
@@ -138,7 +145,8 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
     if head.location is not None and len(x) >= 4:
         reference = [cross_fitted_distances(x, estimator, seed=seed)]
         if validation is not None and len(validation):
-            reference.append(mahalanobis(stats, descriptors(model, head.descriptor, validation)))
+            val = descriptors(model, head.descriptor, validation, label=f"{path.name}: descriptors of validation")
+            reference.append(mahalanobis(stats, val))
         norm = HeadNorm.from_good_scores(np.concatenate(reference))
         location, inv_scale = _vector(model, head.location), _vector(model, head.inv_scale)
         location[head.index], inv_scale[head.index] = norm.location, 1.0 / norm.scale

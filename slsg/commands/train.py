@@ -94,7 +94,7 @@ def _print_summary(out: Path) -> None:
         return
     console.print(f"trained → [bold]{out}[/]; threshold {t.value:.4f} on the decision score "
                   f"({run.config.get('head', 'slsg')}) for a {t.false_reject_rate:.1%} false-reject rate on "
-                  f"{t.n_good} good validation images")
+                  f"{t.n_good} good images ({run.config['threshold'].get('source', 'validation')})")
     skipped = run.config.get("data", {}).get("skipped", [])
     if skipped:
         err_console.print(f"[yellow]warning:[/] {len(skipped)} file(s) were left out of training (config.json "
