@@ -50,6 +50,21 @@ def test_a_transferred_threshold_follows_a_models_shift_and_stretch_and_keeps_th
         transferred_threshold(base, reference, reference[:5])
 
 
+def test_a_noisier_models_transferred_threshold_stays_in_the_tail():
+    """INT8 scores that follow FP32's only loosely (r ≈ 0.6) but have the same spread: the threshold stays at the
+    tail; a least-squares line would pull it r of the way towards the median and flag good images."""
+    rng = np.random.default_rng(1)
+    reference = rng.normal(1.0, 0.2, 400)
+    base = threshold_from_good_scores(reference, 0.01)
+    own = 1.0 + 0.6 * (reference - 1.0) + 0.8 * rng.normal(0.0, 0.2, reference.size)
+    t, how = transferred_threshold(base, reference, own)
+    assert 0.5 < how["r"] < 0.7
+    assert t.value - own.mean() > 0.9 * (base.value - reference.mean())
+    assert (own > t.value).mean() < 0.03  # about the asked 1 % of its own good scores, not the 5–10 % of a shrunk line
+    anti, how = transferred_threshold(base, reference, 2.0 - reference)  # scores that fall as FP32's rise
+    assert how["method"] == "own quantile" and anti.value == pytest.approx(np.quantile(2.0 - reference, 0.99))
+
+
 def test_sensitivity_moves_the_verdict():
     assert not is_anomalous(0.4, 0.5)
     assert is_anomalous(0.4, 0.5, sensitivity=1.5)
