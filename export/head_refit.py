@@ -60,14 +60,13 @@ def find_head(model: onnx.ModelProto) -> HeadTensors | None:
     if sub is None:
         raise ValueError("the global head's mean is not subtracted from a descriptor: not a graph slsg exported")
     found = HeadTensors(descriptor=next(x for x in sub.input if x != HEAD_TENSORS["mean"]))
-    producers = {o: n for n in g.node for o in n.output}
-    fusion = _fusion_of(GLOBAL_OUTPUT, consumers, producers, init)
+    fusion = _fusion_of(GLOBAL_OUTPUT, consumers, init)
     if fusion is not None:
         found.location, found.inv_scale, found.index = fusion
     return found
 
 
-def _fusion_of(output: str, consumers: dict, producers: dict, init: set[str]) -> tuple[str, str, int] | None:
+def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, int] | None:
     """(location, inv_scale, index) of `ScoreFusion` on `output`: Unsqueeze → Concat → Sub(location) → Mul(inv)."""
     unsq = next((n for n in consumers.get(output, []) if n.op_type == "Unsqueeze"), None)
     concat = next((n for n in consumers.get(unsq.output[0], []) if n.op_type == "Concat"), None) if unsq else None

@@ -63,7 +63,7 @@ def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, bas
     reference = model_scores(root / models["fp32"], images, "fp32") if "fp32" in models else None
     out = {}
     for precision, name in models.items():
-        own = model_scores(root / name, images, precision)
+        own = reference if precision == "fp32" else model_scores(root / name, images, precision)
         if reference is None:
             t, how = threshold_from_good_scores(own, base.false_reject_rate), {"method": "own quantile"}
         else:

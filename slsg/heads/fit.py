@@ -19,28 +19,9 @@ from slsg.heads.global_context import (
     gaussian_from_descriptors,
 )
 from slsg.model import SLSGNet
-from slsg.model.preprocess import InputAdapter, normalization_for
 
 #: Fewer training images than this (two per fold) give no cross-fitted scores: the reference is validation only.
 MIN_CROSS_FIT_IMAGES = 2 * CROSS_FIT_FOLDS
-
-
-@torch.no_grad()
-def descriptors(model: SLSGNet, head: GlobalContextHead, images: Sequence[np.ndarray], batch: int = 8) -> np.ndarray:
-    """Descriptors N×D of uint8 BGR images at the model size, through the model's frozen encoder (eval mode)."""
-    device = next(model.parameters()).device
-    adapter = InputAdapter(normalization_for(model.cfg.normalization_name)).to(device)
-    was_training = model.training
-    model.eval()
-    head.to(device).eval()
-    out = []
-    try:
-        for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(np.stack(images[i:i + batch]))).to(device)
-            out.append(head.descriptor(model.encode(adapter(x))).double().cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, head.dims))
 
 
 @torch.no_grad()
@@ -66,6 +47,11 @@ def descriptors_and_slsg_scores(model: SLSGNet, head: GlobalContextHead, images:
     if not desc:
         return np.zeros((0, head.dims)), np.zeros(0)
     return np.concatenate(desc), np.concatenate(slsg)
+
+
+def descriptors(model: SLSGNet, head: GlobalContextHead, images: Sequence[np.ndarray], batch: int = 8) -> np.ndarray:
+    """Descriptors N×D of uint8 BGR images at the model size, through the model's frozen encoder (eval mode)."""
+    return descriptors_and_slsg_scores(model, head, images, batch)[0]
 
 
 @dataclass
