@@ -43,11 +43,16 @@ class ModelSummary:
     latency_ms: float | None = None
     int8_ops: dict[str, int] = field(default_factory=dict)
     accuracy: AccuracyReport | None = None
+    fallback_nodes: list[str] = field(default_factory=list)   # the layers this file keeps in float
+    kept: bool = True                                          # False: it failed its gate and was removed
 
 
 @dataclass
 class Int8Report:
-    """For the export's final table: FP32 vs each INT8 flavour (AUROC, correlation, size, CPU latency)."""
+    """For the export's final table: FP32 vs each INT8 flavour (AUROC, correlation, size, CPU latency).
+
+    Each flavour is gated on its own: `kept` lists the files that passed (and were written), `failure` says why
+    each of the others was removed. `passed` is True when at least one INT8 file was kept."""
 
     passed: bool
     config: dict
@@ -59,6 +64,7 @@ class Int8Report:
     flavours: dict[str, ModelSummary]
     failure: list[str] = field(default_factory=list)
     adjusted: dict[str, dict] = field(default_factory=dict)   # flavour → what `adjust` did to its file
+    kept: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,16 +76,19 @@ def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData,
             for f, p in models.items()}
 
 
-def _quantize_both(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: list[str],
-                   calib: CalibrationSet) -> dict[str, Path]:
-    """Both flavours; with `backend="modelopt"` ModelOpt makes the TensorRT one (same exclusions, same gate)."""
-    if cfg.backend != "modelopt":
-        return {f: quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[f], f, cfg, exclude) for f in (TRT, CPU)}
-    from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
+def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: list[str],
+              calib: CalibrationSet, flavours: tuple[str, ...] = (TRT, CPU)) -> dict[str, Path]:
+    """The asked flavours; with `backend="modelopt"` ModelOpt makes the TensorRT one (same exclusions, same gate)."""
+    out = {}
+    for f in flavours:
+        if f == TRT and cfg.backend == "modelopt":
+            from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
 
-    trt = quantize_with_modelopt(pre, calib, out_dir / FLAVOUR_FILES[TRT], cfg.modelopt_python,
-                                 FROM_ORT_METHOD[cfg.method], list(exclude))
-    return {TRT: trt, CPU: quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[CPU], CPU, cfg, exclude)}
+            out[f] = quantize_with_modelopt(pre, calib, out_dir / FLAVOUR_FILES[TRT], cfg.modelopt_python,
+                                            FROM_ORT_METHOD[cfg.method], list(exclude))
+        else:
+            out[f] = quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[f], f, cfg, exclude)
+    return out
 
 
 #: Called on each INT8 model file after quantisation and before the gate; may rewrite the file's float
@@ -93,8 +102,9 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
     """Write `model.int8.onnx`, `model.int8-cpu.onnx` and `calibration/` into `out_dir`; gate and report.
 
     Without `eval_data` no gate runs (`passed` is True, accuracy None) — the export should always pass
-    held-out good images. When the gate still fails after fallback, the INT8 files are removed so a bundle
-    never ships a model that failed its gate; the report says why. `adjust` runs on every file the gate sees.
+    held-out good images. Each flavour is gated on its own: one that passes is frozen as it is, the fallback
+    keeps more layers float only in the ones still failing, and a file that still fails is removed (a bundle
+    never ships a model that failed its gate) while the other stays. `adjust` runs on every file the gate sees.
     """
     cfg = cfg or Int8Config()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,17 +115,21 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         ranges = compute_ranges(pre, calib.tensors, cfg, calib_dir / RANGES_FILE)
         regions: FloatRegions = default_exclusions(pre, cfg)
         exclude = regions.all()
-        models = _quantize_both(pre, ranges, out_dir, cfg, exclude, calib)
+        models = _quantize(pre, ranges, out_dir, cfg, exclude, calib)
         adjusted = _adjust(models, adjust)
+        float_nodes = {f: [] for f in models}
         fallback: list[str] = []
         rounds = 0
         gate: dict[str, AccuracyReport] = {}
         if eval_data is not None:
             fp32_out = run_model(fp32_onnx, eval_data.images())
             gate = _gate(fp32_out, models, eval_data, cfg)
-            while (cfg.auto_fallback and not all(r.passed for r in gate.values())
-                   and rounds < cfg.max_fallback_rounds and len(fallback) < cfg.max_fallback_nodes):
-                worst = min((f for f in gate if not gate[f].passed), key=lambda f: _badness(gate[f]))
+            while True:
+                failing = tuple(f for f in gate if not gate[f].passed)
+                if not (cfg.auto_fallback and failing and rounds < cfg.max_fallback_rounds
+                        and len(fallback) < cfg.max_fallback_nodes):
+                    break
+                worst = min(failing, key=lambda f: _badness(gate[f]))
                 candidates = [n for n in _quantizable_nodes(pre) if n not in set(exclude)]
                 probe = eval_data.images()[:SENSITIVITY_IMAGES]
                 ranked = node_sensitivity(pre, models[worst], probe, candidates)
@@ -126,31 +140,35 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                 rounds += 1
                 fallback += take
                 exclude += take
-                log.info("INT8 gate failed (%s); keeping %s in float", "; ".join(gate[worst].reasons), take)
-                models = _quantize_both(pre, ranges, out_dir, cfg, exclude, calib)
-                adjusted = _adjust(models, adjust)
-                gate = _gate(fp32_out, models, eval_data, cfg)
-    passed = all(r.passed for r in gate.values())
+                log.info("INT8 gate failed for %s (%s); keeping %s in float", ", ".join(failing),
+                         "; ".join(gate[worst].reasons), take)
+                redone = _quantize(pre, ranges, out_dir, cfg, exclude, calib, failing)
+                models.update(redone)
+                adjusted.update(_adjust(redone, adjust))
+                float_nodes.update({f: list(fallback) for f in failing})
+                gate.update(_gate(fp32_out, redone, eval_data, cfg))
     sample = calib.tensors[0]
     flavours = {f: ModelSummary(file=p.name, bytes=p.stat().st_size, int8_ops=count_int8_ops(p),
                                 latency_ms=latency_ms(p, sample) if measure_latency else None,
-                                accuracy=gate.get(f)) for f, p in models.items()}
+                                accuracy=gate.get(f), fallback_nodes=float_nodes[f]) for f, p in models.items()}
     fp32 = ModelSummary(file=fp32_onnx.name, bytes=fp32_onnx.stat().st_size,
                         latency_ms=latency_ms(fp32_onnx, sample) if measure_latency else None)
     failure = [f"{f}: {reason}" for f, r in gate.items() for reason in r.reasons]
-    if passed and gate and not any(sum(v for k, v in s.int8_ops.items() if k != "float_conv")
-                                   for s in flavours.values()):
-        passed = False
-        failure.append("fallback kept every layer in float: no INT8 model worth shipping")
-    if not passed:
-        for p in models.values():
-            p.unlink(missing_ok=True)
-        failure.append(f"INT8 models removed: they failed the accuracy gate after {rounds} fallback round(s) "
-                       f"keeping {len(fallback)} layer(s) float")
-    report = Int8Report(passed=passed, config=cfg.to_dict(),
+    for f, summary in flavours.items():
+        if gate and gate[f].passed and not summary.int8_ops.get("int8_weights"):
+            summary.kept = False
+            failure.append(f"{f}: fallback kept every layer in float: no INT8 model worth shipping")
+        summary.kept = summary.kept and (not gate or gate[f].passed)
+    for f, summary in flavours.items():
+        if not summary.kept:
+            models[f].unlink(missing_ok=True)
+            failure.append(f"{f}: removed: it failed the accuracy gate after {rounds} fallback round(s) "
+                           f"keeping {len(summary.fallback_nodes)} layer(s) float")
+    kept = [f for f, s in flavours.items() if s.kept]
+    report = Int8Report(passed=bool(kept), config=cfg.to_dict(),
                         calibration={**calib.manifest(), "images": len(calib.paths)},
                         float_regions=regions.to_dict(), fallback_nodes=fallback, fallback_rounds=rounds,
-                        fp32=fp32, flavours=flavours, failure=failure, adjusted=adjusted)
+                        fp32=fp32, flavours=flavours, failure=failure, adjusted=adjusted, kept=kept)
     (calib_dir / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2, default=_json_default) + "\n")
     return report
 

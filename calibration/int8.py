@@ -209,7 +209,9 @@ def session_options(threads: int = 0, optimized_path: Path | None = None) -> ort
 
 
 def count_int8_ops(model: Path) -> dict[str, int]:
-    """What ONNX Runtime (CPU) actually runs in integer arithmetic after its own graph optimisation."""
+    """What ONNX Runtime (CPU) actually runs in integer arithmetic after its own graph optimisation, and how
+    many weights the file itself holds in INT8 (`int8_weights`: what TensorRT runs in INT8, whether or not ORT's
+    CPU kernels fuse them — they do not fuse the symmetric flavour's convolutions)."""
     with tempfile.TemporaryDirectory(prefix="slsg-opt-") as tmp:
         optimized = Path(tmp) / "optimized.onnx"
         ort.InferenceSession(str(model), session_options(1, optimized), providers=["CPUExecutionProvider"])
@@ -217,4 +219,12 @@ def count_int8_ops(model: Path) -> dict[str, int]:
     ops = [n.op_type for n in graph.node]
     counts = {op: ops.count(op) for op in INT8_OPS if op in ops}
     counts["float_conv"] = ops.count("Conv") + ops.count("FusedConv")
+    counts["int8_weights"] = quantized_weights(model)
     return counts
+
+
+def quantized_weights(model: Path) -> int:
+    """DequantizeLinear nodes that read a stored tensor: weights kept in INT8 in the file."""
+    graph = onnx.load(str(model), load_external_data=False).graph
+    stored = {t.name for t in graph.initializer}
+    return sum(1 for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in stored)

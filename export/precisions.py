@@ -170,10 +170,12 @@ def head_refit(run, data: RunData, gate: GateSet, size, say: Callable[[str], Non
 
 
 def _int8(stage: Path, data: RunData, gate: GateSet, size, opts: PrecisionOptions,
-          say: Callable[[str], None], adjust: Callable | None = None) -> tuple[dict | None, LeftOut | None]:
-    """(manifest additions, None) when INT8 passes, else (None, why it was left out)."""
+          say: Callable[[str], None], adjust: Callable | None = None) -> tuple[dict | None, dict[str, LeftOut]]:
+    """(manifest additions or None, why each INT8 file that is not in the bundle was left out).
+
+    The two files are gated apart: the one that passes ships even when the other does not."""
     from calibration.bundle import CALIBRATION_DIR, quantize_bundle
-    from calibration.int8 import Int8Config, QuantizationError
+    from calibration.int8 import FLAVOUR_FILES, Int8Config, QuantizationError
     from calibration.selection import select_calibration_set
 
     calib_size, strategy = opts.calib_size or 256, opts.calib_strategy or "random"
@@ -189,17 +191,21 @@ def _int8(stage: Path, data: RunData, gate: GateSet, size, opts: PrecisionOption
         result = quantize_bundle(stage / FILES["fp32"], calib, stage, cfg, gate.eval, adjust=adjust)
     except QuantizationError as err:
         shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
-        return None, LeftOut([str(err)], ["--int8-backend ort (ONNX Runtime's quantiser, no extra install)"])
+        return None, {"int8": LeftOut([str(err)], ["--int8-backend ort (ONNX Runtime's quantiser, no extra install)"])}
     report = result.to_dict()
+    steps = int8_next_steps(opts, data, len(result.fallback_nodes))
+    left = {f: LeftOut([r[len(f) + 2:] for r in result.failure if r.startswith(f"{f}: ")], steps)
+            for f, s in result.flavours.items() if not s.kept}
+    for f in result.kept:
+        say(f"INT8 {FLAVOUR_FILES[f]} passed its gate ({len(result.flavours[f].fallback_nodes)} layer(s) float)")
     if not result.passed:
         shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
-        return {"int8_report": _compact(report)}, LeftOut(
-            result.failure, int8_next_steps(opts, data, len(result.fallback_nodes)))
+        return {"int8_report": _compact(report)}, left
     spec = calib.manifest()
     # `tensors` is the bundle-relative file the TensorRT legacy calibrator reads; its layout stays beside it.
     calibration = {**spec, "folder": CALIBRATION_DIR, "tensors": f"{CALIBRATION_DIR}/tensors.npy",
                    "tensors_spec": spec["tensors"], "method": opts.calib_method, "int8_backend": opts.int8_backend}
-    return {"calibration": calibration, "int8_report": _compact(report), "_full": report}, None
+    return {"calibration": calibration, "int8_report": _compact(report), "_full": report, "kept": result.kept}, left
 
 
 def _fp16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | None]:
@@ -238,7 +244,7 @@ def _bf16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | No
                                          "deploy FP32 (openvino) or INT8 instead"])
 
 
-def _openvino_int8(stage: Path, gate: GateSet, budget: float) -> dict | None:
+def _openvino_int8(stage: Path, gate: GateSet, budget: float, flavours: list[str]) -> dict | None:
     """Each INT8 file as OpenVINO runs it, against FP32 by the same rule and images as ONNX Runtime's INT8 gate
     (OpenVINO lowers Q/DQ its own way: ORT's verdict does not carry over). None where OpenVINO is absent; the
     runtime then refuses openvino-int8 for this bundle rather than run an ungated model."""
@@ -251,7 +257,7 @@ def _openvino_int8(stage: Path, gate: GateSet, budget: float) -> dict | None:
     images = gate.eval.images()
     ref = run_model(stage / FILES["fp32"], images)
     out = {}
-    for flavour in ("int8", "int8-cpu"):
+    for flavour in flavours:
         backend = OpenVinoBackend(stage / FILES[flavour], precision="int8", model=OPENVINO_PREFIX + flavour)
         acc = compare(ref, run_backend(backend, images), gate.eval, budget, Int8Config().min_map_correlation)
         out[flavour] = acc.to_dict()
@@ -299,7 +305,8 @@ def _thresholds(stage: Path, run, models: dict[str, str], size, report: Precisio
 
 def _compact(report: dict) -> dict:
     """What the manifest keeps of the INT8 report: the gate's numbers, not the per-node details."""
-    keep = ("passed", "failure", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config", "adjusted")
+    keep = ("passed", "kept", "failure", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config",
+            "adjusted")
     return {k: report[k] for k in keep if k in report}
 
 
@@ -329,18 +336,18 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
     models = {"fp32": FILES["fp32"]}
     if "int8" in asked:
         added, left = _int8(stage, data, gate, size, opts, say, head_refit(run, data, gate, size, say))
+        kept = added.pop("kept", []) if added else []
         if added:
             full = added.pop("_full", None)
             manifest.update(added)
             report.int8 = full or added.get("int8_report")
-        if left is None:
-            models.update({"int8": FILES["int8"], "int8-cpu": FILES["int8-cpu"]})
+        report.left_out.update(left)
+        if kept:
+            models.update({f: FILES[f] for f in kept})
             say("gating the INT8 files as OpenVINO runs them (same images, same rule)")
-            report.openvino_int8 = _openvino_int8(stage, gate, opts.auroc_budget)
+            report.openvino_int8 = _openvino_int8(stage, gate, opts.auroc_budget, kept)
             if report.openvino_int8 is not None:
                 manifest["openvino_int8"] = report.openvino_int8
-        else:
-            report.left_out["int8"] = left
     floats = {"fp16": ("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8", _fp16),
               "bf16": ("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8", _bf16)}
     for precision, (what, gate_float) in floats.items():
@@ -404,14 +411,15 @@ def precision_table(report: PrecisionReport):
         t = report.thresholds.get(p)
         return "–" if not t else f"{t['value']:.4f}"
 
-    int8 = report.int8 if report.int8 and report.int8.get("passed") else None
+    int8 = report.int8  # every flavour measured, the ones left out marked so
     acc0 = next((f["accuracy"] for f in (int8 or {}).get("flavours", {}).values() if f.get("accuracy")), None)
     fp32 = (int8 or {}).get("fp32", {})
     table.add_row("fp32", fmt(acc0 and acc0["auroc_fp32"]), "", "1.000", "1.000", thr("fp32"), frr("fp32"),
                   fmt(fp32.get("bytes", 0) / 1e6 if fp32 else None, ".1f"), fmt(fp32.get("latency_ms"), ".1f"))
     for name, f in ((int8 or {}).get("flavours") or {}).items():
         a = f.get("accuracy") or {}
-        table.add_row(name, fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
+        label = name if f.get("kept", True) else f"{name} (left out)"
+        table.add_row(label, fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
                       fmt(a.get("score_spearman")), thr(name), frr(name), fmt(f["bytes"] / 1e6, ".1f"),
                       fmt(f["latency_ms"], ".1f"))
     if report.fp16 and "fp16" not in report.left_out:

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 from calibration.accuracy import compare, run_model
 from calibration.bundle import quantize_bundle
-from calibration.int8 import CPU, Int8Config, default_exclusions, quantize_flavour
+from calibration.int8 import CPU, TRT, Int8Config, default_exclusions, quantize_flavour
 
 
 def test_bundle_gets_both_flavours_calibration_and_a_passing_report(tiny_onnx, calib_set, eval_data,
@@ -56,6 +56,36 @@ def test_fallback_keeps_sensitive_layers_float_until_within_budget(tiny_onnx, ca
         assert not (tmp_path / "model.int8.onnx").exists() and report.failure
     else:
         assert (tmp_path / "model.int8.onnx").is_file()
+
+
+def _scrambling(monkeypatch, file_name: str) -> None:
+    """Scramble the outputs of one model file (its maps and scores no longer belong to their images)."""
+    import calibration.bundle as cb
+    from calibration.accuracy import Outputs
+
+    real = cb.run_model
+
+    def run(model, images, *args, **kwargs):
+        out = real(model, images, *args, **kwargs)
+        if Path(str(model)).name != file_name:
+            return out
+        order = np.random.default_rng(0).permutation(len(out))
+        return Outputs(out.maps[order][:, ::-1], out.score[order], {k: v[order] for k, v in out.heads.items()})
+
+    monkeypatch.setattr(cb, "run_model", run)
+
+
+def test_each_flavour_is_gated_apart_and_a_passing_one_ships_alone(tiny_onnx, calib_set, eval_data, tmp_path,
+                                                                   monkeypatch):
+    _scrambling(monkeypatch, "model.int8-cpu.onnx")
+    cfg = Int8Config(method="minmax", progress=False, auroc_budget=0.03, max_fallback_rounds=2)
+    report = quantize_bundle(tiny_onnx, calib_set, tmp_path, cfg, eval_data, measure_latency=False)
+    assert report.passed and report.kept == [TRT]
+    assert (tmp_path / "model.int8.onnx").is_file() and not (tmp_path / "model.int8-cpu.onnx").exists()
+    assert report.flavours[TRT].fallback_nodes == []  # passed at once: frozen, not re-quantised by the fallback
+    assert report.fallback_rounds == 2 and report.flavours[CPU].fallback_nodes == report.fallback_nodes
+    assert not report.flavours[CPU].kept
+    assert report.failure and all(r.startswith(f"{CPU}: ") for r in report.failure)
 
 
 def test_no_gate_without_eval_data(tiny_onnx, calib_set, tmp_path: Path):

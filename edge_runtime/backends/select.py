@@ -42,7 +42,7 @@ def _onnx(bundle: Bundle, backend: str, threads: int | None) -> OnnxRuntimeBacke
 def _missing(bundle: Bundle, backend: str, precisions: tuple) -> BackendError:
     """No model for `backend`: say which file it needs, and why it is absent when its gate refused it."""
     wanted = " or ".join("a gated bf16 model" if p == "bf16" else f"model.{p}.onnx" for p in precisions)
-    refused = ["; ".join(lo.get("reasons", []))  # each reason already names its model ("int8: AUROC drops …")
+    refused = [f"{p}: " + "; ".join(lo.get("reasons", []))
                for p, lo in bundle.manifest.get("export", {}).get("left_out", {}).items()
                if p in precisions or (p == "int8" and "int8-cpu" in precisions)]
     why = f" (its accuracy gate refused it at export: {' | '.join(refused)})" if refused else ""

@@ -132,6 +132,35 @@ def test_a_refused_int8_still_writes_the_fp32_bundle_and_exits_3(trained_run, tm
     assert suggested <= _options_in_help()  # every suggestion is a real option
 
 
+def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run, tmp_path, monkeypatch):
+    import calibration.bundle as cb
+
+    real = cb._gate
+
+    def refusing_cpu(fp32_out, models, data, cfg):
+        reports = real(fp32_out, models, data, cfg)
+        if "int8-cpu" in reports:
+            reports["int8-cpu"].reasons.append("refused by the test")
+            reports["int8-cpu"].passed = False
+        return reports
+
+    monkeypatch.setattr(cb, "_gate", refusing_cpu)
+    out = tmp_path / "m.slsg"
+    res = runner.invoke(app, ["export", str(trained_run), "-o", str(out), "--int8", "--calib-size", "4",
+                              "--int8-fallback", "1"], terminal_width=200)
+    assert res.exit_code == 3, res.output  # a file asked for is missing
+    bundle = load_bundle(out)
+    assert set(bundle.models) == {"fp32", "int8"} and (out / "calibration").is_dir()
+    left = bundle.manifest["export"]["left_out"]
+    assert set(left) == {"int8-cpu"} and any("refused by the test" in r for r in left["int8-cpu"]["reasons"])
+    assert "left out int8-cpu" in res.output
+    from edge_runtime.backends import select_backend
+
+    backend = select_backend(bundle, "onnx-int8")  # ONNX Runtime falls back to the gated symmetric file
+    assert backend.model == "int8" and "int8" in bundle.manifest["thresholds"]
+    assert "int8-cpu" not in bundle.manifest["thresholds"]
+
+
 def test_a_tensorrt_model_the_parser_would_refuse_is_left_out(trained_run, tmp_path, monkeypatch):
     """With ORT's default (quantised INT32 biases) the lint refuses model.int8.onnx; int8-cpu stays."""
     import calibration.int8 as ci

@@ -58,8 +58,10 @@ class SLSGNet(nn.Module):
 
 
 def anomaly_map(logits: torch.Tensor) -> torch.Tensor:
-    """Anomaly probability N×H×W: softmax over the two classes, channel 1."""
-    return torch.softmax(logits, dim=1)[:, 1]
+    """Anomaly probability N×H×W: softmax over the two classes, channel 1 — written as sigmoid(l₁ − l₀), the same
+    function: a channel softmax at full resolution cost ONNX Runtime 3.4 ms of a 65 ms Lite0 frame at 256²
+    (a layout transpose around it), the subtraction and sigmoid 0.1 ms."""
+    return torch.sigmoid(logits[:, 1] - logits[:, 0])
 
 
 def build_model(cfg: ModelConfig, encoder_weights: str | None = None) -> SLSGNet:
