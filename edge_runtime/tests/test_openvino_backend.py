@@ -87,3 +87,43 @@ def test_compiling_keeps_the_threads_signal_stack(bundle_dir: Path) -> None:
     assert current_signal_stack() == before
     del backend
     assert current_signal_stack() == before
+
+
+def _qdq_conv(path: Path, activation_zero: np.generic, rng: np.random.Generator) -> np.ndarray:
+    """A Q/DQ convolution whose weights are near ±127 and whose inputs are near the top of their range: the
+    products a pre-VNNI x86 kernel sums pairwise into a saturating int16. Returns the weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = rng.integers(100, 128, (8, 32, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.float32(1 / 127), "sx"), numpy_helper.from_array(activation_zero, "zx"),
+             numpy_helper.from_array(weights, "wq"), numpy_helper.from_array(np.full(8, 0.01, np.float32), "sw"),
+             numpy_helper.from_array(np.zeros(8, np.int8), "zw")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return weights
+
+
+def test_signed_int8_weights_are_run_in_7_bits_so_openvino_does_not_saturate(tmp_path: Path) -> None:
+    """On a CPU without VNNI OpenVINO got this convolution 87 % wrong with its 8-bit weights (measured here); in
+    7 bits it is exact to a weight rounding on any CPU. A file with u8 activations is left as it is."""
+    from edge_runtime.backends.openvino_backend import compile_cpu
+    from edge_runtime.backends.seven_bit import seven_bit_weights
+
+    rng = np.random.default_rng(0)
+    weights = _qdq_conv(tmp_path / "s8.onnx", np.int8(0), rng)
+    x = rng.uniform(0.8, 1.0, (1, 32, 3, 3)).astype(np.float32)
+    exact = np.einsum("kcij,cij->k", weights.astype(np.float64) * 0.01, np.round(x[0] * 127) / 127)
+    rewritten, n = seven_bit_weights(tmp_path / "s8.onnx")
+    assert n == 1
+    y = list(compile_cpu(rewritten, {"INFERENCE_PRECISION_HINT": "f32"}).infer_new_request({0: x}).values())[0]
+    assert np.abs(y.ravel() - exact).max() < 0.005 * np.abs(exact).max()
+    _qdq_conv(tmp_path / "u8.onnx", np.uint8(0), rng)
+    assert seven_bit_weights(tmp_path / "u8.onnx")[1] == 0
