@@ -155,11 +155,10 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                         latency_ms=latency_ms(fp32_onnx, sample) if measure_latency else None)
     failure = [f"{f}: {reason}" for f, r in gate.items() for reason in r.reasons]
     for f, summary in flavours.items():
-        if gate and gate[f].passed and not summary.int8_ops.get("int8_weights"):
+        summary.kept = not gate or gate[f].passed
+        if summary.kept and gate and not summary.int8_ops.get("int8_weights"):
             summary.kept = False
             failure.append(f"{f}: fallback kept every layer in float: no INT8 model worth shipping")
-        summary.kept = summary.kept and (not gate or gate[f].passed)
-    for f, summary in flavours.items():
         if not summary.kept:
             models[f].unlink(missing_ok=True)
             failure.append(f"{f}: removed: it failed the accuracy gate after {rounds} fallback round(s) "

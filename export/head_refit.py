@@ -82,16 +82,20 @@ def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, 
     return (location, inv_scale, index) if location and inv_scale else None
 
 
-def descriptors(model: onnx.ModelProto, tensor: str, images: np.ndarray, batch: int = 8,
-                label: str = "descriptors") -> np.ndarray:
-    """N×D: the `tensor` the graph computes for each image (added as an output of a copy of the graph)."""
+def descriptor_session(model: onnx.ModelProto, tensor: str):
+    """An ONNX Runtime session on a copy of the graph with `tensor` (the pooled descriptor) as an extra output."""
     from calibration.accuracy import session
-    from edge_runtime.progress import ProgressLines
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
-    sess = session(probe.SerializeToString())
+    return session(probe.SerializeToString())
+
+
+def descriptors(sess, tensor: str, images: np.ndarray, batch: int = 8, label: str = "descriptors") -> np.ndarray:
+    """N×D: the `tensor` the probe session (`descriptor_session`) computes for each image."""
+    from edge_runtime.progress import ProgressLines
+
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
     if isinstance(fixed, int) and fixed > 0:
@@ -135,7 +139,8 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
         return {"refitted": False, "reason": str(err)}
     if head is None:
         return None
-    x = descriptors(model, head.descriptor, train, label=f"{path.name}: descriptors of the training images")
+    sess = descriptor_session(model, head.descriptor)  # the descriptors do not depend on the head's statistics
+    x = descriptors(sess, head.descriptor, train, label=f"{path.name}: descriptors of the training images")
     stats, shrinkage, frozen = gaussian_from_descriptors(x, estimator)
     for key, name in HEAD_TENSORS.items():
         _set(model, name, np.asarray(stats[key]))
@@ -144,7 +149,7 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
     if head.location is not None and len(x) >= 4:
         reference = [cross_fitted_distances(x, estimator, seed=seed)]
         if validation is not None and len(validation):
-            val = descriptors(model, head.descriptor, validation, label=f"{path.name}: descriptors of validation")
+            val = descriptors(sess, head.descriptor, validation, label=f"{path.name}: descriptors of validation")
             reference.append(mahalanobis(stats, val))
         norm = HeadNorm.from_good_scores(np.concatenate(reference))
         location, inv_scale = _vector(model, head.location), _vector(model, head.inv_scale)

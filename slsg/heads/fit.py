@@ -58,8 +58,8 @@ def descriptors(model: SLSGNet, head: GlobalContextHead, images: Sequence[np.nda
 class FittedHead:
     """The head fitted on all training images, and each training image's scores: the global head's cross-fitted
     (as a new image would get them), SLSG's from the trained network (which saw them; measured within a few
-    percent of validation images' on juice_bottle and the synthetic set, lower on bottle). Empty when there
-    are too few images to cross-fit."""
+    percent of validation images' on juice_bottle and the synthetic set; on bottle a lower median, 0.088 vs
+    0.126, but a heavier tail, q99 0.42 vs 0.34). Empty when there are too few images to cross-fit."""
 
     head: GlobalContextHead
     report: FitReport
