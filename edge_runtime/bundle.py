@@ -69,6 +69,12 @@ class Bundle:
             k: self.root / v for k, v in self.manifest.get("models", {}).items() if (self.root / v).is_file()
         }
 
+    def head_for(self, model: str) -> Path | None:
+        """The global head refitted for `model` ("openvino:int8", ...; `backends.refitted_head`), None where the
+        model runs the head stored in its file."""
+        name = self.manifest.get("heads", {}).get(model)
+        return self.root / name if name else None
+
     @property
     def engines_dir(self) -> Path:
         return self.root / ENGINES_DIR
@@ -254,10 +260,12 @@ def load_bundle(root: Path) -> Bundle:
     manifest = _read_manifest(root)
     _check_schema(root, manifest)
     _verify_files(root, manifest["files"])
-    for precision, name in manifest.get("models", {}).items():
+    listed = [(f"{precision} model", name) for precision, name in manifest.get("models", {}).items()]
+    listed += [(f"head refitted for {model},", name) for model, name in manifest.get("heads", {}).items()]
+    for what, name in listed:
         if name not in manifest["files"]:
             raise BundleError(
-                f"the {precision} model {name} is not covered by the manifest's hashes: "
+                f"the {what} {name} is not covered by the manifest's hashes: "
                 "the bundle was edited by hand; re-run `slsg export`"
             )
     bundle = Bundle(root=root, manifest=manifest)

@@ -105,9 +105,11 @@ def _bf16_backend(bundle: Bundle, threads: int | None) -> list:
 
 
 def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) -> list:
-    """The backends to calibrate: by `slsg-edge run --backend` name; 'all' = every ONNX model file here."""
+    """The backends to calibrate: by `slsg-edge run --backend` name; 'all' = every model file here, and each INT8
+    file OpenVINO was gated to run (its own threshold)."""
     from edge_runtime.backends import select_backend
     from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_runtime.backends.select import openvino_int8, openvino_int8_gated
 
     out = []
     for name in names:
@@ -116,6 +118,7 @@ def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) 
                     for model, path in bundle.models.items() if model != "bf16"]
             if "bf16" in bundle.models:  # bf16 is model.onnx under OpenVINO's bf16 arithmetic, not an ORT file
                 out += _bf16_backend(bundle, threads)
+            out += [openvino_int8(bundle, model, threads) for model in openvino_int8_gated(bundle)]
         else:
             out.append(select_backend(bundle, name, threads))
     seen, unique = set(), []

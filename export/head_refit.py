@@ -12,6 +12,7 @@ its op set and its Q/DQ pattern stay exactly what the quantiser wrote (the Tenso
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edge_runtime.backends.base import HEAD_PREFIX
+from edge_runtime.backends.refitted_head import put_initializers
 from slsg.heads.fusion import MIN_RELATIVE_SPREAD, HeadNorm
 from slsg.heads.global_context import (
     CROSS_FIT_SEED,
@@ -82,82 +84,130 @@ def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, 
     return (location, inv_scale, index) if location and inv_scale else None
 
 
-def descriptor_session(model: onnx.ModelProto, tensor: str):
-    """An ONNX Runtime session on a copy of the graph with `tensor` (the pooled descriptor) as an extra output."""
-    from calibration.accuracy import session
+@dataclass
+class Describer:
+    """One library's way of computing the pooled descriptor: `run(batch) -> N×D`, with the batch size it takes."""
 
+    run: Callable[[np.ndarray], np.ndarray]
+    batch: int = 8
+    library: str = "ONNX Runtime"
+
+
+def _probe(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
+    """A copy of the graph with `tensor` (the pooled descriptor) as an extra output."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
-    return session(probe.SerializeToString())
+    return probe
 
 
-def descriptors(sess, tensor: str, images: np.ndarray, batch: int = 8, label: str = "descriptors") -> np.ndarray:
-    """N×D: the `tensor` the probe session (`descriptor_session`) computes for each image."""
-    from edge_runtime.progress import ProgressLines
+def onnxruntime_describer(model: onnx.ModelProto, tensor: str) -> Describer:
+    from calibration.accuracy import session
 
+    sess = session(_probe(model, tensor).SerializeToString())
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
-    if isinstance(fixed, int) and fixed > 0:
-        batch = fixed
+    return Describer(lambda batch: sess.run([tensor], {name: batch})[0],
+                     fixed if isinstance(fixed, int) and fixed > 0 else 8)
+
+
+def openvino_describer(model: onnx.ModelProto, tensor: str) -> Describer:
+    """The descriptor as `edge_runtime.backends.OpenVinoBackend` computes it for an INT8 file (the same in-memory
+    edits, the same f32 hint), one image at a time as the line runs it."""
+    from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
+
+    probe = _probe(model, tensor)
+    as_openvino_runs_it(probe, "int8")
+    request = compile_cpu(probe.SerializeToString(),
+                          {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION["int8"]}).create_infer_request()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        request.infer({"image": batch})
+        return np.array(request.get_tensor(tensor).data, copy=True)
+
+    return Describer(run, 1, "OpenVINO")
+
+
+def descriptors(describe: Describer, images: np.ndarray, label: str = "descriptors") -> np.ndarray:
+    """N×D: the descriptor `describe` computes for each image."""
+    from edge_runtime.progress import ProgressLines
+
     progress = ProgressLines(label, len(images), unit="image")
     out = []
-    for i in range(0, len(images), batch):
-        out.append(sess.run([tensor], {name: images[i:i + batch]})[0])
+    for i in range(0, len(images), describe.batch):
+        out.append(describe.run(images[i:i + describe.batch]))
         progress.update(advance=len(out[-1]))
     progress.close()
     return np.concatenate(out).astype(np.float64)
-
-
-def _set(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
-    for i, t in enumerate(model.graph.initializer):
-        if t.name == name:
-            old = numpy_helper.to_array(t)
-            if old.shape != value.shape:
-                raise ValueError(f"{name}: new shape {value.shape}, the graph's is {old.shape}")
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value.astype(old.dtype), name))
-            return
-    raise KeyError(name)
 
 
 def _vector(model: onnx.ModelProto, name: str) -> np.ndarray:
     return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name)).copy()
 
 
-def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, estimator: str = "ledoit_wolf",
-               seed: int = CROSS_FIT_SEED) -> dict | None:
-    """Refit the head of the model file at `path` in place; the record for the manifest, None without a head.
-
-    `train` are the good images the RUN's head was fitted on, `validation` its held-out good images (both uint8
-    BGR at the model's input size). With too few images to cross-fit, the normalisation keeps the FP32 values.
-    """
+def fit_head(model: onnx.ModelProto, head: HeadTensors, describe: Describer, train: np.ndarray,
+             validation: np.ndarray | None, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
+             label: str = "model") -> tuple[dict[str, np.ndarray], dict]:
+    """(initializer name → new value, the record for the manifest): the head's Gaussian and its normalisation in
+    the fused score, fitted on the descriptors `describe` computes. With too few images to cross-fit, the
+    normalisation keeps the model's values."""
     t0 = time.perf_counter()
-    model = onnx.load(str(path))
-    try:
-        head = find_head(model)
-    except ValueError as err:
-        return {"refitted": False, "reason": str(err)}
-    if head is None:
-        return None
-    sess = descriptor_session(model, head.descriptor)  # the descriptors do not depend on the head's statistics
-    x = descriptors(sess, head.descriptor, train, label=f"{path.name}: descriptors of the training images")
+    x = descriptors(describe, train, label=f"{label}: {describe.library} descriptors of the training images")
     stats, shrinkage, frozen = gaussian_from_descriptors(x, estimator)
-    for key, name in HEAD_TENSORS.items():
-        _set(model, name, np.asarray(stats[key]))
-    record: dict = {"refitted": True, "n_images": int(len(x)), "estimator": estimator, "shrinkage": shrinkage,
-                    "frozen_dims": frozen}
+    tensors = {name: np.asarray(stats[key]) for key, name in HEAD_TENSORS.items()}
+    record: dict = {"refitted": True, "library": describe.library, "n_images": int(len(x)), "estimator": estimator,
+                    "shrinkage": shrinkage, "frozen_dims": frozen}
     if head.location is not None and len(x) >= 4:
         reference = [cross_fitted_distances(x, estimator, seed=seed)]
         if validation is not None and len(validation):
-            val = descriptors(sess, head.descriptor, validation, label=f"{path.name}: descriptors of validation")
+            val = descriptors(describe, validation, label=f"{label}: {describe.library} descriptors of validation")
             reference.append(mahalanobis(stats, val))
         norm = HeadNorm.from_good_scores(np.concatenate(reference))
         location, inv_scale = _vector(model, head.location), _vector(model, head.inv_scale)
         location[head.index], inv_scale[head.index] = norm.location, 1.0 / norm.scale
-        _set(model, head.location, location)
-        _set(model, head.inv_scale, inv_scale)
+        tensors[head.location], tensors[head.inv_scale] = location, inv_scale
         record["norm"] = {"location": norm.location, "scale": norm.scale, "n_good": norm.n_good,
                           "floored": norm.floored, "min_relative_spread": MIN_RELATIVE_SPREAD}
-    onnx.save(model, str(path))
     record["seconds"] = round(time.perf_counter() - t0, 1)
+    return tensors, record
+
+
+def _head_of(model: onnx.ModelProto) -> tuple[HeadTensors | None, dict | None]:
+    try:
+        return find_head(model), None
+    except ValueError as err:
+        return None, {"refitted": False, "reason": str(err)}
+
+
+def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, estimator: str = "ledoit_wolf",
+               seed: int = CROSS_FIT_SEED) -> dict | None:
+    """Refit the head of the model file at `path` in place on ONNX Runtime's descriptors; the record for the
+    manifest, None without a head.
+
+    `train` are the good images the RUN's head was fitted on, `validation` its held-out good images (both uint8
+    BGR at the model's input size)."""
+    model = onnx.load(str(path))
+    head, refused = _head_of(model)
+    if head is None:
+        return refused
+    tensors, record = fit_head(model, head, onnxruntime_describer(model, head.descriptor), train, validation,
+                               estimator, seed, path.name)
+    put_initializers(model, tensors, path)
+    onnx.save(model, str(path))
+    return record
+
+
+def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, validation: np.ndarray | None,
+                            estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED) -> dict | None:
+    """The head of the INT8 file at `path` fitted on OpenVINO's descriptors, written to `out`
+    (`edge_runtime.backends.refitted_head`); the file itself is untouched. None without a head."""
+    from edge_runtime.backends.refitted_head import save_head
+
+    model = onnx.load(str(path))
+    head, refused = _head_of(model)
+    if head is None:
+        return refused
+    tensors, record = fit_head(model, head, openvino_describer(model, head.descriptor), train, validation,
+                               estimator, seed, f"{path.name} (OpenVINO)")
+    save_head(out, tensors)
     return record

@@ -141,32 +141,57 @@ def gate_set(data: RunData, size, threshold: float, limit: int) -> GateSet | Non
 # ---------------------------------------------------------------- INT8 and FP16
 
 
-def head_refit(run, data: RunData, gate: GateSet, size, say: Callable[[str], None]) -> Callable | None:
-    """What `quantize_bundle` runs on each INT8 file of a RUN with a global head: its Gaussian and normalisation
-    fitted again on that file's descriptors of the training images the RUN's head was fitted on
-    (`export.head_refit`); None for an SLSG-only RUN."""
-    from export.head_refit import refit_head
-    from slsg.heads.global_context import read_head_meta
+@dataclass
+class HeadRefit:
+    """Refits each INT8 file's global head on the training images the RUN's head was fitted on, as each library
+    computes the descriptors (`export.head_refit`): in the file for ONNX Runtime (what `quantize_bundle` runs on
+    every file it gates), beside it for OpenVINO. The training images are loaded once, on first use."""
 
-    meta = read_head_meta(run.root)
-    if meta is None:
-        return None
-    estimator = (meta.get("config") or {}).get("estimator", "ledoit_wolf")
-    images: dict[str, np.ndarray] = {}
+    data: RunData
+    validation: np.ndarray
+    size: tuple[int, int]
+    estimator: str
+    say: Callable[[str], None]
+    _train: np.ndarray | None = None
 
-    def refit(path: Path) -> dict | None:
-        if "train" not in images:
-            say(f"loading {len(data.train)} training images to refit the global head per INT8 file")
-            images["train"] = load_samples(data.train, size)
-        if images["train"] is None or len(images["train"]) < 2:
+    @classmethod
+    def for_run(cls, run, data: RunData, gate: GateSet, size, say: Callable[[str], None]) -> HeadRefit | None:
+        """None for an SLSG-only RUN."""
+        from slsg.heads.global_context import read_head_meta
+
+        meta = read_head_meta(run.root)
+        if meta is None:
+            return None
+        return cls(data, gate.eval.good, size, (meta.get("config") or {}).get("estimator", "ledoit_wolf"), say)
+
+    def train(self) -> np.ndarray | None:
+        if self._train is None:
+            self.say(f"loading {len(self.data.train)} training images to refit the global head per INT8 file")
+            self._train = load_samples(self.data.train, self.size)
+        return self._train if self._train is not None and len(self._train) >= 2 else None
+
+    def __call__(self, path: Path) -> dict | None:
+        from export.head_refit import refit_head
+
+        train = self.train()
+        if train is None:
             return {"refitted": False, "reason": "fewer than 2 training images reachable"}
-        record = refit_head(path, images["train"], gate.eval.good, estimator)
-        if record and record.get("refitted"):
-            say(f"{path.name}: global head refitted on its own descriptors of {record['n_images']} training images "
-                f"({record['seconds']} s)")
-        return record
+        return self._said(path.name, refit_head(path, train, self.validation, self.estimator))
 
-    return refit
+    def for_openvino(self, path: Path, out: Path) -> dict | None:
+        from export.head_refit import refit_head_for_openvino
+
+        train = self.train()
+        if train is None:
+            return {"refitted": False, "reason": "fewer than 2 training images reachable"}
+        return self._said(f"{path.name} (OpenVINO)",
+                          refit_head_for_openvino(path, out, train, self.validation, self.estimator))
+
+    def _said(self, name: str, record: dict | None) -> dict | None:
+        if record and record.get("refitted"):
+            self.say(f"{name}: global head refitted on its own descriptors of {record['n_images']} training images "
+                     f"({record['seconds']} s)")
+        return record
 
 
 def _int8(stage: Path, data: RunData, gate: GateSet, size, opts: PrecisionOptions,
@@ -244,24 +269,37 @@ def _bf16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | No
                                          "deploy FP32 (openvino) or INT8 instead"])
 
 
-def _openvino_int8(stage: Path, gate: GateSet, budget: float, flavours: list[str]) -> dict | None:
-    """Each INT8 file as OpenVINO runs it, against FP32 by the same rule and images as ONNX Runtime's INT8 gate
-    (OpenVINO lowers Q/DQ its own way: ORT's verdict does not carry over). None where OpenVINO is absent; the
-    runtime then refuses openvino-int8 for this bundle rather than run an ungated model."""
+def _openvino_int8(stage: Path, gate: GateSet, budget: float, flavours: list[str],
+                   refit: HeadRefit | None) -> tuple[dict, dict[str, str]] | None:
+    """(flavour → AccuracyReport dict, threshold key → bundle-relative head file): each INT8 file as OpenVINO runs
+    it, against FP32 by the same rule and images as ONNX Runtime's INT8 gate (OpenVINO lowers Q/DQ its own way:
+    ORT's verdict does not carry over), its global head first refitted on OpenVINO's descriptors. None where
+    OpenVINO is absent; the runtime then refuses openvino-int8 for this bundle rather than run an ungated model."""
     from calibration.accuracy import compare, run_backend, run_model
     from calibration.int8 import Int8Config
     from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
+    from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
 
     if not openvino_available():
         return None
     images = gate.eval.images()
     ref = run_model(stage / FILES["fp32"], images)
-    out = {}
+    out, heads = {}, {}
     for flavour in flavours:
-        backend = OpenVinoBackend(stage / FILES[flavour], precision="int8", model=OPENVINO_PREFIX + flavour)
+        key, path = OPENVINO_PREFIX + flavour, stage / FILES[flavour]
+        head = stage / head_file(key)
+        record = refit.for_openvino(path, head) if refit is not None else None
+        fitted = head if record and record.get("refitted") else None
+        backend = OpenVinoBackend(path, precision="int8", model=key, head=fitted)
         acc = compare(ref, run_backend(backend, images), gate.eval, budget, Int8Config().min_map_correlation)
-        out[flavour] = acc.to_dict()
-    return out
+        out[flavour] = {**acc.to_dict(), **({"head_refit": record} if record else {})}
+        if fitted is not None and acc.passed:
+            heads[key] = head_file(key)
+        elif fitted is not None:
+            fitted.unlink()
+    if not heads:
+        shutil.rmtree(stage / HEADS_DIR, ignore_errors=True)
+    return out, heads
 
 
 def _lint(stage: Path, precision: str, versions) -> tuple[dict, LeftOut | None]:
@@ -282,7 +320,7 @@ def _lint(stage: Path, precision: str, versions) -> tuple[dict, LeftOut | None]:
 # ---------------------------------------------------------------- thresholds
 
 
-def _thresholds(stage: Path, run, models: dict[str, str], size, report: PrecisionReport,
+def _thresholds(stage: Path, run, models: dict[str, str], heads: dict[str, str], size, report: PrecisionReport,
                 say: Callable[[str], None]) -> None:
     """Each model's threshold carried from the RUN's by its scores on the validation images; held-out rates from
     test/good."""
@@ -297,10 +335,10 @@ def _thresholds(stage: Path, run, models: dict[str, str], size, report: Precisio
         return
     source = f"{len(images)} validation good images of {data.root}"
     say(f"thresholds per model from {source} (false-reject rate {base.false_reject_rate:g})")
-    report.thresholds = model_thresholds(stage, models, images, base, source)
+    report.thresholds = model_thresholds(stage, models, images, base, source, heads)
     held = load_samples(data.test_good, size, HELD_OUT_IMAGES, data.seed)
     if held is not None:
-        report.held_out = held_out_rates(stage, models, report.thresholds, held)
+        report.held_out = held_out_rates(stage, models, report.thresholds, held, heads)
 
 
 def _compact(report: dict) -> dict:
@@ -335,7 +373,8 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
         report.gate = gate.to_dict()
     models = {"fp32": FILES["fp32"]}
     if "int8" in asked:
-        added, left = _int8(stage, data, gate, size, opts, say, head_refit(run, data, gate, size, say))
+        refit = HeadRefit.for_run(run, data, gate, size, say)
+        added, left = _int8(stage, data, gate, size, opts, say, refit)
         kept = added.pop("kept", []) if added else []
         if added:
             full = added.pop("_full", None)
@@ -345,9 +384,12 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
         if kept:
             models.update({f: FILES[f] for f in kept})
             say("gating the INT8 files as OpenVINO runs them (same images, same rule)")
-            report.openvino_int8 = _openvino_int8(stage, gate, opts.auroc_budget, kept)
-            if report.openvino_int8 is not None:
+            gated = _openvino_int8(stage, gate, opts.auroc_budget, kept, refit)
+            if gated is not None:
+                report.openvino_int8, heads = gated
                 manifest["openvino_int8"] = report.openvino_int8
+                if heads:
+                    manifest["heads"] = heads
     floats = {"fp16": ("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8", _fp16),
               "bf16": ("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8", _bf16)}
     for precision, (what, gate_float) in floats.items():
@@ -368,7 +410,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             report.left_out[precision] = left
     gated_ov = {OPENVINO_PREFIX + f: FILES[f] for f, r in (report.openvino_int8 or {}).items()
                 if r["passed"] and f in models}
-    _thresholds(stage, run, {**models, **gated_ov}, size, report, say)
+    _thresholds(stage, run, {**models, **gated_ov}, manifest.get("heads", {}), size, report, say)
     manifest["models"] = models
     if report.thresholds:
         manifest["thresholds"] = report.thresholds

@@ -38,9 +38,10 @@ class HeldOut:
         return asdict(self)
 
 
-def model_scores(model: Path, images: np.ndarray, precision: str = "fp32") -> np.ndarray:
+def model_scores(model: Path, images: np.ndarray, precision: str = "fp32", head: Path | None = None) -> np.ndarray:
     """`score` (what the threshold applies to) of a bundle model on prepared images, in the arithmetic the runtime
-    runs it in: ONNX Runtime for the model files, OpenVINO bf16 for "bf16" (which is model.onnx)."""
+    runs it in: ONNX Runtime for the model files, OpenVINO bf16 for "bf16" (which is model.onnx), OpenVINO INT8
+    with the global `head` refitted for it for "openvino:…"."""
     from calibration.accuracy import run_backend, run_model
 
     if precision == "bf16":
@@ -50,20 +51,22 @@ def model_scores(model: Path, images: np.ndarray, precision: str = "fp32") -> np
     if precision.startswith(OPENVINO_PREFIX):  # an INT8 file as OpenVINO runs it (its own Q/DQ handling)
         from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
-        return run_backend(OpenVinoBackend(model, precision="int8", model=precision), images).score
+        return run_backend(OpenVinoBackend(model, precision="int8", model=precision, head=head), images).score
 
     return run_model(model, images).score
 
 
 def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, base: Threshold,
-                     source: str) -> dict[str, dict]:
+                     source: str, heads: dict[str, str] | None = None) -> dict[str, dict]:
     """{precision: threshold record} for every model of the bundle at `root`: `base` (the RUN's threshold, in FP32's
-    scores) carried to each model by its scores against FP32's on `images`."""
+    scores) carried to each model by its scores against FP32's on `images`. `heads`: the manifest's refitted heads."""
     root = Path(root)
+    heads = heads or {}
     reference = model_scores(root / models["fp32"], images, "fp32") if "fp32" in models else None
     out = {}
     for precision, name in models.items():
-        own = reference if precision == "fp32" else model_scores(root / name, images, precision)
+        own = reference if precision == "fp32" else model_scores(root / name, images, precision,
+                                                                 _head(root, heads, precision))
         if reference is None:
             t, how = threshold_from_good_scores(own, base.false_reject_rate), {"method": "own quantile"}
         else:
@@ -72,10 +75,14 @@ def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, bas
     return out
 
 
+def _head(root: Path, heads: dict[str, str], precision: str) -> Path | None:
+    return root / heads[precision] if precision in heads else None
+
+
 def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_threshold: dict | None = None,
-                  precision: str = "fp32") -> HeldOut:
+                  precision: str = "fp32", head: Path | None = None) -> HeldOut:
     t = Threshold.from_dict(threshold)
-    scores = model_scores(model, images, precision)
+    scores = model_scores(model, images, precision, head)
     rejects = int(np.sum(is_anomalous(scores, t.value)))
     at_fp32 = None
     if fp32_threshold is not None:
@@ -84,9 +91,9 @@ def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_thresho
 
 
 def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dict],
-                   images: np.ndarray) -> dict[str, dict]:
+                   images: np.ndarray, heads: dict[str, str] | None = None) -> dict[str, dict]:
     """Each model's false-reject rate on held-out good images at its own threshold (and at FP32's, to show
     what a single threshold would have cost)."""
-    fp32 = thresholds.get("fp32")
-    return {p: held_out_rate(Path(root) / name, thresholds[p], images, fp32, p).to_dict()
+    root, fp32 = Path(root), thresholds.get("fp32")
+    return {p: held_out_rate(root / name, thresholds[p], images, fp32, p, _head(root, heads or {}, p)).to_dict()
             for p, name in models.items() if p in thresholds}

@@ -61,6 +61,33 @@ def compile_cpu(model: str | bytes, config: dict):
         return core.compile_model(read, "CPU", config)
 
 
+def load_onnx(path: Path):
+    """The ONNX graph of `path`, for the edits OpenVINO's INT8 path makes in memory."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise BackendError(f"OpenVINO INT8 needs the onnx package to prepare the model ({e}): "
+                           "pip install 'slsg[openvino]'") from None
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise BackendError(f"{path} is not a readable ONNX model ({e}): copy the bundle again") from None
+
+
+def as_openvino_runs_it(model, precision: str, head: Path | None = None) -> int:
+    """Edit `model` in place into what OpenVINO runs: the head refitted for it, and for INT8 signed-activation
+    weights in 7 bits (`seven_bit`); how many weights were re-stored."""
+    if head is not None:
+        from edge_runtime.backends.refitted_head import put_initializers, read_head
+
+        put_initializers(model, read_head(head), head)
+    if precision != "int8":
+        return 0
+    from edge_runtime.backends.seven_bit import seven_bit_weights
+
+    return seven_bit_weights(model)
+
+
 def cpu_capabilities() -> list[str]:
     """What OpenVINO's CPU plugin can run natively here ("FP32", "BF16", "INT8", ...)."""
     return [str(c) for c in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
@@ -82,7 +109,8 @@ class OpenVinoBackend:
 
     `precision`: f32 | bf16 | int8 (int8: a Q/DQ file; the precision names the arithmetic OpenVINO uses, the
     `model` names the bundle file and so the threshold). `hint`: LATENCY (one frame at a time, a line) or
-    THROUGHPUT. `threads`: OpenVINO's `INFERENCE_NUM_THREADS` (None: its default, all cores)."""
+    THROUGHPUT. `threads`: OpenVINO's `INFERENCE_NUM_THREADS` (None: its default, all cores). `head`: the global
+    head refitted for OpenVINO (`refitted_head`), put into the graph in memory."""
 
     def __init__(
         self,
@@ -92,6 +120,7 @@ class OpenVinoBackend:
         hint: str = "LATENCY",
         name: str = "openvino",
         model: str = "fp32",
+        head: Path | None = None,
     ) -> None:
         if precision not in INFERENCE_PRECISION:
             raise BackendError(f"unknown OpenVINO precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -110,10 +139,11 @@ class OpenVinoBackend:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         source: str | bytes = str(self.path)
         self.seven_bit_weights = 0
-        if precision == "int8":
-            from edge_runtime.backends.seven_bit import seven_bit_weights
-
-            source, self.seven_bit_weights = seven_bit_weights(self.path)
+        self.head = Path(head) if head is not None else None
+        if precision == "int8" or self.head is not None:
+            graph = load_onnx(self.path)
+            self.seven_bit_weights = as_openvino_runs_it(graph, precision, self.head)
+            source = graph.SerializeToString()
         try:
             self.compiled = compile_cpu(source, config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for bad files and configs
@@ -128,8 +158,9 @@ class OpenVinoBackend:
         self.precision = precision
         self.hint = hint
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
-        weights = f", {self.seven_bit_weights} weights in 7 bits" if self.seven_bit_weights else ""
-        self.providers = [f"OpenVINO CPU ({precision}{weights})"]
+        notes = [f"{self.seven_bit_weights} weights in 7 bits"] if self.seven_bit_weights else []
+        notes += ["global head refitted for OpenVINO"] if self.head is not None else []
+        self.providers = [f"OpenVINO CPU ({', '.join([precision] + notes)})"]
         self.input_size, self._fixed_batch = self._read_io()
         self._request = self.compiled.create_infer_request()
 

@@ -54,7 +54,7 @@ def _missing(bundle: Bundle, backend: str, precisions: tuple) -> BackendError:
 
 
 def _openvino(bundle: Bundle, backend: str, threads: int | None) -> Backend:
-    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend
+    from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
     precision, wanted = _OPENVINO_MODELS[backend]
     present = [m for m in wanted if m in bundle.models]
@@ -72,11 +72,26 @@ def _openvino(bundle: Bundle, backend: str, threads: int | None) -> Backend:
         )
     for model in present:
         if gated.get(model, {}).get("passed"):
-            return OpenVinoBackend(bundle.models[model], precision="int8", threads=threads,
-                                   name=f"{backend}:{model}", model=OPENVINO_PREFIX + model)
+            return openvino_int8(bundle, model, threads, name=f"{backend}:{model}")
     reasons = " | ".join(f"{m}: {'; '.join(gated.get(m, {}).get('reasons', ['not gated']))}" for m in present)
     raise BackendError(f"backend {backend}: no INT8 file in {bundle.root} passed its gate under OpenVINO "
                        f"({reasons}); use --backend onnx-int8 or openvino")
+
+
+def openvino_int8(bundle: Bundle, model: str, threads: int | None, name: str = "openvino-int8") -> Backend:
+    """The INT8 file `model` as OpenVINO runs it: with the head refitted for OpenVINO and its own threshold key."""
+    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend
+
+    key = OPENVINO_PREFIX + model
+    return OpenVinoBackend(bundle.models[model], precision="int8", threads=threads, name=name, model=key,
+                           head=bundle.head_for(key))
+
+
+def openvino_int8_gated(bundle: Bundle) -> list[str]:
+    """The INT8 files that passed their gate as OpenVINO runs them (none without OpenVINO installed)."""
+    gated = bundle.manifest.get("openvino_int8") or {}
+    return [m for m in ("int8", "int8-cpu") if m in bundle.models and (gated.get(m) or {}).get("passed")
+            and openvino_available()]
 
 
 def _tensorrt_module():
@@ -123,9 +138,7 @@ def _cpu_candidates(bundle: Bundle) -> list[str]:
     out = []
     for name in CPU_CANDIDATES:
         if name == "openvino-int8":  # only INT8 files that passed their gate as OpenVINO runs them
-            gated = bundle.manifest.get("openvino_int8") or {}
-            ok = openvino_available() and any(m in bundle.models and (gated.get(m) or {}).get("passed")
-                                              for m in _OPENVINO_MODELS[name][1])
+            ok = bool(openvino_int8_gated(bundle))
         elif name.startswith("openvino"):
             ok = openvino_available() and any(m in bundle.models for m in _OPENVINO_MODELS[name][1])
         else:

@@ -14,26 +14,17 @@ the arithmetic the line PC runs.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from edge_runtime.backends.base import BackendError
 
+def seven_bit_weights(model) -> int:
+    """How many weights were rewritten, in place: in a file with signed activations every stored int8 weight
+    halved into [-64, 63] and its scale doubled; any other model is left unchanged (0)."""
+    from onnx import numpy_helper
 
-def seven_bit_weights(path: Path) -> tuple[bytes, int]:
-    """(serialised ONNX, how many weights were rewritten): in a file with signed activations every stored int8
-    weight halved into [-64, 63] and its scale doubled; any other file unchanged."""
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as e:
-        raise BackendError(f"OpenVINO INT8 needs the onnx package to re-store weights in 7 bits ({e}): "
-                           "pip install 'slsg[openvino]'") from None
-    model = onnx.load(str(path))
     stored = {t.name: t for t in model.graph.initializer}
     if not signed_activations(model.graph, stored):
-        return model.SerializeToString(), 0
+        return 0
     done: set[str] = set()
     scaled: set[str] = set()  # a scale shared by several weights is doubled once
     for node in model.graph.node:
@@ -52,7 +43,7 @@ def seven_bit_weights(path: Path) -> tuple[bytes, int]:
             stored[node.input[1]].CopyFrom(numpy_helper.from_array((scale * 2).astype(scale.dtype), node.input[1]))
             scaled.add(node.input[1])
         done.add(node.input[0])
-    return model.SerializeToString(), len(done)
+    return len(done)
 
 
 def signed_activations(graph, stored: dict) -> bool:

@@ -84,3 +84,25 @@ def test_refitting_undoes_a_systematic_move_of_the_descriptors(fp32_model, image
     refitted = run_model(path, val)
     # A Mahalanobis distance of standardised descriptors is invariant to a per-dimension affine move.
     np.testing.assert_allclose(refitted.heads["global"], reference, rtol=5e-3)
+
+
+def test_refitting_for_openvino_undoes_the_move_beside_the_file_and_leaves_the_file_as_it_is(fp32_model, images,
+                                                                                              tmp_path):
+    """OpenVINO computes the descriptors its own way, so its head is fitted on its own; the file TensorRT and ONNX
+    Runtime read stays byte for byte the one they were gated on."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    from edge_runtime.backends.openvino_backend import OpenVinoBackend
+    from edge_runtime.bundle import sha256_file
+    from export.head_refit import refit_head_for_openvino
+
+    train, val = images
+    reference = run_model(fp32_model, val).heads["global"]
+    path = _copy(fp32_model, tmp_path)
+    _move_descriptors(path, scale=1.3, shift=0.1)
+    before = sha256_file(path)
+    record = refit_head_for_openvino(path, tmp_path / "head.npz", train, val)
+    assert record["refitted"] and record["library"] == "OpenVINO" and sha256_file(path) == before
+    moved = OpenVinoBackend(path, precision="int8", threads=1)(val).heads["global"]
+    refitted = OpenVinoBackend(path, precision="int8", threads=1, head=tmp_path / "head.npz")(val).heads["global"]
+    assert np.median(moved) > 2 * np.median(reference)
+    np.testing.assert_allclose(refitted, reference, rtol=1e-2)

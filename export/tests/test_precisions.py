@@ -54,6 +54,15 @@ def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
     assert set(ov) == {"int8", "int8-cpu"} and all("map_pearson" in r and "passed" in r for r in ov.values())
     for flavour, r in ov.items():  # a passed flavour has its own threshold from OpenVINO's scores; a failed one none
         assert (f"openvino:{flavour}" in bundle.manifest["thresholds"]) == r["passed"]
+        assert r["head_refit"]["refitted"] and r["head_refit"]["library"] == "OpenVINO"
+        head = bundle.head_for(f"openvino:{flavour}")  # its head fitted on OpenVINO's descriptors, hashed, if it passed
+        assert (head is not None and head.relative_to(out).as_posix() in bundle.manifest["files"]) == r["passed"]
+    passed = [f for f, r in ov.items() if r["passed"]]
+    if passed:
+        from edge_runtime.backends import select_backend
+
+        be = select_backend(bundle, "openvino-int8")
+        assert be.head == bundle.head_for(be.model) and "head refitted" in be.providers[0]
 
 
 def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
