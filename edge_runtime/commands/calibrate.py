@@ -17,7 +17,7 @@ def command(
     backend: List[str] = typer.Option(  # noqa: UP006
         ["auto"], "--backend",
         help="Backend(s) to calibrate, as `slsg-edge run --backend` names them (repeatable); 'all' = every "
-             "ONNX model file of the bundle.",
+             "model file of the bundle, and each INT8 file as OpenVINO was gated to run it.",
     ),
     every: int = typer.Option(1, "--every", min=1, help="Use every N-th frame (videos: neighbours look alike)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),

@@ -70,6 +70,28 @@ def test_each_backend_sets_the_threshold_of_its_own_model(tmp_path):
     assert b.threshold_for("fp32").value == THRESHOLD  # untouched: another model file
 
 
+def test_all_also_sets_the_threshold_of_an_int8_file_as_openvino_runs_it_with_its_own_head(tmp_path):
+    """OpenVINO's INT8 scores are not ONNX Runtime's: a gated `openvino:int8-cpu` has a threshold of its own, and
+    re-setting it must score with OpenVINO and the head fitted for it (here one that halves the score)."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    from edge_runtime.backends.refitted_head import head_file, save_head
+    from edge_runtime.bundle import write_manifest
+
+    bundle = make_bundle(tmp_path / "model.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
+    key = "openvino:int8-cpu"
+    save_head(bundle / head_file(key), {"c255": np.float32(510.0)})
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    write_manifest(bundle, {**manifest, "openvino_int8": {"int8-cpu": {"passed": True, "reasons": []}},
+                            "heads": {key: head_file(key)}})
+    values = list(range(40, 90, 2))
+    frames = read_good_frames(_good_folder(tmp_path / "good", values), (SIZE, SIZE))
+    results = recalibrate(bundle, frames, 0.1, ["all"], threads=1)
+    assert sorted(r.model for r in results) == ["fp32", "int8-cpu", key]
+    b = load_bundle(bundle)
+    assert b.threshold_for(key).value == pytest.approx(_expected(values, 0.1) / 2, abs=1e-6)
+    assert b.threshold_for("int8-cpu").value == pytest.approx(_expected(values, 0.1), abs=1e-6)
+
+
 def test_video_of_good_parts_every_nth_frame(tmp_path):
     bundle = make_bundle(tmp_path / "model.slsg")
     video = write_video(tmp_path / "line.avi", [60 + (i % 10) * 4 for i in range(40)])
