@@ -20,7 +20,7 @@ def compare(run_dir: Path, bundle_dir: Path, calib_size: int) -> list[dict]:
     from calibration.int8 import Int8Config
     from calibration.selection import select_calibration_set
     from edge_runtime.bundle import load_bundle
-    from export.precisions import GATE_IMAGES, gate_set, head_refit
+    from export.precisions import GATE_IMAGES, HeadRefit, gate_set
     from export.run_data import open_run_data
     from slsg.checkpoint import load_run
 
@@ -37,7 +37,7 @@ def compare(run_dir: Path, bundle_dir: Path, calib_size: int) -> list[dict]:
             out = Path(tmp) / ("refit" if refit else "plain")
             out.mkdir()
             shutil.copy(bundle.root / "model.onnx", out / "model.onnx")
-            adjust = head_refit(run, data, gate, bundle.size, print) if refit else None
+            adjust = HeadRefit.for_run(run, data, gate, bundle.size, print) if refit else None
             report = quantize_bundle(out / "model.onnx", calib, out, Int8Config(auto_fallback=False, seed=data.seed),
                                      gate.eval, measure_latency=False, adjust=adjust)
             for flavour, summary in report.flavours.items():
