@@ -433,7 +433,7 @@ def precision_table(report: PrecisionReport):
     threshold, the false-reject rate on held-out good images, size and CPU latency."""
     from rich.table import Table
 
-    table = Table(title="precisions (ONNX Runtime, this CPU)")
+    table = Table(title="precisions (ONNX Runtime unless named, this CPU)")
     for col in ("model", "AUROC", "ΔAUROC (95% interval)", "map r", "score ρ", "threshold",
                 "held-out FRR", "MB", "CPU ms"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -464,6 +464,11 @@ def precision_table(report: PrecisionReport):
         table.add_row(label, fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
                       fmt(a.get("score_spearman")), thr(name), frr(name), fmt(f["bytes"] / 1e6, ".1f"),
                       fmt(f["latency_ms"], ".1f"))
+    for name, a in (report.openvino_int8 or {}).items():  # the same files as OpenVINO runs them: gated apart
+        label = f"{name} (OpenVINO)" if a.get("passed") else f"{name} (OpenVINO, left out)"
+        key = OPENVINO_PREFIX + name
+        table.add_row(label, fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
+                      fmt(a.get("score_spearman")), thr(key), frr(key), "–", "–")
     if report.fp16 and "fp16" not in report.left_out:
         a = report.fp16.get("accuracy") or {}
         table.add_row("fp16", fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),

@@ -65,6 +65,23 @@ def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
         assert be.head == bundle.head_for(be.model) and "head refitted" in be.providers[0]
 
 
+def test_the_precision_table_shows_each_int8_file_as_openvino_ran_it(full_bundle):
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    from rich.console import Console
+
+    from export.precisions import precision_table
+
+    _, result = full_bundle
+    console = Console(record=True, width=240)
+    console.print(precision_table(result.precisions))
+    lines = console.export_text().splitlines()
+    for flavour, r in result.precisions.openvino_int8.items():
+        label = f"{flavour} (OpenVINO)" if r["passed"] else f"{flavour} (OpenVINO, left out)"
+        row = next(line for line in lines if f" {label} " in line)
+        held = result.precisions.held_out.get(f"openvino:{flavour}")
+        assert (held is not None and f"({held['false_rejects']}/{held['n']})" in row) == r["passed"]
+
+
 def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
     out, _ = full_bundle
     model = onnx.load(str(out / "model.int8.onnx"))
