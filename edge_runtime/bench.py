@@ -114,12 +114,14 @@ def profile_events_by_op(events: list[dict], top: int = 10) -> dict:
 
 def openvino_op_profile(backend, batch: np.ndarray, runs: int = 10, top: int = 10) -> dict:
     """OpenVINO's per-node counters (`PERF_COUNT`) of the backend's model, aggregated by executed layer type and
-    precision ("Convolution i8"), first run dropped; a separate compiled model, so the timed one is untouched."""
-    from edge_runtime.backends.openvino_backend import compile_cpu
+    precision ("Convolution i8"), first run dropped; a separate compiled model of the same graph, so the timed one is
+    untouched."""
+    from edge_runtime.backends.openvino_backend import compile_cpu, openvino_source
 
     config = {"PERFORMANCE_HINT": backend.hint, "INFERENCE_NUM_THREADS": backend.threads, "PERF_COUNT": True,
               "INFERENCE_PRECISION_HINT": backend.compiled.get_property("INFERENCE_PRECISION_HINT")}
-    request = compile_cpu(str(backend.path), config).create_infer_request()
+    source, _ = openvino_source(backend.path, backend.precision, backend.head)  # the graph the timed model runs
+    request = compile_cpu(source, config).create_infer_request()
     request.infer({"image": batch})
     per_op: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)

@@ -104,12 +104,32 @@ def _bf16_backend(bundle: Bundle, threads: int | None) -> list:
         return []
 
 
+def _openvino_int8_backends(bundle: Bundle, threads: int | None) -> list:
+    """Each INT8 file as OpenVINO was gated to run it; where OpenVINO cannot open it here, its threshold is left as
+    it is, with a warning (as for bf16)."""
+    from edge_runtime.backends import BackendError
+    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, openvino_available
+    from edge_runtime.backends.select import openvino_int8, openvino_int8_gated
+
+    gated = openvino_int8_gated(bundle)
+    missed = [k for k in bundle.manifest.get("thresholds", {}) if k.startswith(OPENVINO_PREFIX)]
+    if missed and not openvino_available():
+        log.warning("%s threshold(s) not re-set: OpenVINO is not installed here (pip install 'slsg[openvino]')",
+                    ", ".join(missed))
+    out = []
+    for model in gated:
+        try:
+            out.append(openvino_int8(bundle, model, threads))
+        except BackendError as e:
+            log.warning("%s%s threshold not re-set: %s", OPENVINO_PREFIX, model, e)
+    return out
+
+
 def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) -> list:
     """The backends to calibrate: by `slsg-edge run --backend` name; 'all' = every model file here, and each INT8
     file OpenVINO was gated to run (its own threshold)."""
     from edge_runtime.backends import select_backend
     from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from edge_runtime.backends.select import openvino_int8, openvino_int8_gated
 
     out = []
     for name in names:
@@ -118,7 +138,7 @@ def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) 
                     for model, path in bundle.models.items() if model != "bf16"]
             if "bf16" in bundle.models:  # bf16 is model.onnx under OpenVINO's bf16 arithmetic, not an ORT file
                 out += _bf16_backend(bundle, threads)
-            out += [openvino_int8(bundle, model, threads) for model in openvino_int8_gated(bundle)]
+            out += _openvino_int8_backends(bundle, threads)
         else:
             out.append(select_backend(bundle, name, threads))
     seen, unique = set(), []

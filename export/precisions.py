@@ -167,8 +167,9 @@ class HeadRefit:
     def train(self) -> np.ndarray | None:
         if self._train is None:
             self.say(f"loading {len(self.data.train)} training images to refit the global head per INT8 file")
-            self._train = load_samples(self.data.train, self.size)
-        return self._train if self._train is not None and len(self._train) >= 2 else None
+            loaded = load_samples(self.data.train, self.size)
+            self._train = loaded if loaded is not None else np.empty((0,), np.uint8)  # loaded once, even if none
+        return self._train if len(self._train) >= 2 else None
 
     def __call__(self, path: Path) -> dict | None:
         from export.head_refit import refit_head
@@ -341,6 +342,21 @@ def _thresholds(stage: Path, run, models: dict[str, str], heads: dict[str, str],
         report.held_out = held_out_rates(stage, models, report.thresholds, held, heads)
 
 
+def _drop_heads_without_model(stage: Path, manifest: dict, gated: dict[str, str]) -> None:
+    """A refitted head whose model file left the bundle after its OpenVINO gate (the TensorRT lint) goes too."""
+    from edge_runtime.backends.refitted_head import HEADS_DIR
+
+    heads = manifest.pop("heads", {})
+    for key, name in heads.items():
+        if key not in gated:
+            (stage / name).unlink(missing_ok=True)
+    kept = {k: v for k, v in heads.items() if k in gated}
+    if kept:
+        manifest["heads"] = kept
+    else:
+        shutil.rmtree(stage / HEADS_DIR, ignore_errors=True)
+
+
 def _compact(report: dict) -> dict:
     """What the manifest keeps of the INT8 report: the gate's numbers, not the per-node details."""
     keep = ("passed", "kept", "failure", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config",
@@ -410,6 +426,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             report.left_out[precision] = left
     gated_ov = {OPENVINO_PREFIX + f: FILES[f] for f, r in (report.openvino_int8 or {}).items()
                 if r["passed"] and f in models}
+    _drop_heads_without_model(stage, manifest, gated_ov)
     _thresholds(stage, run, {**models, **gated_ov}, manifest.get("heads", {}), size, report, say)
     manifest["models"] = models
     if report.thresholds:
@@ -465,7 +482,8 @@ def precision_table(report: PrecisionReport):
                       fmt(a.get("score_spearman")), thr(name), frr(name), fmt(f["bytes"] / 1e6, ".1f"),
                       fmt(f["latency_ms"], ".1f"))
     for name, a in (report.openvino_int8 or {}).items():  # the same files as OpenVINO runs them: gated apart
-        label = f"{name} (OpenVINO)" if a.get("passed") else f"{name} (OpenVINO, left out)"
+        shipped = a.get("passed") and name not in report.left_out
+        label = f"{name} (OpenVINO)" if shipped else f"{name} (OpenVINO, left out)"
         key = OPENVINO_PREFIX + name
         table.add_row(label, fmt(a.get("auroc_int8")), _drop(a), fmt(a.get("map_pearson")),
                       fmt(a.get("score_spearman")), thr(key), frr(key), "–", "–")

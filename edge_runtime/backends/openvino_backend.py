@@ -88,6 +88,16 @@ def as_openvino_runs_it(model, precision: str, head: Path | None = None) -> int:
     return seven_bit_weights(model)
 
 
+def openvino_source(path: Path, precision: str, head: Path | None = None) -> tuple[str | bytes, int]:
+    """(what `compile_cpu` compiles, how many weights were re-stored in 7 bits): the file itself, or its graph
+    edited in memory (`as_openvino_runs_it`) for INT8 or a refitted head."""
+    if precision != "int8" and head is None:
+        return str(path), 0
+    graph = load_onnx(path)
+    rewritten = as_openvino_runs_it(graph, precision, head)
+    return graph.SerializeToString(), rewritten
+
+
 def cpu_capabilities() -> list[str]:
     """What OpenVINO's CPU plugin can run natively here ("FP32", "BF16", "INT8", ...)."""
     return [str(c) for c in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
@@ -137,13 +147,8 @@ class OpenVinoBackend:
         config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        source: str | bytes = str(self.path)
-        self.seven_bit_weights = 0
         self.head = Path(head) if head is not None else None
-        if precision == "int8" or self.head is not None:
-            graph = load_onnx(self.path)
-            self.seven_bit_weights = as_openvino_runs_it(graph, precision, self.head)
-            source = graph.SerializeToString()
+        source, self.seven_bit_weights = openvino_source(self.path, precision, self.head)
         try:
             self.compiled = compile_cpu(source, config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for bad files and configs

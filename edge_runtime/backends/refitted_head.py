@@ -36,13 +36,20 @@ def save_head(path: Path, tensors: dict) -> None:
 
 def read_head(path: Path) -> dict:
     """Initializer name → array; a damaged or foreign file is refused with what to do."""
+    again = "copy the bundle again or re-export it"
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        stored = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise BackendError(f"refitted head {path} cannot be read ({e}): {again}") from None
+    if not isinstance(stored, np.lib.npyio.NpzFile):
+        raise BackendError(f"refitted head {path} is a single array, not the .npz `slsg export` writes: {again}")
+    try:
+        with stored:
             tensors = {name: stored[name] for name in stored.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise BackendError(f"refitted head {path} cannot be read ({e}): copy the bundle again or re-export") from None
+        raise BackendError(f"refitted head {path} cannot be read ({e}): {again}") from None
     if not tensors or any(t.dtype.kind != "f" for t in tensors.values()):
-        raise BackendError(f"refitted head {path} holds no float tensors: it is not one `slsg export` wrote")
+        raise BackendError(f"refitted head {path} holds no float tensors, so `slsg export` did not write it: {again}")
     return tensors
 
 

@@ -118,3 +118,24 @@ def test_no_good_frame_is_a_clear_error(tmp_path):
     (empty / "notes.txt").write_text("not an image")
     with pytest.raises(ValueError, match="no usable good frame"):
         read_good_frames(empty, (SIZE, SIZE))
+
+
+def test_without_openvino_its_thresholds_are_kept_with_a_warning_and_the_others_are_set(tmp_path, monkeypatch, caplog):
+    import edge_runtime.backends.openvino_backend as ov
+    import edge_runtime.backends.select as select_mod
+
+    bundle = make_bundle(tmp_path / "model.slsg")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    old = {"value": 0.9, "false_reject_rate": 0.01, "n_good": 10, "quantiles": {}}
+    from edge_runtime.bundle import write_manifest
+
+    write_manifest(bundle, {**manifest, "openvino_int8": {"fp32": {"passed": True, "reasons": []}},
+                            "thresholds": {"openvino:int8-cpu": old}})
+    monkeypatch.setattr(ov, "openvino_available", lambda: False)
+    monkeypatch.setattr(select_mod, "openvino_available", lambda: False)
+    frames = read_good_frames(_good_folder(tmp_path / "good", list(range(40, 90, 2))), (SIZE, SIZE))
+    with caplog.at_level("WARNING"):
+        results = recalibrate(bundle, frames, 0.1, ["all"], threads=1)
+    assert [r.model for r in results] == ["fp32"]
+    assert "openvino:int8-cpu threshold(s) not re-set: OpenVINO is not installed" in caplog.text
+    assert load_bundle(bundle).threshold_for("openvino:int8-cpu").value == 0.9

@@ -57,6 +57,7 @@ def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
         assert r["head_refit"]["refitted"] and r["head_refit"]["library"] == "OpenVINO"
         head = bundle.head_for(f"openvino:{flavour}")  # its head fitted on OpenVINO's descriptors, hashed, if it passed
         assert (head is not None and head.relative_to(out).as_posix() in bundle.manifest["files"]) == r["passed"]
+        assert (out / f"heads/openvino.{flavour}.npz").is_file() == r["passed"]  # a refused one's is deleted
     passed = [f for f, r in ov.items() if r["passed"]]
     if passed:
         from edge_runtime.backends import select_backend
@@ -80,6 +81,22 @@ def test_the_precision_table_shows_each_int8_file_as_openvino_ran_it(full_bundle
         row = next(line for line in lines if f" {label} " in line)
         held = result.precisions.held_out.get(f"openvino:{flavour}")
         assert (held is not None and f"({held['false_rejects']}/{held['n']})" in row) == r["passed"]
+
+
+def test_a_head_whose_model_file_was_removed_after_its_openvino_gate_leaves_the_bundle(tmp_path):
+    """The TensorRT lint runs after the OpenVINO gate: a symmetric file it removes must not leave its head behind."""
+    from edge_runtime.backends.refitted_head import HEADS_DIR, head_file, save_head
+    from export.precisions import _drop_heads_without_model
+
+    keys = ("openvino:int8", "openvino:int8-cpu")
+    for key in keys:
+        save_head(tmp_path / head_file(key), {"x": np.zeros(2, np.float32)})
+    manifest = {"heads": {k: head_file(k) for k in keys}}
+    _drop_heads_without_model(tmp_path, manifest, {"openvino:int8-cpu": "model.int8-cpu.onnx"})
+    assert manifest["heads"] == {"openvino:int8-cpu": head_file("openvino:int8-cpu")}
+    assert not (tmp_path / head_file("openvino:int8")).exists()
+    _drop_heads_without_model(tmp_path, manifest, {})
+    assert "heads" not in manifest and not (tmp_path / HEADS_DIR).exists()
 
 
 def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
