@@ -21,6 +21,7 @@ from calibration.int8 import (
     compute_ranges,
     count_int8_ops,
     default_exclusions,
+    flavour_exclusions,
     preprocess_for_quantization,
     quantize_flavour,
 )
@@ -76,18 +77,19 @@ def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData,
             for f, p in models.items()}
 
 
-def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: list[str],
+def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: dict[str, list[str]],
               calib: CalibrationSet, flavours: tuple[str, ...] = (TRT, CPU)) -> dict[str, Path]:
-    """The asked flavours; with `backend="modelopt"` ModelOpt makes the TensorRT one (same exclusions, same gate)."""
+    """The asked flavours, each keeping its own `exclude[flavour]` float; with `backend="modelopt"` ModelOpt makes
+    the TensorRT one (same exclusions, same gate)."""
     out = {}
     for f in flavours:
         if f == TRT and cfg.backend == "modelopt":
             from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
 
             out[f] = quantize_with_modelopt(pre, calib, out_dir / FLAVOUR_FILES[TRT], cfg.modelopt_python,
-                                            FROM_ORT_METHOD[cfg.method], list(exclude))
+                                            FROM_ORT_METHOD[cfg.method], list(exclude[f]))
         else:
-            out[f] = quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[f], f, cfg, exclude)
+            out[f] = quantize_flavour(pre, ranges, out_dir / FLAVOUR_FILES[f], f, cfg, exclude[f])
     return out
 
 
@@ -114,7 +116,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         pre = preprocess_for_quantization(fp32_onnx, Path(tmp) / "pre.onnx")
         ranges = compute_ranges(pre, calib.tensors, cfg, calib_dir / RANGES_FILE)
         regions: FloatRegions = default_exclusions(pre, cfg)
-        exclude = regions.all()
+        exclude = flavour_exclusions(regions)
         models = _quantize(pre, ranges, out_dir, cfg, exclude, calib)
         adjusted = _adjust(models, adjust)
         float_nodes = {f: [] for f in models}
@@ -130,7 +132,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                         and len(fallback) < cfg.max_fallback_nodes):
                     break
                 worst = min(failing, key=lambda f: _badness(gate[f]))
-                candidates = [n for n in _quantizable_nodes(pre) if n not in set(exclude)]
+                candidates = [n for n in _quantizable_nodes(pre) if n not in set(exclude[worst])]
                 probe = eval_data.images()[:SENSITIVITY_IMAGES]
                 ranked = node_sensitivity(pre, models[worst], probe, candidates)
                 if not ranked:
@@ -139,7 +141,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                 take = [name for name, _ in ranked[:min(2 ** rounds, budget)]]
                 rounds += 1
                 fallback += take
-                exclude += take
+                exclude = {f: names + take for f, names in exclude.items()}
                 log.info("INT8 gate failed for %s (%s); keeping %s in float", ", ".join(failing),
                          "; ".join(gate[worst].reasons), take)
                 redone = _quantize(pre, ranges, out_dir, cfg, exclude, calib, failing)

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from calibration.float_regions import find_float_regions, name_nodes
-from calibration.int8 import QuantizationError
+from calibration.int8 import TRT, QuantizationError, flavour_exclusions
 from calibration.selection import CalibrationSet
 
 ENV_VAR = "SLSG_MODELOPT_PYTHON"
@@ -101,7 +101,7 @@ def quantize_with_modelopt(fp32_onnx: Path, calib: CalibrationSet, out_onnx: Pat
         copy = work / "model.onnx"
         onnx.save(model, str(copy))
         if exclude_nodes is None:
-            exclude_nodes = find_float_regions(model).all()
+            exclude_nodes = flavour_exclusions(find_float_regions(model))[TRT]
         npz = write_calibration_npz(calib.tensors, model.graph.input[0].name, work / "calib.npz")
         produced = work / "model.int8.onnx"
         argv = modelopt_command(exe, copy, npz, produced, method, exclude_nodes)

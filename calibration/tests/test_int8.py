@@ -147,3 +147,36 @@ def test_trt_flavour_quantises_activation_outputs_not_conv_outputs(flavours, pre
 
 
 FLOAT_READERS = {"Shape", "Resize", "Concat", "Add", "Conv", "MaxPool", "GlobalAveragePool", "ReduceMean", "Mul", "Sub"}
+
+
+def _pooled_branch_model() -> onnx.ModelProto:
+    """conv A feeds the map (conv M) and, through a context conv C and a pooling, a whitened image score."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = {n: numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+         for n, s in (("wa", (4, 3, 3, 3)), ("wm", (1, 4, 1, 1)), ("wc", (4, 4, 1, 1)), ("whiten", (4, 4)))}
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], name="A", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "wm"], ["anomaly_map"], name="M"),
+             helper.make_node("Conv", ["a", "wc"], ["c"], name="C"),
+             helper.make_node("ReduceMean", ["c"], ["pooled"], name="pool", axes=[2, 3], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "whiten"], ["z"], name="whiten_mm"),
+             helper.make_node("ReduceSumSquare", ["z"], ["score_global"], name="distance", axes=[1], keepdims=0)]
+    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("score_global", TensorProto.FLOAT, None)],
+                              list(w.values()))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_the_context_stage_is_a_region_of_its_own_quantised_only_in_the_flavours_that_allow_it():
+    from calibration.int8 import CONTEXT_IN_INT8, flavour_exclusions
+
+    regions = find_float_regions(_pooled_branch_model())
+    assert regions.global_context == ["C"]                      # feeds only the pooling
+    assert "pool" in regions.global_head and "C" not in regions.global_head
+    assert not {"A", "M"} & set(regions.all())                  # what the map needs is quantised
+    exclusions = flavour_exclusions(regions)
+    for flavour, names in exclusions.items():
+        assert ("C" in names) == (flavour not in CONTEXT_IN_INT8)
+        assert "pool" in names
