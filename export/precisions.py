@@ -279,7 +279,7 @@ def _openvino_int8(stage: Path, gate: GateSet, budget: float, flavours: list[str
     from calibration.accuracy import compare, run_backend, run_model
     from calibration.int8 import Int8Config
     from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
-    from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
+    from edge_runtime.backends.refitted_head import head_file
 
     if not openvino_available():
         return None
@@ -297,9 +297,7 @@ def _openvino_int8(stage: Path, gate: GateSet, budget: float, flavours: list[str
         if fitted is not None and acc.passed:
             heads[key] = head_file(key)
         elif fitted is not None:
-            fitted.unlink()
-    if not heads:
-        shutil.rmtree(stage / HEADS_DIR, ignore_errors=True)
+            fitted.unlink()  # an empty heads/ goes with `_drop_heads_without_model`
     return out, heads
 
 

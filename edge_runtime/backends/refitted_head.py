@@ -39,11 +39,8 @@ def read_head(path: Path) -> dict:
     again = "copy the bundle again or re-export it"
     try:
         stored = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise BackendError(f"refitted head {path} cannot be read ({e}): {again}") from None
-    if not isinstance(stored, np.lib.npyio.NpzFile):
-        raise BackendError(f"refitted head {path} is a single array, not the .npz `slsg export` writes: {again}")
-    try:
+        if not isinstance(stored, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not the .npz archive `slsg export` writes")
         with stored:
             tensors = {name: stored[name] for name in stored.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:

@@ -89,9 +89,10 @@ def openvino_int8(bundle: Bundle, model: str, threads: int | None, name: str = "
 
 def openvino_int8_gated(bundle: Bundle) -> list[str]:
     """The INT8 files that passed their gate as OpenVINO runs them (none without OpenVINO installed)."""
+    if not openvino_available():
+        return []
     gated = bundle.manifest.get("openvino_int8") or {}
-    return [m for m in ("int8", "int8-cpu") if m in bundle.models and (gated.get(m) or {}).get("passed")
-            and openvino_available()]
+    return [m for m in ("int8", "int8-cpu") if m in bundle.models and (gated.get(m) or {}).get("passed")]
 
 
 def _tensorrt_module():
