@@ -21,7 +21,8 @@ def command(
     iterations: int = typer.Option(50, "--iterations", help="Timed rounds (every case once per round)."),
     backends: str = typer.Option("onnx,onnx-int8,openvino,openvino-bf16,openvino-int8,trt-fp16,trt-int8", "--backends",
                                  help="Runtime backends to try; missing ones are skipped with the reason."),
-    gemm_n: int = typer.Option(1024, "--gemm-n", help="Square GEMM size for the measured peaks."),
+    gemm_n: int = typer.Option(2048, "--gemm-n", help="Square GEMM size for the measured peaks (large: AMX and VNNI "
+                                                       "reach their peak only on large products)."),
     profile_runs: int = typer.Option(10, "--profile-runs", help="ONNX Runtime / OpenVINO profiler runs (0: none)."),
     parity: bool = typer.Option(True, "--parity/--no-parity", help="Evaluate every backend on a test set."),
     pixel: bool = typer.Option(False, "--pixel", help="Also pixel AUROC in the parity (slower)."),
