@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import resource
 import sys
 import time
@@ -99,8 +100,6 @@ def alternating_order(names: Sequence[str], rounds: int, seed: int = 0) -> list[
     its weights were still in cache, the end-to-end case's were not (another model ran before it), and the
     difference showed up as 15–18 % "runtime overhead" on OpenVINO INT8/bf16 that a standalone loop did not have.
     Shuffled, each case follows every other case about equally often."""
-    import random
-
     rng = random.Random(seed)
     order: list[str] = []
     for _ in range(rounds):
