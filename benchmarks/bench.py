@@ -22,6 +22,7 @@ from benchmarks.parity import evaluate_backends, open_parity_set
 from benchmarks.roofline import PEAK_PREFIX, floors_for, gemm_runners, peak_cases, peaks_from_timings
 from edge_runtime.bench import (
     DEFAULT_BACKENDS,
+    DEFAULTS,
     bench_frame,
     op_profile,
     open_backends,
@@ -34,13 +35,13 @@ TORCH = "torch"
 
 @dataclass
 class BenchConfig:
-    threads: int = 2
-    warmup: int = 10
-    iterations: int = 50
+    threads: int = DEFAULTS.threads
+    warmup: int = DEFAULTS.warmup
+    iterations: int = DEFAULTS.iterations
     backends: tuple[str, ...] = DEFAULT_BACKENDS
-    gemm_n: int = 2048  # AMX/VNNI reach their peak only on large products: 1024² read OpenVINO bf16/int8 at 0.7×
+    gemm_n: int = DEFAULTS.gemm_n
     gemm_repeats: int = 10  # unused since the peaks are interleaved with the rounds (kept: configs name it)
-    profile_runs: int = 10
+    profile_runs: int = DEFAULTS.profile_runs
     parity: bool = True
     pixel: bool = False
     data: Path | None = None

@@ -38,11 +38,12 @@ class Bf16Report:
         return asdict(self)
 
 
-def bf16_backend(model: Path, threads: int | None = None):
-    """OpenVINO over `model` in bf16 (raises BackendError where OpenVINO or the CPU's bf16 is absent)."""
+def bf16_backend(model: Path, threads: int | None = None, head: Path | None = None):
+    """OpenVINO over `model` in bf16, with the global `head` refitted for bf16 if given (raises BackendError where
+    OpenVINO or the CPU's bf16 is absent)."""
     from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
-    return OpenVinoBackend(model, precision="bf16", threads=threads, name="openvino-bf16", model="bf16")
+    return OpenVinoBackend(model, precision="bf16", threads=threads, name="openvino-bf16", model="bf16", head=head)
 
 
 def gate_bf16(fp32_onnx: Path, data: EvalData, auroc_budget: float,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,21 @@ from edge_runtime.timing import Case, machine_facts, run_alternating, timed
 
 #: What `--backends` tries by default; a backend whose model or engine is missing is skipped, with why.
 DEFAULT_BACKENDS = ("onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8", "trt-fp16", "trt-int8")
+
+
+@dataclass(frozen=True)
+class TimingDefaults:
+    """The defaults of both bench commands and `benchmarks.bench.BenchConfig`, in one place that imports no torch
+    (the CLIs read them when their options are declared)."""
+
+    threads: int = 2                # `slsg bench`; `slsg-edge bench` leaves threads to each library unless asked
+    warmup: int = 10
+    iterations: int = 50
+    profile_runs: int = 10
+    gemm_n: int = 2048              # AMX/VNNI reach their peak only on large products: 1024² read them at 0.7×
+
+
+DEFAULTS = TimingDefaults()
 
 
 def bench_frame(size: tuple[int, int], image: Path | None = None, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""An INT8 model file's global head, fitted again on that file's own descriptors of the training images.
+"""An INT8 model file's global head (or bf16's), fitted again on that model's own descriptors of the training images.
 
 The head stays float, but it pools the trunk's maps, which INT8 quantises; their error is small and systematic,
 and a Mahalanobis distance multiplies it by the precision matrix. With the FP32 Gaussian, juice_bottle's INT8
@@ -111,21 +111,22 @@ def onnxruntime_describer(model: onnx.ModelProto, tensor: str) -> Describer:
                      fixed if isinstance(fixed, int) and fixed > 0 else 8)
 
 
-def openvino_describer(model: onnx.ModelProto, tensor: str) -> Describer:
-    """The descriptor as `edge_runtime.backends.OpenVinoBackend` computes it for an INT8 file (the same in-memory
-    edits, the same f32 hint), one image at a time as the line runs it."""
+def openvino_describer(model: onnx.ModelProto, tensor: str, precision: str = "int8") -> Describer:
+    """The descriptor as `edge_runtime.backends.OpenVinoBackend` computes it at `precision` (int8: an INT8 file,
+    the same in-memory edits and f32 hint; bf16: model.onnx in bf16 arithmetic), one image at a time as the line
+    runs it."""
     from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
 
     probe = _probe(model, tensor)
-    as_openvino_runs_it(probe, "int8")
+    as_openvino_runs_it(probe, precision)
     request = compile_cpu(probe.SerializeToString(),
-                          {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION["int8"]}).create_infer_request()
+                          {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}).create_infer_request()
 
     def run(batch: np.ndarray) -> np.ndarray:
         request.infer({"image": batch})
         return np.array(request.get_tensor(tensor).data, copy=True)
 
-    return Describer(run, 1, "OpenVINO")
+    return Describer(run, 1, "OpenVINO" if precision == "int8" else f"OpenVINO {precision}")
 
 
 def descriptors(describe: Describer, images: np.ndarray, label: str = "descriptors") -> np.ndarray:
@@ -198,16 +199,19 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
 
 
 def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, validation: np.ndarray | None,
-                            estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED) -> dict | None:
-    """The head of the INT8 file at `path` fitted on OpenVINO's descriptors, written to `out`
-    (`edge_runtime.backends.refitted_head`); the file itself is untouched. None without a head."""
+                            estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
+                            precision: str = "int8") -> dict | None:
+    """The head of the model file at `path` fitted on OpenVINO's descriptors at `precision` (an INT8 file, or
+    model.onnx in bf16), written to `out` (`edge_runtime.backends.refitted_head`); the file itself is untouched.
+    None without a head."""
     from edge_runtime.backends.refitted_head import save_head
 
     model = onnx.load(str(path))
     head, refused = _head_of(model)
     if head is None:
         return refused
-    tensors, record = fit_head(model, head, openvino_describer(model, head.descriptor), train, validation,
-                               estimator, seed, f"{path.name} (OpenVINO)")
+    describer = openvino_describer(model, head.descriptor, precision)
+    tensors, record = fit_head(model, head, describer, train, validation, estimator, seed,
+                               f"{path.name} ({describer.library})")
     save_head(out, tensors)
     return record

@@ -5,9 +5,9 @@ Calibration images come from the training split only. The accuracy gate uses the
 (never seen by calibration) and anomalies — the dataset's test anomalies when it has them, else anomalies made
 by the training recipe — a check, not a selection. A model that fails its gate, or that TensorRT's parser
 would refuse (`export.trt_ops.lint_qdq`), is left out of the bundle: the reasons and what to try next go into
-the manifest (`export.left_out`) and on screen, and `slsg export` exits 3. Each INT8 file's global head is
-refitted on its own descriptors before its gate (`export.head_refit`). Every model that is kept gets its own
-threshold: the RUN's, carried by its own scores on the validation images (`export.thresholds`).
+the manifest (`export.left_out`) and on screen, and `slsg export` exits 3. Each INT8 file's global head (and
+bf16's) is refitted on its own descriptors before its gate (`export.head_refit`). Every model that is kept gets
+its own threshold: the RUN's, carried by its own scores on the validation images (`export.thresholds`).
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class PrecisionReport:
     left_out: dict[str, LeftOut] = field(default_factory=dict)
     thresholds: dict[str, dict] = field(default_factory=dict)
     held_out: dict[str, dict] = field(default_factory=dict)
+    held_out_shift: dict | None = None     # export.thresholds.SessionShift: held-out good vs validation good (FP32)
     lint: dict[str, dict] = field(default_factory=dict)
     gate: dict = field(default_factory=dict)
 
@@ -143,9 +144,9 @@ def gate_set(data: RunData, size, threshold: float, limit: int) -> GateSet | Non
 
 @dataclass
 class HeadRefit:
-    """Refits each INT8 file's global head on the training images the RUN's head was fitted on, as each library
-    computes the descriptors (`export.head_refit`): in the file for ONNX Runtime (what `quantize_bundle` runs on
-    every file it gates), beside it for OpenVINO. The training images are loaded once, on first use."""
+    """Refits each INT8 file's global head (and bf16's) on the training images the RUN's head was fitted on, as each
+    library computes the descriptors (`export.head_refit`): in the file for ONNX Runtime (what `quantize_bundle`
+    runs on every file it gates), beside it for OpenVINO. The training images are loaded once, on first use."""
 
     data: RunData
     validation: np.ndarray
@@ -166,7 +167,7 @@ class HeadRefit:
 
     def train(self) -> np.ndarray | None:
         if self._train is None:
-            self.say(f"loading {len(self.data.train)} training images to refit the global head per INT8 file")
+            self.say(f"loading {len(self.data.train)} training images to refit the global head per model file")
             loaded = load_samples(self.data.train, self.size)
             self._train = loaded if loaded is not None else np.empty((0,), np.uint8)  # loaded once, even if none
         return self._train if len(self._train) >= 2 else None
@@ -179,14 +180,16 @@ class HeadRefit:
             return {"refitted": False, "reason": "fewer than 2 training images reachable"}
         return self._said(path.name, refit_head(path, train, self.validation, self.estimator))
 
-    def for_openvino(self, path: Path, out: Path) -> dict | None:
+    def for_openvino(self, path: Path, out: Path, precision: str = "int8") -> dict | None:
+        """`path`'s head fitted on OpenVINO's descriptors at `precision` (int8, or bf16 for model.onnx) into `out`."""
         from export.head_refit import refit_head_for_openvino
 
         train = self.train()
         if train is None:
             return {"refitted": False, "reason": "fewer than 2 training images reachable"}
-        return self._said(f"{path.name} (OpenVINO)",
-                          refit_head_for_openvino(path, out, train, self.validation, self.estimator))
+        return self._said(f"{path.name} (OpenVINO {precision})",
+                          refit_head_for_openvino(path, out, train, self.validation, self.estimator,
+                                                  precision=precision))
 
     def _said(self, name: str, record: dict | None) -> dict | None:
         if record and record.get("refitted"):
@@ -252,22 +255,34 @@ def _fp16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | No
                                          "deploy FP32 (model.onnx) or INT8 instead"])
 
 
-def _bf16(stage: Path, gate: GateSet, budget: float) -> tuple[dict, LeftOut | None]:
-    """bf16 (model.onnx in OpenVINO bf16) against FP32 by the INT8 rule; where it cannot be measured — no OpenVINO,
-    or a CPU without bf16 — it is left out with that reason, never assumed."""
-    from calibration.bf16 import gate_bf16
+def _bf16(stage: Path, gate: GateSet, budget: float,
+          refit: HeadRefit | None) -> tuple[dict, LeftOut | None, str | None]:
+    """bf16 (model.onnx in OpenVINO bf16) against FP32 by the INT8 rule, its global head first refitted on bf16's
+    own descriptors (bf16 moves the pooled descriptors as INT8 does: with FP32's Gaussian bottle's fused threshold
+    sat at 2.21 against FP32's 1.66); (record, why it was left out or None, the head file kept or None). Where it
+    cannot be measured — no OpenVINO, or a CPU without bf16 — it is left out with that reason, never assumed."""
+    from calibration.bf16 import bf16_backend, gate_bf16
     from edge_runtime.backends.base import BackendError
+    from edge_runtime.backends.openvino_backend import cpu_has_bf16, openvino_available
+    from edge_runtime.backends.refitted_head import head_file
 
+    model, head = stage / FILES["fp32"], stage / head_file("bf16")
+    fitted, refit_record = None, None
     try:
-        acc, report = gate_bf16(stage / FILES["fp32"], gate.eval, budget)
+        if refit is not None and openvino_available() and cpu_has_bf16():
+            refit_record = refit.for_openvino(model, head, "bf16")
+            fitted = head if refit_record and refit_record.get("refitted") else None
+        acc, report = gate_bf16(model, gate.eval, budget, candidate=bf16_backend(model, head=fitted))
     except BackendError as e:
         return {"error": str(e)}, LeftOut([str(e)], ["export with --bf16 on a CPU with bf16 (AVX-512 BF16 or AMX), "
-                                                     "e.g. the line PC", "deploy FP32 or INT8 instead"])
-    record = report.to_dict()
+                                                     "e.g. the line PC", "deploy FP32 or INT8 instead"]), None
+    record = {**report.to_dict(), **({"head_refit": refit_record} if refit_record else {})}
     if acc.passed:
-        return record, None
+        return record, None, head_file("bf16") if fitted is not None else None
+    if fitted is not None:
+        fitted.unlink()
     return record, LeftOut(acc.reasons, ["--auroc-budget (accept a larger drop, knowingly)",
-                                         "deploy FP32 (openvino) or INT8 instead"])
+                                         "deploy FP32 (openvino) or INT8 instead"]), None
 
 
 def _openvino_int8(stage: Path, gate: GateSet, budget: float, flavours: list[str],
@@ -323,7 +338,7 @@ def _thresholds(stage: Path, run, models: dict[str, str], heads: dict[str, str],
                 say: Callable[[str], None]) -> None:
     """Each model's threshold carried from the RUN's by its scores on the validation images; held-out rates from
     test/good."""
-    from export.thresholds import held_out_rates, model_thresholds
+    from export.thresholds import held_out_rates, model_scores, model_thresholds, session_shift
 
     data = threshold_data(run.config)
     base = run.threshold
@@ -338,6 +353,8 @@ def _thresholds(stage: Path, run, models: dict[str, str], heads: dict[str, str],
     held = load_samples(data.test_good, size, HELD_OUT_IMAGES, data.seed)
     if held is not None:
         report.held_out = held_out_rates(stage, models, report.thresholds, held, heads)
+        fp32 = stage / models["fp32"]
+        report.held_out_shift = session_shift(model_scores(fp32, images), model_scores(fp32, held)).to_dict()
 
 
 def _drop_heads_without_model(stage: Path, manifest: dict, gated: dict[str, str]) -> None:
@@ -386,8 +403,9 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
     if gate is not None:
         report.gate = gate.to_dict()
     models = {"fp32": FILES["fp32"]}
+    refit = HeadRefit.for_run(run, data, gate, size, say) if {"int8", "bf16"} & set(asked) else None
+    heads: dict[str, str] = {}
     if "int8" in asked:
-        refit = HeadRefit.for_run(run, data, gate, size, say)
         added, left = _int8(stage, data, gate, size, opts, say, refit)
         kept = added.pop("kept", []) if added else []
         if added:
@@ -400,23 +418,27 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             say("gating the INT8 files as OpenVINO runs them (same images, same rule)")
             gated = _openvino_int8(stage, gate, opts.auroc_budget, kept, refit)
             if gated is not None:
-                report.openvino_int8, heads = gated
+                report.openvino_int8, ov_heads = gated
                 manifest["openvino_int8"] = report.openvino_int8
-                if heads:
-                    manifest["heads"] = heads
-    floats = {"fp16": ("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8", _fp16),
-              "bf16": ("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8", _bf16)}
+                heads.update(ov_heads)
+    floats = {"fp16": ("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8",
+                       lambda: (*_fp16(stage, gate, opts.auroc_budget), None)),
+              "bf16": ("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8",
+                       lambda: _bf16(stage, gate, opts.auroc_budget, refit))}
     for precision, (what, gate_float) in floats.items():
         if precision not in asked:
             continue
         say(what)
-        float_report, left = gate_float(stage, gate, opts.auroc_budget)
+        float_report, left, head = gate_float()
         setattr(report, precision, float_report)
         manifest[f"{precision}_report"] = float_report
         if left is None:
             models[precision] = FILES[precision]
+            heads.update({precision: head} if head else {})
         else:
             report.left_out[precision] = left
+    if heads:
+        manifest["heads"] = heads
     for precision in [p for p in models if p != "bf16"]:
         report.lint[FILES[precision]], left = _lint(stage, precision, versions)
         if left is not None:
@@ -424,7 +446,8 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             report.left_out[precision] = left
     gated_ov = {OPENVINO_PREFIX + f: FILES[f] for f, r in (report.openvino_int8 or {}).items()
                 if r["passed"] and f in models}
-    _drop_heads_without_model(stage, manifest, gated_ov)
+    with_heads = {**gated_ov, **{p: FILES[p] for p in ("bf16",) if p in models}}
+    _drop_heads_without_model(stage, manifest, with_heads)
     _thresholds(stage, run, {**models, **gated_ov}, manifest.get("heads", {}), size, report, say)
     manifest["models"] = models
     if report.thresholds:
@@ -432,6 +455,7 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
         manifest["threshold"] = report.thresholds["fp32"]
     export = dict(manifest.get("export", {}))
     export.update({"tensorrt_lint": report.lint, "gate": report.gate, "held_out": report.held_out,
+                   "held_out_shift": report.held_out_shift,
                    "asked": requested,
                    "left_out": {p: lo.to_dict() for p, lo in report.left_out.items()}})
     manifest["export"] = export

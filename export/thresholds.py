@@ -41,13 +41,13 @@ class HeldOut:
 def model_scores(model: Path, images: np.ndarray, precision: str = "fp32", head: Path | None = None) -> np.ndarray:
     """`score` (what the threshold applies to) of a bundle model on prepared images, in the arithmetic the runtime
     runs it in: ONNX Runtime for the model files, OpenVINO bf16 for "bf16" (which is model.onnx), OpenVINO INT8
-    with the global `head` refitted for it for "openvino:…"."""
+    for "openvino:…"; each of the OpenVINO ones with the global `head` refitted for it, if any."""
     from calibration.accuracy import run_backend, run_model
 
     if precision == "bf16":
         from calibration.bf16 import bf16_backend
 
-        return run_backend(bf16_backend(model), images).score
+        return run_backend(bf16_backend(model, head=head), images).score
     if precision.startswith(OPENVINO_PREFIX):  # an INT8 file as OpenVINO runs it (its own Q/DQ handling)
         from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
@@ -88,6 +88,47 @@ def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_thresho
     if fp32_threshold is not None:
         at_fp32 = float(np.mean(is_anomalous(scores, Threshold.from_dict(fp32_threshold).value)))
     return HeldOut(len(images), rejects, rejects / len(images), t.false_reject_rate, at_fp32)
+
+
+@dataclass
+class SessionShift:
+    """Do the held-out good images score like the validation images? AUROC = P(held-out score > validation score),
+    0.5 when they are alike, with its bootstrap interval (each group resampled on its own).
+
+    A threshold set on the training session's good images gives the asked false-reject rate on good images *of
+    that session*; on good images of another session (other light, another position) the measured rate says how
+    far that session is from the training one, not how well a precision kept its threshold. Measured on the fused
+    FP32 score, the one the threshold applies to."""
+
+    auroc: float
+    low: float
+    high: float
+    n_validation: int
+    n_held_out: int
+
+    @property
+    def shifted(self) -> bool:
+        return bool(self.low > 0.5)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "shifted": self.shifted, "note": self.message() if self.shifted else None}
+
+    def message(self) -> str:
+        return (f"held-out good images score higher than the validation images (AUROC {self.auroc:.2f}, "
+                f"95 % {self.low:.2f}…{self.high:.2f}; 0.5 = alike): they come from another session (light, "
+                "position), so their false-reject rates hold for that session, not the asked rate; set the "
+                "threshold on the line's own good parts: slsg-edge calibrate BUNDLE --good DIR")
+
+
+def session_shift(validation: np.ndarray, held_out: np.ndarray, seed: int = 0) -> SessionShift:
+    """How far the held-out good scores sit above the validation good scores (the threshold's own images)."""
+    from edge_runtime.statistics import auroc, bootstrap
+
+    scores = np.concatenate([np.asarray(validation, np.float64).ravel(), np.asarray(held_out, np.float64).ravel()])
+    labels = np.r_[np.zeros(np.size(validation)), np.ones(np.size(held_out))]
+    interval = bootstrap(lambda i: auroc(scores[i], labels[i]), scores.size, seed=seed, strata=labels)
+    return SessionShift(interval.estimate, interval.low, interval.high, int(np.size(validation)),
+                        int(np.size(held_out)))
 
 
 def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dict],

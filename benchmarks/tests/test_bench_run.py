@@ -91,3 +91,18 @@ def test_overhead_is_what_the_runtime_adds_to_the_bare_engine_call() -> None:
     by_goal = {g["goal"]: g for g in goals(report)}
     assert by_goal["openvino-int8 end-to-end speed-up vs openvino ≥ 1.5 (Lite0 goal)"]["value"] == pytest.approx(2.2)
     assert by_goal["openvino runtime overhead (end-to-end − engine) / engine ≤ 10 %"]["met"]
+
+
+def test_slsg_bench_without_options_runs_the_configs_defaults() -> None:
+    """The CLI declares its options without importing torch, so it cannot read BenchConfig: both read one table."""
+    import typer.main
+
+    from slsg.commands.bench import command
+
+    app = typer.Typer()
+    app.command()(command)
+    params = {p.name: p.default for p in typer.main.get_command(app).params}
+    cfg = BenchConfig()
+    assert (params["threads"], params["warmup"], params["iterations"], params["gemm_n"], params["profile_runs"]) == (
+        cfg.threads, cfg.warmup, cfg.iterations, cfg.gemm_n, cfg.profile_runs)
+    assert tuple(params["backends"].split(",")) == cfg.backends

@@ -201,7 +201,9 @@ class OpenVinoBackend:
         return time.perf_counter() - t0
 
     def _run(self, batch: np.ndarray) -> Outputs:
-        self._request.infer({"image": batch})
+        # Shared: the (contiguous) batch is read in place, and infer's own copy of every output is skipped — the
+        # outputs are copied once, below. Copying both ways cost 0.4 ms of a 15 ms INT8 inference (measured).
+        self._request.infer({"image": batch}, share_inputs=True, share_outputs=True)
         # The request's output tensors are reused by the next call: copy, or a caller keeping a result sees it change.
         named = {name: np.array(self._request.get_tensor(name).data, copy=True) for name in self._outputs}
         return outputs_from_named(named, batch.shape[0], self.input_size)

@@ -62,7 +62,7 @@ def _openvino(bundle: Bundle, backend: str, threads: int | None) -> Backend:
         raise _missing(bundle, backend, wanted)
     if precision != "int8":
         return OpenVinoBackend(bundle.models[present[0]], precision=precision, threads=threads,
-                               name=f"{backend}:{present[0]}", model=present[0])
+                               name=f"{backend}:{present[0]}", model=present[0], head=bundle.head_for(present[0]))
     gated = bundle.manifest.get("openvino_int8")
     if not isinstance(gated, dict):
         raise BackendError(

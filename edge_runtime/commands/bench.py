@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edge_runtime.bench import DEFAULT_BACKENDS, bench_bundle
+from edge_runtime.bench import DEFAULT_BACKENDS, DEFAULTS, bench_bundle
 
 
 def print_report(report: dict) -> None:
@@ -44,10 +44,11 @@ def command(
                                       "openvino-int8, trt-fp16, trt-int8."),
     threads: Optional[int] = typer.Option(None, "--threads",
                                           help="CPU threads for ONNX Runtime / OpenVINO (default: their own)."),
-    warmup: int = typer.Option(10, "--warmup", help="Warm-up rounds (every backend once per round)."),
-    iterations: int = typer.Option(50, "--iterations", help="Timed rounds (every backend once per round)."),
+    warmup: int = typer.Option(DEFAULTS.warmup, "--warmup", help="Warm-up rounds (every backend once per round)."),
+    iterations: int = typer.Option(DEFAULTS.iterations, "--iterations",
+                                   help="Timed rounds (every backend once per round)."),
     image: Optional[Path] = typer.Option(None, "--image", help="Time on this image instead of a synthetic frame."),
-    profile_runs: int = typer.Option(10, "--profile-runs",
+    profile_runs: int = typer.Option(DEFAULTS.profile_runs, "--profile-runs",
                                      help="ONNX Runtime / OpenVINO profiler runs (0: no profile)."),
 ) -> None:
     """Latency p50/p90/p99 and FPS per backend, per stage, end-to-end and engine-only; per-op profiles."""

@@ -106,3 +106,22 @@ def test_refitting_for_openvino_undoes_the_move_beside_the_file_and_leaves_the_f
     refitted = OpenVinoBackend(path, precision="int8", threads=1, head=tmp_path / "head.npz")(val).heads["global"]
     assert np.median(moved) > 2 * np.median(reference)
     np.testing.assert_allclose(refitted, reference, rtol=1e-2)
+
+
+def test_bf16_gets_its_own_head_fitted_on_openvino_bf16_descriptors(fp32_model, images, tmp_path):
+    """bf16 runs model.onnx itself, so its head can only live beside it; fitted on bf16's own descriptors it gives
+    the RUN's distances back where the descriptors moved."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    from edge_runtime.backends.openvino_backend import OpenVinoBackend, cpu_has_bf16
+    from export.head_refit import refit_head_for_openvino
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 arithmetic (OpenVINO would run f32 under the name)")
+    train, val = images
+    reference = run_model(fp32_model, val).heads["global"]
+    path = _copy(fp32_model, tmp_path)
+    _move_descriptors(path, scale=1.3, shift=0.1)
+    record = refit_head_for_openvino(path, tmp_path / "bf16.npz", train, val, precision="bf16")
+    assert record["refitted"] and record["library"] == "OpenVINO bf16"
+    refitted = OpenVinoBackend(path, precision="bf16", threads=1, head=tmp_path / "bf16.npz")(val).heads["global"]
+    assert np.corrcoef(refitted, reference)[0, 1] > 0.95 and abs(np.median(refitted) / np.median(reference) - 1) < 0.1

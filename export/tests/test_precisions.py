@@ -138,6 +138,8 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, 
     assert backend.model == "int8-cpu"
     assert bundle.threshold_for(backend.model).value == values["int8-cpu"]
     assert set(result.precisions.held_out) == set(bundle.models) | as_openvino  # measured on test/good, never to set
+    shift = bundle.manifest["export"]["held_out_shift"]  # and whether test/good looks like the validation images
+    assert 0.0 <= shift["low"] <= shift["auroc"] <= shift["high"] <= 1.0 and shift["n_held_out"] > 0
 
 
 def _refuse_every_gate(monkeypatch):
@@ -242,7 +244,10 @@ def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
     assert "bf16_report" in bundle.manifest
     if cpu_has_bf16():
         assert bundle.models["bf16"] == out / "model.onnx" and "bf16" in bundle.manifest["thresholds"]
-        assert select_backend(bundle, "openvino-bf16").model == "bf16"
+        backend = select_backend(bundle, "openvino-bf16")
+        assert backend.model == "bf16"
+        assert bundle.manifest["bf16_report"]["head_refit"]["refitted"]  # the RUN has a global head
+        assert bundle.head_for("bf16") == out / "heads" / "bf16.npz" and backend.head == bundle.head_for("bf16")
         return
     assert "bf16" not in bundle.models and "no bf16" in " ".join(result.left_out["bf16"].reasons)
     with pytest.raises(BackendError, match="gate refused it.*no bf16"):

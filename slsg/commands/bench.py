@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from edge_runtime.bench import DEFAULT_BACKENDS, DEFAULTS
 from slsg.commands._common import console, user_errors
 
 
@@ -16,14 +17,17 @@ def command(
     out_dir: Path | None = typer.Option(None, "--out", help="Folder for bench.json, bench.md and the PNG plots."),
     run: Path | None = typer.Option(None, "--run", help="With a bundle target: its RUN, for the PyTorch side."),
     bundle: Path | None = typer.Option(None, "--bundle", help="With a RUN target: use this bundle, don't export."),
-    threads: int = typer.Option(2, "--threads", help="CPU threads for every backend and the GEMM peak."),
-    warmup: int = typer.Option(10, "--warmup", help="Warm-up rounds (every case once per round)."),
-    iterations: int = typer.Option(50, "--iterations", help="Timed rounds (every case once per round)."),
-    backends: str = typer.Option("onnx,onnx-int8,openvino,openvino-bf16,openvino-int8,trt-fp16,trt-int8", "--backends",
+    threads: int = typer.Option(DEFAULTS.threads, "--threads", help="CPU threads for every backend and the GEMM peak."),
+    warmup: int = typer.Option(DEFAULTS.warmup, "--warmup", help="Warm-up rounds (every case once per round)."),
+    iterations: int = typer.Option(DEFAULTS.iterations, "--iterations",
+                                   help="Timed rounds (every case once per round)."),
+    backends: str = typer.Option(",".join(DEFAULT_BACKENDS), "--backends",
                                  help="Runtime backends to try; missing ones are skipped with the reason."),
-    gemm_n: int = typer.Option(2048, "--gemm-n", help="Square GEMM size for the measured peaks (large: AMX and VNNI "
-                                                       "reach their peak only on large products)."),
-    profile_runs: int = typer.Option(10, "--profile-runs", help="ONNX Runtime / OpenVINO profiler runs (0: none)."),
+    gemm_n: int = typer.Option(DEFAULTS.gemm_n, "--gemm-n",
+                               help="Square GEMM size for the measured peaks (large: AMX and VNNI reach their peak "
+                                    "only on large products)."),
+    profile_runs: int = typer.Option(DEFAULTS.profile_runs, "--profile-runs",
+                                     help="ONNX Runtime / OpenVINO profiler runs (0: none)."),
     parity: bool = typer.Option(True, "--parity/--no-parity", help="Evaluate every backend on a test set."),
     pixel: bool = typer.Option(False, "--pixel", help="Also pixel AUROC in the parity (slower)."),
     data: Path | None = typer.Option(None, "--data", help="Parity set (default: ../shared MVTec AD bottle, "

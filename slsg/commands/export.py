@@ -98,6 +98,8 @@ def _print_precisions(console, report) -> None:
                       f"{report.gate['n_anomalous']} anomalies — {escape(report.gate['anomalies'])}[/]")
     if report.int8 or report.fp16 or report.bf16 or report.thresholds:
         console.print(precision_table(report))
+    if report.held_out_shift and report.held_out_shift["shifted"]:
+        console.print(f"[yellow]note:[/] {escape(report.held_out_shift['note'])}")
     for file, lint in report.lint.items():
         if not lint["ok"]:
             what = "not for TensorRT (ONNX Runtime's flavour)" if not lint["for_tensorrt"] else "[red]refused[/]"
