@@ -349,12 +349,14 @@ def _thresholds(stage: Path, run, models: dict[str, str], heads: dict[str, str],
         return
     source = f"{len(images)} validation good images of {data.root}"
     say(f"thresholds per model from {source} (false-reject rate {base.false_reject_rate:g})")
-    report.thresholds = model_thresholds(stage, models, images, base, source, heads)
+    fp32 = stage / models["fp32"]
+    val_fp32 = model_scores(fp32, images)  # scored once: the thresholds' reference and the shift check's
+    report.thresholds = model_thresholds(stage, models, images, base, source, heads, reference=val_fp32)
     held = load_samples(data.test_good, size, HELD_OUT_IMAGES, data.seed)
     if held is not None:
-        report.held_out = held_out_rates(stage, models, report.thresholds, held, heads)
-        fp32 = stage / models["fp32"]
-        report.held_out_shift = session_shift(model_scores(fp32, images), model_scores(fp32, held)).to_dict()
+        held_fp32 = model_scores(fp32, held)
+        report.held_out = held_out_rates(stage, models, report.thresholds, held, heads, fp32_scores=held_fp32)
+        report.held_out_shift = session_shift(val_fp32, held_fp32).to_dict()
 
 
 def _drop_heads_without_model(stage: Path, manifest: dict, gated: dict[str, str]) -> None:
@@ -446,7 +448,9 @@ def add_precisions(stage: Path, run, opts: PrecisionOptions, versions,
             report.left_out[precision] = left
     gated_ov = {OPENVINO_PREFIX + f: FILES[f] for f, r in (report.openvino_int8 or {}).items()
                 if r["passed"] and f in models}
-    with_heads = {**gated_ov, **{p: FILES[p] for p in ("bf16",) if p in models}}
+    with_heads = dict(gated_ov)
+    if "bf16" in models:
+        with_heads["bf16"] = FILES["bf16"]
     _drop_heads_without_model(stage, manifest, with_heads)
     _thresholds(stage, run, {**models, **gated_ov}, manifest.get("heads", {}), size, report, say)
     manifest["models"] = models

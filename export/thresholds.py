@@ -57,12 +57,15 @@ def model_scores(model: Path, images: np.ndarray, precision: str = "fp32", head:
 
 
 def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, base: Threshold,
-                     source: str, heads: dict[str, str] | None = None) -> dict[str, dict]:
+                     source: str, heads: dict[str, str] | None = None,
+                     reference: np.ndarray | None = None) -> dict[str, dict]:
     """{precision: threshold record} for every model of the bundle at `root`: `base` (the RUN's threshold, in FP32's
-    scores) carried to each model by its scores against FP32's on `images`. `heads`: the manifest's refitted heads."""
+    scores) carried to each model by its scores against FP32's on `images`. `heads`: the manifest's refitted heads;
+    `reference`: FP32's scores on `images`, where the caller has them already."""
     root = Path(root)
     heads = heads or {}
-    reference = model_scores(root / models["fp32"], images, "fp32") if "fp32" in models else None
+    if reference is None and "fp32" in models:
+        reference = model_scores(root / models["fp32"], images, "fp32")
     out = {}
     for precision, name in models.items():
         own = reference if precision == "fp32" else model_scores(root / name, images, precision,
@@ -80,9 +83,9 @@ def _head(root: Path, heads: dict[str, str], precision: str) -> Path | None:
 
 
 def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_threshold: dict | None = None,
-                  precision: str = "fp32", head: Path | None = None) -> HeldOut:
+                  precision: str = "fp32", head: Path | None = None, scores: np.ndarray | None = None) -> HeldOut:
     t = Threshold.from_dict(threshold)
-    scores = model_scores(model, images, precision, head)
+    scores = model_scores(model, images, precision, head) if scores is None else scores
     rejects = int(np.sum(is_anomalous(scores, t.value)))
     at_fp32 = None
     if fp32_threshold is not None:
@@ -132,9 +135,11 @@ def session_shift(validation: np.ndarray, held_out: np.ndarray, seed: int = 0) -
 
 
 def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dict],
-                   images: np.ndarray, heads: dict[str, str] | None = None) -> dict[str, dict]:
+                   images: np.ndarray, heads: dict[str, str] | None = None,
+                   fp32_scores: np.ndarray | None = None) -> dict[str, dict]:
     """Each model's false-reject rate on held-out good images at its own threshold (and at FP32's, to show
     what a single threshold would have cost)."""
     root, fp32 = Path(root), thresholds.get("fp32")
-    return {p: held_out_rate(root / name, thresholds[p], images, fp32, p, _head(root, heads or {}, p)).to_dict()
+    return {p: held_out_rate(root / name, thresholds[p], images, fp32, p, _head(root, heads or {}, p),
+                             fp32_scores if p == "fp32" else None).to_dict()
             for p, name in models.items() if p in thresholds}
