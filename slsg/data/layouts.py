@@ -163,7 +163,6 @@ def _defect_samples(root: Path, label: str, layout: str, report: DataReport) -> 
     gt_dir = root / "ground_truth" / label
     images = _checked_images(root / "test" / label, report)
     stems = {p.stem for p in (root / "test" / label).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    masks_required = layout != "folder"
     samples = []
     for img in images:
         masks = _masks_for(img, gt_dir, layout)
@@ -174,14 +173,11 @@ def _defect_samples(root: Path, label: str, layout: str, report: DataReport) -> 
         if broken:
             report.skip(img, "its ground-truth mask is unusable", "Fix the mask named above.")
             continue
-        if not masks and masks_required:
-            where = gt_dir / img.stem if layout == "loco" else gt_dir / f"{img.stem}_mask.png"
-            report.skip(img, f"image without its mask (expected {where})",
-                        "Add the mask, or move the image out of test/ to leave it out.")
-            continue
         if not masks:
-            report.keep(img, "defect image without a mask", "Image-level metrics only; add "
-                        f"{gt_dir / (img.stem + '_mask.png')} for pixel metrics.")
+            # Defect photos without masks are the common case on a line: they count for every image-level metric.
+            where = gt_dir / img.stem if layout == "loco" else gt_dir / f"{img.stem}_mask.png"
+            report.keep(img, "defect image without a mask", f"Image-level metrics only; add {where} for pixel "
+                        "metrics.")
         samples.append(Sample(img, "test", label, kind_of(label), masks))
     for stem, files in sorted(_mask_owners(gt_dir, layout).items()):
         if stem not in stems:

@@ -132,14 +132,15 @@ def test_mask_without_image_is_reported(tmp_path):
     assert "Delete the mask" in issue.fix
 
 
-def test_image_without_mask_is_reported_and_left_out(tmp_path):
+def test_defect_image_without_mask_is_kept_for_image_metrics_and_reported(tmp_path):
     root = mvtec_tree(tmp_path / "widget")
     img(root / "test" / "crack" / "009.png")
     (cat,) = open_dataset(root)
-    assert all(s.path.name != "009.png" for s in cat.test)
-    (issue,) = cat.report.skipped
-    assert issue.path.name == "009.png" and "without its mask" in issue.problem
-    assert "009_mask.png" in issue.problem
+    (kept,) = [s for s in cat.test if s.path.name == "009.png"]
+    assert kept.label == "crack" and kept.kind == "structural" and kept.masks == []
+    assert not cat.report.skipped
+    (issue,) = cat.report.issues
+    assert issue.action == "kept" and "without a mask" in issue.problem and "009_mask.png" in issue.fix
 
 
 def test_truncated_image_is_reported_and_read_image_names_it(tmp_path):
