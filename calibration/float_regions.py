@@ -5,7 +5,9 @@ pixels and costs nothing), the graph-attention block (similarity MatMul, TopK, G
 from the q/k projections to them: top-k neighbour selection turns a small perturbation into a different
 neighbour), the scoring head after the last weighted layer (softmax map, top-k mean score), and the global
 head's statistics (everything after the spatial pooling of feature maps: standardisation, the whitening MatMul
-and the distance — a Mahalanobis distance multiplies small descriptor errors by the precision matrix).
+and the distance — a Mahalanobis distance multiplies small descriptor errors by the precision matrix), and the
+local head's patch search (what feeds a head's own map, `map_<head>`, and not SLSG's: the neighbourhood
+averaging, the MatMul against the memory, the minimum — a nearest-neighbour choice is as fragile as top-k).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ ANCHOR_OPS = ("TopK", "Gather", "GatherElements", "GatherND", "Softmax")
 #: Spatial pooling of a feature map into a per-image descriptor: where the global head's statistics start.
 POOL_OPS = ("ReduceMean", "ReduceMax", "GlobalAveragePool", "GlobalMaxPool")
 MAP_OUTPUT = "anomaly_map"
+#: A head's own map output (`map_local`): everything that feeds it and not SLSG's map is the patch search.
+HEAD_MAP_PREFIX = "map_"
 #: Ops whose output is a shape, never a pixel: walking through them would drag the whole net along.
 SHAPE_OPS = ("Shape", "Size")
 
@@ -31,15 +35,18 @@ class FloatRegions:
     head: list[str]
     global_head: list[str] = field(default_factory=list)     # after the pooling: statistics and distance
     global_context: list[str] = field(default_factory=list)  # what feeds only the pooling (context convolutions)
+    patch_head: list[str] = field(default_factory=list)      # the local head's patch features and memory search
 
     def all(self, context: bool = True) -> list[str]:
         """Every node that stays float; `context=False` lets the global head's context stage be quantised."""
-        nodes = set(self.preprocess) | set(self.graph_block) | set(self.head) | set(self.global_head)
+        nodes = (set(self.preprocess) | set(self.graph_block) | set(self.head) | set(self.global_head)
+                 | set(self.patch_head))
         return sorted(nodes | set(self.global_context) if context else nodes)
 
     def to_dict(self) -> dict:
         return {"preprocess": self.preprocess, "graph_block": self.graph_block, "head": self.head,
-                "global_head": self.global_head, "global_context": self.global_context}
+                "global_head": self.global_head, "global_context": self.global_context,
+                "patch_head": self.patch_head}
 
 
 def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -137,10 +144,18 @@ def find_float_regions(model: onnx.ModelProto) -> FloatRegions:
     # the precision matrix. The context stage before the pooling is a region of its own: quantised, it cost
     # bottle's u8 model 0.16 AUROC (before each file's head was refitted); with the refit the symmetric file
     # passes with it quantised (calibration.int8.CONTEXT_IN_INT8). The head costs 6 % of the MACs.
-    pools = [n for n in g.nodes if n.op_type in POOL_OPS and n.name not in g.shape_derived
-             and n.name not in map_ancestors]
+    # The patch search: everything a head's own map depends on beyond SLSG's network, and what it feeds (its
+    # image score). A region of its own, so that no flavour quantises it.
+    head_maps = [g.producer[o.name] for o in model.graph.output
+                 if o.name.startswith(HEAD_MAP_PREFIX) and o.name in g.producer]
+    patch = g.closure(head_maps, g.data_inputs, lambda n: n.name in map_ancestors) - map_ancestors
+    patch = (patch | g.closure([n for n in g.nodes if n.name in patch], g.data_consumers, lambda n: False)) \
+        - map_ancestors - g.shape_derived
+    head = sorted(set(head) - patch)
     others = map_ancestors | set(head) | block | set(preprocess)
-    pooled = g.closure(pools, g.data_consumers, lambda n: False) - others
-    context = g.closure(pools, g.data_inputs, lambda n: False) - g.shape_derived - others - pooled
+    pools = [n for n in g.nodes if n.op_type in POOL_OPS and n.name not in g.shape_derived
+             and n.name not in map_ancestors and n.name not in patch]
+    pooled = g.closure(pools, g.data_consumers, lambda n: False) - others - patch
+    context = g.closure(pools, g.data_inputs, lambda n: False) - g.shape_derived - others - pooled - patch
     return FloatRegions(preprocess=preprocess, graph_block=sorted(block), head=head, global_head=sorted(pooled),
-                        global_context=sorted(context))
+                        global_context=sorted(context), patch_head=sorted(patch))

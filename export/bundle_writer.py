@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from edge_runtime.backends.base import HEAD_PREFIX, MAP_PREFIX
 from edge_runtime.bundle import ENGINES_DIR, MANIFEST_NAME, load_bundle, write_manifest
 from edge_runtime.preprocess import preprocess_spec
 from export.onnx_export import (
@@ -156,6 +157,11 @@ def output_spec(deploy, n) -> dict:
     spec = deploy.score_spec()
     out = {"anomaly_map": {"dtype": "float32", "shape": [n, 1, h, w], "meaning": "anomaly probability per pixel"}}
     for name in deploy.output_names[1:]:
+        if name.startswith(MAP_PREFIX):
+            head = name[len(MAP_PREFIX):]
+            out[name] = {"dtype": "float32", "shape": [n, 1, h, w],
+                         "meaning": f"the {head} head's own map ({spec[HEAD_PREFIX + head]['kind']} per pixel)"}
+            continue
         meaning = ("the decision score the threshold applies to: " + spec["score"]["definition"] if name == "score"
                    else f"the {spec[name]['head']} head's own score ({spec[name]['kind']})")
         out[name] = {"dtype": "float32", "shape": [n], "meaning": meaning}
@@ -179,6 +185,8 @@ def build_manifest(run, deploy, cfg: ExportConfig, threshold: dict, parity: Pari
         "threshold": threshold,
         "thresholds": {"fp32": threshold},
         "data_fingerprint": run.config.get("data"),
+        # FP32's out-of-sample good scores per head and of the decision: what `slsg evaluate` compares new goods with
+        "good_reference": run.config.get("good_reference"),
         "versions": package_versions(),
         "models": {"fp32": MODEL_FILE},
         "export": {"config": cfg.to_dict(), "run": str(Path(run.root).resolve()), "parity": parity.to_dict(),

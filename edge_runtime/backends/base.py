@@ -11,6 +11,8 @@ import numpy as np
 MAP_OUTPUT = "anomaly_map"
 SCORE_OUTPUT = "score"
 HEAD_PREFIX = "score_"
+#: A head with a map of its own beside SLSG's (`map_local`: the local head's patch distances at the input size).
+MAP_PREFIX = "map_"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Outputs:
     maps: np.ndarray  # float32 N×H×W anomaly probability at the model size
     score: np.ndarray  # float32 N
     heads: dict[str, np.ndarray] = field(default_factory=dict)  # head name → float32 N
+    head_maps: dict[str, np.ndarray] = field(default_factory=dict)  # head name → float32 N×H×W (`map_<head>`)
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -38,7 +41,15 @@ class Outputs:
             np.concatenate([p.maps for p in parts]),
             np.concatenate([p.score for p in parts]),
             {k: np.concatenate([p.heads[k] for p in parts]) for k in parts[0].heads},
+            {k: np.concatenate([p.head_maps[k] for p in parts]) for k in parts[0].head_maps},
         )
+
+
+def fetched_outputs(names) -> list[str]:
+    """The graph outputs a backend fetches, in one order: the map, the score, every head's score and map."""
+    names = set(names)
+    return [MAP_OUTPUT, SCORE_OUTPUT, *sorted(o for o in names if o.startswith(HEAD_PREFIX)),
+            *sorted(o for o in names if o.startswith(MAP_PREFIX))]
 
 
 def outputs_from_named(named: dict[str, np.ndarray], n: int, size: tuple) -> Outputs:
@@ -50,7 +61,12 @@ def outputs_from_named(named: dict[str, np.ndarray], n: int, size: tuple) -> Out
         for k, v in named.items()
         if k.startswith(HEAD_PREFIX)
     }
-    return Outputs(maps, score, heads)
+    head_maps = {
+        k[len(MAP_PREFIX):]: np.asarray(v, dtype=np.float32).reshape(n, *size)
+        for k, v in named.items()
+        if k.startswith(MAP_PREFIX)
+    }
+    return Outputs(maps, score, heads, head_maps)
 
 
 class BackendError(RuntimeError):

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends.base import (
-    HEAD_PREFIX,
     MAP_OUTPUT,
     SCORE_OUTPUT,
     BackendError,
     Outputs,
     check_batch,
+    fetched_outputs,
     outputs_from_named,
 )
 
@@ -84,7 +84,7 @@ class OnnxRuntimeBackend:
     def _read_input(self) -> tuple[tuple[int, int], int | None]:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
-        self._outputs = [MAP_OUTPUT, SCORE_OUTPUT] + sorted(o for o in outputs if o.startswith(HEAD_PREFIX))
+        self._outputs = fetched_outputs(outputs)
         if "image" not in inputs or not {MAP_OUTPUT, SCORE_OUTPUT} <= outputs:
             raise BackendError(
                 f"{self.path} is not an slsg model: it needs input 'image' and outputs "

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends.base import (
-    HEAD_PREFIX,
     MAP_OUTPUT,
     SCORE_OUTPUT,
     BackendError,
     Outputs,
     check_batch,
+    fetched_outputs,
     outputs_from_named,
 )
 from edge_runtime.backends.signal_stack import keep_signal_stack
@@ -172,7 +172,7 @@ class OpenVinoBackend:
     def _read_io(self) -> tuple[tuple[int, int], int | None]:
         inputs = {i.get_any_name(): i for i in self.compiled.inputs}
         outputs = {o.get_any_name() for o in self.compiled.outputs}
-        self._outputs = [MAP_OUTPUT, SCORE_OUTPUT] + sorted(o for o in outputs if o.startswith(HEAD_PREFIX))
+        self._outputs = fetched_outputs(outputs)
         if "image" not in inputs or not {MAP_OUTPUT, SCORE_OUTPUT} <= outputs:
             raise BackendError(
                 f"{self.path} is not an slsg model: it needs input 'image' and outputs "

@@ -20,7 +20,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT, SCORE_OUTPUT, Outputs, check_batch
+from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT, MAP_PREFIX, SCORE_OUTPUT, Outputs, check_batch
 
 from .cache import read_sidecar
 from .cuda import Allocation, open_cuda, query_device
@@ -88,9 +88,15 @@ def check_io_contract(tensors: Sequence[TensorSpec]) -> tuple[int, int]:
     for t in tensors:
         if t.is_input or t.name == MAP_OUTPUT:
             continue
+        if t.name.startswith(MAP_PREFIX):
+            if len(t.shape) != 4 or tuple(t.shape[1:]) != (1, h, w):
+                raise EngineMismatch(f"engine output {t.name!r} must be float [N,1,{h},{w}] like {MAP_OUTPUT}, "
+                                     f"got {list(t.shape)}")
+            continue
         if t.name != SCORE_OUTPUT and not t.name.startswith(HEAD_PREFIX):
             raise EngineMismatch(f"engine output {t.name!r} is not part of the SLSG contract "
-                                 f"({MAP_OUTPUT}, {SCORE_OUTPUT}, {HEAD_PREFIX}<head>); engine has {names}")
+                                 f"({MAP_OUTPUT}, {SCORE_OUTPUT}, {HEAD_PREFIX}<head>, {MAP_PREFIX}<head>); "
+                                 f"engine has {names}")
         if len(t.shape) != 1:
             raise EngineMismatch(f"engine output {t.name!r} must be [N], got {list(t.shape)}")
     return h, w
@@ -179,7 +185,9 @@ def outputs_from_buffers(named: dict[str, np.ndarray], b: int) -> Outputs:
         score = image_score(maps)
     heads = {n[len(HEAD_PREFIX):]: np.array(a[:b], dtype=np.float32).reshape(b)
              for n, a in named.items() if n.startswith(HEAD_PREFIX)}
-    return Outputs(maps, score, heads)
+    head_maps = {n[len(MAP_PREFIX):]: np.array(a[:b].reshape(b, *maps.shape[1:]), dtype=np.float32)
+                 for n, a in named.items() if n.startswith(MAP_PREFIX)}
+    return Outputs(maps, score, heads, head_maps)
 
 
 def engine_max_batch(engine: Any, spec: TensorSpec) -> int:

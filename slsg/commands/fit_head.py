@@ -17,7 +17,8 @@ def command(
     run: Path = typer.Argument(..., help="RUN folder (made by `slsg train` or `slsg import-official`)"),
     data: Path = typer.Argument(..., help="the dataset it was trained on (root or category folder)"),
     category: Optional[str] = typer.Option(None, help="category under DATA"),
-    head: str = typer.Option("both", help="decision score: slsg | global | both"),
+    head: str = typer.Option("all", help="heads of the decision score: all | both (slsg+global) | slsg | global | "
+                             "local | heads joined by commas"),
     false_reject_rate: Optional[float] = typer.Option(None, help="default: the RUN's own"),
     rule: Optional[str] = typer.Option(None, help="fusion rule: max | mean (default: the RUN's own)"),
 ) -> None:

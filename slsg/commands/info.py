@@ -12,7 +12,7 @@ from slsg.commands._common import console, user_errors
 def command(
     backbone: str = typer.Option("resnet18", help="resnet18 | efficientnet_lite0"),
     size: str = typer.Option("256", help="input size: N or HxW (height x width), multiples of 32"),
-    head: bool = typer.Option(True, help="count the global-context head too"),
+    head: bool = typer.Option(True, help="count the fitted heads too (global context, local patch memory)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Parameters (total, trainable) and GMACs per part of the SLSG network."""
@@ -22,12 +22,14 @@ def command(
 
         from edge_runtime.preprocess import parse_size
         from slsg.heads import GlobalContextHead
+        from slsg.heads.local_patch import LocalPatchHead
         from slsg.model import ModelConfig, build_model
         from slsg.model.macs import PARTS, PartsView, count_macs, count_params
 
         hw = parse_size(size)
         cfg = ModelConfig(backbone=backbone, size=hw)
-        detector = PartsView(build_model(cfg), GlobalContextHead(backbone) if head else None).eval()
+        detector = PartsView(build_model(cfg), GlobalContextHead(backbone) if head else None,
+                             LocalPatchHead(backbone) if head else None).eval()
         macs = count_macs(detector, torch.zeros(1, 3, *hw))
         total, trainable = count_params(detector)
         parts = {}

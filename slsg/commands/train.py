@@ -30,7 +30,10 @@ def command(
     encoder_bn: Optional[str] = typer.Option(None, help="train (reference) | eval: freeze encoder BatchNorm"),
     graph_kernel: str = typer.Option("reference", help="reference | fused (Triton kernels on CUDA)"),
     fix_reference_bugs: bool = typer.Option(False, help="fix the reference's breakfast_box blending bug"),
-    head: str = typer.Option("both", help="decision score: slsg (SLSG alone, the reference) | global | both (fused)"),
+    head: str = typer.Option("all", help="heads of the decision score: all (slsg+global+local) | both (slsg+global) "
+                             "| slsg (SLSG alone, the reference) | any heads joined by commas, e.g. slsg,local"),
+    synthesis: str = typer.Option("auto", help="auto: anomalies on the object, turned poses where the good images "
+                                  "show a part that turns | reference: the reference's recipe"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
     force: bool = typer.Option(False, help="overwrite OUT even when it holds a RUN `slsg train` did not make"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -48,7 +51,7 @@ def command(
         cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, workers=workers,
                           encoder_weights=str(encoder_weights), texture_dir=str(texture_dir) if texture_dir else None,
                           false_reject_rate=false_reject_rate, checkpoint_every=checkpoint_every, device=device,
-                          fix_reference_bugs=fix_reference_bugs, head=head)
+                          fix_reference_bugs=fix_reference_bugs, head=head, synthesis=synthesis)
         try:
             train(data, out, model_cfg, cfg, category=category, resume=resume, progress=not quiet,
                   say=lambda line: err_console.print(f"[yellow]warning:[/] {line}", markup=True, highlight=False))
@@ -100,6 +103,11 @@ def _print_summary(out: Path) -> None:
         err_console.print(f"[yellow]warning:[/] {len(skipped)} file(s) were left out of training (config.json "
                           f"`data.skipped`): " + ", ".join(s["path"] for s in skipped[:5]) +
                           (" …" if len(skipped) > 5 else ""))
+    product = run.config.get("product")
+    if product:
+        from slsg.data.foreground import ProductProfile
+
+        console.print(f"the good images show {ProductProfile(**product).describe()}")
     fit = run.config.get("global_head")
     if fit:
         console.print(f"global head: Gaussian of {fit['dims']} pooled features on {fit['n_images']} good images, "

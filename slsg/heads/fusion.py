@@ -20,7 +20,11 @@ from torch import nn
 
 from edge_runtime.statistics import quantile
 
-HEAD_CHOICES = ("slsg", "global", "both")
+#: Every head a decision score can use: SLSG's map (trained), the global Gaussian and the local patch memory (fitted).
+HEADS = ("slsg", "global", "local")
+#: Names for sets of heads: `both` is the SLSG + global detector of earlier RUNs, `all` every head.
+HEAD_SETS = {"both": ("slsg", "global"), "all": HEADS}
+HEAD_CHOICES = (*HEADS, *HEAD_SETS)
 RULES = ("max", "mean")
 DEFAULT_RULE = "max"
 #: The spread is the distance from the median to this quantile of good scores: the heads are put on one scale
@@ -35,9 +39,17 @@ MIN_RELATIVE_SPREAD = 2.0**-10
 
 
 def heads_for(choice: str) -> tuple[str, ...]:
-    if choice not in HEAD_CHOICES:
-        raise ValueError(f"--head must be one of {', '.join(HEAD_CHOICES)}, got {choice!r}")
-    return ("slsg", "global") if choice == "both" else (choice,)
+    """The heads a `--head` value names: one head, a named set, or heads joined by commas (`slsg,local`), always
+    in `HEADS` order (the graph's output order)."""
+    if choice in HEAD_SETS:
+        return HEAD_SETS[choice]
+    names = {c.strip() for c in str(choice).split(",") if c.strip()}
+    unknown = sorted(names - set(HEADS))
+    if not names or unknown:
+        sets = ", ".join(f"{name} = {'+'.join(members)}" for name, members in HEAD_SETS.items())
+        raise ValueError(f"--head must name heads among {', '.join(HEADS)} (comma-separated) or a set ({sets}), "
+                         f"got {choice!r}")
+    return tuple(h for h in HEADS if h in names)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slsg.heads.folds import CROSS_FIT_FOLDS, CROSS_FIT_SEED, fold_indices
 from slsg.model.backbones import Features, backbone_spec
 
 HEAD_FILE = "global_head.safetensors"
@@ -164,13 +165,6 @@ def mahalanobis(stats: dict, x: np.ndarray) -> np.ndarray:
     return np.sqrt((y * y).sum(axis=1))
 
 
-#: Folds of the cross-fit. Each fold's Gaussian sees 4/5 of the images: its distances are a little larger than
-#: the full fit's on new images, so a threshold from them errs towards fewer false rejects.
-CROSS_FIT_FOLDS = 5
-#: The folds' draw: fixed, so a refit of the same descriptors (an INT8 file's, `export.head_refit`) draws the same.
-CROSS_FIT_SEED = 0
-
-
 def cross_fitted_distances(x: np.ndarray, estimator: str = "ledoit_wolf", folds: int = CROSS_FIT_FOLDS,
                            seed: int = CROSS_FIT_SEED) -> np.ndarray:
     """Each training image's distance to a Gaussian fitted *without* it (k folds, seeded).
@@ -181,13 +175,8 @@ def cross_fitted_distances(x: np.ndarray, estimator: str = "ledoit_wolf", folds:
     (docs/global_head.md: 0–4 of 27 test goods flagged over four validation splits).
     """
     x = np.asarray(x, dtype=np.float64)
-    folds = min(folds, x.shape[0] // 2)
-    if folds < 2:
-        raise ValueError(f"cross-fitting needs at least 4 training images, got {x.shape[0]}")
-    order = np.random.default_rng(seed).permutation(x.shape[0])
     out = np.empty(x.shape[0])
-    for k in range(folds):
-        held = order[k::folds]
+    for held in fold_indices(x.shape[0], folds, seed):
         stats, _, _ = gaussian_from_descriptors(np.delete(x, held, axis=0), estimator)
         out[held] = mahalanobis(stats, x[held])
     return out

@@ -17,7 +17,7 @@ aten = torch.ops.aten
 
 #: the parts `slsg info` reports, by top-level attribute of SLSGNet
 PARTS = {"encoder": "encoder", "skips": "attention skips", "graph": "graph layer", "aux": "aux head",
-         "decoder": "decoder", "global_head": "global head"}
+         "decoder": "decoder", "global_head": "global head", "local_head": "local head"}
 
 
 def _conv_macs(args, out) -> int:
@@ -34,6 +34,7 @@ _COUNTERS = {
     aten.convolution.default: _conv_macs,
     aten.mm.default: _mm_macs,
     aten.bmm.default: _mm_macs,
+    aten.matmul.default: _mm_macs,
     aten.addmm.default: lambda args, out: out.numel() * args[1].shape[-1],
 }
 
@@ -53,19 +54,22 @@ class _Counter(TorchDispatchMode):
 
 
 class PartsView(nn.Module):
-    """The SLSG network and, optionally, the global head as the counter's parts (modules shared, not copied)."""
+    """The SLSG network and, optionally, the fitted heads as the counter's parts (modules shared, not copied)."""
 
-    def __init__(self, net: nn.Module, global_head: nn.Module | None = None) -> None:
+    def __init__(self, net: nn.Module, global_head: nn.Module | None = None,
+                 local_head: nn.Module | None = None) -> None:
         super().__init__()
         self.net = net
         for attr in ("encoder", "skips", "graph", "aux", "decoder"):
             setattr(self, attr, getattr(net, attr))
         self.global_head = global_head
+        self.local_head = local_head
 
     def forward(self, x: torch.Tensor):
         feats = self.net.encode(x)
-        out = self.net.decode(feats)
-        return out if self.global_head is None else (out, self.global_head(feats))
+        out = [self.net.decode(feats)]
+        out += [head(feats) for head in (self.global_head, self.local_head) if head is not None]
+        return tuple(out)
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:

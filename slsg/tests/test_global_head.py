@@ -146,8 +146,9 @@ def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(f
     config = json.loads((fused_run / "config.json").read_text())
     assert config["model"]["size"] == [96, 64] and config["scores"]["heads"] == ["slsg", "global"]
     assert (fused_run / "global_head.safetensors").is_file()
-    # the threshold rests on the 4 validation images and the 12 training images, whose global score is cross-fitted
-    assert config["threshold"]["n_good"] == 16 and "cross-fitted" in config["threshold"]["source"]
+    # the global head is normalised on the 4 validation images and the 12 training images scored cross-fitted; the
+    # threshold rests on the validation images, the only ones every head has not seen
+    assert config["scores"]["norms"]["global"]["n_good"] == 16 and config["threshold"]["n_good"] == 4
     bundle = load_bundle(write_bundle(fused_run, tmp_path / "m.slsg",
                                       BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
     assert bundle.size == (96, 64) and set(bundle.manifest["outputs"]) == {"anomaly_map", "score", "score_slsg",

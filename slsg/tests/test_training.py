@@ -44,12 +44,15 @@ def test_focal_loss_matches_hand_computed_value():
     assert focal_on_probabilities(prob, target, 4.0).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_training_sets_its_threshold_on_validation_and_cross_fitted_training_images(tiny_loco, tmp_path):
+def test_training_sets_its_threshold_on_validation_images_and_normalises_fitted_heads_on_cross_fitted_ones(
+        tiny_loco, tmp_path):
     out = train(tiny_loco, tmp_path / "run", TINY, _cfg(), progress=False)
     config = json.loads((out / "config.json").read_text())
-    source = config["threshold"]["source"]
-    assert source.startswith("4 validation images + 12 training images") and "cross-fitted" in source
-    assert config["threshold"]["n_good"] == 4 + 12
+    assert config["threshold"]["source"] == "4 validation images" and config["threshold"]["n_good"] == 4
+    norms = config["scores"]["norms"]
+    assert norms["slsg"]["n_good"] == 4  # SLSG: the images it never trained on, only
+    assert norms["global"]["n_good"] == norms["local"]["n_good"] == 4 + 12  # fitted heads: + cross-fitted training
+    assert "cross-fitted" in config["scores"]["source"]
     assert config["data"]["n_images"] == 12 and len(config["data"]["sha256"]) == 64
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [4]  # log_every 10: the last step is always logged

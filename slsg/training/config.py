@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 from slsg.heads.fusion import DEFAULT_RULE
 
+SYNTHESIS = ("auto", "reference")
+
 
 @dataclass
 class TrainConfig:
@@ -26,15 +28,18 @@ class TrainConfig:
     workers: int = 0
     checkpoint_every: int = 250
     log_every: int = 10
-    val_fraction: float = 0.1  # held out of train/good when the data has no validation split
+    val_fraction: float = 0.2  # held out of train/good when the data has no validation split (the threshold's images)
     false_reject_rate: float = 0.01
     encoder_weights: str = "imagenet"  # "imagenet" | "random" | a file
     texture_dir: str | None = None
     preset: str | None = None  # None → the category's own preset, else "generic"
     fix_reference_bugs: bool = False
     device: str = "auto"
-    head: str = "both"  # which heads make the decision score: slsg | global | both (slsg.heads.fusion)
+    head: str = "all"  # which heads make the decision score (slsg.heads.fusion.heads_for)
     fusion_rule: str = DEFAULT_RULE
+    # auto: anomalies on the object and turned poses where the good images show an object / a part that turns
+    # (slsg.data.foreground); reference: the reference's recipe (anomalies anywhere, poses as photographed)
+    synthesis: str = "auto"
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch < 1:
@@ -46,6 +51,8 @@ class TrainConfig:
         heads_for(self.head)
         if self.fusion_rule not in RULES:
             raise ValueError(f"fusion_rule must be one of {', '.join(RULES)}, got {self.fusion_rule!r}")
+        if self.synthesis not in SYNTHESIS:
+            raise ValueError(f"synthesis must be one of {', '.join(SYNTHESIS)}, got {self.synthesis!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

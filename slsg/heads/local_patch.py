@@ -1,0 +1,256 @@
+"""The local patch head: a memory of good-patch features, and each patch's distance to its nearest good patch.
+
+SLSG learns *what is wrong where* from synthetic anomalies, and the global head sees *what is in the image*; a
+small scratch, pit or crack on a part that turns is neither a pattern SLSG was shown nor a change of the whole
+image. A patch memory answers the plain question "does this small patch look like any good patch?" (PatchCore,
+Roth et al. 2022): the frozen encoder's mid-level maps (Lite0's stride-8 f3 and stride-16 f4, as PatchCore takes a
+ResNet's layers 2 and 3), each averaged over its 3×3 neighbourhood and put on the f3 grid, are the patch features;
+a greedy (farthest-point) coreset of the training images' patches is the memory; a patch's anomaly is the
+Euclidean distance to its nearest memory patch, the map is those distances and the image score their maximum.
+
+In the exported graph it is one MatMul against the memory (‖q‖² − 2 q·m + ‖m‖²), a ReduceMin and a Sqrt — ops
+TensorRT, OpenVINO and ONNX Runtime all run — kept in float (the nearest-neighbour choice is fragile under
+quantisation). The memory's size is the latency knob: 2048 patches make the search cost as much as the Lite0
+encoder at any input size (both grow with the number of pixels: 0.32 GMAC at 256², 1024 patches × 2048 × 153).
+Measured (docs/local_head.md): a larger memory still covers the good patches better (casting: 2048 → 8192 patches
+lowers the validation images' scores by 16 % and adds 0.03 test AUROC) but costs four times as much; 2048 keeps
+the fused model within 1.25× of the SLSG + global one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slsg.model.backbones import Features, backbone_spec
+
+LOCAL_FILE = "local_head.safetensors"
+LOCAL_CONFIG = "local_head.json"
+#: Feature maps by name in `Features`, and their position in a backbone's `channels` tuple.
+_TAPS = {"f1": 1, "f2": 2, "f3": 3, "f4": 4}
+
+
+@dataclass
+class LocalHeadConfig:
+    """Which maps make a patch feature and how large the memory is; saved beside the fitted memory."""
+
+    layers: tuple[str, ...] = ("f3", "f4")
+    neighbourhood: int = 3  # each map averaged over this many pixels square (PatchCore's local aggregation)
+    memory: int = 2048  # coreset size: patches kept from the training images (the latency knob)
+    projection: int = 64  # the coreset is chosen in a random projection to this many dims (≥ the features: none)
+    max_pool: int = 100_000  # patches the coreset is chosen from (a seeded random subset beyond this)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.layers = tuple(self.layers)
+        unknown = [name for name in self.layers if name not in _TAPS]
+        if not self.layers or unknown:
+            raise ValueError(f"local head layers must be some of {', '.join(_TAPS)}, got {list(self.layers)}")
+        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise ValueError(f"the neighbourhood must be an odd number ≥ 1, got {self.neighbourhood}")
+        if self.memory < 1:
+            raise ValueError(f"the memory must hold at least one patch, got {self.memory}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "layers": list(self.layers)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LocalHeadConfig:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class LocalPatchHead(nn.Module):
+    """forward(Features) → (distance map N×1×h×w on the finest chosen grid, image score N = the map's maximum)."""
+
+    def __init__(self, backbone: str, cfg: LocalHeadConfig | None = None, memory_size: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or LocalHeadConfig()
+        self.backbone = backbone
+        channels = backbone_spec(backbone).channels
+        self.dims = sum(channels[_TAPS[name]] for name in self.cfg.layers)
+        m = memory_size or self.cfg.memory
+        # Stored as (D+1)×M columns [−2m; ‖m‖²]: the patches with a 1 appended times it give ‖m‖² − 2 m·q for every
+        # patch and memory patch, P×M with M contiguous, and the only other pass over it is the minimum along M
+        # (ONNX Runtime reduces a contiguous axis ~30× faster than a strided one, and runs this MatMul 4× faster).
+        self.register_buffer("memory", torch.zeros(self.dims + 1, m))
+        self.train(False)
+
+    def train(self, mode: bool = True) -> LocalPatchHead:
+        """Always frozen: the memory comes from a fit, never from gradients."""
+        return super().train(False)
+
+    @property
+    def memory_size(self) -> int:
+        return int(self.memory.shape[1])
+
+    def patches(self, feats: Features) -> torch.Tensor:
+        """N×D×h×w patch features: each chosen map averaged over its neighbourhood, on the finest map's grid."""
+        maps = [getattr(feats, name) for name in self.cfg.layers]
+        grid = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+        k = self.cfg.neighbourhood
+        out = []
+        for m in maps:
+            if k > 1:
+                m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
+            if tuple(m.shape[-2:]) != tuple(grid):
+                m = F.interpolate(m, size=tuple(int(v) for v in grid), mode="bilinear", align_corners=False)
+            out.append(m)
+        return torch.cat(out, dim=1)
+
+    def distances(self, patches: torch.Tensor) -> torch.Tensor:
+        """N×1×h×w: each patch's Euclidean distance to its nearest memory patch (`nearest_distances`' twin)."""
+        n, d, h, w = patches.shape
+        q = patches.flatten(2).transpose(1, 2)  # N×P×D, P = h·w
+        partial = torch.cat([q, torch.ones_like(q[..., :1])], dim=2) @ self.memory  # N×P×M: ‖m‖² − 2 m·q
+        nearest = (partial.amin(dim=2) + (q * q).sum(dim=2)).clamp_min(0.0)  # + ‖q‖², the same for every m
+        return torch.sqrt(nearest).reshape(n, 1, h, w)
+
+    def forward(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        dmap = self.distances(self.patches(feats))
+        return dmap, dmap.flatten(1).amax(dim=1)
+
+    def set_memory(self, memory: np.ndarray) -> None:
+        memory = np.asarray(memory, dtype=np.float32)
+        if memory.ndim != 2 or memory.shape[1] != self.dims:
+            raise ValueError(f"local head memory: shape {memory.shape}, expected M×{self.dims}")
+        m = torch.from_numpy(np.ascontiguousarray(memory)).double()
+        self.memory = torch.cat([-2.0 * m, (m * m).sum(dim=1, keepdim=True)], dim=1).t().float().contiguous()
+
+
+def patch_rows(patches: torch.Tensor) -> np.ndarray:
+    """N×D×h×w patch features → (N·h·w)×D float32 rows, image by image."""
+    return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).float().cpu().numpy()
+
+
+@dataclass
+class Coreset:
+    """The rows picked, in order, and after each pick the coverage radius: the largest distance of any row to its
+    nearest pick (in the projection the picks were made in). The radius curve is what the memory size is read
+    from: it falls fast while the picks cover new kinds of patch and flattens once they only split fine ones."""
+
+    indices: np.ndarray
+    radius: np.ndarray
+
+
+def greedy_coreset(x: np.ndarray, size: int, projection: int = 128, seed: int = 0) -> Coreset:
+    """`size` rows of `x` chosen farthest-point first (Gonzalez' greedy k-center, as PatchCore).
+
+    Each pick is the row farthest from every row picked so far, so the memory covers the rare patches a random
+    sample would miss; the coverage radius is at most twice the optimum for that size. The distances are taken in
+    a seeded Gaussian random projection to `projection` dims when the rows are wider (Johnson–Lindenstrauss:
+    pairwise distances are kept to a few percent), which makes each pick one pass over the rows."""
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[0]
+    size = min(int(size), n)
+    rng = np.random.default_rng(seed)
+    z = torch.from_numpy(x)
+    if 0 < projection < x.shape[1]:
+        proj = (rng.standard_normal((x.shape[1], projection)) / np.sqrt(projection)).astype(np.float32)
+        z = z @ torch.from_numpy(proj)
+    z = z.contiguous()
+    zz = (z * z).sum(dim=1)
+    nearest = torch.full((n,), float("inf"))
+    buf = torch.empty(n)
+    picks = np.empty(size, dtype=np.int64)
+    radius = np.empty(size, dtype=np.float64)
+    i = int(rng.integers(n))
+    for k in range(size):
+        picks[k] = i
+        torch.mv(z, z[i], out=buf)  # ‖z − zᵢ‖² = ‖z‖² − 2 z·zᵢ + ‖zᵢ‖²: one pass, no N×D temporary
+        buf.mul_(-2.0).add_(zz).add_(zz[i])
+        torch.minimum(nearest, buf, out=nearest)
+        nearest[i] = -1.0  # a picked row is never picked again, even where rounding leaves it a little above 0
+        i = int(torch.argmax(nearest))
+        radius[k] = float(nearest[i].clamp_min(0.0).sqrt())
+    return Coreset(picks, radius)
+
+
+def nearest_distances(memory: np.ndarray, rows: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Each row's Euclidean distance to its nearest memory row (the head's `distances` outside the graph)."""
+    m = torch.from_numpy(np.asarray(memory, np.float32))
+    msq = (m.double() ** 2).sum(dim=1)
+    out = []
+    for i in range(0, len(rows), chunk):
+        q = torch.from_numpy(np.asarray(rows[i:i + chunk], np.float32))
+        # the products in float32 (the graph's arithmetic, and 2× faster over every training patch), the sums in
+        # float64: the result is off by ~√(ε·‖q‖²) ≈ 1e-3, nothing beside distances of whole units
+        sq = (q.double() ** 2).sum(dim=1, keepdim=True) - 2.0 * (q @ m.t()).double() + msq
+        out.append(sq.amin(dim=1).clamp_min(0.0).sqrt())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+@dataclass
+class MemoryFit:
+    """The memory chosen from a pool of patches, and what the choice saw."""
+
+    memory: np.ndarray
+    pool: int
+    radius: np.ndarray  # the coreset's coverage radius after each pick (`Coreset.radius`)
+
+    def report(self) -> dict:
+        """The radius at a few memory sizes, for the fit record (how much a larger memory would still cover)."""
+        sizes = [s for s in (256, 512, 1024, 2048, 4096, 8192) if s <= len(self.radius)] + [len(self.radius)]
+        return {"pool": self.pool, "memory": int(len(self.memory)),
+                "radius": {str(s): round(float(self.radius[s - 1]), 4) for s in sorted(set(sizes))}}
+
+
+def choose_memory(rows: np.ndarray, cfg: LocalHeadConfig, seed: int | None = None) -> MemoryFit:
+    """The coreset of `rows` (patches of good training images), from a seeded subset when there are more than
+    `cfg.max_pool`."""
+    seed = cfg.seed if seed is None else seed
+    pool = rows
+    if len(rows) > cfg.max_pool:
+        pool = rows[np.sort(np.random.default_rng(seed).choice(len(rows), cfg.max_pool, replace=False))]
+    core = greedy_coreset(pool, cfg.memory, cfg.projection, seed)
+    return MemoryFit(pool[core.indices], len(pool), core.radius)
+
+
+def image_scores(memory: np.ndarray, rows: np.ndarray, per_image: int) -> np.ndarray:
+    """Each image's score (the maximum patch distance) from its rows, `per_image` rows an image."""
+    d = nearest_distances(memory, rows)
+    return d.reshape(-1, per_image).max(axis=1)
+
+
+def save_local_head(head: LocalPatchHead, run: Path, report: dict) -> None:
+    from safetensors.torch import save_file
+
+    run = Path(run)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in head.state_dict().items()}
+    tmp = run / (LOCAL_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "slsg": "local_head"})
+    tmp.replace(run / LOCAL_FILE)
+    meta = {"backbone": head.backbone, "config": head.cfg.to_dict(), "dims": head.dims,
+            "memory": head.memory_size, "fit": report}
+    tmp = run / (LOCAL_CONFIG + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(run / LOCAL_CONFIG)
+
+
+def load_local_head(run: Path) -> LocalPatchHead | None:
+    """The RUN's fitted local head, or None when it has none."""
+    from safetensors.torch import load_file
+
+    run = Path(run)
+    if not (run / LOCAL_CONFIG).is_file():
+        return None
+    meta = json.loads((run / LOCAL_CONFIG).read_text())
+    head = LocalPatchHead(meta["backbone"], LocalHeadConfig.from_dict(meta["config"]), int(meta["memory"]))
+    path = run / LOCAL_FILE
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise ValueError(f"{path} is missing or damaged ({exc}): re-fit it with `slsg fit-head {run} DATA`") from exc
+    head.load_state_dict(state, strict=True)
+    return head.eval()
+
+
+def remove_local_head(run: Path) -> None:
+    for name in (LOCAL_FILE, LOCAL_CONFIG):
+        (Path(run) / name).unlink(missing_ok=True)
