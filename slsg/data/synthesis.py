@@ -124,8 +124,9 @@ def _apply_rule(mask: np.ndarray, preset: Preset, is_self: bool, image: np.ndarr
 
 
 def make_mask(preset: Preset, is_self: bool, image: np.ndarray, source: np.ndarray,
-              rng: np.random.Generator) -> np.ndarray:
-    """Perlin mask with the category's foreground rule, redrawn until it is large enough (§2.3)."""
+              rng: np.random.Generator, region: np.ndarray | None = None) -> np.ndarray:
+    """Perlin mask with the category's foreground rule, inside `region` (the object, where one was found), redrawn
+    until it is large enough (§2.3)."""
     shape = image.shape[:2]
     min_area = max(1, int(round(preset.min_area_256 * shape[0] * shape[1] / 256**2)))
     state = _RuleState()
@@ -133,6 +134,8 @@ def make_mask(preset: Preset, is_self: bool, image: np.ndarray, source: np.ndarr
         mask = perlin_mask(shape, 2 if is_self else 3, 0.4 if is_self else 0.5, rng)
         if attempt < MAX_RULE_TRIES:
             mask = _apply_rule(mask, preset, is_self, image, source, state, rng)
+            if region is not None:
+                mask = mask & region
         if int(mask.sum()) >= min_area:
             return mask
     raise RuntimeError("no Perlin mask reached the minimum area; this should not happen")
@@ -157,15 +160,16 @@ def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, beta: float) 
 
 
 def synthesize(image: np.ndarray, preset: Preset, rng: np.random.Generator, others: Sequence[np.ndarray],
-               textures: TextureSource, fix_bugs: bool = False) -> Synthesised:
-    """One synthetic anomaly from a good uint8 BGR image (already colour-jittered), sides multiples of 32."""
+               textures: TextureSource, fix_bugs: bool = False, region: np.ndarray | None = None) -> Synthesised:
+    """One synthetic anomaly from a good uint8 BGR image (already colour-jittered), sides multiples of 32; inside
+    `region` (bool H×W, the object) when given."""
     if image.ndim != 3 or image.shape[0] % 32 or image.shape[1] % 32:
         raise ValueError(f"synthesis needs an H×W×3 image whose sides are each a multiple of 32, got {image.shape}")
     best: tuple[float, np.ndarray, np.ndarray, str] | None = None
     for draw in range(1, MAX_DRAWS + 1):
         is_self = rng.uniform(0.0, preset.r_max) < 0.35
         source = self_source(image, others, preset, rng) if is_self else textures.draw(rng)
-        mask = make_mask(preset, is_self, image, source, rng)
+        mask = make_mask(preset, is_self, image, source, rng, region)
         beta = draw_beta(preset, is_self, rng, fix_bugs)
         out = blend(image, source, mask, beta)
         changed = (out != image).any(axis=-1) & mask

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, Sampler
 
 from edge_runtime.preprocess import check_size, prepare
 from slsg.data.augment import color_jitter
+from slsg.data.foreground import ProductProfile, foreground_mask, object_region, turn
 from slsg.data.presets import Preset, preset_for
 from slsg.data.synthesis import synthesize
 from slsg.data.textures import TextureSource
@@ -32,15 +33,21 @@ class SynthesisDataset(Dataset):
     normalised (the model side applies `slsg.model.preprocess`); mask is float32 1×H×W in {0, 1}.
 
     `images` are uint8 BGR arrays of any size; they are `prepare`d to `size` ((H, W) or N) once and kept in RAM.
+    `profile` (what the good images say about the product, `slsg.data.foreground`): on an object, anomalies go on
+    the object; on a part that turns, every good image is turned by a random angle first. None: as photographed,
+    anomalies anywhere (the reference).
     """
 
     def __init__(self, images: Sequence[np.ndarray], preset: Preset | str, size: int | tuple[int, int],
                  seed: int = 0, texture_dir: Path | None = None, color_jitter: tuple[float, float] = (0.1, 0.1),
-                 fix_bugs: bool = False):
+                 fix_bugs: bool = False, profile: ProductProfile | None = None):
         size = check_size(size)
         if not len(images):
             raise ValueError("no training images")
         self.images = [prepare(im, size) for im in images]
+        self.profile = profile
+        self.regions = ([object_region(foreground_mask(im)) for im in self.images]
+                        if profile is not None and profile.object else [None] * len(self.images))
         self.preset = preset_for(preset) if isinstance(preset, str) else preset
         self.size = size
         self.seed = int(seed)
@@ -65,13 +72,15 @@ class SynthesisDataset(Dataset):
         """Numpy triple for global draw k: (good uint8 BGR, augmented uint8 BGR, mask bool)."""
         rng = sample_rng(self.seed, k)
         index = self.image_index(k)
-        good = self.images[index]
+        good, region = self.images[index], self.regions[index]
+        if self.profile is not None and self.profile.moves:
+            good, region = turn(good, region, float(rng.uniform(0.0, 360.0)))
         b, s = self.jitter
         if b > 0 or s > 0:
             good = color_jitter(good, rng, brightness=b, saturation=s)
         # "another good image" as the logical source means another one: itself would paste (almost) itself
         others = [im for j, im in enumerate(self.images) if j != index] or self.images
-        out = synthesize(good, self.preset, rng, others, self.textures, self.fix_bugs)
+        out = synthesize(good, self.preset, rng, others, self.textures, self.fix_bugs, region)
         return good, out.image, out.mask
 
     def __getitem__(self, i: int):

@@ -14,7 +14,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
+from edge_runtime.preprocess import prepare
 from slsg.checkpoint import save_run
+from slsg.data.foreground import ProductProfile, profile_product
 from slsg.data.presets import PRESETS
 from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
 from slsg.data.training_set import SynthesisDataset
@@ -90,19 +92,24 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     torch.manual_seed(cfg.seed)
     td = prepared or load_training_data(Path(data), category, model_cfg.hw, cfg.val_fraction, cfg.seed)
     preset = cfg.preset or td.category.name
+    profile = product_profile(td, model_cfg.hw, cfg)
     if info.is_main:
         for line in data_warnings(td, preset, cfg):
             (say or logger.warning)(line)
+        if profile is not None:
+            logger.info("the good images show %s", profile.describe())
     dataset = SynthesisDataset(td.train_images, preset, model_cfg.hw, seed=cfg.seed,
                                texture_dir=Path(cfg.texture_dir) if cfg.texture_dir else None,
-                               color_jitter=(cfg.brightness, cfg.saturation), fix_bugs=cfg.fix_reference_bugs)
+                               color_jitter=(cfg.brightness, cfg.saturation), fix_bugs=cfg.fix_reference_bugs,
+                               profile=profile)
 
     model = build_model(model_cfg, cfg.encoder_weights).to(device)
     adapter = InputAdapter(normalization_for(model_cfg.normalization_name)).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(),
-            "data": {**td.fingerprint, "skipped": skipped_files(td)}}
+            "data": {**td.fingerprint, "skipped": skipped_files(td)},
+            "product": profile.to_dict() if profile is not None else None}
 
     start = 0
     if resume and has_state(out):
@@ -168,6 +175,14 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, categ
     if info.world > 1:
         dist.barrier()
     return out
+
+
+def product_profile(td: TrainingData, hw: tuple[int, int], cfg: TrainConfig) -> ProductProfile | None:
+    """What the good images say about the product (object or surface, fixtured or turning), or None for the
+    reference's recipe."""
+    if cfg.synthesis == "reference":
+        return None
+    return profile_product([prepare(im, hw) for im in td.train_images], seed=cfg.seed)
 
 
 def skipped_files(td: TrainingData) -> list[dict]:
