@@ -18,6 +18,10 @@ TOP_K = 100
 SCORE_DEFINITION = {"kind": "mean_topk", "k": TOP_K, "map": "softmax(logits)[1]"}
 #: Quantiles of good scores kept beside every threshold, so it can be re-chosen later without data.
 REPORTED_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0)
+#: The threshold is read from an exponential tail fitted to this top share of the good scores …
+TAIL_FRACTION = 0.2
+#: … when it holds at least this many scores (fewer: the plain quantile).
+MIN_TAIL = 5
 
 
 def image_score(maps: np.ndarray, k: int = TOP_K) -> np.ndarray:
@@ -39,6 +43,7 @@ class Threshold:
     false_reject_rate: float
     n_good: int
     quantiles: dict[str, float] = field(default_factory=dict)
+    method: str = "quantile"  # how `value` was read from the good scores: "exponential tail" or "quantile"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,19 +51,41 @@ class Threshold:
     @classmethod
     def from_dict(cls, d: dict) -> Threshold:
         return cls(float(d["value"]), float(d["false_reject_rate"]), int(d["n_good"]),
-                   {str(k): float(v) for k, v in d.get("quantiles", {}).items()})
+                   {str(k): float(v) for k, v in d.get("quantiles", {}).items()}, str(d.get("method", "quantile")))
+
+
+def tail_quantile(scores: np.ndarray, q: float) -> float | None:
+    """The q-quantile of good scores read from an exponential tail fitted to their top `TAIL_FRACTION` (peaks over
+    a threshold: u = the score below the top k, σ = their mean excess over u, value = u + σ·ln((k/n)/(1 − q))), or
+    None where that tail holds fewer than `MIN_TAIL` scores or q lies inside it.
+
+    A 1 % quantile of a hundred good images is their largest one or two, so the false-reject rate a line gets
+    swings with which images happened to be the validation ones. The tail fit rests on the top twenty: measured on
+    1000 good images of the synthetic set, thresholds set from 400 random draws of 100 of them gave a false-reject
+    rate on all 1000 within 0.5–2 % for 85 % of the draws (the plain quantile: 57 %), and never above 5 % (3 %)."""
+    s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    n = s.size
+    k = int(round(TAIL_FRACTION * n))
+    if k < MIN_TAIL or k >= n or not 1.0 - q < k / n:
+        return None
+    u = s[n - k - 1]
+    sigma = float(np.mean(s[n - k:] - u))
+    return float(u + sigma * np.log((k / n) / (1.0 - q)))
 
 
 def threshold_from_good_scores(scores: np.ndarray, false_reject_rate: float = 0.01) -> Threshold:
-    """Threshold = the (1 − FRR) quantile of good scores (linear interpolation, numpy's default)."""
+    """Threshold = the (1 − FRR) quantile of good scores: from their fitted exponential tail (`tail_quantile`) where
+    there are enough of them, else the plain quantile (linear interpolation, numpy's default)."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     if s.size == 0:
         raise ValueError("no good-image scores to set a threshold from: give at least one validation image")
     if not 0.0 <= false_reject_rate < 1.0:
         raise ValueError(f"false-reject rate must be in [0, 1), got {false_reject_rate}")
-    value = quantile(s, 1.0 - false_reject_rate)
+    tail = tail_quantile(s, 1.0 - false_reject_rate) if false_reject_rate > 0 else None
+    value = tail if tail is not None else quantile(s, 1.0 - false_reject_rate)
     quantiles = {f"{q:g}": quantile(s, q) for q in REPORTED_QUANTILES}
-    return Threshold(value=value, false_reject_rate=false_reject_rate, n_good=int(s.size), quantiles=quantiles)
+    return Threshold(value=value, false_reject_rate=false_reject_rate, n_good=int(s.size), quantiles=quantiles,
+                     method="exponential tail" if tail is not None else "quantile")
 
 
 def transferred_threshold(t: Threshold, reference: np.ndarray, own: np.ndarray) -> tuple[Threshold, dict]:
@@ -87,11 +114,13 @@ def transferred_threshold(t: Threshold, reference: np.ndarray, own: np.ndarray) 
     offset = float(y.mean() - slope * ref.mean())
     value = offset + slope * t.value
     record = {"method": "transferred", "from": t.value, "slope": slope, "offset": offset, "r": r, "n": int(y.size)}
-    return Threshold(value=value, false_reject_rate=t.false_reject_rate, n_good=t.n_good, quantiles=quantiles), record
+    return Threshold(value=value, false_reject_rate=t.false_reject_rate, n_good=t.n_good, quantiles=quantiles,
+                     method=t.method), record
 
 
 def threshold_warning(t: Threshold) -> str | None:
-    """A quantile needs enough images to exist: with n good images, rates below 1/n are guesses."""
+    """A tail needs enough images to be read: with n good images, a rate below 1/n is an extrapolation (the
+    exponential tail makes it a reasoned one, not a measured one)."""
     needed = math.ceil(1.0 / t.false_reject_rate) if t.false_reject_rate > 0 else None
     if needed is None or t.n_good >= needed:
         return None
