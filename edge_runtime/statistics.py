@@ -152,3 +152,54 @@ def paired_auroc_difference(
     if y.size != r.size:
         raise ValueError(f"{r.size} scores but {y.size} labels")
     return bootstrap(lambda i: auroc(r[i], y[i]) - auroc(c[i], y[i]), r.size, n_boot, level, seed, strata=y)
+
+
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a rate k/n (a false-reject rate on n good images): unlike k/n ± 1.96·se it stays
+    inside [0, 1] and is not empty at k = 0, which is the common case on good images."""
+    if n <= 0:
+        return (NAN, NAN)
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low = 0.0 if k == 0 else max(0.0, float(centre - half))  # exactly 0 at k = 0 (the formula leaves rounding)
+    high = 1.0 if k == n else min(1.0, float(centre + half))
+    return (low, high)
+
+
+@dataclass(frozen=True)
+class ScoreShift:
+    """Do new good images score like the good images a threshold was set on? AUROC = P(new > reference): 0.5 when
+    alike, with its bootstrap interval (each group resampled on its own).
+
+    A threshold set on one session's good images gives the asked false-reject rate on good images *of that
+    session*; on good images of another (other light, another position, a new batch) the measured rate says how
+    far that session is from the reference one, not how well the threshold was chosen."""
+
+    auroc: float
+    low: float
+    high: float
+    n_reference: int
+    n_new: int
+
+    @property
+    def shifted(self) -> bool:
+        return bool(self.low > 0.5)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "shifted": self.shifted}
+
+    def describe(self) -> str:
+        return f"AUROC {self.auroc:.2f}, 95 % {self.low:.2f}…{self.high:.2f}; 0.5 = alike"
+
+
+def score_shift(reference: ArrayLike, new: ArrayLike, seed: int = 0) -> ScoreShift:
+    """How far `new` good scores sit above the `reference` good scores."""
+    ref, new = np.asarray(reference, np.float64).ravel(), np.asarray(new, np.float64).ravel()
+    scores = np.concatenate([ref, new])
+    labels = np.r_[np.zeros(ref.size), np.ones(new.size)]
+    interval = bootstrap(lambda i: auroc(scores[i], labels[i]), scores.size, seed=seed, strata=labels)
+    return ScoreShift(interval.estimate, interval.low, interval.high, int(ref.size), int(new.size))

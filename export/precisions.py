@@ -70,7 +70,7 @@ class PrecisionReport:
     left_out: dict[str, LeftOut] = field(default_factory=dict)
     thresholds: dict[str, dict] = field(default_factory=dict)
     held_out: dict[str, dict] = field(default_factory=dict)
-    held_out_shift: dict | None = None     # export.thresholds.SessionShift: held-out good vs validation good (FP32)
+    held_out_shift: dict | None = None     # export.thresholds.session_shift: held-out good vs validation good (FP32)
     lint: dict[str, dict] = field(default_factory=dict)
     gate: dict = field(default_factory=dict)
 
@@ -356,7 +356,7 @@ def _thresholds(stage: Path, run, models: dict[str, str], heads: dict[str, str],
     if held is not None:
         held_fp32 = model_scores(fp32, held)
         report.held_out = held_out_rates(stage, models, report.thresholds, held, heads, fp32_scores=held_fp32)
-        report.held_out_shift = session_shift(val_fp32, held_fp32).to_dict()
+        report.held_out_shift = session_shift(val_fp32, held_fp32)
 
 
 def _drop_heads_without_model(stage: Path, manifest: dict, gated: dict[str, str]) -> None:

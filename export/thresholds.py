@@ -22,6 +22,7 @@ import numpy as np
 
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
 from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores, transferred_threshold
+from edge_runtime.statistics import score_shift
 
 
 @dataclass
@@ -93,45 +94,16 @@ def held_out_rate(model: Path, threshold: dict, images: np.ndarray, fp32_thresho
     return HeldOut(len(images), rejects, rejects / len(images), t.false_reject_rate, at_fp32)
 
 
-@dataclass
-class SessionShift:
-    """Do the held-out good images score like the validation images? AUROC = P(held-out score > validation score),
-    0.5 when they are alike, with its bootstrap interval (each group resampled on its own).
-
-    A threshold set on the training session's good images gives the asked false-reject rate on good images *of
-    that session*; on good images of another session (other light, another position) the measured rate says how
-    far that session is from the training one, not how well a precision kept its threshold. Measured on the fused
-    FP32 score, the one the threshold applies to."""
-
-    auroc: float
-    low: float
-    high: float
-    n_validation: int
-    n_held_out: int
-
-    @property
-    def shifted(self) -> bool:
-        return bool(self.low > 0.5)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "shifted": self.shifted, "note": self.message() if self.shifted else None}
-
-    def message(self) -> str:
-        return (f"held-out good images score higher than the validation images (AUROC {self.auroc:.2f}, "
-                f"95 % {self.low:.2f}…{self.high:.2f}; 0.5 = alike): they come from another session (light, "
-                "position), so their false-reject rates hold for that session, not the asked rate; set the "
-                "threshold on the line's own good parts: slsg-edge calibrate BUNDLE --good DIR")
-
-
-def session_shift(validation: np.ndarray, held_out: np.ndarray, seed: int = 0) -> SessionShift:
-    """How far the held-out good scores sit above the validation good scores (the threshold's own images)."""
-    from edge_runtime.statistics import auroc, bootstrap
-
-    scores = np.concatenate([np.asarray(validation, np.float64).ravel(), np.asarray(held_out, np.float64).ravel()])
-    labels = np.r_[np.zeros(np.size(validation)), np.ones(np.size(held_out))]
-    interval = bootstrap(lambda i: auroc(scores[i], labels[i]), scores.size, seed=seed, strata=labels)
-    return SessionShift(interval.estimate, interval.low, interval.high, int(np.size(validation)),
-                        int(np.size(held_out)))
+def session_shift(validation: np.ndarray, held_out: np.ndarray, seed: int = 0) -> dict:
+    """How far the held-out good scores sit above the validation good scores (the threshold's own images), as the
+    manifest records it (`edge_runtime.statistics.score_shift`, with the way out when they do)."""
+    shift = score_shift(validation, held_out, seed)
+    note = None
+    if shift.shifted:
+        note = (f"held-out good images score higher than the validation images ({shift.describe()}): they come "
+                "from another session (light, position), so their false-reject rates hold for that session, not "
+                "the asked rate; set the threshold on the line's own good parts: slsg-edge calibrate BUNDLE --good DIR")
+    return {**shift.to_dict(), "n_validation": shift.n_reference, "n_held_out": shift.n_new, "note": note}
 
 
 def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dict],

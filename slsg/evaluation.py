@@ -23,7 +23,8 @@ import numpy as np
 from edge_runtime.backends.base import Outputs
 from edge_runtime.preprocess import prepare
 from edge_runtime.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from edge_runtime.scoring import image_score
+from edge_runtime.scoring import image_score, is_anomalous
+from edge_runtime.statistics import ScoreShift, binomial_interval, score_shift
 from slsg.metrics import (
     DEFAULT_LIMITS,
     Defect,
@@ -321,9 +322,8 @@ def evaluate_category(
             note = "no ground-truth masks: pixel AUROC and AU-sPRO are not available"
         else:
             if with_masks < anomalous:
-                note = (
-                    f"{anomalous - with_masks} anomalous image(s) without masks left out of the pixel metrics"
-                )
+                note = (f"pixel metrics cover {with_masks} of {anomalous} anomalous images: "
+                        f"{anomalous - with_masks} have no mask (they count for the image metrics)")
             split = any(k == "logical" for k in kinds)
             source = _pixel_source(category, kept, maps, sizes, readers, split)
             passes = iter(range(1, 4))
@@ -373,3 +373,77 @@ def mean_metrics(results: Sequence[CategoryResult]) -> dict[str, float | None]:
     return out
 
 
+
+
+@dataclass
+class ThresholdCheck:
+    """What the RUN's threshold does on the test images: the false-reject rate on the good ones with its binomial
+    interval against the rate asked, the defects caught, and whether the test goods score like the good reference
+    the threshold and each head's normalisation came from (per head and for the decision score)."""
+
+    threshold: float
+    asked: float
+    n_good: int
+    false_rejects: int
+    interval: tuple[float, float]
+    n_defects: int
+    caught: int
+    shifts: dict[str, ScoreShift] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.false_rejects / self.n_good if self.n_good else float("nan")
+
+    @property
+    def above_asked(self) -> bool:
+        """The whole interval lies above the rate asked: the threshold does not hold on these good images."""
+        return bool(self.n_good and self.interval[0] > self.asked)
+
+    def warnings(self, category: str, fix: str) -> list[str]:
+        """What the user must know, each with what to do; `fix` names the command that re-sets the threshold."""
+        out = []
+        shifted = [h for h, s in self.shifts.items() if s.shifted]
+        if self.above_asked:
+            out.append(f"{category}: {self.false_rejects} of {self.n_good} good test images flagged "
+                       f"({self.rate:.1%}, 95 % {self.interval[0]:.1%}…{self.interval[1]:.1%}) at a threshold set "
+                       f"for {self.asked:.1%}: above the rate asked")
+        if shifted:
+            heads = ", ".join(f"{h} ({self.shifts[h].describe()})" for h in shifted)
+            out.append(f"{category}: the good test images do not score like the good images the threshold was set "
+                       f"on — higher on {heads}. They look like another session (light, position, a new batch). "
+                       f"Set the threshold on the line's own good parts ({fix}), or refit the fitted heads on them "
+                       "(`slsg fit-head RUN DATA` with those images as training images)")
+        elif self.above_asked:
+            out.append(f"{category}: the good test images score like the reference ones, so the excess is the "
+                       "reference's own tail: more validation images (or a lower --false-reject-rate) give a "
+                       "threshold that holds")
+        return out
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "asked": self.asked, "n_good": self.n_good,
+                "false_rejects": self.false_rejects, "rate": self.rate, "interval": list(self.interval),
+                "above_asked": self.above_asked, "n_defects": self.n_defects, "caught": self.caught,
+                "shifts": {h: s.to_dict() for h, s in self.shifts.items()}}
+
+
+def has_anomalies(result: CategoryResult) -> bool:
+    return any(i.kind != "good" for i in result.images)
+
+
+def threshold_check(result: CategoryResult, threshold: float, asked: float,
+                    reference: dict | None = None) -> ThresholdCheck:
+    """The threshold on the test images; `reference` is the RUN's `good_reference` (per-head and decision scores
+    of the good images the threshold came from), for the shift check."""
+    good = [i for i in result.images if i.kind == "good"]
+    bad = [i for i in result.images if i.kind != "good"]
+    rejects = int(sum(bool(is_anomalous(i.score, threshold)) for i in good))
+    caught = int(sum(bool(is_anomalous(i.score, threshold)) for i in bad))
+    shifts: dict[str, ScoreShift] = {}
+    if reference and len(good) >= 2:
+        for head, ref in reference.get("heads", {}).items():
+            if len(ref) >= 2 and all(head in i.heads for i in good):
+                shifts[head] = score_shift(ref, [i.heads[head] for i in good])
+        if len(reference.get("score", [])) >= 2:
+            shifts["decision"] = score_shift(reference["score"], [i.score for i in good])
+    return ThresholdCheck(threshold, asked, len(good), rejects, binomial_interval(rejects, len(good)), len(bad),
+                          caught, shifts)

@@ -23,6 +23,7 @@ class Loaded:
     threshold: Threshold | None
     name: str
     scores: dict | None = None  # how the decision score is made (RUN config / bundle manifest `scores`)
+    good_reference: dict | None = None  # the good scores the threshold came from (RUN / FP32 model only)
 
 
 def is_bundle(path: Path) -> bool:
@@ -52,11 +53,12 @@ def load_predictor(run: Path, backend: str = "torch", bundle: Path | None = None
 
         r = open_run(run)
         return Loaded(TorchPredictor(load_deploy(run, device), device), r.model_config.hw, r.threshold, "torch",
-                      r.config.get("scores"))
+                      r.config.get("scores"), r.config.get("good_reference"))
     from edge_runtime.backends import select_backend
     from edge_runtime.bundle import load_bundle
 
     b = load_bundle(find_bundle(run, bundle))
     runtime = select_backend(b, backend, threads=threads)
-    return Loaded(runtime.run, b.size, b.threshold_for(getattr(runtime, "model", "fp32")), runtime.name,
-                  b.manifest.get("scores"))
+    model = getattr(runtime, "model", "fp32")
+    return Loaded(runtime.run, b.size, b.threshold_for(model), runtime.name, b.manifest.get("scores"),
+                  b.manifest.get("good_reference") if model == "fp32" else None)

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from edge_runtime.scoring import TOP_K
-from slsg.evaluation import CategoryResult, mean_metrics
+from edge_runtime.scoring import TOP_K, is_anomalous
+from edge_runtime.statistics import binomial_interval
+from slsg.evaluation import CategoryResult, ThresholdCheck, mean_metrics
 
 ROW_NAMES = {
     "structural": "Structural",
@@ -181,15 +182,21 @@ def write_image_csv(result: CategoryResult, path: Path, threshold: float | None 
     return path
 
 
-def caught_table(result: CategoryResult, threshold: float, title: str | None = None) -> Table:
-    """At the line's threshold: how many good images are flagged and how many anomalies of each kind caught."""
-    table = Table(title=title or f"{result.category}: at the threshold {threshold:.4g}")
-    for col in ("images", "n", "flagged NG", "share"):
+def caught_table(result: CategoryResult, check: ThresholdCheck, title: str | None = None) -> Table:
+    """At the line's threshold: how many good images are flagged (against the rate asked) and how many anomalies
+    of each kind caught, each share with its 95 % binomial interval."""
+    table = Table(title=title or f"{result.category}: at the threshold {check.threshold:.4g} "
+                                 f"(set for {check.asked:.1%} false rejects)")
+    for col in ("images", "n", "flagged NG", "share", "95 % interval"):
         table.add_column(col, justify="right" if col != "images" else "left")
     groups: dict[str, list[float]] = {}
     for i in result.images:
         groups.setdefault("good" if i.kind == "good" else i.label, []).append(i.score)
     for name, scores in sorted(groups.items(), key=lambda kv: (kv[0] != "good", kv[0])):
-        flagged = sum(s > threshold for s in scores)
-        table.add_row(name, str(len(scores)), str(flagged), f"{flagged / len(scores):.1%}")
+        flagged = int(np.count_nonzero(is_anomalous(np.asarray(scores), check.threshold)))
+        low, high = binomial_interval(flagged, len(scores))
+        share = f"{flagged / len(scores):.1%}"
+        if name == "good" and check.above_asked:
+            share = f"[red]{share}[/]"
+        table.add_row(name, str(len(scores)), str(flagged), share, f"{low:.1%}…{high:.1%}")
     return table

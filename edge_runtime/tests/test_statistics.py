@@ -61,3 +61,23 @@ def test_stratified_bootstrap_keeps_both_classes_in_every_resample() -> None:
     s = np.r_[np.zeros(50), np.ones(2)]
     iv = st.bootstrap(lambda i: st.auroc(s[i], y[i]), y.size, n_boot=300, strata=y)
     assert iv.n_boot == 300 and iv.low == iv.high == 1.0
+
+
+def test_binomial_interval_holds_the_rate_and_is_not_empty_at_zero_rejects() -> None:
+    from edge_runtime.statistics import binomial_interval
+
+    low, high = binomial_interval(0, 40)
+    assert low == 0.0 and 0.05 < high < 0.1  # 0 of 40 still allows a rate up to ~9 %
+    low, high = binomial_interval(3, 40)
+    assert low < 3 / 40 < high and high < 0.21
+    low, high = binomial_interval(10, 1000)
+    assert 0.004 < low < 0.01 < high < 0.02
+
+
+def test_score_shift_finds_new_good_images_that_score_higher_and_only_those() -> None:
+    from edge_runtime.statistics import score_shift
+
+    rng = np.random.default_rng(0)
+    assert score_shift(rng.normal(0, 1, 60), rng.normal(1.5, 1, 30)).shifted
+    assert not score_shift(rng.normal(0, 1, 60), rng.normal(0, 1, 30)).shifted
+    assert not score_shift(rng.normal(1.5, 1, 60), rng.normal(0, 1, 30)).shifted

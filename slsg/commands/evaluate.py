@@ -39,7 +39,7 @@ def command(
         import json
 
         from slsg.data import open_dataset
-        from slsg.evaluation import evaluate_category
+        from slsg.evaluation import evaluate_category, has_anomalies, threshold_check
         from slsg.predictors import load_predictor
         from slsg.reports import (
             caught_table,
@@ -52,28 +52,44 @@ def command(
 
         categories = open_dataset(data, category)
         runs = per_category_runs(run, [c.name for c in categories])
-        results, thresholds, names = [], {}, set()
+        results, thresholds, checks, names = [], {}, {}, set()
         for cat in categories:
             if not cat.test:
                 raise ValueError(f"{cat.root} has no test/ images to evaluate on")
             loaded = load_predictor(runs[cat.name], backend, bundle, device)
-            results.append(evaluate_category(loaded.predict, cat, loaded.size, progress=not quiet, pixel=pixel))
+            result = evaluate_category(loaded.predict, cat, loaded.size, progress=not quiet, pixel=pixel)
+            results.append(result)
             thresholds[cat.name] = loaded.threshold.value if loaded.threshold else None
+            if loaded.threshold is not None:
+                checks[cat.name] = threshold_check(result, loaded.threshold.value,
+                                                   loaded.threshold.false_reject_rate, loaded.good_reference)
             names.add(loaded.name)
         backend_name = "/".join(sorted(names))
-        console.print(render_table(results, title=f"SLSG · {run.name} · backend {backend_name}"))
-        console.print("[dim]Mean (all test images) is the SLSG README's 'Mean'; ½(L+S) is the MVTec LOCO convention.")
+        scored = [r for r in results if has_anomalies(r)]
+        if scored:
+            console.print(render_table(scored, title=f"SLSG · {run.name} · backend {backend_name}"))
+            console.print("[dim]Mean (all test images) is the SLSG README's 'Mean'; ½(L+S) is the MVTec LOCO "
+                          "convention.")
         out_dir = plots or (run / "eval" if run.is_dir() else Path("eval"))
+        fix = f"`slsg calibrate {run} DATA` or `slsg-edge calibrate BUNDLE --good DIR`"
         for r in results:
+            check = checks.get(r.category)
+            if not has_anomalies(r):
+                flagged = (f"; {check.false_rejects} of {check.n_good} flagged at the threshold ({check.rate:.1%}, "
+                           f"95 % {check.interval[0]:.1%}…{check.interval[1]:.1%})" if check else "")
+                console.print(f"{r.category}: no defect images under test/, so no AUROC — only the "
+                              f"{sum(i.kind == 'good' for i in r.images)} good ones{flagged}")
             for path, why in r.skipped:
                 err_console.print(f"[yellow]skipped[/] {path}: {why}", highlight=False)
             if r.skipped:
                 err_console.print(f"[yellow]{r.category}: {len(r.skipped)} unreadable test image(s) left out of "
                                   "these numbers[/] (listed in the JSON under `skipped`)")
-            if len(r.heads) > 1:
+            if len(r.heads) > 1 and has_anomalies(r):
                 console.print(head_table(r))
-            if thresholds[r.category] is not None:
-                console.print(caught_table(r, thresholds[r.category]))
+            if check is not None and has_anomalies(r):
+                console.print(caught_table(r, check))
+            for line in check.warnings(r.category, fix) if check else []:
+                err_console.print(f"[yellow]warning:[/] {line}", highlight=False)
             png = score_histogram_png(r, thresholds[r.category], out_dir / f"scores_{r.category}_{backend_name}.png")
             console.print(f"score histogram → {png}")
             csv_path = (json_out.with_suffix(f".{r.category}.csv") if json_out and len(results) > 1
@@ -81,7 +97,8 @@ def command(
                         else out_dir / f"images_{r.category}_{backend_name}.csv")
             console.print(f"per-image scores → {write_image_csv(r, csv_path, thresholds[r.category])}")
         if json_out:
-            report = {"run": str(run), "backend": backend_name, "thresholds": thresholds, **results_to_json(results)}
+            report = {"run": str(run), "backend": backend_name, "thresholds": thresholds,
+                      "at_threshold": {k: v.to_dict() for k, v in checks.items()}, **results_to_json(results)}
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(report, indent=2))
             console.print(f"metrics → {json_out}")

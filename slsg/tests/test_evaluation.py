@@ -156,7 +156,7 @@ def test_mvtec_layout_gives_per_defect_rows_and_table_and_json(tmp_path):
     assert bottle.image.logical is None and bottle.image.mean_ls is None
     assert bottle.metrics()["defect:crack"] == pytest.approx(1.0)
     assert bottle.metrics()["defect:hole"] == pytest.approx(0.5)  # one of two hole images ranks last
-    assert set(bottle.pixel) == {"all"} and "1 anomalous image(s) without masks" in bottle.pixel_note
+    assert set(bottle.pixel) == {"all"} and "cover 2 of 3 anomalous images: 1 have no mask" in bottle.pixel_note
     console = Console(record=True, width=160)
     console.print(render_table(results))
     text = console.export_text()
@@ -193,3 +193,51 @@ def test_unreadable_image_is_skipped_and_reported_and_bad_predictor_is_refused(t
         good_scores(brightness, [s for s in cat.test if s.kind == "good"], SIZE, readers=_readers())
     with pytest.raises(ValueError, match="N×H×W"):
         evaluate_category(lambda b: np.zeros((1, 2, 3, 4)), cat, SIZE, progress=False, readers=_readers())
+
+
+def test_a_defect_folder_without_masks_is_evaluated_at_image_level(tmp_path: Path) -> None:
+    """Defect photos without masks (the common case on a line) count for every image metric, in the MVTec layout."""
+    from slsg.data import open_dataset
+
+    root = tmp_path / "widget"
+    for split, label, grey, n in (("train", "good", 40, 4), ("test", "good", 40, 3), ("test", "dent", 220, 3),
+                                  ("test", "crack", 200, 2)):
+        (root / split / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(root / split / label / f"{i:03d}.png"), np.full((*NATIVE, 3), grey + i, np.uint8))
+    (root / "ground_truth" / "crack").mkdir(parents=True)
+    cv2.imwrite(str(root / "ground_truth" / "crack" / "000_mask.png"), np.full(NATIVE, 255, np.uint8))
+    (cat,) = open_dataset(root)
+    result = evaluate_category(brightness, cat, SIZE, progress=False)
+    assert sorted(i.label for i in result.images) == ["crack"] * 2 + ["dent"] * 3 + ["good"] * 3
+    assert result.image.overall == 1.0 and result.image.per_defect["dent"] == 1.0
+    assert "cover 1 of 5 anomalous images: 4 have no mask" in result.pixel_note  # what pixel metrics cover
+
+
+def test_the_threshold_check_reports_false_rejects_with_their_interval_and_a_shift() -> None:
+    from slsg.evaluation import ImageRecord, threshold_check
+    from slsg.metrics import image_aurocs
+
+    rng = np.random.default_rng(0)
+    good = rng.normal(1.5, 0.3, 40)  # test goods from another session: they score above the reference
+    bad = rng.normal(3.0, 0.3, 20)
+    images = [ImageRecord(f"{i}.png", "good", "good", float(s), 0.0, NATIVE, {"slsg": float(s)})
+              for i, s in enumerate(good)]
+    images += [ImageRecord(f"d{i}.png", "dent", "structural", float(s), 0.0, NATIVE, {"slsg": float(s)})
+               for i, s in enumerate(bad)]
+    scores = np.r_[good, bad]
+    kinds = ["good"] * 40 + ["structural"] * 20
+    result = CategoryResultStub(images, image_aurocs(scores, kinds, [i.label for i in images]))
+    reference = {"heads": {"slsg": list(rng.normal(1.0, 0.3, 100))}, "score": list(rng.normal(1.0, 0.3, 100))}
+    check = threshold_check(result, threshold=1.7, asked=0.01, reference=reference)
+    assert check.n_good == 40 and check.false_rejects == int(np.sum(good > 1.7)) and check.caught == 20
+    assert check.interval[0] <= check.rate <= check.interval[1]
+    assert check.above_asked and check.shifts["slsg"].shifted and check.shifts["decision"].shifted
+    text = " ".join(check.warnings("widget", "`slsg calibrate RUN DATA`"))
+    assert "above the rate asked" in text and "another session" in text and "slsg calibrate" in text
+
+
+@dataclass
+class CategoryResultStub:
+    images: list
+    image: object
