@@ -64,6 +64,11 @@ class Bundle:
         return self.threshold
 
     @property
+    def score_norms(self) -> dict[str, dict]:
+        """The fused score's per-head normalisation ({head: {location, scale, …}}); empty for a one-head model."""
+        return dict(self.manifest.get("scores", {}).get("score", {}).get("norms", {}))
+
+    @property
     def models(self) -> dict[str, Path]:
         return {
             k: self.root / v for k, v in self.manifest.get("models", {}).items() if (self.root / v).is_file()

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_runtime.backends.base import Backend, input_size_of
 from edge_runtime.fanout import Fanout
-from edge_runtime.overlay import heatmap_overlay
+from edge_runtime.overlay import display_map, heatmap_overlay
 from edge_runtime.preprocess import FrameError, resize, to_bgr_uint8
 from edge_runtime.scoring import effective_threshold
 from edge_runtime.sources import Dropped, Frame, FrameStream, Item, SourceEvent
@@ -46,7 +46,7 @@ class Judgement:
     score: float  # NaN or ±inf only when `reason` is INVALID_OUTPUT
     ng: bool
     threshold: float  # effective threshold (bundle threshold / sensitivity)
-    anomaly_map: np.ndarray  # float32 H×W at the model size
+    anomaly_map: np.ndarray  # float32 H×W at the model size: what the heatmap shows (`overlay.display_map`)
     timings_ms: dict[str, float]
     image: np.ndarray | None = None  # the frame as uint8 BGR at its own size (kept for NG frames)
     overlay: np.ndarray | None = None  # heatmap overlay at the frame's size (only when asked for inline)
@@ -79,14 +79,15 @@ class Sink(Protocol):
     def on_event(self, ev: SourceEvent) -> None: ...
 
 
-def non_finite(score: float, heads: dict, amap: np.ndarray) -> str | None:
+def non_finite(score: float, heads: dict, amap: np.ndarray, head_maps: dict | None = None) -> str | None:
     """What in a model's output is not a finite number, or None when all of it is."""
     bad = []
     if not math.isfinite(score):
         bad.append(f"score {score}")
     bad += [f"{k} score {v}" for k, v in heads.items() if not math.isfinite(v)]
-    if not np.isfinite(amap).all():
-        bad.append(f"{int(np.size(amap) - np.isfinite(amap).sum())} map values")
+    for name, m in {"": amap, **{f"{k} ": v for k, v in (head_maps or {}).items()}}.items():
+        if not np.isfinite(m).all():
+            bad.append(f"{int(np.size(m) - np.isfinite(m).sum())} {name}map values")
     return ", ".join(bad) + " not finite" if bad else None
 
 
@@ -100,12 +101,14 @@ class Judge:
         sensitivity: float = 1.0,
         overlay_alpha: float = 0.5,
         overlay_ng: bool = False,
+        map_norms: dict[str, dict] | None = None,
     ) -> None:
         self.backend = backend
         self.size = input_size_of(backend)
         self.threshold = effective_threshold(float(threshold), sensitivity)
         self.overlay_alpha = overlay_alpha
         self.overlay_ng = overlay_ng  # inline overlay (benchmarks); the NG saver makes its own off the loop
+        self.map_norms = map_norms or {}  # the fused score's per-head normalisation: heads' own maps on one scale
 
     def judge(self, frame: Frame) -> Judgement:
         """Raises FrameError for a frame that cannot be judged and InferenceFailed when the backend fails."""
@@ -119,7 +122,10 @@ class Judge:
             raise InferenceFailed(f"inference failed: {type(e).__name__}: {e}") from e
         t2 = time.perf_counter()
         score, heads, amap = float(out.score[0]), out.head_scores(0), out.maps[0]
-        bad = non_finite(score, heads, amap)
+        head_maps = {k: v[0] for k, v in out.head_maps.items()}
+        bad = non_finite(score, heads, amap, head_maps)
+        if head_maps and bad is None:
+            amap = display_map(amap, head_maps, self.map_norms)
         ng = bad is not None or bool(score > self.threshold)  # NaN > t is False: test finiteness first
         overlay = (
             heatmap_overlay(image, np.nan_to_num(amap), self.overlay_alpha) if ng and self.overlay_ng else None

@@ -39,7 +39,7 @@ def command(
 
         from rich.table import Table
 
-        from edge_runtime.overlay import heatmap_overlay
+        from edge_runtime.overlay import display_map, heatmap_overlay
         from edge_runtime.preprocess import prepare
         from edge_runtime.scoring import is_anomalous
         from slsg.data.images import BadImageError, read_image, write_png
@@ -58,7 +58,9 @@ def command(
                 skipped.append((path, str(exc)))
                 continue
             result = loaded.predict(prepare(image, loaded.size)[None])
-            amap, score, heads = result.maps[0], float(result.score[0]), result.head_scores(0)
+            score, heads = float(result.score[0]), result.head_scores(0)
+            norms = (loaded.scores or {}).get("norms") or (loaded.scores or {}).get("score", {}).get("norms", {})
+            amap = display_map(result.maps[0], {k: v[0] for k, v in result.head_maps.items()}, norms)
             if head_names is None:
                 head_names = sorted(heads)
                 for col in ("image", "score", *(f"{h}" for h in head_names), "verdict", "overlay"):
