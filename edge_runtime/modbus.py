@@ -6,14 +6,17 @@ slsg-edge is the Modbus *client*: it writes into the PLC (or a gateway) at `--mo
 | kind | address | meaning |
 |---|---|---|
 | coil | base + 0 | READY: 1 only while frames are judged (running or degraded); 0 when stalled or stopped |
-| coil | base + 1 | NG: a pulse (`pulse_ms` on, then as long off) per NG part, invalid outputs included |
-| holding | base + 0 | last score × `score_scale` (uint16, saturating; 65535 for an invalid output) |
-| holding | base + 1 | last verdict: 0 no decision yet, 1 OK, 2 NG, 3 NG because the output was invalid |
+| coil | base + 1 | NG: a pulse (`pulse_ms` on, then as long off) per NG part, invalid outputs and parts without a
+verdict (NO-DECISION) included: a PLC that rejects on the pulse never passes a part nobody judged |
+| holding | base + 0 | last score × `score_scale` (uint16, saturating; 65535 for an invalid output or no verdict) |
+| holding | base + 1 | last verdict: 0 nothing judged yet, 1 OK, 2 NG, 3 NG because the output was invalid,
+4 NO-DECISION (a frame that could not be judged: unreadable, inference failed, the run stopped) |
 | holding | base + 2 | status: 0 stopped, 1 running, 2 degraded, 3 stalled |
 | holding | base + 3 | heartbeat: +1 every `heartbeat_s` while slsg-edge runs (wraps at 65536) |
 | holding | base + 4 | NG count (low 16 bits): exact even when NG parts come faster than pulses |
 | holding | base + 5 | judged count (low 16 bits) |
 | holding | base + 6 | threshold × `score_scale` |
+| holding | base + 7 | NO-DECISION count (low 16 bits) |
 
 A coil stays where it was last written when the box dies: the PLC must also watch the heartbeat register
 and treat it as not ready when it stops changing for a few `heartbeat_s`. All I/O runs in the sink's own
@@ -30,14 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from edge_runtime.fanout import ErrorReporter
+from edge_runtime.records import needs_answer
 from edge_runtime.status import STATUS_CODES, STOPPED
 
 Report = Callable[[dict], None]
 
 COIL_READY, COIL_NG = 0, 1
-REG_SCORE, REG_VERDICT, REG_STATUS, REG_HEARTBEAT, REG_NG_COUNT, REG_JUDGED, REG_THRESHOLD = range(7)
-N_REGISTERS = 7
-VERDICT_NONE, VERDICT_OK, VERDICT_NG, VERDICT_INVALID = 0, 1, 2, 3
+REG_SCORE, REG_VERDICT, REG_STATUS, REG_HEARTBEAT, REG_NG_COUNT, REG_JUDGED, REG_THRESHOLD, REG_NO_DECISION = range(8)
+N_REGISTERS = 8
+VERDICT_NONE, VERDICT_OK, VERDICT_NG, VERDICT_INVALID, VERDICT_NO_DECISION = 0, 1, 2, 3, 4
 INVALID_SCORE = 0xFFFF
 
 
@@ -116,14 +120,28 @@ class ModbusSink:
             r[REG_JUDGED] = (r[REG_JUDGED] + 1) & 0xFFFF
             if j.ng:
                 r[REG_NG_COUNT] = (r[REG_NG_COUNT] + 1) & 0xFFFF
-                if len(self._pulses) < self.cfg.max_pulses:
-                    self._pulses.append(j.frame.id)
-                else:
-                    self.pulses_skipped += 1
+                self._queue_pulse(j.frame.id)
         self._wake.set()
 
     def on_drop(self, d: Any) -> None:
-        pass
+        """A frame that could not be judged is NO-DECISION, and pulses NG like a reject: never the last verdict
+        left standing, never silence."""
+        if not needs_answer(d):
+            return
+        with self._lock:
+            r = self._regs
+            r[REG_SCORE] = INVALID_SCORE
+            r[REG_VERDICT] = VERDICT_NO_DECISION
+            r[REG_NO_DECISION] = (r[REG_NO_DECISION] + 1) & 0xFFFF
+            self._queue_pulse(d.id)
+        self._wake.set()
+
+    def _queue_pulse(self, frame_id: int) -> None:
+        """Called under the lock."""
+        if len(self._pulses) < self.cfg.max_pulses:
+            self._pulses.append(frame_id)
+        else:
+            self.pulses_skipped += 1
 
     def on_event(self, ev: Any) -> None:
         pass

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edge_runtime.pipeline import NO_DECISION, Judgement
-from edge_runtime.sources import Dropped, SourceEvent
+from edge_runtime.sources import SUPERSEDED, Dropped, SourceEvent
 
 
 def iso(t: float) -> str:
@@ -60,6 +60,14 @@ def frame_record(j: Judgement) -> dict:
         "latency_ms": {k: round(v, 3) for k, v in j.timings_ms.items()},
         **({"evidence": j.evidence} if j.evidence else {}),
     }
+
+
+def needs_answer(d: Dropped) -> bool:
+    """Whether the line must be told NO-DECISION for a dropped frame: every frame that was to be judged and could not
+    be (unreadable, inference failed, the run stopped with it in hand). A live camera's frame superseded by a newer
+    one before it was read is not a part asked about: the newer view of the same scene is judged instead (the event
+    log still records it)."""
+    return d.reason != SUPERSEDED
 
 
 def drop_record(d: Dropped) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 from edge_runtime.eventlog import EventLog
 from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judgement
-from edge_runtime.records import drop_record, frame_record, iso, json_line, source_record
+from edge_runtime.records import drop_record, frame_record, iso, json_line, needs_answer, source_record
 from edge_runtime.sources import Dropped, SourceEvent
 from edge_runtime.stats import RunStats
 
@@ -181,8 +181,8 @@ class _BackgroundSender:
 
 
 class WebhookSink:
-    """HTTP POST of each NG frame's record, every source event and status change, as JSON, from a background
-    thread with a short timeout."""
+    """HTTP POST of each NG frame's record, each frame without a verdict (NO-DECISION), every source event and
+    status change, as JSON, from a background thread with a short timeout."""
 
     name = "webhook"
 
@@ -208,7 +208,8 @@ class WebhookSink:
             self._sender.submit(frame_record(j))
 
     def on_drop(self, d: Dropped) -> None:
-        pass
+        if needs_answer(d):  # a part nobody judged is a reject the receiver must hear about, like an NG
+            self._sender.submit(drop_record(d))
 
     def on_event(self, ev: SourceEvent) -> None:
         self._sender.submit(source_record(ev))

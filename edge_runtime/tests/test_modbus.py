@@ -124,3 +124,30 @@ def test_targets_and_score_register() -> None:
         parse_modbus_target("plc:x")
     assert score_register(float("nan"), 1000) == INVALID_SCORE
     assert score_register(99.0, 1000) == INVALID_SCORE - 1 and score_register(-1, 1000) == 0
+
+
+def test_a_frame_that_could_not_be_judged_is_no_decision_and_pulses_ng_never_the_last_verdict(
+        plc: RecordingServer, tmp_path: Path) -> None:
+    import threading
+
+    from edge_runtime.modbus import REG_NO_DECISION, VERDICT_NO_DECISION
+    from edge_runtime.sources import SUPERSEDED, Dropped, Frame, FrameStream
+    from edge_runtime.testing import gray
+
+    b = load_bundle(make_bundle(tmp_path / "m.slsg"))
+    judge = Judge(select_backend(b, "onnx", threads=1), b.threshold.value)
+    sink = ModbusSink(ModbusConfig("127.0.0.1", plc.port, coil_base=COILS, register_base=REGS, pulse_ms=15,
+                                   heartbeat_s=0.05), lambda rec: None, threshold=judge.threshold)
+    assert wait_until(lambda: plc.registers(REGS + REG_HEARTBEAT, 1)[0] >= 1)
+
+    def produce(stop: threading.Event):  # OK, then a frame inference could not judge, then one superseded
+        yield Frame(0, 1.0, gray(20, 64, 64), "mem", 0.0, 0.0)
+        yield Dropped(1, 2.0, "inference failed: RuntimeError: device lost", "mem")
+        yield Dropped(2, 3.0, SUPERSEDED, "mem")
+
+    run_pipeline(FrameStream("mem", produce, threaded=False), judge, Fanout([sink]))
+    assert wait_until(lambda: plc.registers(REGS + REG_VERDICT, 1) == [VERDICT_NO_DECISION])
+    assert wait_until(lambda: plc.coil_values(COILS + COIL_NG) == [1, 0], timeout_s=5)  # the unjudged part: rejected
+    regs = plc.registers(REGS, N_REGISTERS)
+    assert regs[REG_SCORE] == INVALID_SCORE and regs[REG_NO_DECISION] == 1 and regs[REG_JUDGED] == 1
+    sink.close()

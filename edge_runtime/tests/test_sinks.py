@@ -12,7 +12,7 @@ import pytest
 
 from edge_runtime.pipeline import Judgement
 from edge_runtime.sinks import EventLog, MqttSink, NgStore, WebhookSink, parse_mqtt_url
-from edge_runtime.sources import Frame, SourceEvent
+from edge_runtime.sources import SUPERSEDED, Dropped, Frame, SourceEvent
 from edge_runtime.stats import percentile_ms
 
 
@@ -86,12 +86,15 @@ def test_webhook_posts_ng_records_to_a_local_server(tmp_path: Path) -> None:
         ok.ng = False
         hook.on_frame(ok)
         hook.on_event(SourceEvent("reconnecting", "camera0: attempt 1/10 in 0.50 s", 1.0))
+        hook.on_drop(Dropped(5, 2.0, "inference failed: RuntimeError: device lost", "f5"))  # nobody judged it
+        hook.on_drop(Dropped(6, 3.0, SUPERSEDED, "f6"))  # a newer view of the scene was judged instead
         hook.close()
     finally:
         server.shutdown()
-    assert [r.get("id") for r in _Collect.received] == [3, None] and _Collect.received[0]["verdict"] == "NG"
+    assert [r.get("id") for r in _Collect.received] == [3, None, 5] and _Collect.received[0]["verdict"] == "NG"
     assert _Collect.received[1] == {"event": "source", "kind": "reconnecting",
                                     "detail": "camera0: attempt 1/10 in 0.50 s", "at": 1.0}  # the line hears it
+    assert _Collect.received[2]["verdict"] == "NO-DECISION" and "inference failed" in _Collect.received[2]["reason"]
     assert not reports
 
 
