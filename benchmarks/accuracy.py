@@ -25,6 +25,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+import torch
+
+from calibration.bundle import quantize_bundle
+from calibration.int8 import CPU, FLAVOUR_FILES, Int8Config
+from calibration.selection import CalibrationSet
+from edge_runtime.preprocess import parse_size, prepare
+from edge_runtime.statistics import auroc, binomial_interval
+from export.onnx_export import ExportConfig, export_onnx
+from slsg.checkpoint import load_run, open_run, save_run
+from slsg.data import open_dataset, read_image
+from slsg.data.synthetic_scene import SynthCounts, write_dataset
+from slsg.evaluation import evaluate_category, predict_outputs, threshold_check
+from slsg.heads.fusion import FusionConfig, fuse_numpy
+from slsg.heads.global_context import head_config_for
+from slsg.heads.scoring import fit_scores
+from slsg.inference import DeployModel, load_deploy
+from slsg.model import ModelConfig
+from slsg.predictors import load_predictor
+from slsg.training import TrainConfig, train
+from slsg.training.data import load_training_data
+from slsg.training.state import has_state
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 #: A change of light for the shift study: every test image's pixels × this gain (a lamp ageing, a new shift).
@@ -36,7 +58,6 @@ TIMING_ROUNDS = 30
 class AccuracySet:
     """One benchmark set: where its data is and its training budget (what fits 30 min of training and fitting on
     2 cores at its size)."""
-
     name: str
     folder: str | None  # under the datasets root; None: the synthetic set, made on the fly
     category: str | None
@@ -69,7 +90,6 @@ def _timed(stages: dict, name: str, fn):
 def _data(spec: AccuracySet, root: Path, work: Path) -> Path:
     if spec.folder is not None:
         return root / spec.folder
-    from slsg.data.synthetic_scene import SynthCounts, write_dataset
 
     target = work / "synthetic_data"
     done = target / "synthetic_box" / "defects_config.json"
@@ -77,8 +97,6 @@ def _data(spec: AccuracySet, root: Path, work: Path) -> Path:
 
 
 def _rates(flagged: int, n: int) -> dict:
-    from edge_runtime.statistics import binomial_interval
-
     low, high = binomial_interval(flagged, n)
     return {"flagged": flagged, "n": n, "rate": flagged / n if n else None, "interval": [low, high]}
 
@@ -88,11 +106,6 @@ def shift_study(loaded, category, scores_cfg: dict, threshold: float, gain: floa
     fused by `max` and by `mean` with the RUN's normalisation (the threshold of each rule from the validation
     images' scores is not available here, so each rule is judged by AUROC and by its good images flagged at the
     threshold the RUN's own rule gives)."""
-    from edge_runtime.statistics import auroc
-    from slsg.data import read_image
-    from slsg.evaluation import predict_outputs
-    from slsg.heads.fusion import FusionConfig, fuse_numpy
-
     fusion = FusionConfig.from_dict(scores_cfg)
     images = [read_image(s.path) for s in category.test]
     labels = np.array([s.kind != "good" for s in category.test], float)
@@ -114,14 +127,7 @@ def shift_study(loaded, category, scores_cfg: dict, threshold: float, gain: floa
 def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int = 2) -> dict:
     """ONNX Runtime latency (batch 1, `threads` threads) of the RUN's fused model against its SLSG + global model
     (the same network and global head, no local head), in FP32 and in the x86 INT8 flavour, interleaved rounds."""
-    import onnxruntime as ort
 
-    from calibration.int8 import CPU, FLAVOUR_FILES, Int8Config
-    from calibration.bundle import quantize_bundle
-    from calibration.selection import CalibrationSet
-    from export.onnx_export import ExportConfig, export_onnx
-    from slsg.heads.fusion import FusionConfig
-    from slsg.inference import DeployModel, load_deploy
 
     full = load_deploy(run)
     fusion = full.fusion_cfg
@@ -160,17 +166,22 @@ def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int 
             "ratio_int8": p50["fused int8 (x86 u8)"] / p50["slsg+global int8 (x86 u8)"]}
 
 
-def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0) -> dict:
-    import torch
+TRAIN_RECORD = "benchmark_train.json"
 
-    from edge_runtime.preprocess import parse_size, prepare
-    from slsg.checkpoint import open_run
-    from slsg.data import open_dataset, read_image
-    from slsg.evaluation import evaluate_category, threshold_check
-    from slsg.model import ModelConfig
-    from slsg.predictors import load_predictor
-    from slsg.training import TrainConfig, train
-    from slsg.training.state import has_state
+
+def refit(run: Path, data: Path, spec: AccuracySet) -> None:
+    """Fit the heads, normalisation and threshold of an existing RUN again with this code (as `slsg fit-head`)."""
+    r, model = load_run(run)
+    cfg = TrainConfig.from_dict(r.config["train"])
+    td = load_training_data(data, spec.category, r.model_config.hw, cfg.val_fraction, cfg.seed)
+    config = dict(r.config)
+    config.update(fit_scores(run, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate,
+                             head_config_for(cfg.encoder_weights)))
+    save_run(run, model, config)
+
+
+def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_heads: bool = False) -> dict:
+
 
     torch.set_num_threads(2)
     stages: dict[str, float] = {}
@@ -181,6 +192,12 @@ def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0) -> dict:
     if not (run / "model.safetensors").is_file():
         _timed(stages, "train + fit", lambda: train(data, run, model_cfg, cfg, spec.category,
                                                     resume=has_state(run), progress=True))
+        (run / TRAIN_RECORD).write_text(json.dumps({"train + fit": stages["train + fit"]}))
+    else:
+        if (run / TRAIN_RECORD).is_file():  # the RUN's own training, when an earlier run of this benchmark made it
+            stages.update(json.loads((run / TRAIN_RECORD).read_text()))
+        if refit_heads:
+            _timed(stages, "refit", lambda: refit(run, data, spec))
     r = open_run(run)
     category = open_dataset(data, spec.category)[0]
     loaded = load_predictor(run, "torch")
@@ -244,8 +261,6 @@ def markdown(results: list[dict]) -> str:
 
 
 def _interval(k: int, n: int) -> list[float]:
-    from edge_runtime.statistics import binomial_interval
-
     return list(binomial_interval(k, n))
 
 
@@ -255,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=Path, default=DATASETS, help="folder holding the real sets")
     parser.add_argument("--work", type=Path, default=Path("bench-accuracy"))
     parser.add_argument("--steps", type=int, default=None, help="override every set's training steps")
+    parser.add_argument("--refit", action="store_true",
+                        help="RUNs already in --work: fit their heads and threshold again instead of only reusing them")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -268,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: {args.datasets / spec.folder} is not here", file=sys.stderr)
             continue
         print(f"== {name} ({spec.kind}): Lite0 at {spec.size}, {spec.steps} steps", flush=True)
-        results.append(run_set(spec, args.datasets, args.work))
+        results.append(run_set(spec, args.datasets, args.work, refit_heads=args.refit))
         (args.work / "accuracy.json").write_text(json.dumps(
             {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
              "results": results}, indent=2))

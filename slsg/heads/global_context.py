@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slsg.heads.files import read_head_files, save_head_files
 from slsg.heads.folds import CROSS_FIT_FOLDS, CROSS_FIT_SEED, fold_indices
 from slsg.model.backbones import Features, backbone_spec
 
@@ -184,33 +185,17 @@ def cross_fitted_distances(x: np.ndarray, estimator: str = "ledoit_wolf", folds:
 
 def save_head(head: GlobalContextHead, run: Path, report: FitReport) -> None:
     """Statistics and context weights as safetensors, config and fit report as JSON: nothing is pickled."""
-    from safetensors.torch import save_file
-
-    run = Path(run)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in head.state_dict().items()}
-    tmp = run / (HEAD_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "slsg": "global_head"})
-    tmp.replace(run / HEAD_FILE)
     meta = {"backbone": head.backbone, "config": head.cfg.to_dict(), "dims": head.dims, "fit": report.to_dict()}
-    tmp = run / (HEAD_CONFIG + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(run / HEAD_CONFIG)
+    save_head_files(head, run, HEAD_FILE, HEAD_CONFIG, meta, "global_head")
 
 
 def load_head(run: Path) -> GlobalContextHead | None:
     """The RUN's fitted head, or None when it has none (an SLSG-only RUN)."""
-    from safetensors.torch import load_file
-
-    run = Path(run)
-    if not (run / HEAD_CONFIG).is_file():
+    saved = read_head_files(run, HEAD_FILE, HEAD_CONFIG)
+    if saved is None:
         return None
-    meta = json.loads((run / HEAD_CONFIG).read_text())
+    meta, state = saved
     head = GlobalContextHead(meta["backbone"], GlobalHeadConfig.from_dict(meta["config"]))
-    path = run / HEAD_FILE
-    try:
-        state = load_file(str(path))
-    except Exception as exc:
-        raise ValueError(f"{path} is missing or damaged ({exc}): re-fit it with `slsg fit-head {run} DATA`") from exc
     head.load_state_dict(state, strict=True)
     return head.eval()
 

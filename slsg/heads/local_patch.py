@@ -19,7 +19,6 @@ the fused model within 1.25× of the SLSG + global one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slsg.heads.files import read_head_files, save_head_files
 from slsg.model.backbones import Features, backbone_spec
 
 LOCAL_FILE = "local_head.safetensors"
@@ -219,38 +219,17 @@ def image_scores(memory: np.ndarray, rows: np.ndarray, per_image: int) -> np.nda
 
 
 def save_local_head(head: LocalPatchHead, run: Path, report: dict) -> None:
-    from safetensors.torch import save_file
-
-    run = Path(run)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in head.state_dict().items()}
-    tmp = run / (LOCAL_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "slsg": "local_head"})
-    tmp.replace(run / LOCAL_FILE)
     meta = {"backbone": head.backbone, "config": head.cfg.to_dict(), "dims": head.dims,
             "memory": head.memory_size, "fit": report}
-    tmp = run / (LOCAL_CONFIG + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(run / LOCAL_CONFIG)
+    save_head_files(head, run, LOCAL_FILE, LOCAL_CONFIG, meta, "local_head")
 
 
 def load_local_head(run: Path) -> LocalPatchHead | None:
     """The RUN's fitted local head, or None when it has none."""
-    from safetensors.torch import load_file
-
-    run = Path(run)
-    if not (run / LOCAL_CONFIG).is_file():
+    saved = read_head_files(run, LOCAL_FILE, LOCAL_CONFIG)
+    if saved is None:
         return None
-    meta = json.loads((run / LOCAL_CONFIG).read_text())
+    meta, state = saved
     head = LocalPatchHead(meta["backbone"], LocalHeadConfig.from_dict(meta["config"]), int(meta["memory"]))
-    path = run / LOCAL_FILE
-    try:
-        state = load_file(str(path))
-    except Exception as exc:
-        raise ValueError(f"{path} is missing or damaged ({exc}): re-fit it with `slsg fit-head {run} DATA`") from exc
     head.load_state_dict(state, strict=True)
     return head.eval()
-
-
-def remove_local_head(run: Path) -> None:
-    for name in (LOCAL_FILE, LOCAL_CONFIG):
-        (Path(run) / name).unlink(missing_ok=True)

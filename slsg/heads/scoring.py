@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.scoring import threshold_from_good_scores
+from slsg.heads.files import remove_head_files
 from slsg.heads.fit import FITTED_HEADS, FittedHeads, fit_heads
 from slsg.heads.folds import CROSS_FIT_FOLDS
 from slsg.heads.fusion import FusionConfig, HeadNorm, fuse_numpy, heads_for
 from slsg.heads.global_context import HEAD_CONFIG, HEAD_FILE, FitReport, GlobalHeadConfig, save_head
-from slsg.heads.local_patch import LocalHeadConfig, remove_local_head, save_local_head
+from slsg.heads.local_patch import LOCAL_CONFIG, LOCAL_FILE, LocalHeadConfig, save_local_head
 from slsg.model import SLSGNet
 
 #: Reference scores kept in the RUN per head (for the shift check of `slsg evaluate`), at this many digits.
@@ -62,12 +63,11 @@ def _save_heads(run: Path, fitted: FittedHeads) -> None:
     if fitted.global_head is not None:
         save_head(fitted.global_head, run, FitReport(**fitted.reports["global"]))
     else:
-        for name in (HEAD_FILE, HEAD_CONFIG):
-            (Path(run) / name).unlink(missing_ok=True)
+        remove_head_files(run, HEAD_FILE, HEAD_CONFIG)
     if fitted.local_head is not None:
         save_local_head(fitted.local_head, run, fitted.reports["local"])
     else:
-        remove_local_head(run)
+        remove_head_files(run, LOCAL_FILE, LOCAL_CONFIG)
 
 
 def fit_scores(run: Path, model: SLSGNet, td, head: str = "all", rule: str = "max",
