@@ -32,8 +32,8 @@ Written per release from NVIDIA's sources and documentation — never from edge_
   Graphs: enqueue once before capturing); an engine from another TensorRT version or GPU deserialises to None.
 * an engine built with an ahead-of-time plugin deserialises and runs without any plugin registered
   (samples/python/quickly_deployable_plugins/README.md, "Loading and running a TRT engine containing an AOT
-  plugin"); `tensorrt.plugin.aot_impl` demands a return annotation `tuple[str | bytes, str | bytes,
-  KernelLaunchParams, SymExprs]` (tensorrt/plugin/_validate.py, every tag 10.9–11.1).
+  plugin"). `tensorrt.plugin` itself, and the builder's calls into a registered plugin (register on dummy then
+  real shapes, autotune from format selection, aot_impl from launch parameters), are fakes/tensorrt_plugin.py.
 
 What the fake engine computes (so tests know every output): anomaly_map = channel mean / 255;
 score = mean of the frame's map; score_<head> = score × len(head).
@@ -44,13 +44,20 @@ from __future__ import annotations
 import enum
 import json
 import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .gpu import FakeGpu
+from .tensorrt_plugin import (
+    DimensionOperation,
+    PluginBuildError,
+    PluginInput,
+    TensorFormat,
+    build_aot_plugin,
+    make_plugin_module,
+)
 
 
 class PureVirtualCall(BaseException):
@@ -117,7 +124,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     trt.__version__ = release.version
     trt.__file__ = f"/fake/tensorrt-{release.version}/__init__.py"
     rec = gpu.record
-    registry: dict = {}            # tensorrt.plugin registrations: id → {"aot_impl": fn, ...}
+    registry: dict = {}            # tensorrt.plugin registrations: id → PluginDef (fakes/tensorrt_plugin.py)
 
     class DataType(enum.Enum):
         FLOAT, HALF, INT8, INT32, BOOL, UINT8, INT64 = range(7)
@@ -157,6 +164,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     DeviceType = enum.Enum("DeviceType", ["GPU", "DLA"])  # noqa: N806
     trt.DeviceType = DeviceType
     trt.DataType, trt.TensorIOMode, trt.LayerType = DataType, TensorIOMode, LayerType
+    trt.TensorFormat, trt.DimensionOperation = TensorFormat, DimensionOperation
     trt.float32, trt.float16, trt.int8, trt.int32 = DataType.FLOAT, DataType.HALF, DataType.INT8, DataType.INT32
     trt.uint8, trt.bool, trt.int64 = DataType.UINT8, DataType.BOOL, DataType.INT64
 
@@ -239,10 +247,12 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     class ILayer(_Bound):
         _settable = frozenset({"precision", "name"})
 
-        def __init__(self, network, op, outputs):
+        def __init__(self, network, op, outputs, name=""):
             self._network, self._outputs = network, outputs
             object.__setattr__(self, "type", layer_of.get(op, LayerType.PLUGIN_V3))
+            object.__setattr__(self, "name", name or f"(Unnamed Layer* {len(network._layers)}) [{self.type.name}]")
             self._precision = DataType.FLOAT
+            self._plugin = None           # (PluginDef, fields, [PluginInput]) for a plugin layer
 
         @property
         def precision(self):
@@ -310,6 +320,27 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
         return tuple(-1 if (d.dim_param or d.dim_value == 0) else int(d.dim_value)
                      for d in value_info.type.tensor_type.shape.dim)
 
+    def tensor_info(graph) -> dict:
+        """name → (dims, DataType) for the graph's inputs, outputs, value_info and initializers. TensorRT infers
+        intermediate shapes itself; this fake reads them from value_info (the exporter writes it)."""
+        out = {vi.name: (dims(vi), onnx_types[vi.type.tensor_type.elem_type])
+               for vi in (*graph.input, *graph.value_info, *graph.output)}
+        out.update({t.name: (tuple(int(d) for d in t.dims), onnx_types[t.data_type]) for t in graph.initializer})
+        return out
+
+    def plugin_layer(definition, attrs: dict, node, known: dict) -> tuple:
+        """The plugin's fields are the register function's attributes (tensorrt/plugin/_lib.py @ v10.9.0:
+        _TemplatePluginCreator lists them as its field names; create_plugin converts each with its annotation)."""
+        fields = {}
+        for name, annotation in definition.attrs.items():
+            if name in attrs:
+                value = attrs[name]
+                fields[name] = value.decode() if isinstance(value, bytes) and annotation is str else annotation(value)
+        missing = [n for n in node.input if n not in known]
+        if missing:
+            raise ValueError(f"the fake parser needs value_info for plugin inputs {missing}")
+        return definition, fields, [PluginInput(n, *known[n]) for n in node.input]
+
     class OnnxParser(_Bound):
         def __init__(self, network, logger):
             self._network, self._logger, self._errors = network, logger, []
@@ -337,8 +368,10 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
             for vi in graph.input:
                 if vi.name not in inits:
                     net._inputs.append(ITensor(vi.name, dims(vi), onnx_types[vi.type.tensor_type.elem_type]))
+            known = tensor_info(graph)
             for index, node in enumerate(graph.node):
                 attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                plugin = None
                 if node.op_type not in layer_of:
                     namespace = attrs.get("plugin_namespace", b"").decode() or node.domain
                     plugin_id = f"{namespace}::{node.op_type}"
@@ -347,12 +380,15 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                             "UNSUPPORTED_NODE", f"No importer registered for op: {node.op_type}. Attempted to "
                             f"import as plugin: plugin {plugin_id} not found", index, node.name, node.op_type))
                         continue
+                    plugin = plugin_layer(registry[plugin_id], attrs, node, known)
                     net._plugins.append(plugin_id)
                 if node.op_type == "TopK" and release.topk_constant_k and node.input[1] not in inits:
                     self._errors.append(IParserError("UNSUPPORTED_NODE", "TopK: K input must be an initializer",
                                                      index, node.name, node.op_type))
                     continue
-                net._layers.append(ILayer(net, node.op_type, [ITensor(o, (), DataType.FLOAT) for o in node.output]))
+                layer = ILayer(net, node.op_type, [ITensor(o, (), DataType.FLOAT) for o in node.output], node.name)
+                layer._plugin = plugin
+                net._layers.append(layer)
             for vi in graph.output:
                 net._outputs.append(ITensor(vi.name, dims(vi), onnx_types[vi.type.tensor_type.elem_type]))
             return not self._errors
@@ -531,6 +567,14 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                                        "to set scales for a network with runtime dimensions")
                 if not self._calibrate(network, config, opt_batch):
                     return None
+            aot = []
+            for layer in network._layers:
+                if layer._plugin is not None:
+                    definition, fields, inputs = layer._plugin
+                    try:
+                        aot.append(build_aot_plugin(trt.plugin, definition, fields, inputs, opt_batch))
+                    except PluginBuildError as exc:
+                        return self._error(f"{exc} (plugin {definition.plugin_id}, layer {layer.name})")
             monitor = getattr(config, "progress_monitor", None)
             if monitor is not None:
                 _override(monitor, "phase_start")("Building engine", None, 2)
@@ -547,7 +591,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                     "profile": ([list(s) for s in profile._shapes[image.name]]
                                 if profile and image.name in profile._shapes else None),
                     "dla_core": config.DLA_core if on_dla else -1, "flags": sorted(config._flags),
-                    "aot_plugins": network._plugins}
+                    "aot_plugins": aot}
             return IHostMemory(json.dumps(plan).encode())
 
     trt.Builder = Builder
@@ -691,90 +735,8 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     trt.Runtime = Runtime
     trt._registry = registry
     if release.plugins == "aot":
-        trt.plugin = make_plugin_module(trt, registry)
+        trt.plugin = make_plugin_module(trt, registry, rec)
     return trt
-
-
-def make_plugin_module(trt: types.ModuleType, registry: dict) -> types.ModuleType:
-    """`tensorrt.plugin` (10.9+): decorators that register and validate, like tensorrt/plugin/_lib.py and
-    _validate.py; the AOT compile itself is not run (TensorRT calls aot_impl during the build)."""
-    trtp = types.ModuleType("tensorrt.plugin")
-
-    class TensorDesc:
-        pass
-
-    class KernelLaunchParams:
-        pass
-
-    class SymExprs:
-        pass
-
-    class SymIntExprs(SymExprs):
-        @classmethod
-        def from_tuple(cls, values):
-            return cls()
-
-    class AutoTuneCombination:
-        def pos(self, positions, types_):
-            pass
-
-    def register(plugin_id):
-        def wrap(fn):
-            import inspect
-
-            sig = inspect.signature(fn)
-            for name, param in sig.parameters.items():
-                if param.annotation is inspect.Parameter.empty:
-                    raise ValueError(f"Argument {name} does not have a type annotation.")
-            if sig.return_annotation is inspect.Parameter.empty:
-                raise ValueError(f"No return annotation found for register function. Received signature {sig}.")
-            registry[plugin_id] = {"register": fn}
-            return fn
-        return wrap
-
-    def need(plugin_id):
-        if plugin_id not in registry:
-            raise ValueError(f"Plugin {plugin_id} is not registered; decorate it with tensorrt.plugin.register")
-        return registry[plugin_id]
-
-    def autotune(plugin_id):
-        def wrap(fn):
-            need(plugin_id)["autotune"] = fn
-            return fn
-        return wrap
-
-    def aot_impl(plugin_id):
-        def wrap(fn):
-            import inspect
-
-            sig = inspect.signature(fn)
-            ret = sig.return_annotation
-            if ret is inspect.Parameter.empty:
-                raise ValueError(f"No return annotation found for aot_impl function. Received signature {sig}.")
-            args = typing.get_args(ret)
-            if typing.get_origin(ret) is not tuple or len(args) != 4:
-                raise ValueError(f"Return annotation is {ret}. Expected tuple[str | bytes, str | bytes, "
-                                 "tensorrt.plugin.KernelLaunchParams, tensorrt.plugin.SymIntExprs].")
-            for index in (0, 1):
-                inner = typing.get_args(args[index]) or (args[index],)
-                if any(a not in (str, bytes) for a in inner):
-                    raise ValueError(f"Return annotation for argument at {index} is '{args[index]}'.")
-            if not (isinstance(args[2], type) and issubclass(args[2], KernelLaunchParams)):
-                raise ValueError(f"Argument at index 2 of return annotation is '{args[2]}'.")
-            if not (isinstance(args[3], type) and issubclass(args[3], SymExprs)):
-                raise ValueError(f"Argument at index 3 of return annotation is '{args[3]}'.")
-            need(plugin_id)["aot_impl"] = fn
-            return fn
-        return wrap
-
-    trtp.TensorDesc, trtp.KernelLaunchParams, trtp.SymExprs, trtp.SymIntExprs = (
-        TensorDesc, KernelLaunchParams, SymExprs, SymIntExprs)
-    trtp.SymInt32 = lambda value: value
-    trtp.AutoTuneCombination = AutoTuneCombination
-    trtp.register, trtp.autotune, trtp.aot_impl = register, autotune, aot_impl
-    trtp.from_shape_expr = lambda shape, dtype=None: TensorDesc()
-    trtp.cdiv = lambda a, b: (a + b - 1) // b
-    return trtp
 
 
 @dataclass

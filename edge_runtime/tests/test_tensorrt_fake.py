@@ -1,0 +1,201 @@
+"""The fakes of NVIDIA's bindings hold the rules they cite: one test per rule, so a change to a fake that drops a
+rule fails here (the rules and their sources: `PLUGIN_RULES` in fakes/tensorrt_plugin.py, `RULES` in
+fakes/tensorrt.py). No `from __future__ import annotations`: `tensorrt.plugin` reads real annotation objects."""
+
+import contextlib
+from typing import Tuple, Union  # noqa: UP035 (the plugin functions' annotations are read at registration)
+
+import pytest
+
+from edge_runtime.tests.fakes.gpu import FakeGpu
+from edge_runtime.tests.fakes.tensorrt import RELEASES, make_tensorrt
+from edge_runtime.tests.fakes.tensorrt_plugin import (
+    PLUGIN_RULES,
+    DimExpr,
+    ExprBuilder,
+    PluginBuildError,
+    PluginInput,
+    build_aot_plugin,
+)
+
+
+@pytest.fixture
+def trt():
+    return make_tensorrt(RELEASES["10.16"], FakeGpu())
+
+
+@contextlib.contextmanager
+def shape_context(trtp):
+    """What TensorRT's get_output_shapes / get_launch_params set up around a plugin call."""
+    trtp.SymIntExpr._exprBuilder = ExprBuilder()
+    try:
+        yield
+    finally:
+        trtp.SymIntExpr._exprBuilder = None
+
+
+def _toy(trt, seen: list, *, positions=(0, 1), extra_is_sym_int32=True, tune_raises=False) -> None:
+    """A one-input plugin "toy::Add" whose functions record what TensorRT hands them."""
+    trtp = trt.plugin
+
+    @trtp.register("toy::Add")
+    def _desc(x: trtp.TensorDesc, block: int) -> trtp.TensorDesc:
+        seen.append(("register", x.shape_expr[0].is_fake))
+        return x.like()
+
+    @trtp.autotune("toy::Add")
+    def _tune(x, outputs):
+        seen.append(("autotune", x.shape))
+        if tune_raises:
+            raise KeyError("no")
+        combination = trtp.AutoTuneCombination()
+        combination.pos(list(positions), "FP32")
+        return [combination]
+
+    @trtp.aot_impl("toy::Add")
+    def _impl(x, block: int, outputs, tactic) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:  # noqa: E501, UP006, UP007
+        seen.append(("aot_impl", block, len(outputs), tactic))
+        params = trtp.KernelLaunchParams()
+        params.grid_x = trtp.cdiv(x.shape_expr[0], block)
+        params.block_x = 128
+        n = trtp.SymInt32(x.shape_expr[0]) if extra_is_sym_int32 else 64   # from_tuple makes 64 a SymIntExpr
+        return "toy_kernel", "// ptx", params, trtp.SymIntExprs.from_tuple([n])
+
+
+def _build(trt, opt_batch: int = 4) -> dict:
+    return build_aot_plugin(trt.plugin, trt._registry["toy::Add"], {"block": 32},
+                            [PluginInput("x", (-1, 64), trt.float32)], opt_batch)
+
+
+def test_every_plugin_rule_has_its_test():
+    for key in PLUGIN_RULES:
+        assert f"test_plugin_rule_{key.replace('-', '_')}" in globals(), key
+
+
+def test_plugin_rule_pos_iterable(trt):
+    combination = trt.plugin.AutoTuneCombination()
+    with pytest.raises(TypeError, match="not iterable"):
+        combination.pos(3, "FP32")
+    combination.pos([3], "FP32")
+    assert combination.io_types == [None, None, None, "FP32"]
+    consumed = trt.plugin.AutoTuneCombination()
+    consumed.pos(iter([0]), "FP32")                # max() used the iterator up: nothing was set
+    assert consumed.io_types == [None]
+
+
+def test_plugin_rule_pos_once(trt):
+    combination = trt.plugin.AutoTuneCombination()
+    combination.pos([0, 1], "FP32")
+    with pytest.raises(ValueError, match="position 1 already specified"):
+        combination.pos([1], "FP16")
+
+
+def test_plugin_rule_combinations(trt):
+    combination = trt.plugin.AutoTuneCombination()
+    combination.pos([0, 1], "FP32|FP16")
+    combination.pos([2], "INT32*INT8")
+    types = sorted(tuple(t.name for t in c[0]) for c in combination._get_combinations())
+    assert types == sorted([("FLOAT", "FLOAT", "INT32"), ("HALF", "HALF", "INT32"), ("FLOAT", "FLOAT", "INT8"),
+                            ("HALF", "HALF", "INT8")])
+    unset = trt.plugin.AutoTuneCombination()
+    unset.pos([1], "FP32")                         # position 0 left unset: generating combinations fails
+    with pytest.raises(AttributeError):
+        unset._get_combinations()
+
+
+def test_plugin_rule_exception_is_failure(trt):
+    _toy(trt, [], tune_raises=True)
+    with pytest.raises(PluginBuildError, match="get_supported_format_combinations.*KeyError"):
+        _build(trt)
+
+
+def test_plugin_rule_register_twice(trt):
+    seen: list = []
+    _toy(trt, seen)
+    _build(trt)
+    assert [s for s in seen if s[0] == "register"] == [("register", True), ("register", False)]
+    assert [s[0] for s in seen] == ["register", "register", "autotune", "autotune", "aot_impl"]
+    assert ("autotune", (4, 64)) in seen            # autotune sees concrete shapes at the profile's opt batch
+
+
+def test_plugin_rule_dummy_not_constant(trt):
+    dummy = trt.plugin.ShapeExprs(2, _is_dummy=True)[0]
+    assert dummy.is_fake
+    with pytest.raises(RuntimeError, match="fake"):
+        dummy.is_constant  # noqa: B018
+    assert (dummy + 1).is_fake                     # arithmetic on a fake stays fake
+
+
+def test_plugin_rule_symbolic(trt):
+    trtp = trt.plugin
+    with shape_context(trtp):
+        batch = trtp.ShapeExpr(DimExpr("B"))
+        total = batch * 64 + 1
+        assert isinstance(total, trtp.ShapeExpr) and total._expr.text == "sum(prod(B, 64), 1)"
+        assert not total.is_constant
+        assert isinstance(batch == 4, trtp.SymIntExpr)          # a comparison is an expression
+        assert (trtp.ShapeExpr(48) * 2).constant_value() == 96  # constants fold
+
+
+def test_plugin_rule_no_bool(trt):
+    trtp = trt.plugin
+    with shape_context(trtp):
+        with pytest.raises(RuntimeError, match="boolean"):
+            bool(trtp.ShapeExpr(DimExpr("B")))
+        assert bool(trtp.ShapeExpr(3)) is True
+
+
+def test_plugin_rule_builder_scoped(trt):
+    trtp = trt.plugin
+    assert trtp.SymInt32(5)._expr is None            # no builder outside a shape context: no expression
+    assert trtp.ShapeExpr(5).is_fake
+    with pytest.raises(AttributeError):
+        trtp.ShapeExpr(DimExpr("B")) + 1
+    _toy(trt, [])
+    _build(trt)
+    assert trtp.SymIntExpr._exprBuilder is None
+
+
+def test_plugin_rule_cdiv(trt):
+    trtp = trt.plugin
+    with pytest.raises(ValueError, match="Both arguments cannot be 'int's"):
+        trtp.cdiv(48, 32)
+    with shape_context(trtp):
+        assert trtp.cdiv(trtp.ShapeExpr(DimExpr("N")), 32)._expr.text == "ceil_div(N, 32)"
+        assert trtp.cdiv(trtp.ShapeExpr(48), 32).constant_value() == 2
+
+
+def test_plugin_rule_launch_params(trt):
+    trtp = trt.plugin
+    params = trtp.KernelLaunchParams()
+    params.grid_y = 3
+    assert isinstance(params.grid_y, trtp.SymInt32)
+    with pytest.raises(AttributeError, match="no attribute 'grid'"):
+        params.grid = 3
+
+
+def test_plugin_rule_aot_args(trt):
+    seen: list = []
+    _toy(trt, seen)
+    built = _build(trt)
+    assert ("aot_impl", 32, 1, 0) in seen          # the attribute, the outputs, the default tactic
+    assert built["launch"]["grid_x"] == "ceil_div(B, 32)" and built["extra_args"] == ["B"]
+    other = make_tensorrt(RELEASES["10.16"], FakeGpu())
+    _toy(other, [], extra_is_sym_int32=False)      # SymIntExprs.from_tuple([64]) holds a SymIntExpr, no SymInt32
+    with pytest.raises(PluginBuildError, match="SymInt32"):
+        _build(other)
+
+
+def test_plugin_rule_schemas(trt):
+    trtp = trt.plugin
+    with pytest.raises(ValueError, match="does not have a type annotation"):
+        trtp.register("toy::A")(lambda x: x)
+
+    @trtp.register("toy::B")
+    def _desc(x: trtp.TensorDesc, k: int) -> trtp.TensorDesc:
+        return x.like()
+
+    with pytest.raises(ValueError, match="does not match the expected input arg schema"):
+        trtp.aot_impl("toy::B")(lambda x, outputs, k, tactic: None)
+    with pytest.raises(ValueError, match="No return annotation found for aot_impl"):
+        trtp.aot_impl("toy::B")(lambda x, k, outputs, tactic: None)
