@@ -27,7 +27,7 @@ from .cache import (
     store_engine,
     timing_cache_path,
 )
-from .calibrator import CalibratorCore, entropy_calibrator, load_calibration_frames
+from .calibrator import CalibratorCore, calibration_dtype, entropy_calibrator, load_calibration_frames
 from .cuda import open_cuda
 from .errors import BuildFailure, BuildRequestError, ParserFailure, PluginUnsupported
 from .recipe import NO_DLA, BundleLike, EngineKey, EngineRequest, Recipe, calibration_tensors, make_recipe
@@ -339,8 +339,9 @@ def _configure_dla(trt: Any, builder: Any, config: Any, key: EngineKey) -> None:
 
 @contextlib.contextmanager
 def _calibrator(trt: Any, bundle: BundleLike, recipe: Recipe, config: Any, profile: Optional[Any],
-                cuda: Any) -> Iterator[Optional[str]]:
-    """Attach the legacy calibrator for the build and free its device buffer after; yields the cache name."""
+                cuda: Any, image: Any) -> Iterator[Optional[str]]:
+    """Attach the legacy calibrator for the build and free its device buffer after; yields the cache name.
+    The buffer holds the opt batch in the type TensorRT reads for the `image` input (float32 for uint8)."""
     if not recipe.plan.legacy_calibrator:
         yield None
         return
@@ -349,7 +350,8 @@ def _calibrator(trt: Any, bundle: BundleLike, recipe: Recipe, config: Any, profi
         raise BuildRequestError("the bundle's calibration tensors went missing; re-export with --int8")
     frames = load_calibration_frames(tensors)
     batch = recipe.batch.opt
-    buffer = cuda.allocate((batch, *frames.shape[1:]), frames.dtype, False)
+    dtype = calibration_dtype(str(image.dtype))
+    buffer = cuda.allocate((batch, *frames.shape[1:]), dtype, False)
 
     def copy_to_device(host_batch: Any) -> int:
         buffer.host[...] = host_batch
@@ -358,7 +360,7 @@ def _calibrator(trt: Any, bundle: BundleLike, recipe: Recipe, config: Any, profi
         return buffer.device_ptr
 
     cache = calibration_cache_path(Path(bundle.root), recipe.key, batch)
-    core = CalibratorCore(frames, cache, batch, copy_to_device)
+    core = CalibratorCore(frames, cache, batch, copy_to_device, dtype)
     config.int8_calibrator = entropy_calibrator(trt, core)
     if profile is not None:
         config.set_calibration_profile(profile)
@@ -411,7 +413,7 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
     profile = _add_profile(builder, config, inputs, recipe)
     tc_path = timing_cache_path(root, target.device, target.tensorrt_version)
     timing = _load_timing_cache(config, tc_path, console) if settings.timing_cache else None
-    with _calibrator(trt, bundle, recipe, config, profile, cuda) as calibration_cache:
+    with _calibrator(trt, bundle, recipe, config, profile, cuda, inputs[0]) as calibration_cache:
         t0 = time.perf_counter()
         serialized = _serialize(trt, builder, network, config, api, console, f"building {recipe.key.file_stem()}")
         seconds = time.perf_counter() - t0

@@ -3,12 +3,14 @@ rule fails here (the rules and their sources: `PLUGIN_RULES` in fakes/tensorrt_p
 fakes/tensorrt.py). No `from __future__ import annotations`: `tensorrt.plugin` reads real annotation objects."""
 
 import contextlib
+from pathlib import Path
 from typing import Tuple, Union  # noqa: UP035 (the plugin functions' annotations are read at registration)
 
+import numpy as np
 import pytest
 
 from edge_runtime.tests.fakes.gpu import FakeGpu
-from edge_runtime.tests.fakes.tensorrt import RELEASES, make_tensorrt
+from edge_runtime.tests.fakes.tensorrt import RELEASES, RULES, make_tensorrt
 from edge_runtime.tests.fakes.tensorrt_plugin import (
     PLUGIN_RULES,
     DimExpr,
@@ -17,6 +19,7 @@ from edge_runtime.tests.fakes.tensorrt_plugin import (
     PluginInput,
     build_aot_plugin,
 )
+from edge_runtime.tests.trt_bundles import H, W, heads_model
 
 
 @pytest.fixture
@@ -199,3 +202,67 @@ def test_plugin_rule_schemas(trt):
         trtp.aot_impl("toy::B")(lambda x, outputs, k, tactic: None)
     with pytest.raises(ValueError, match="No return annotation found for aot_impl"):
         trtp.aot_impl("toy::B")(lambda x, k, outputs, tactic: None)
+
+
+# ---------------------------------------------------------------- the rest of TensorRT (RULES)
+
+def test_every_rule_has_its_test():
+    for key in RULES:
+        assert f"test_rule_{key.replace('-', '_')}" in globals(), key
+
+
+def _network(trt, tmp_path: Path, **model):
+    """A parsed network of the test graph with a builder, config and a dynamic profile at batch 1–2–2."""
+    logger = trt.Logger()
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(str(heads_model(tmp_path / "m.onnx", **model)))
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("image", (1, H, W, 3), (2, H, W, 3), (2, H, W, 3))
+    config.add_optimization_profile(profile)
+    return logger, builder, network, config, profile, parser
+
+
+def _calibrator(trt, gpu, batch: np.ndarray):
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.fed = False
+
+        def get_batch_size(self):
+            return len(batch)
+
+        def get_batch(self, names):
+            if self.fed:
+                return None
+            self.fed = True
+            ptr = gpu.alloc("device", batch.nbytes)
+            gpu.view(ptr, batch.nbytes)[:] = batch.view(np.uint8).ravel()
+            return [ptr]
+
+        def read_calibration_cache(self):
+            return None
+
+        def write_calibration_cache(self, cache):
+            pass
+
+    return Calibrator()
+
+
+@pytest.mark.parametrize("fed, ok", [(np.uint8, False), (np.float32, True)])
+def test_rule_calibration_float32(tmp_path, fed, ok):
+    gpu = FakeGpu()
+    trt = make_tensorrt(RELEASES["10.3"], gpu)
+    logger, builder, network, config, profile, _ = _network(trt, tmp_path)
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.set_calibration_profile(profile)
+    frames = np.full((2, H, W, 3), 200, np.uint8)
+    config.int8_calibrator = _calibrator(trt, gpu, frames.astype(fed))
+    built = builder.build_serialized_network(network, config)
+    assert (built is not None) == ok
+    if ok:
+        assert ("trt.calibration-batch", 200.0) in gpu.calls
+    else:
+        assert "float32" in logger.messages[-1][1]

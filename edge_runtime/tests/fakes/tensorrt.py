@@ -59,6 +59,13 @@ from .tensorrt_plugin import (
     make_plugin_module,
 )
 
+#: Rules added to this fake with their sources (the older ones are in the module doc); test_tensorrt_fake.py
+#: has one test per entry, named test_rule_<key>.
+RULES = {
+    "calibration-float32": "Polygraphy backend/trt/calibrator.py @ v10.16 (Calibrator.set_input_metadata) and "
+                           "CHANGELOG 0.49.10: TensorRT reads every non-index calibration input as float32",
+}
+
 
 class PureVirtualCall(BaseException):
     """TensorRT called a pure virtual method through a trampoline: the real process aborts here."""
@@ -148,6 +155,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                 "Conv": LayerType.CONVOLUTION, "Identity": LayerType.IDENTITY,
                 "QuantizeLinear": LayerType.QUANTIZE, "DequantizeLinear": LayerType.DEQUANTIZE}
     dla_unsupported = {LayerType.TOPK, LayerType.CAST, LayerType.PLUGIN_V3}
+    CALIBRATION_AS_IS = {DataType.FLOAT, DataType.INT32, DataType.INT64, DataType.BOOL}  # noqa: N806
 
     flag_members = {}
     if release.explicit_batch_member:
@@ -508,7 +516,11 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
             _override(calibrator, "get_batch_size")()
             names = [t.name for t in network._inputs]
             image = network._inputs[0]
-            need = opt_batch * int(np.prod(image.shape[1:])) * np.dtype(numpy_of[image.dtype]).itemsize
+            # Non-index calibration inputs are read as float32 (Polygraphy backend/trt/calibrator.py @ v10.16,
+            # Calibrator.set_input_metadata; CHANGELOG 0.49.10: "required by TensorRT").
+            read_as = image.dtype if image.dtype in CALIBRATION_AS_IS else DataType.FLOAT
+            item = np.dtype(numpy_of[read_as])
+            need = opt_batch * int(np.prod(image.shape[1:])) * item.itemsize
             batches = 0
             while True:
                 pointers = _override(calibrator, "get_batch")(names)
@@ -516,9 +528,10 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                     break
                 if len(pointers) != len(names) or any(gpu.size_at(int(p)) < need for p in pointers):
                     self._error(f"calibration batch does not hold the calibration profile's opt shape "
-                                f"({opt_batch} frames, {need} bytes)")
+                                f"({opt_batch} frames of {item.name}, {need} bytes)")
                     return False
-                gpu.view(int(pointers[0]), need)
+                values = gpu.view(int(pointers[0]), need).view(item)
+                rec("trt.calibration-batch", float(values.astype(np.float64).mean()))
                 batches += 1
             if not batches:
                 self._error("calibration failed: the calibrator gave no batch")
