@@ -182,12 +182,24 @@ def outputs_from_buffers(named: dict[str, np.ndarray], b: int) -> Outputs:
     return Outputs(maps, score, heads)
 
 
-def engine_max_batch(engine: Any, spec: TensorSpec) -> int:
-    """The largest batch the engine's first optimisation profile allows (fixed batch engines: that batch)."""
+def engine_batches(engine: Any, spec: TensorSpec) -> tuple[int, int]:
+    """(smallest, largest) batch of the engine's first optimisation profile (fixed batch: that batch twice)."""
     if spec.shape[0] != -1:
-        return spec.shape[0]
-    _, _, largest = engine.get_tensor_profile_shape(spec.name, 0)
-    return int(largest[0])
+        return spec.shape[0], spec.shape[0]
+    smallest, _, largest = engine.get_tensor_profile_shape(spec.name, 0)
+    return int(smallest[0]), int(largest[0])
+
+
+def check_whole_batches(n: int, batches: tuple[int, int], dynamic: bool, engine_name: str, dla_core: int) -> None:
+    """A dynamic engine whose profile holds one batch (min = opt = max, as every DLA engine) runs only that
+    batch: refuse any other frame count up front, instead of TensorRT refusing a smaller last chunk midway."""
+    smallest, largest = batches
+    if not dynamic or smallest != largest or n % largest == 0:
+        return
+    why = f"DLA core {dla_core} runs only the batch it was built for" if dla_core != NO_DLA else \
+        "its optimisation profile holds that one batch"
+    raise EngineMismatch(f"{engine_name} runs batches of exactly {largest} frames ({why}); got {n}: send a "
+                         f"multiple of {largest} frames, or rebuild with --max-batch {n}")
 
 
 # ---------------------------------------------------------------- the backend
@@ -280,12 +292,14 @@ class TensorRTBackend:
             self.input_size = check_io_contract(tensors)
             image = next(t for t in tensors if t.name == INPUT_NAME)
             self._dynamic = image.shape[0] == -1
-            self.max_batch = engine_max_batch(res.engine, image)
+            self._batches = engine_batches(res.engine, image)
+            self.max_batch = self._batches[1]
             self.plan: BufferPlan = plan_buffers(tensors, self.max_batch, self.zero_copy)
             self._alloc: dict[str, Allocation] = {
                 b.name: res.cuda.allocate(b.shape, b.dtype, b.mapped) for b in self.plan.buffers}
             self._bind_addresses()
         self.providers = [f"TensorRT {self._api.version}", res.cuda.name]
+        self.dla_core = info.dla_core
         self._current = 0       # batch size the context's input shape is set to (0: none yet)
 
     def _bind_addresses(self) -> None:
@@ -348,6 +362,7 @@ class TensorRTBackend:
         if self._res.cuda is None:
             raise RuntimeError(f"{self.name} backend for {self.engine_path.name} is closed")
         batch = check_batch(batch_bgr, self.input_size)
+        check_whole_batches(batch.shape[0], self._batches, self._dynamic, self.engine_path.name, self.dla_core)
         return Outputs.concat([self._run_chunk(batch[start:stop])
                                for start, stop in batch_chunks(batch.shape[0], self.max_batch)])
 

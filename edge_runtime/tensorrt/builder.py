@@ -65,15 +65,72 @@ class BuildResult:
 
 # ---------------------------------------------------------------- logging and progress
 
+# ---------------------------------------------------------------- where a DLA engine's layers run
+
+DLA_REPORT_HEADERS = ("layers running on dla", "layers running on gpu")
+#: The tags of TensorRT's builder report of a DLA build, logged one line per message under the headers
+#: "Layers running on DLA:" and "Layers running on GPU:" (NVIDIA/TensorRT samples/sampleCudla/README.md).
+DLA_REPORT_TAGS = {"[DlaLayer]": "dla", "[GpuLayer]": "gpu"}
+
+
+@dataclass(frozen=True)
+class LayerPlacement:
+    """Where the layers of a DLA engine run. `source` says how it is known: "builder report" (what TensorRT
+    placed) or "can_run_on_DLA" (asked per network layer when the builder logged no report)."""
+
+    source: str
+    dla: tuple[str, ...]
+    gpu: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "dla": list(self.dla), "gpu": list(self.gpu)}
+
+
+class PlacementLog:
+    """Collects the DLA/GPU layer report from the builder's log messages (any severity, any thread)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.layers: dict[str, list[str]] = {"dla": [], "gpu": []}
+
+    def feed(self, msg: str) -> None:
+        for line in str(msg).splitlines():
+            text = line.strip()
+            if any(h in text.lower() for h in DLA_REPORT_HEADERS):
+                self.seen = True
+                continue
+            for tag, where in DLA_REPORT_TAGS.items():
+                if self.seen and text.startswith(tag):
+                    self.layers[where].append(text[len(tag):].strip().rstrip(","))
+
+    def placement(self) -> Optional[LayerPlacement]:
+        if not self.seen:
+            return None
+        return LayerPlacement("builder report", tuple(self.layers["dla"]), tuple(self.layers["gpu"]))
+
+
+def dla_capability(config: Any, network: Any) -> LayerPlacement:
+    """`IBuilderConfig.can_run_on_DLA` per network layer: where TensorRT can place each one."""
+    where: dict[str, list[str]] = {"dla": [], "gpu": []}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        kind = str(layer.type).rsplit(".", 1)[-1]
+        where["dla" if config.can_run_on_DLA(layer) else "gpu"].append(f"{kind}: {layer.name}")
+    return LayerPlacement("can_run_on_DLA", tuple(where["dla"]), tuple(where["gpu"]))
+
+
 def _make_logger(trt: Any, console: Console, verbose: bool) -> Any:
-    """A logger that remembers errors (for the failure message) and prints warnings only when verbose."""
+    """A logger that remembers errors (for the failure message) and the DLA placement report, and prints
+    warnings only when verbose."""
 
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
+            self.placement = PlacementLog()
 
         def log(self, severity: Any, msg: str) -> None:
+            self.placement.feed(msg)
             if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
                 self.errors.append(str(msg))
                 console.print(f"TensorRT: {msg}", style="red", markup=False)
@@ -305,7 +362,7 @@ def _pin_float_layers(trt: Any, network: Any, layer_types: tuple[str, ...]) -> i
 
 
 def _add_profile(builder: Any, config: Any, inputs: list[Any], recipe: Recipe) -> Optional[Any]:
-    """A dynamic batch needs an optimisation profile: min 1, opt = max = max_batch."""
+    """A dynamic batch needs an optimisation profile: the recipe's (min 1, or the one batch for DLA)."""
     if not recipe.batch.dynamic:
         return None
     profile = builder.create_optimization_profile()
@@ -381,6 +438,18 @@ def _load_timing_cache(config: Any, path: Path, console: Console) -> Any:
     return cache
 
 
+def _dla_placement(logger: Any, config: Any, network: Any, key: EngineKey,
+                   console: Console) -> Optional[LayerPlacement]:
+    """For a DLA build: the builder's report, else can_run_on_DLA per layer; warns when nothing runs on DLA."""
+    if key.dla_core == NO_DLA:
+        return None
+    placement = logger.placement.placement() or dla_capability(config, network)
+    if not placement.dla:
+        console.print(f"[yellow]no layer runs on DLA core {key.dla_core}: TensorRT placed all "
+                      f"{len(placement.gpu)} on the GPU ({placement.source})[/yellow]")
+    return placement
+
+
 def _serialize(trt: Any, builder: Any, network: Any, config: Any, api: ApiPlan, console: Console,
                label: str) -> Any:
     if api.progress_monitor:
@@ -424,7 +493,9 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
                            "Run again with --verbose for the builder log, or give it more --workspace-mb.")
     if timing is not None:
         atomic_write(tc_path, bytes(config.get_timing_cache().serialize()))
+    placement = _dla_placement(logger, config, network, recipe.key, console)
     record = {"plan": asdict(recipe.plan), "batch_profile": list(recipe.batch.shapes),
+              "layer_placement": placement.to_dict() if placement else None,
               "workspace_mb": settings.workspace_mb, "pinned_float_layers": pinned, "seconds": round(seconds, 2),
               "api": api.to_dict(), "device": target.device.to_dict(),
               "timing_cache": tc_path.name if timing is not None else None, "calibration_cache": calibration_cache}

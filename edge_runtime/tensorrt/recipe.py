@@ -102,29 +102,35 @@ def plan_precision(precision: str, api: ApiPlan, models: Mapping[str, str], *,
 @dataclass(frozen=True)
 class BatchProfile:
     """min/opt/max of the batch dimension. A dynamic batch gets one profile, min 1 and opt = max (the
-    legacy calibrator feeds batches of the opt size); a fixed-batch graph has no choice."""
+    legacy calibrator feeds batches of the opt size); a fixed-batch graph has no choice. A DLA build is
+    `single`: DLA has no dynamic dimensions, so min = opt = max and the engine runs only that batch (NVIDIA,
+    "DLA Supported Layers and Restrictions": the profile's min, max and opt must be equal for wildcard
+    dimensions, and the runtime dimensions must be those used for building)."""
 
     dynamic: bool
     max_batch: int
+    single: bool = False
 
     @property
     def shapes(self) -> tuple[int, int, int]:
-        return (1, self.max_batch, self.max_batch) if self.dynamic else (self.max_batch,) * 3
+        lowest = 1 if self.dynamic and not self.single else self.max_batch
+        return (lowest, self.max_batch, self.max_batch)
 
     @property
     def opt(self) -> int:
         return self.shapes[1]
 
 
-def batch_profile(manifest: dict, onnx_name: str, max_batch: Optional[int]) -> BatchProfile:
+def batch_profile(manifest: dict, onnx_name: str, max_batch: Optional[int], dla: bool = False) -> BatchProfile:
     """The manifest's input batch (an int when fixed, a name such as "N" when dynamic) and the asked
-    --max-batch; asking a fixed-batch graph for another batch is refused, never silently ignored."""
+    --max-batch; asking a fixed-batch graph for another batch is refused, never silently ignored. For DLA the
+    profile holds one batch (--max-batch, default 1)."""
     shape = (manifest.get("input") or {}).get("shape") or ["N"]
     fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     if max_batch is not None and max_batch < 1:
         raise BuildRequestError(f"--max-batch must be ≥ 1, got {max_batch}")
     if fixed is None:
-        return BatchProfile(True, max_batch or 1)
+        return BatchProfile(True, max_batch or 1, single=dla)
     if max_batch is not None and max_batch != fixed:
         raise BuildRequestError(
             f"{onnx_name} has a fixed batch of {fixed}, so --max-batch {max_batch} cannot apply: build with "
@@ -321,8 +327,8 @@ def make_recipe(bundle: BundleLike, request: EngineRequest, api: ApiPlan, device
     plan = plan_precision(request.precision, api, bundle_models(bundle),
                           legacy_calibrator=request.legacy_calibrator,
                           has_calibration_tensors=calibration_tensors(bundle) is not None)
-    batch = batch_profile(bundle.manifest, plan.onnx_name, request.max_batch)
     dla = check_dla(request.dla_core, request.gpu_fallback, plan.precision, api, device)
+    batch = batch_profile(bundle.manifest, plan.onnx_name, request.max_batch, dla != NO_DLA)
     plugins = required_plugins(bundle.manifest)
     check_plugins(plugins, api)
     flags = plan.builder_flags + (("GPU_FALLBACK",) if request.gpu_fallback else ())

@@ -266,3 +266,46 @@ def test_rule_calibration_float32(tmp_path, fed, ok):
         assert ("trt.calibration-batch", 200.0) in gpu.calls
     else:
         assert "float32" in logger.messages[-1][1]
+
+
+def _dla(trt, config, fallback: bool) -> None:
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = 0
+    config.set_flag(trt.BuilderFlag.FP16)
+    if fallback:
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+
+def test_rule_dla_static_profile(tmp_path):
+    trt = make_tensorrt(RELEASES["10.3"], FakeGpu())
+    logger, builder, network, config, _, _ = _network(trt, tmp_path)     # profile 1–2–2
+    _dla(trt, config, fallback=False)
+    assert builder.build_serialized_network(network, config) is None
+    assert "min, opt and max must be equal" in logger.messages[-1][1]
+    logger, builder, network, config, _, _ = _network(trt, tmp_path)
+    _dla(trt, config, fallback=True)
+    assert builder.build_serialized_network(network, config) is not None
+    report = [m for _, m in logger.messages]
+    assert not [m for m in report if m.startswith("[DlaLayer]")]           # every layer fell back to the GPU
+
+
+def test_rule_dla_report(tmp_path):
+    trt = make_tensorrt(RELEASES["10.3"], FakeGpu())
+    logger, builder, network, config, profile, _ = _network(trt, tmp_path, batch=2)   # a fixed batch
+    _dla(trt, config, fallback=True)
+    assert builder.build_serialized_network(network, config) is not None
+    report = [m for severity, m in logger.messages if severity == trt.ILogger.INFO]
+    dla_at, gpu_at = report.index("--------------- Layers running on DLA:"), \
+        report.index("--------------- Layers running on GPU:")
+    assert all(m.startswith("[DlaLayer] {ForeignNode[") for m in report[dla_at + 1:gpu_at])
+    assert {m.split(":")[0] for m in report[gpu_at + 1:]} == {"[GpuLayer] CAST", "[GpuLayer] TOPK"}
+
+
+def test_rule_can_run_on_dla(tmp_path):
+    trt = make_tensorrt(RELEASES["10.3"], FakeGpu())
+    _, _, network, config, _, _ = _network(trt, tmp_path, batch=2)
+    answers = {network.get_layer(i).type.name: config.can_run_on_DLA(network.get_layer(i))
+               for i in range(network.num_layers)}
+    assert answers["TOPK"] is False and answers["CAST"] is False and answers["ELEMENTWISE"] is True
+    _, _, dynamic, config, _, _ = _network(trt, tmp_path)                   # profile 1–2–2: nothing on DLA
+    assert not any(config.can_run_on_DLA(dynamic.get_layer(i)) for i in range(dynamic.num_layers))

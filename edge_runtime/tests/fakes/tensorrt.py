@@ -64,6 +64,12 @@ from .tensorrt_plugin import (
 RULES = {
     "calibration-float32": "Polygraphy backend/trt/calibrator.py @ v10.16 (Calibrator.set_input_metadata) and "
                            "CHANGELOG 0.49.10: TensorRT reads every non-index calibration input as float32",
+    "dla-static-profile": "TensorRT docs, DLA Supported Layers and Restrictions (General Restrictions): no dynamic "
+                          "dimensions on DLA, the profile's min, opt and max must be equal; with GPU fallback the "
+                          "layers run on the GPU",
+    "dla-report": "samples/sampleCudla/README.md @ v10.16: the builder logs 'Layers running on DLA:' with "
+                  "[DlaLayer] {ForeignNode[...]} lines, then 'Layers running on GPU:'",
+    "can-run-on-dla": "python/src/infer/pyCore.cpp @ release/8.5 … v11.1: IBuilderConfig.can_run_on_DLA(layer)",
 }
 
 
@@ -477,6 +483,18 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
         def get_timing_cache(self):
             return self._timing
 
+        def can_run_on_DLA(self, layer):
+            """pyCore.cpp (release/8.5 to v11.1) binds IBuilderConfig.canRunOnDLA; DLA runs neither the layer types
+            it lacks nor dynamic dimensions ("DLA Supported Layers and Restrictions")."""
+            return release.dla and layer.type not in dla_unsupported and not dynamic_profile(layer._network, self)
+
+    def dynamic_profile(network, config) -> bool:
+        """A dynamic input whose profile has min ≠ max: DLA cannot run it (the profile's min, max and opt must be
+        equal for wildcard dimensions: "DLA Supported Layers and Restrictions", General Restrictions)."""
+        profile = config._profiles[0] if config._profiles else None
+        return any(-1 in t.shape and profile is not None and t.name in profile._shapes
+                   and profile._shapes[t.name][0] != profile._shapes[t.name][2] for t in network._inputs)
+
     class IHostMemory(bytes):
         nbytes = property(len)
 
@@ -541,6 +559,29 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                 f"TRT-{release.version}-EntropyCalibration2\n{names[0]}: 3c010a14\n".encode()))
             return True
 
+        def _report_placement(self, network, config):
+            """The builder's DLA report, one INFO message per line: consecutive DLA layers form one
+            {ForeignNode[first...last]} (samples/sampleCudla/README.md @ v10.16 shows the DLA lines; the GPU
+            lines here follow the same pattern with the layer type)."""
+            groups, run = [], []
+            for layer in network._layers:
+                if config.can_run_on_DLA(layer):
+                    run.append(layer.name)
+                    continue
+                if run:
+                    groups.append(run)
+                run = []
+            if run:
+                groups.append(run)
+            log(self._logger, ILogger.INFO, "--------------- Layers running on DLA:")
+            for g in groups:
+                span = g[0] if len(g) == 1 else f"{g[0]}...{g[-1]}"
+                log(self._logger, ILogger.INFO, f"[DlaLayer] {{ForeignNode[{span}]}},")
+            log(self._logger, ILogger.INFO, "--------------- Layers running on GPU:")
+            for layer in network._layers:
+                if not config.can_run_on_DLA(layer):
+                    log(self._logger, ILogger.INFO, f"[GpuLayer] {layer.type.name}: {layer.name},")
+
         def build_serialized_network(self, network, config):
             rec("trt.build_serialized_network")
             if network._errors:
@@ -567,9 +608,14 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                 if release.weak_typing and not ({"FP16", "INT8"} & config._flags):
                     return self._error("DLA supports only FP16 and INT8: set BuilderFlag.FP16 or INT8")
                 if "GPU_FALLBACK" not in config._flags:
+                    if dynamic_profile(network, config):
+                        return self._error("DLA does not support dynamic dimensions: the optimization profile's "
+                                           "min, opt and max must be equal")
                     bad = [layer.type.name for layer in network._layers if layer.type in dla_unsupported]
                     if bad:
                         return self._error(f"{bad[0]} layer cannot run on DLA and GPU fallback is not enabled")
+                if getattr(trt, "_log_dla_report", True):
+                    self._report_placement(network, config)
             explicit_q = any(la.type in (LayerType.QUANTIZE, LayerType.DEQUANTIZE) for la in network._layers)
             if "INT8" in config._flags and release.implicit_int8 and not explicit_q:   # Polygraphy config.py
                 if config.int8_calibrator is None:
