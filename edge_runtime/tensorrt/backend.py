@@ -349,9 +349,7 @@ class TensorRTBackend:
                 if b not in res.graphs:
                     self._enqueue_with_copies()  # TensorRT allocates on the first enqueue: not inside capture
                     res.cuda.synchronize()
-                    res.cuda.begin_capture()
-                    self._enqueue_with_copies()
-                    res.graphs[b] = res.cuda.end_capture()
+                    res.graphs[b] = res.cuda.capture(self._enqueue_with_copies)
                 res.cuda.launch(res.graphs[b])
             else:
                 self._enqueue_with_copies()

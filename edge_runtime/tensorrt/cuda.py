@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any, Optional
@@ -27,6 +28,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import CudaUnavailable
+
+log = logging.getLogger(__name__)
 
 CUDA_HINT = ("install a CUDA Python binding whose major version matches the driver's CUDA: "
              "JetPack 5 (CUDA 11.4): pip install 'cuda-python>=11.4,<12' or pycuda; "
@@ -238,17 +241,40 @@ class CudaPythonMemory:
     def synchronize(self) -> None:
         check(self._rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize", self._rt)
 
-    def begin_capture(self) -> None:
+    def capture(self, work: Callable[[], None]) -> Any:
+        """An executable graph of what `work` enqueues on the stream. A failure inside ends the capture and
+        destroys the partial graph: a stream left capturing fails every later call on it."""
         rt = self._rt
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         check(rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture", rt)
-
-    def end_capture(self) -> Any:
-        rt = self._rt
+        try:
+            work()
+        except BaseException:
+            self._end_failed_capture()
+            raise
         graph = check(rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture", rt)
-        exe = instantiate_graph(rt, graph)
+        try:
+            exe = instantiate_graph(rt, graph)
+        except BaseException:
+            self._report(rt.cudaGraphDestroy(graph), "cudaGraphDestroy (graph that did not instantiate)")
+            raise
         self._graphs.append((graph, exe))
         return exe
+
+    def _end_failed_capture(self) -> None:
+        """Leave capture mode after a failure; a capture CUDA invalidated ends with an error and no graph."""
+        result = self._rt.cudaStreamEndCapture(self._stream)
+        graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+        if int(result[0] if isinstance(result, tuple) else result) == 0 and graph is not None:
+            self._report(self._rt.cudaGraphDestroy(graph), "cudaGraphDestroy (partial graph)")
+
+    def _report(self, result: Any, what: str) -> bool:
+        """Log a failed CUDA call where raising would hide the error being handled; True when it succeeded."""
+        err = result[0] if isinstance(result, tuple) else result
+        if int(err) == 0:
+            return True
+        log.warning("%s failed with %s", what, error_name(err))
+        return False
 
     def launch(self, graph: Any) -> None:
         check(self._rt.cudaGraphLaunch(graph, self._stream), "cudaGraphLaunch", self._rt)
@@ -330,11 +356,8 @@ class PyCudaMemory:
         with self.activate():
             self._stream.synchronize()
 
-    def begin_capture(self) -> None:
+    def capture(self, work: Callable[[], None]) -> Any:
         raise CudaUnavailable("CUDA-graph capture needs cuda-python; pycuda cannot (use_cuda_graph=False)")
-
-    def end_capture(self) -> Any:
-        raise CudaUnavailable("CUDA-graph capture needs cuda-python")
 
     def launch(self, graph: Any) -> None:
         raise CudaUnavailable("CUDA-graph launch needs cuda-python")

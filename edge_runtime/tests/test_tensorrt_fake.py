@@ -309,3 +309,17 @@ def test_rule_can_run_on_dla(tmp_path):
     assert answers["TOPK"] is False and answers["CAST"] is False and answers["ELEMENTWISE"] is True
     _, _, dynamic, config, _, _ = _network(trt, tmp_path)                   # profile 1–2–2: nothing on DLA
     assert not any(config.can_run_on_DLA(dynamic.get_layer(i)) for i in range(dynamic.num_layers))
+
+
+def test_rule_capture_invalidation():
+    from edge_runtime.tests.fakes.cudart import cudaError_t, make_cudart
+
+    gpu = FakeGpu()
+    rt = make_cudart(gpu, 12)
+    stream = rt.cudaStreamCreateWithFlags(1)[1]
+    rt.cudaStreamBeginCapture(stream, 1)
+    assert rt.cudaStreamSynchronize(stream)[0] == cudaError_t.cudaErrorStreamCaptureUnsupported
+    assert gpu.capturing(stream)                               # still capturing until the capture ends
+    assert rt.cudaStreamEndCapture(stream) == (cudaError_t.cudaErrorStreamCaptureInvalidated, None)
+    assert not gpu.capturing(stream) and rt.cudaStreamSynchronize(stream)[0] == 0
+    assert gpu.live() == ["stream"]                            # no graph was made

@@ -6,6 +6,10 @@ Runtime API references:
   `(graph, flags)` → (err, exec). `cudaGraphInstantiateWithFlags(graph, flags)` → (err, exec) from CUDA 11.4.
 * A binding newer than the driver imports fine and fails every call with `cudaErrorInsufficientDriver` (35):
   what cuda-python 13 does on this machine, and cuda-python 12 on JetPack 5's CUDA 11.4 driver.
+* Stream capture (CUDA Runtime API, cudaStreamBeginCapture / cudaStreamEndCapture): a capture-illegal call on a
+  capturing stream, such as cudaStreamSynchronize, fails with cudaErrorStreamCaptureUnsupported and invalidates
+  the capture; the stream stays in capture mode until cudaStreamEndCapture, which then returns
+  cudaErrorStreamCaptureInvalidated and no graph.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ from .gpu import FakeGpu
 class cudaError_t(enum.IntEnum):  # noqa: N801  (cuda-python's name)
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
+    cudaErrorMemoryAllocation = 2
     cudaErrorInsufficientDriver = 35
     cudaErrorInvalidResourceHandle = 400
+    cudaErrorIllegalAddress = 700
+    cudaErrorStreamCaptureUnsupported = 900
+    cudaErrorStreamCaptureInvalidated = 901
 
 
 class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
@@ -93,8 +101,9 @@ def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flag
         return (ok,)
 
     def stream_sync(stream):
-        if gpu.capturing(stream):
-            return (cudaError_t.cudaErrorInvalidValue,)    # illegal inside a capture
+        if gpu.capturing(stream):                           # capture-illegal: it invalidates the capture
+            gpu.invalidate_capture(stream)
+            return (cudaError_t.cudaErrorStreamCaptureUnsupported,)
         return (ok,)
 
     def begin_capture(stream, mode):
@@ -102,7 +111,8 @@ def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flag
         return (ok,)
 
     def end_capture(stream):
-        return (ok, gpu.end_capture(stream))
+        graph = gpu.end_capture(stream)
+        return (ok, graph) if graph is not None else (cudaError_t.cudaErrorStreamCaptureInvalidated, None)
 
     def instantiate_with_flags(graph, flags):
         return (ok, gpu.instantiate(graph))

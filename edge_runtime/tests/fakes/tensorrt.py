@@ -70,6 +70,9 @@ RULES = {
     "dla-report": "samples/sampleCudla/README.md @ v10.16: the builder logs 'Layers running on DLA:' with "
                   "[DlaLayer] {ForeignNode[...]} lines, then 'Layers running on GPU:'",
     "can-run-on-dla": "python/src/infer/pyCore.cpp @ release/8.5 … v11.1: IBuilderConfig.can_run_on_DLA(layer)",
+    "capture-invalidation": "CUDA Runtime API, cudaStreamBeginCapture / cudaStreamEndCapture (fakes/cudart.py): a "
+                            "capture-illegal call invalidates the capture, which stays open until EndCapture "
+                            "returns cudaErrorStreamCaptureInvalidated and no graph",
 }
 
 
