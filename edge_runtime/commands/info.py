@@ -27,11 +27,14 @@ def _key_text(key: dict | None) -> str:
     dla = f" dla{key.get('dla_core')}" if key.get("dla_core", -1) not in (-1, None) else ""
     ranged = key.get("dynamic_batch") and not dla          # a DLA profile holds one batch
     batch = f"batch 1–{key.get('max_batch')}" if ranged else f"batch {key.get('max_batch')}"
+    workspace = f"workspace {key['workspace_mb']} MiB" if key.get("workspace_mb") else "workspace default"
+    kernel = (f" (kernel {str(key.get('plugin_kernel_sha256'))[:12]}, Triton {key.get('triton_version')}, "
+              f"tiles {key.get('plugin_tiles')})") if key.get("plugin_kernel_sha256") else ""
     return (f"{key.get('precision')}/{key.get('variant')} · {key.get('gpu_name')} sm{key.get('compute_capability')} "
             f"{key.get('sm_count')} SMs {key.get('memory_mib')} MiB · TensorRT {key.get('tensorrt_version')} · "
-            f"{batch}{dla} · flags {','.join(key.get('builder_flags', [])) or '–'} · float "
-            f"{','.join(key.get('float_layers', [])) or '–'} · plugins {','.join(key.get('plugins', [])) or '–'} · "
-            f"{key.get('onnx_name')} {str(key.get('onnx_sha256', ''))[:12]}")
+            f"{batch}{dla} · {workspace} · flags {','.join(key.get('builder_flags', [])) or '–'} · float "
+            f"{','.join(key.get('float_layers', [])) or '–'} · plugins {','.join(key.get('plugins', [])) or '–'}"
+            f"{kernel} · {key.get('onnx_name')} {str(key.get('onnx_sha256', ''))[:12]}")
 
 
 def _placement_text(placement: dict | None) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union  # noqa: UP035 (TensorRT reads these hints at registration)
 
 from edge_runtime.kernels import graph_attention_triton as kernels
+from edge_runtime.kernels.tiles import PLUGIN_TILES
 
 PLUGIN_NAMESPACE = "slsg"
 PLUGIN_NAME = "GraphAttention"
@@ -143,8 +144,9 @@ def compile_kernel(dtype: str, k: int = kernels.DEFAULT_K, dilation: int = kerne
 _registered = False
 
 
-def register_plugin(tiles: kernels.TileConfig = kernels.TileConfig()) -> None:
-    """Register `slsg::GraphAttention` with TensorRT (idempotent). Call before parsing the ONNX model."""
+def register_plugin(tiles: kernels.TileConfig = PLUGIN_TILES) -> None:
+    """Register `slsg::GraphAttention` with TensorRT (idempotent). Call before parsing the ONNX model. The
+    engine cache key records PLUGIN_TILES (edge_runtime.kernels.identity): build with those."""
     global _registered
     if _registered:
         return

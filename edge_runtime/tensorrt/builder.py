@@ -50,7 +50,7 @@ class BuildSettings:
 
     def request(self) -> EngineRequest:
         return EngineRequest(self.precision, self.legacy_calibrator, self.max_batch, self.dla_core,
-                             self.gpu_fallback)
+                             self.gpu_fallback, self.workspace_mb)
 
 
 @dataclass
@@ -474,8 +474,8 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
     parser = _parse(trt, network, logger, recipe, api)   # kept alive with the network until the build ends
     inputs = _check_network_batch(network, recipe)
     config = builder.create_builder_config()
-    if settings.workspace_mb:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_mb) << 20)
+    if recipe.key.workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, recipe.key.workspace_mb << 20)
     _set_flags(trt, config, recipe.key, api)
     _configure_dla(trt, builder, config, recipe.key)
     pinned = _pin_float_layers(trt, network, recipe.key.float_layers)
@@ -496,7 +496,7 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
     placement = _dla_placement(logger, config, network, recipe.key, console)
     record = {"plan": asdict(recipe.plan), "batch_profile": list(recipe.batch.shapes),
               "layer_placement": placement.to_dict() if placement else None,
-              "workspace_mb": settings.workspace_mb, "pinned_float_layers": pinned, "seconds": round(seconds, 2),
+              "pinned_float_layers": pinned, "seconds": round(seconds, 2),
               "api": api.to_dict(), "device": target.device.to_dict(),
               "timing_cache": tc_path.name if timing is not None else None, "calibration_cache": calibration_cache}
     return bytes(serialized), record

@@ -25,7 +25,7 @@ from .versions import ApiPlan
 
 ENGINES_DIR = "engines"
 SIDECAR_SCHEMA = "slsg.engine"
-SIDECAR_VERSION = 2
+SIDECAR_VERSION = 3   # 3: the key holds the workspace and the plugin's kernel sources, Triton and tiles
 
 
 def engines_dir(bundle_root: Path) -> Path:
@@ -135,7 +135,8 @@ def _check(path: Path, data: dict, key: EngineKey) -> CacheLookup:
         return CacheLookup(None, f"cached engine {path.name} was built for another target: {'; '.join(diff)}")
     if sha256_file(path) != want_sha:
         return CacheLookup(None, f"cached engine {path.name} is damaged (sha256 differs from its sidecar)")
-    return CacheLookup(path, f"cached engine {path.name} matches this GPU, TensorRT, build settings and ONNX")
+    return CacheLookup(path, f"cached engine {path.name} matches this GPU, TensorRT, build settings, ONNX "
+                             "and plugin kernel")
 
 
 def _closest_miss(bundle_root: Path, key: EngineKey) -> str:

@@ -1,6 +1,7 @@
 """What an engine is made of, decided before TensorRT is touched: which bundle ONNX file and builder
-flags per precision and TensorRT version, the batch profile, the DLA core, the plugins — and the cache key
-that holds all of it with the GPU it is built for. Pure: every rule here is tested without TensorRT.
+flags per precision and TensorRT version, the batch profile, the DLA core, the workspace, the plugins (with
+the kernel sources, Triton and tiles compiled into them) — and the cache key that holds all of it with the GPU
+it is built for. Every rule here is tested without TensorRT.
 
 ≤ 10.x: FP16 = the FP16 flag on the fp32 graph; INT8 = the Q/DQ graph with INT8 (+FP16 for layers left
 without Q/DQ), or — when asked and the bundle carries calibration tensors — the legacy entropy calibrator
@@ -18,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Protocol
+
+from edge_runtime.kernels.identity import plugin_build
 
 from .cuda import DeviceInfo
 from .errors import BuildRequestError, PluginUnsupported, PrecisionError
@@ -202,6 +205,10 @@ class EngineKey:
     dla_core: int                 # NO_DLA (-1): the GPU
     onnx_name: str
     onnx_sha256: str
+    workspace_mb: int             # 0: TensorRT's default (all device memory); tactics depend on it
+    plugin_kernel_sha256: str     # "" without the plugin: the kernel + plugin sources compiled into the engine
+    triton_version: str           # "" without the plugin: the Triton that compiled the kernel's PTX
+    plugin_tiles: str             # "" without the plugin: TileConfig of the compiled kernel
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -219,7 +226,7 @@ class EngineKey:
                 if not isinstance(value, list):
                     raise TypeError(f"{f.name} must be a list")
                 out[f.name] = tuple(str(v) for v in value)
-            elif f.name in ("sm_count", "memory_mib", "max_batch", "dla_core"):
+            elif f.name in ("sm_count", "memory_mib", "max_batch", "dla_core", "workspace_mb"):
                 out[f.name] = int(value)
             elif f.name == "dynamic_batch":
                 out[f.name] = bool(value)
@@ -269,15 +276,18 @@ class EngineRequest:
     max_batch: Optional[int] = None     # None: the graph's fixed batch, or 1 for a dynamic batch
     dla_core: Optional[int] = None      # None: the GPU
     gpu_fallback: bool = False
+    workspace_mb: Optional[int] = None  # None: TensorRT's default
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> EngineRequest:
-        return cls(str(d["precision"]), bool(d.get("legacy_calibrator", False)),
-                   None if d.get("max_batch") is None else int(d["max_batch"]),
-                   None if d.get("dla_core") is None else int(d["dla_core"]), bool(d.get("gpu_fallback", False)))
+        def number(name: str) -> Optional[int]:
+            return None if d.get(name) is None else int(d[name])
+
+        return cls(str(d["precision"]), bool(d.get("legacy_calibrator", False)), number("max_batch"),
+                   number("dla_core"), bool(d.get("gpu_fallback", False)), number("workspace_mb"))
 
 
 @dataclass(frozen=True)
@@ -333,7 +343,10 @@ def make_recipe(bundle: BundleLike, request: EngineRequest, api: ApiPlan, device
     check_plugins(plugins, api)
     flags = plan.builder_flags + (("GPU_FALLBACK",) if request.gpu_fallback else ())
     cc = f"{device.compute_capability[0]}.{device.compute_capability[1]}"
+    kernel = plugin_build() if plugins else None
     key = EngineKey(device.name, cc, device.sm_count, device.memory_mib, tensorrt_version, plan.precision,
                     plan.variant, flags, plan.pinned_float_layers, tuple(plugins), batch.max_batch,
-                    batch.dynamic, dla, plan.onnx_name, onnx_sha256(bundle.manifest, plan.onnx_name))
+                    batch.dynamic, dla, plan.onnx_name, onnx_sha256(bundle.manifest, plan.onnx_name),
+                    request.workspace_mb or 0, kernel.kernel_sha256 if kernel else "",
+                    kernel.triton_version if kernel else "", kernel.tiles if kernel else "")
     return Recipe(request, plan, batch, tuple(plugins), key, Path(bundle.root) / plan.onnx_name)

@@ -175,6 +175,16 @@ def test_a_rebuild_says_in_one_line_what_differs(tmp_path, fake_trt):
     assert _build(bundle, precision="fp16", force=True).reason == "--force"
 
 
+def test_another_workspace_is_a_rebuild_with_that_workspace(tmp_path, fake_trt):
+    fake = fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    _build(bundle, precision="fp16", workspace_mb=64)
+    again = _build(bundle, precision="fp16", workspace_mb=128)
+    assert not again.cached and "workspace_mb 64 ≠ 128" in again.reason
+    assert [c[2] for c in fake.gpu.calls if c[0] == "trt.set_memory_pool_limit"] == [64 << 20, 128 << 20]
+    assert _build(bundle, precision="fp16", workspace_mb=128).cached
+
+
 # ---------------------------------------------------------------- the backend's checks
 
 def test_an_input_shape_the_engine_refuses_is_an_error_not_garbage(tmp_path, fake_trt):
