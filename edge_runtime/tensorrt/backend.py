@@ -24,7 +24,7 @@ from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT, SCORE_OUTPUT, Ou
 
 from .cache import read_sidecar
 from .cuda import Allocation, open_cuda, query_device
-from .errors import CudaUnavailable, EngineMismatch, TensorRTError
+from .errors import CudaUnavailable, DeviceMemoryError, EngineMismatch, TensorRTError
 from .recipe import NO_DLA, check_plugins
 from .versions import ApiPlan, api_plan, load_tensorrt
 
@@ -228,6 +228,21 @@ def engine_info(engine_path: Path) -> EngineInfo:
                       int(key.get("dla_core", NO_DLA)), tuple(key.get("plugins", [])))
 
 
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
+
+
+def no_context_message(engine_name: str, engine: Any) -> str:
+    """Why `create_execution_context()` gave None: it allocates the engine's activation memory (NvInferRuntime.h,
+    ExecutionContextAllocationStrategy kSTATIC) and returns nullptr — None here — when it cannot."""
+    size = getattr(engine, "device_memory_size_v2", None)      # 10.1+; device_memory_size before (gone in 11)
+    size = size if size is not None else getattr(engine, "device_memory_size", None)
+    need = f"{_amount(int(size))} of activation memory" if size is not None else "its activation memory"
+    return (f"TensorRT could not create an execution context for {engine_name}: the device is out of memory "
+            f"(the context needs {need}). Free device memory — stop other GPU processes or engines — or rebuild "
+            "with a smaller --max-batch")
+
+
 class _Resources:
     """Everything the backend opened, released in reverse order (context, engine, runtime, then CUDA
     memory and stream). Held apart from the backend so a finalizer can release it at exit."""
@@ -288,6 +303,8 @@ class TensorRTBackend:
                     f"TensorRT {self._api.version} could not load {self.engine_path.name} (built by another "
                     "TensorRT or for another GPU?); rebuild it: slsg-edge build BUNDLE --force")
             res.context = res.engine.create_execution_context()
+            if res.context is None:
+                raise DeviceMemoryError(no_context_message(self.engine_path.name, res.engine))
             tensors = engine_tensors(trt, res.engine)
             self.input_size = check_io_contract(tensors)
             image = next(t for t in tensors if t.name == INPUT_NAME)

@@ -76,6 +76,17 @@ def check(result: Any, what: str, cudart: Optional[ModuleType] = None) -> Any:
     return values[0] if len(values) == 1 else values
 
 
+def native_handle(obj: Any) -> int:
+    """The address a cuda-python object (a stream) wraps. cuda-bindings 13.0 (and 12.9.1) deprecate `int(obj)` for
+    it in favour of `cuda.bindings.utils.get_cuda_native_handle` (cuda-bindings 13.0.0 release notes); older
+    bindings have no such module and `int()` is their way."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
+
+
 def instantiate_graph(rt: ModuleType, graph: Any) -> Any:
     """An executable graph in every cuda-python major: `cudaGraphInstantiateWithFlags(graph, 0)` exists
     from CUDA 11.4 (JetPack 5.1) on and returns (err, exec) everywhere, while `cudaGraphInstantiate`
@@ -198,7 +209,7 @@ class CudaPythonMemory:
         self.device_index = device_index
         check(rt.cudaSetDevice(device_index), f"cudaSetDevice({device_index})", rt)
         self._stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreate", rt)
-        self.stream_handle = int(self._stream)
+        self.stream_handle = native_handle(self._stream)
         self._host: list[int] = []
         self._device: list[int] = []
         self._graphs: list[tuple[Any, Any]] = []
@@ -279,21 +290,23 @@ class CudaPythonMemory:
     def launch(self, graph: Any) -> None:
         check(self._rt.cudaGraphLaunch(graph, self._stream), "cudaGraphLaunch", self._rt)
 
-    def close(self) -> None:
-        """Free graphs, device and host memory, then the stream; safe to call twice."""
+    def close(self) -> list[str]:
+        """Free graphs, device and host memory, then the stream; safe to call twice. Every call is made even
+        when one fails (after a device fault they all fail with the sticky error); each failure is logged as a
+        warning and returned — cleanup runs in `close()`, `with` exits and finalizers, where raising would hide
+        the error that led there."""
         if self._closed:
-            return
+            return []
         self._closed = True
         rt = self._rt
-        for graph, exe in self._graphs:
-            rt.cudaGraphExecDestroy(exe)
-            rt.cudaGraphDestroy(graph)
-        for p in self._device:
-            rt.cudaFree(p)
-        for p in self._host:
-            rt.cudaFreeHost(p)
-        rt.cudaStreamDestroy(self._stream)
+        calls = [(rt.cudaGraphExecDestroy, exe, "cudaGraphExecDestroy") for _, exe in self._graphs]
+        calls += [(rt.cudaGraphDestroy, graph, "cudaGraphDestroy") for graph, _ in self._graphs]
+        calls += [(rt.cudaFree, p, "cudaFree") for p in self._device]
+        calls += [(rt.cudaFreeHost, p, "cudaFreeHost") for p in self._host]
+        calls.append((rt.cudaStreamDestroy, self._stream, "cudaStreamDestroy"))
+        failed = [what for fn, arg, what in calls if not self._report(fn(arg), what)]
         self._graphs, self._device, self._host = [], [], []
+        return failed
 
 
 class PyCudaMemory:
@@ -362,19 +375,25 @@ class PyCudaMemory:
     def launch(self, graph: Any) -> None:
         raise CudaUnavailable("CUDA-graph launch needs cuda-python")
 
-    def close(self) -> None:
-        """Free device and pinned memory and the stream inside the context, then release the context."""
+    def close(self) -> list[str]:
+        """Free device and pinned memory and the stream inside the context, then release the context. A free
+        that fails is logged and returned, and the rest still runs (the context must be released)."""
         if self._closed:
-            return
+            return []
         self._closed = True
+        failed = []
         with self.activate():
-            for dev in self._device.values():
-                dev.free()
-            for host in self._host:
-                host.base.free()
+            for what, allocation in [*(("mem_free", d) for d in self._device.values()),
+                                     *(("host free", h.base) for h in self._host)]:
+                try:
+                    allocation.free()
+                except self._drv.Error as exc:
+                    log.warning("pycuda %s failed: %s", what, exc)
+                    failed.append(what)
             self._stream = None
         self._device, self._host = {}, []
         self._ctx.detach()
+        return failed
 
 
 def open_cuda(device_index: int = 0) -> Any:

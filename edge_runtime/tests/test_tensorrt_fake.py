@@ -215,7 +215,8 @@ def _network(trt, tmp_path: Path, **model):
     """A parsed network of the test graph with a builder, config and a dynamic profile at batch 1–2–2."""
     logger = trt.Logger()
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    members = trt.NetworkDefinitionCreationFlag.__members__
+    network = builder.create_network(1 << members["EXPLICIT_BATCH"] if "EXPLICIT_BATCH" in members else 0)
     parser = trt.OnnxParser(network, logger)
     assert parser.parse_from_file(str(heads_model(tmp_path / "m.onnx", **model)))
     config = builder.create_builder_config()
@@ -323,3 +324,41 @@ def test_rule_capture_invalidation():
     assert rt.cudaStreamEndCapture(stream) == (cudaError_t.cudaErrorStreamCaptureInvalidated, None)
     assert not gpu.capturing(stream) and rt.cudaStreamSynchronize(stream)[0] == 0
     assert gpu.live() == ["stream"]                            # no graph was made
+
+
+def _engine(trt, gpu, tmp_path: Path):
+    logger, builder, network, config, _, _ = _network(trt, tmp_path)
+    return trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config)), logger
+
+
+def test_rule_context_none(tmp_path):
+    gpu = FakeGpu()
+    trt = make_tensorrt(RELEASES["10.3"], gpu)
+    engine, _ = _engine(trt, gpu, tmp_path)
+    assert engine.create_execution_context() is not None
+    gpu.free_memory = engine.device_memory_size_v2 - 1
+    assert engine.create_execution_context() is None
+
+
+@pytest.mark.parametrize("release, names", [("8.5", {"device_memory_size"}),
+                                            ("10.3", {"device_memory_size", "device_memory_size_v2"}),
+                                            ("11.1", {"device_memory_size_v2"})])
+def test_rule_device_memory_size(tmp_path, release, names):
+    gpu = FakeGpu()
+    trt = make_tensorrt(RELEASES[release], gpu)
+    engine, _ = _engine(trt, gpu, tmp_path)
+    assert {n for n in ("device_memory_size", "device_memory_size_v2") if hasattr(engine, n)} == names
+
+
+@pytest.mark.parametrize("major, warns", [(12, False), (13, True)])
+def test_rule_int_deprecated(major, warns):
+    import warnings
+
+    from edge_runtime.tests.fakes.cudart import make_cudart, make_utils
+
+    stream = make_cudart(FakeGpu(), major).cudaStreamCreateWithFlags(1)[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        address = int(stream)
+    assert bool([w for w in caught if w.category is DeprecationWarning]) == warns
+    assert make_utils().get_cuda_native_handle(stream) == address

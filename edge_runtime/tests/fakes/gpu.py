@@ -34,6 +34,7 @@ class FakeGpu:
     total_memory: int = 30 << 30
     sm_count: int = 16
     dla_cores: int = 2
+    free_memory: int | None = None                     # bytes TensorRT can still allocate; None: plenty
     calls: list = field(default_factory=list)          # (what, details) in the order they happened
     _memory: dict = field(default_factory=dict)        # address → (kind, ctypes buffer)
     _streams: dict = field(default_factory=dict)

@@ -70,6 +70,12 @@ RULES = {
     "dla-report": "samples/sampleCudla/README.md @ v10.16: the builder logs 'Layers running on DLA:' with "
                   "[DlaLayer] {ForeignNode[...]} lines, then 'Layers running on GPU:'",
     "can-run-on-dla": "python/src/infer/pyCore.cpp @ release/8.5 … v11.1: IBuilderConfig.can_run_on_DLA(layer)",
+    "context-none": "include/NvInferRuntime.h @ v10.3.0: createExecutionContext is noexcept and allocates the "
+                    "activation memory (kSTATIC); when it cannot it returns nullptr, None in Python",
+    "device-memory-size": "python/src/infer/pyCore.cpp: device_memory_size @ release/8.5 … v10.16, "
+                          "device_memory_size_v2 @ v10.3.0 … v11.1",
+    "int-deprecated": "cuda-bindings 13.0.0 release notes: int(cuda_obj) is deprecated, use "
+                      "cuda.bindings.utils.get_cuda_native_handle (fakes/cudart.py)",
     "capture-invalidation": "CUDA Runtime API, cudaStreamBeginCapture / cudaStreamEndCapture (fakes/cudart.py): a "
                             "capture-illegal call invalidates the capture, which stays open until EndCapture "
                             "returns cudaErrorStreamCaptureInvalidated and no graph",
@@ -140,6 +146,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     trt.__version__ = release.version
     trt.__file__ = f"/fake/tensorrt-{release.version}/__init__.py"
     rec = gpu.record
+    major = int(release.version.split(".")[0])
     registry: dict = {}            # tensorrt.plugin registrations: id → PluginDef (fakes/tensorrt_plugin.py)
 
     class DataType(enum.Enum):
@@ -754,8 +761,25 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                 raise RuntimeError("no such profile for this tensor")
             return [list(s) for s in profile]
 
+        def _activation_bytes(self):
+            inputs = self._plan["inputs"][0][1]
+            batch = self._plan["profile"][2][0] if self._plan["profile"] else inputs[0]
+            return batch * int(np.prod(inputs[1:])) * 4
+
+        if major < 11:                                      # device_memory_size: 8.5 … 10.x (gone in 11.1)
+            device_memory_size = property(_activation_bytes)
+        if major >= 10:                                     # device_memory_size_v2: 10.1 … 11.x
+            device_memory_size_v2 = property(_activation_bytes)
+
         def create_execution_context(self):
+            """None when the activation memory cannot be allocated (createExecutionContext is noexcept and returns
+            nullptr; include/NvInferRuntime.h @ v10.3.0, kSTATIC allocation)."""
             rec("trt.create_execution_context")
+            if gpu.free_memory is not None and gpu.free_memory < self._activation_bytes():
+                log(self._runtime._logger, ILogger.ERROR, "Requested amount of GPU memory "
+                    f"({self._activation_bytes()} bytes) could not be allocated. There may not be enough free "
+                    "memory for allocation to succeed.")
+                return None
             return IExecutionContext(self)
 
         if release.bindings_api:
@@ -822,7 +846,7 @@ def install(monkeypatch, release: str, binding: str = "cuda-python-12", gpu: Fak
 
     from edge_runtime.tensorrt import versions
 
-    from .cudart import make_cudart
+    from .cudart import make_cudart, make_utils
     from .pycuda import make_pycuda
 
     gpu = gpu or FakeGpu()
@@ -832,7 +856,8 @@ def install(monkeypatch, release: str, binding: str = "cuda-python-12", gpu: Fak
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", getattr(trt, "plugin", None))
-    for name in ("cuda", "cuda.cudart", "cuda.bindings", "cuda.bindings.runtime", "pycuda", "pycuda.driver"):
+    for name in ("cuda", "cuda.cudart", "cuda.bindings", "cuda.bindings.runtime", "cuda.bindings.utils", "pycuda",
+                 "pycuda.driver"):
         monkeypatch.setitem(sys.modules, name, None)       # None: `import name` raises ImportError
     installed = Installed(gpu, trt, rel)
     if binding.startswith("cuda-python"):
@@ -842,6 +867,8 @@ def install(monkeypatch, release: str, binding: str = "cuda-python-12", gpu: Fak
         for name in names[:-1]:
             monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
         monkeypatch.setitem(sys.modules, names[-1], rt)
+        if major >= 13:                                    # cuda.bindings.utils: cuda-bindings 12.9.1 and 13.x
+            monkeypatch.setitem(sys.modules, "cuda.bindings.utils", make_utils())
         installed.cuda = rt
     if binding.endswith("pycuda"):
         drv = make_pycuda(gpu, driver_ok=driver_ok)
