@@ -362,3 +362,209 @@ def test_rule_int_deprecated(major, warns):
         address = int(stream)
     assert bool([w for w in caught if w.category is DeprecationWarning]) == warns
     assert make_utils().get_cuda_native_handle(stream) == address
+
+
+
+# ---------------------------------------------------------------- the rules of the module doc
+
+def test_rule_bindings_per_release():
+    def has(release: str, *path: str) -> bool:
+        obj = make_tensorrt(RELEASES[release], FakeGpu())
+        for name in path:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+
+    assert has("8.5", "IInt8EntropyCalibrator2") and not has("11.1", "IInt8EntropyCalibrator2")
+    assert not has("8.6", "IProgressMonitor") and has("10.3", "IProgressMonitor")
+    assert has("10.3", "BuilderFlag", "FP16") and not has("11.1", "BuilderFlag", "FP16")
+    assert has("10.16", "plugin") and not has("10.3", "plugin")
+
+
+def test_rule_enum_values():
+    flags = {r: dict(make_tensorrt(RELEASES[r], FakeGpu()).NetworkDefinitionCreationFlag.__members__)
+             for r in ("8.5", "10.3", "11.1")}
+    assert int(flags["8.5"]["EXPLICIT_BATCH"]) == 0 and "STRONGLY_TYPED" not in flags["8.5"]
+    assert int(flags["10.3"]["STRONGLY_TYPED"]) == 1 and int(flags["11.1"]["STRONGLY_TYPED"]) == 0
+    assert "EXPLICIT_BATCH" not in flags["11.1"]
+
+
+def test_rule_no_dict(trt):
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    with pytest.raises(AttributeError, match="no attribute 'max_workspace_size'"):
+        config.max_workspace_size = 1 << 20
+
+
+def test_rule_override_lookup():
+    from edge_runtime.tests.fakes.tensorrt import PureVirtualCall, _override
+
+    trt = make_tensorrt(RELEASES["8.5"], FakeGpu())
+
+    class Mixin:
+        def get_batch_size(self):
+            return 2
+
+    class MixinLast(trt.IInt8EntropyCalibrator2, Mixin):
+        pass
+
+    class OwnMethod(trt.IInt8EntropyCalibrator2):
+        def get_batch_size(self):
+            return 2
+
+    with pytest.raises(PureVirtualCall):
+        _override(MixinLast(), "get_batch_size")()
+    assert _override(OwnMethod(), "get_batch_size")() == 2
+
+
+def test_rule_base_init(trt):
+    from edge_runtime.tests.fakes.tensorrt import _override
+
+    class NoBaseInit(trt.ILogger):
+        def __init__(self):
+            pass
+
+        def log(self, severity, msg):
+            pass
+
+    with pytest.raises(TypeError, match="__init__\\(\\) must be called"):
+        _override(NoBaseInit(), "log")
+
+
+def test_rule_int8_needs_calibrator(tmp_path):
+    trt = make_tensorrt(RELEASES["10.3"], FakeGpu())
+    logger, builder, network, config, _, _ = _network(trt, tmp_path)
+    config.set_flag(trt.BuilderFlag.INT8)
+    assert builder.build_serialized_network(network, config) is None
+    assert "Calibrator is not being used" in logger.messages[-1][1]
+    logger, builder, network, config, _, _ = _network(trt, tmp_path, qdq=True)   # explicit Q/DQ: no calibrator
+    config.set_flag(trt.BuilderFlag.INT8)
+    assert builder.build_serialized_network(network, config) is not None
+
+
+def test_rule_explicit_batch_8x(tmp_path):
+    trt = make_tensorrt(RELEASES["8.5"], FakeGpu())
+    logger = trt.Logger()
+    parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    assert not parser.parse_from_file(str(heads_model(tmp_path / "m.onnx")))
+    assert "explicit batch dimension" in parser.get_error(0).desc()
+
+
+def test_rule_profile_needed(tmp_path):
+    trt = make_tensorrt(RELEASES["10.3"], FakeGpu())
+    logger = trt.Logger()
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    assert trt.OnnxParser(network, logger).parse_from_file(str(heads_model(tmp_path / "m.onnx")))
+    assert builder.build_serialized_network(network, builder.create_builder_config()) is None
+    assert "no optimization profile" in logger.messages[-1][1]
+
+
+def test_rule_calibration_profile(tmp_path):
+    gpu = FakeGpu()
+    trt = make_tensorrt(RELEASES["10.3"], gpu)
+    logger, builder, network, config, _, _ = _network(trt, tmp_path)
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = _calibrator(trt, gpu, np.zeros((2, H, W, 3), np.float32))
+    assert builder.build_serialized_network(network, config) is None
+    assert "Calibration optimization profile must be set" in logger.messages[-1][1]
+
+
+def test_rule_calibration_at_opt(tmp_path):
+    gpu = FakeGpu()
+    trt = make_tensorrt(RELEASES["10.3"], gpu)
+    logger, builder, network, config, profile, _ = _network(trt, tmp_path)   # opt batch 2
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.set_calibration_profile(profile)
+    config.int8_calibrator = _calibrator(trt, gpu, np.zeros((1, H, W, 3), np.float32))
+    assert builder.build_serialized_network(network, config) is None
+    assert "opt shape (2 frames" in logger.messages[-1][1]
+
+
+def test_rule_strongly_typed(tmp_path):
+    trt = make_tensorrt(RELEASES["11.1"], FakeGpu())
+    logger, builder, network, config, _, _ = _network(trt, tmp_path)
+    network.get_layer(0).precision = trt.float32
+    assert builder.build_serialized_network(network, config) is None
+    assert "strongly typed" in logger.messages[-1][1]
+
+
+def test_rule_topk_initializer(tmp_path):
+    import onnx
+
+    path = heads_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    k = next(t for t in model.graph.initializer if t.name == "k")
+    model.graph.initializer.remove(k)                          # K becomes a graph input: not an initializer
+    model.graph.input.append(onnx.helper.make_tensor_value_info("k", onnx.TensorProto.INT64, [1]))
+    onnx.save(model, str(path))
+    for release, ok in (("8.5", False), ("8.6", True)):
+        trt = make_tensorrt(RELEASES[release], FakeGpu())
+        logger = trt.Logger()
+        parser = trt.OnnxParser(trt.Builder(logger).create_network(1), logger)
+        assert parser.parse_from_file(str(path)) == ok
+
+
+@pytest.mark.parametrize("release, flags, fails", [
+    ("10.3", ["FP16"], "layer cannot run on DLA and GPU fallback is not enabled"),
+    ("10.3", ["GPU_FALLBACK"], "DLA supports only FP16 and INT8"),
+    ("10.16", ["FP16", "GPU_FALLBACK"], "DLA is not supported by TensorRT 10.16"),
+    ("10.3", ["FP16", "GPU_FALLBACK"], None)])
+def test_rule_dla_builds(tmp_path, release, flags, fails):
+    trt = make_tensorrt(RELEASES[release], FakeGpu())
+    logger, builder, network, config, _, _ = _network(trt, tmp_path, batch=2)
+    config.default_device_type, config.DLA_core = trt.DeviceType.DLA, 0
+    for flag in flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    built = builder.build_serialized_network(network, config)
+    assert (built is None) == (fails is not None)
+    if fails:
+        assert fails in logger.messages[-1][1]
+
+
+def test_rule_input_shape_outside_profile(tmp_path):
+    gpu = FakeGpu()
+    engine, _ = _engine(make_tensorrt(RELEASES["10.3"], gpu), gpu, tmp_path)      # profile 1–2–2
+    context = engine.create_execution_context()
+    assert context.set_input_shape("image", (2, H, W, 3)) is True
+    assert context.set_input_shape("image", (3, H, W, 3)) is False
+
+
+def test_rule_capture_after_shape_change(tmp_path):
+    gpu = FakeGpu()
+    engine, _ = _engine(make_tensorrt(RELEASES["10.3"], gpu), gpu, tmp_path)
+    context = engine.create_execution_context()
+    context.set_input_shape("image", (1, H, W, 3))
+    addresses = {name: gpu.alloc("device", 1 << 16) for name in engine._io}
+    stream = gpu.create_stream()
+    gpu.begin_capture(stream)
+    assert context._enqueue(addresses, stream) is False          # the first enqueue after a shape change
+    gpu.end_capture(stream)
+    assert context._enqueue(addresses, stream) is True
+    gpu.begin_capture(stream)
+    assert context._enqueue(addresses, stream) is True           # captured now
+    gpu.end_capture(stream)
+
+
+def test_rule_engine_compatibility(tmp_path):
+    gpu = FakeGpu()
+    trt = make_tensorrt(RELEASES["10.3"], gpu)
+    _, builder, network, config, _, _ = _network(trt, tmp_path)
+    plan = builder.build_serialized_network(network, config)
+    newer = make_tensorrt(RELEASES["10.16"], gpu)
+    assert newer.Runtime(newer.Logger()).deserialize_cuda_engine(plan) is None
+    other_gpu = make_tensorrt(RELEASES["10.3"], FakeGpu(sm_count=8))
+    assert other_gpu.Runtime(other_gpu.Logger()).deserialize_cuda_engine(plan) is None
+    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan) is not None
+
+
+def test_rule_aot_engine_standalone(tmp_path):
+    import json
+
+    gpu = FakeGpu()
+    trt = make_tensorrt(RELEASES["10.16"], gpu)
+    _, builder, network, config, _, _ = _network(trt, tmp_path)
+    plan = json.loads(builder.build_serialized_network(network, config))
+    plan["aot_plugins"] = [{"id": "slsg::GraphAttention", "kernel": "graph_attention_kernel"}]
+    assert not trt._registry                                   # nothing registered in this process
+    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(json.dumps(plan).encode()) is not None

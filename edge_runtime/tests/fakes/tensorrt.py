@@ -59,9 +59,34 @@ from .tensorrt_plugin import (
     make_plugin_module,
 )
 
-#: Rules added to this fake with their sources (the older ones are in the module doc); test_tensorrt_fake.py
-#: has one test per entry, named test_rule_<key>.
+#: Every rule of this fake with its source (the module doc explains them); test_tensorrt_fake.py has one test
+#: per entry, named test_rule_<key>, so a change that drops a rule fails there.
 RULES = {
+    "bindings-per-release": "python/src/infer/pyCore.cpp, pyInt8.cpp, python/src/parsers/pyOnnx.cpp @ release/8.5, "
+                            "release/8.6, v10.3.0, v10.16, v11.1: which methods, flags and classes each binds",
+    "enum-values": "include/NvInfer.h: kEXPLICIT_BATCH = 0 @ release/8.5; kSTRONGLY_TYPED = 1 @ v10.3.0, 0 @ v11.1",
+    "no-dict": "pybind11 class_ without py::dynamic_attr(): setting an unbound attribute raises AttributeError",
+    "override-lookup": "pybind11 get_type_override with pyInt8.cpp's documentation stubs ('Fake bindings ... solely "
+                       "for documentation purposes'): a mixin after the TensorRT class is not an override",
+    "base-init": "pybind11 >= 2.6: '__init__() must be called when overriding __init__'",
+    "int8-needs-calibrator": "Polygraphy backend/trt/config.py @ v10.16: 'No Q/DQ layers means that we will need "
+                             "to calibrate'",
+    "explicit-batch-8x": "onnx-tensorrt 8.5-GA ModelImporter.cpp: the 8.x parser refuses implicit-batch networks",
+    "profile-needed": "IOptimizationProfile docs: dynamic inputs need an optimization profile",
+    "calibration-profile": "python/docstrings/infer/pyCoreDoc.h (set_calibration_profile): required for int8 "
+                           "calibration of a network with runtime dimensions",
+    "calibration-at-opt": "Polygraphy backend/trt/calibrator.py @ v10.16: 'Will use `opt` shapes from profile 0 for "
+                          "calibration'",
+    "strongly-typed": "include/NvInfer.h @ v10.3.0 (kSTRONGLY_TYPED): layer precisions and output types are refused",
+    "topk-initializer": "onnx-tensorrt docs/operators.md @ 8.5-GA: TopK's K must be an initializer (8.6 lifts it)",
+    "dla-builds": "'Working with DLA' and TensorRT 11.4.1 release notes: FP16/INT8 only, GPU_FALLBACK for layers "
+                  "DLA lacks, no DLA in 10.8–11.4.0",
+    "input-shape-outside-profile": "IExecutionContext.setInputShape (NvInferRuntime.h @ v10.3.0): False outside the "
+                                   "profile",
+    "capture-after-shape-change": "Developer Guide, CUDA Graphs: enqueue once after a shape change before capturing",
+    "engine-compatibility": "IRuntime.deserializeCudaEngine: a plan from another TensorRT or GPU gives None",
+    "aot-engine-standalone": "samples/python/quickly_deployable_plugins/README.md @ v10.16: an engine with an AOT "
+                             "plugin loads and runs with no plugin registered",
     "calibration-float32": "Polygraphy backend/trt/calibrator.py @ v10.16 (Calibrator.set_input_metadata) and "
                            "CHANGELOG 0.49.10: TensorRT reads every non-index calibration input as float32",
     "dla-static-profile": "TensorRT docs, DLA Supported Layers and Restrictions (General Restrictions): no dynamic "
