@@ -1,11 +1,17 @@
 """TensorRT check for a Jetson or a dGPU: build every precision, compare each engine with ONNX Runtime
 (fp32) on real images, time engine-only and end-to-end latency, print one table and write JSON. No torch.
 
-    benchmarks/trt_check.sh BUNDLE --images DIR [--precisions fp32,fp16,int8] [--json FILE]
+    benchmarks/trt_check.sh BUNDLE --images DIR [--precisions fp32,fp16,int8] [--fused FUSED] [--json FILE]
+
+BUNDLE is a standard-op bundle (ONNX Runtime runs its fp32 model: the reference). FUSED is the bundle of the
+same run exported with --fused-graph-attention: on TensorRT ≥ 10.9 its engines are built with the
+slsg::GraphAttention plugin and compared with the same reference; on older TensorRT its rows say why not.
+Every row names the path its engine took (standard ops or the fused plugin; GPU or DLA core).
 
 Each precision is built and run on its own: a parser, build or run failure of one is recorded with its
 reason and the others still run; the table and the JSON are written whatever happened. Exit codes: 0 every
-precision ran (or was skipped because the bundle lacks its model), 1 something failed, 2 no TensorRT here.
+precision ran (or was skipped because the bundle lacks its model or TensorRT the plugin), 1 something failed,
+2 no TensorRT here.
 """
 
 from __future__ import annotations
@@ -66,7 +72,13 @@ def _failure(backend: str, stage: str, exc: BaseException) -> dict:
             "detail": str(exc), "traceback": traceback.format_exception_only(type(exc), exc)[-1].strip()}
 
 
-def _one_precision(bundle, precision: str, frames, raw, ref: dict, args) -> dict:
+def engine_path_text(key) -> str:
+    """Which path an engine took: the graph's ops (standard, or the fused AOT plugin) and the device."""
+    ops = f"fused plugin {', '.join(key.plugins)} (AOT kernel in the engine)" if key.plugins else "standard ops"
+    return f"{ops} · {'GPU' if key.dla_core < 0 else f'DLA core {key.dla_core}'}"
+
+
+def _one_precision(bundle, precision: str, frames, raw, ref: dict, args, prefix: str = "tensorrt") -> dict:
     """Build + run one precision; every failure becomes a row with its stage and reason."""
     from edge_runtime.tensorrt import BuildSettings, PrecisionError, TensorRTBackend, build_engine
     from edge_runtime.tensorrt.parity import (
@@ -77,7 +89,7 @@ def _one_precision(bundle, precision: str, frames, raw, ref: dict, args) -> dict
         verdict_agreement,
     )
 
-    name = f"tensorrt-{precision}"
+    name = f"{prefix}-{precision}"
     try:
         built = build_engine(bundle, BuildSettings(precision=precision, workspace_mb=args.workspace_mb))
     except PrecisionError as exc:
@@ -85,7 +97,7 @@ def _one_precision(bundle, precision: str, frames, raw, ref: dict, args) -> dict
     except Exception as exc:  # parser, builder, CUDA: record and go on with the next precision
         return _failure(name, "build", exc)
     row = {"backend": name, "status": "ok", "engine": built.engine_path.name, "cached": built.cached,
-           "build_s": round(built.seconds, 1)}
+           "build_s": round(built.seconds, 1), "path": engine_path_text(built.key)}
     try:
         with TensorRTBackend(built.engine_path) as trt:
             maps, scores = _run_all(trt, frames)
@@ -103,15 +115,44 @@ def _one_precision(bundle, precision: str, frames, raw, ref: dict, args) -> dict
     return row
 
 
+def fused_rows(fused_dir: Optional[Path], bundle, api, precisions: list[str]) -> Optional[list[dict]]:
+    """Rows for a fused bundle that cannot be built here (None: build it): absent, another size, or a TensorRT
+    without ahead-of-time plugins (< 10.9)."""
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.tensorrt.recipe import required_plugins
+
+    if fused_dir is None:
+        return []
+    names = [f"tensorrt-fused-{p}" for p in precisions]
+    fused = load_bundle(fused_dir)
+    if not required_plugins(fused.manifest):
+        why = f"{fused_dir} holds no fused plugin (export it with --fused-graph-attention)"
+        return [{"backend": n, "status": "failed", "stage": "plan", "error": why} for n in names]
+    if fused.size != bundle.size:
+        why = f"{fused_dir} takes {fused.size} images, the reference bundle {bundle.size}: export both alike"
+        return [{"backend": n, "status": "failed", "stage": "plan", "error": why} for n in names]
+    if not api.aot_plugins:
+        why = f"the fused plugin needs TensorRT ≥ 10.9 (ahead-of-time plugins); TensorRT {api.version} is here"
+        return [{"backend": n, "status": "skipped", "stage": "plan", "error": why} for n in names]
+    return None
+
+
 def check(bundle_dir: Path, images: Path, precisions: list[str], args,
-          on_row: Optional[Callable[[dict], None]] = None) -> list[dict]:
+          on_row: Optional[Callable[[dict], None]] = None, fused_dir: Optional[Path] = None,
+          api=None) -> list[dict]:
+    """The reference row, a row per precision of BUNDLE, then (with `fused_dir`) a row per precision of the
+    fused-plugin bundle — built where `api` (this TensorRT) has ahead-of-time plugins."""
     from edge_runtime.backends import OnnxRuntimeBackend
     from edge_runtime.bundle import load_bundle
     from edge_runtime.preprocess import prepare
     from edge_runtime.tensorrt.parity import latency_ms
+    from edge_runtime.tensorrt.recipe import required_plugins
 
     start = time.monotonic()
     bundle = load_bundle(bundle_dir)
+    if required_plugins(bundle.manifest):
+        raise ValueError(f"{bundle_dir} is a fused-plugin bundle, which ONNX Runtime cannot run as the reference: "
+                         "give the standard-op bundle of the same run as BUNDLE and this one as --fused")
     raw = _read_images(images, args.limit)
     frames = np.stack([prepare(img, bundle.size) for img in raw])
     ref_backend = OnnxRuntimeBackend(bundle.models["fp32"], name="onnx:fp32")
@@ -123,12 +164,20 @@ def check(bundle_dir: Path, images: Path, precisions: list[str], args,
              "e2e_ms": latency_ms(_end_to_end(ref_backend, raw, bundle.size, max(10, args.iterations // 10)))}]
     if on_row:
         on_row(rows[0])
-    for precision in precisions:
+    runs = [(bundle, "tensorrt", p) for p in precisions]
+    told = fused_rows(fused_dir, bundle, api, precisions)
+    if told is None:
+        runs += [(load_bundle(fused_dir), "tensorrt-fused", p) for p in precisions]
+    for which, prefix, precision in runs:
         if time.monotonic() - start > args.budget_min * 60:
-            row = {"backend": f"tensorrt-{precision}", "status": "skipped", "stage": "budget",
+            row = {"backend": f"{prefix}-{precision}", "status": "skipped", "stage": "budget",
                    "error": f"time budget of {args.budget_min} min spent; rerun with --precisions {precision}"}
         else:
-            row = _one_precision(bundle, precision, frames, raw, ref, args)
+            row = _one_precision(which, precision, frames, raw, ref, args, prefix)
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    for row in told or []:
         rows.append(row)
         if on_row:
             on_row(row)
@@ -151,7 +200,7 @@ def print_table(rows: list[dict], header: dict) -> None:
     from rich.text import Text
 
     table = Table(title=" · ".join(f"{k} {v}" for k, v in header.items()))
-    for col in ("backend", "map corr", "max |Δmap|", "score ρ", "verdicts", "engine p50/p99 ms",
+    for col in ("backend", "path", "map corr", "max |Δmap|", "score ρ", "verdicts", "engine p50/p99 ms",
                 "end-to-end p50/p99 ms", "note"):
         table.add_column(col)
     for r in rows:
@@ -161,7 +210,8 @@ def print_table(rows: list[dict], header: dict) -> None:
             note = "reference (ONNX Runtime fp32)"
         else:
             note = "cached engine" if r.get("cached") else f"built in {r.get('build_s', 0):.0f} s"
-        table.add_row(r["backend"], _num(r, "map_correlation", ".5f"), _num(r, "max_abs_map_err", ".2e"),
+        path = r.get("path") or ("ONNX Runtime" if r.get("status") == "reference" else "–")
+        table.add_row(r["backend"], Text(path), _num(r, "map_correlation", ".5f"), _num(r, "max_abs_map_err", ".2e"),
                       _num(r, "score_spearman", ".4f"), _num(r, "verdict_agreement", ".1%"),
                       _ms(r, "engine_ms"), _ms(r, "e2e_ms"), Text(note))
     Console().print(table)
@@ -177,6 +227,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--images", type=Path, help="folder of real images (e.g. the test split); required")
     ap.add_argument("--precisions", default="fp32,fp16,int8")
+    ap.add_argument("--fused", type=Path, default=None,
+                    help="the same run exported with --fused-graph-attention: built with the fused plugin where "
+                         "TensorRT ≥ 10.9, compared with the same reference")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--limit", type=int, default=64, help="at most this many images for parity")
@@ -201,13 +254,16 @@ def main(argv: Optional[list[str]] = None) -> int:
               "and latency are measured on real frames, never on random tensors", file=sys.stderr)
         return 1
     dev = target.device
+    plugin = ("not asked (--fused FUSED)" if args.fused is None else
+              "built (TensorRT ≥ 10.9)" if target.api.aot_plugins else "not available (TensorRT < 10.9)")
     header = {"GPU": dev.name, "sm": dev.sm, "SMs": dev.sm_count, "memory MiB": dev.memory_mib,
-              "TensorRT": target.tensorrt_version, "iterations": args.iterations, "warm-up": args.warmup,
-              "batch": 1}
+              "TensorRT": target.tensorrt_version, "fused plugin": plugin, "iterations": args.iterations,
+              "warm-up": args.warmup, "batch": 1}
     rows: list[dict] = []
     code = 0
     try:
-        check(args.bundle, args.images, [p for p in args.precisions.split(",") if p], args, rows.append)
+        check(args.bundle, args.images, [p for p in args.precisions.split(",") if p], args, rows.append,
+              args.fused, target.api)
     except Exception as exc:  # the reference side failed: nothing to compare, but say so in both outputs
         rows.append(_failure("onnx:fp32", "reference", exc))
         code = 1

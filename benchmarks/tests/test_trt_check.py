@@ -1,6 +1,7 @@
 """`benchmarks/trt_check` keeps every precision's result: a failure of one is a row with its stage and
-reason, the table and the JSON are always written, the time budget holds, and the script runs from any
-directory. Runs on the fakes of NVIDIA's bindings (edge_runtime.tests.fakes)."""
+reason, the table and the JSON are always written, the time budget holds, the fused-plugin bundle is built
+where TensorRT ≥ 10.9, every row names its engine's path, and the script runs from any directory. Runs on the
+fakes of NVIDIA's bindings (edge_runtime.tests.fakes)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import pytest
 
 from benchmarks import trt_check
 from edge_runtime.tensorrt import TensorRTBackend
+from edge_runtime.tests.fakes.gpu import FakeGpu
 from edge_runtime.tests.trt_bundles import frames, make_trt_bundle
+
+RTX = {"name": "NVIDIA GeForce RTX 4090", "compute_capability": (8, 9), "integrated": False, "sm_count": 128,
+       "dla_cores": 0}
 
 
 @pytest.fixture
@@ -100,3 +105,53 @@ def test_the_script_runs_from_any_directory_with_the_callers_paths(tmp_path):
     assert f"cwd={elsewhere}" in proc.stdout
     assert f"pythonpath={script.parents[1]}" in proc.stdout
     assert "args=-m benchmarks.trt_check rel/model.slsg --images rel/imgs" in proc.stdout
+
+
+@pytest.fixture
+def plugin_build(monkeypatch):
+    """A fresh plugin registration, and Triton's compile for the build GPU (absent here) answered with a fixed
+    kernel: what is checked is which engines trt_check builds and how it reports them."""
+    trt_plugin = pytest.importorskip("edge_runtime.kernels.trt_plugin", reason="needs triton (the kernels extra)")
+    monkeypatch.setattr(trt_plugin, "_registered", False)
+    monkeypatch.setattr(trt_plugin, "compile_kernel", lambda dtype, k, dilation, tiles, int_values=None:
+                        trt_plugin.CompiledKernel("graph_attention_kernel", "// ptx", tiles.num_warps, 0))
+
+
+def test_the_fused_bundle_is_built_with_the_plugin_on_tensorrt_10_9_and_rows_name_their_path(
+        tmp_path, images, fake_trt, plugin_build, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    fake_trt("10.16", "cuda-python-13", gpu=FakeGpu(**RTX))
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    fused = make_trt_bundle(tmp_path / "fused.slsg", plugin=True)
+    out = tmp_path / "check.json"
+    assert trt_check.main([str(bundle.root), "--images", str(images), "--iterations", "2", "--warmup", "1",
+                           "--precisions", "fp32", "--fused", str(fused.root), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rows = {r["backend"]: r for r in data["rows"]}
+    assert rows["tensorrt-fp32"]["path"] == "standard ops · GPU"
+    fused_row = rows["tensorrt-fused-fp32"]
+    assert fused_row["status"] == "ok" and fused_row["engine"].startswith("fp32-")
+    assert fused_row["path"] == "fused plugin slsg::GraphAttention (AOT kernel in the engine) · GPU"
+    assert fused_row["map_correlation"] > 0.99 and data["header"]["fused plugin"] == "built (TensorRT ≥ 10.9)"
+    assert "fused plugin slsg::GraphAttention" in capsys.readouterr().out
+
+
+def test_before_tensorrt_10_9_the_fused_rows_say_why_and_the_check_still_passes(tmp_path, images, fake_trt):
+    fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    fused = make_trt_bundle(tmp_path / "fused.slsg", plugin=True)
+    out = tmp_path / "check.json"
+    assert trt_check.main([str(bundle.root), "--images", str(images), "--iterations", "2", "--warmup", "1",
+                           "--precisions", "fp16", "--fused", str(fused.root), "--json", str(out)]) == 0
+    row = _rows(out)["tensorrt-fused-fp16"]
+    assert row["status"] == "skipped" and "needs TensorRT ≥ 10.9" in row["error"] and "10.3.0 is here" in row["error"]
+    assert _rows(out)["tensorrt-fp16"]["path"] == "standard ops · GPU"
+
+
+def test_a_fused_bundle_given_as_the_reference_is_refused_with_the_way_out(tmp_path, images, fake_trt):
+    fake_trt("10.16", "cuda-python-13", gpu=FakeGpu(**RTX))
+    fused = make_trt_bundle(tmp_path / "fused.slsg", plugin=True)
+    out = tmp_path / "check.json"
+    assert trt_check.main([str(fused.root), "--images", str(images), "--json", str(out)]) == 1
+    assert "give the standard-op bundle of the same run as BUNDLE and this one as --fused" in \
+        _rows(out)["onnx:fp32"]["error"]

@@ -25,12 +25,26 @@ def _key_text(key: dict | None) -> str:
     if not key:
         return "–"
     dla = f" dla{key.get('dla_core')}" if key.get("dla_core", -1) not in (-1, None) else ""
-    batch = f"batch 1–{key.get('max_batch')}" if key.get("dynamic_batch") else f"batch {key.get('max_batch')}"
+    ranged = key.get("dynamic_batch") and not dla          # a DLA profile holds one batch
+    batch = f"batch 1–{key.get('max_batch')}" if ranged else f"batch {key.get('max_batch')}"
+    workspace = f"workspace {key['workspace_mb']} MiB" if key.get("workspace_mb") else "workspace default"
+    kernel = (f" (kernel {str(key.get('plugin_kernel_sha256'))[:12]}, Triton {key.get('triton_version')}, "
+              f"tiles {key.get('plugin_tiles')})") if key.get("plugin_kernel_sha256") else ""
     return (f"{key.get('precision')}/{key.get('variant')} · {key.get('gpu_name')} sm{key.get('compute_capability')} "
             f"{key.get('sm_count')} SMs {key.get('memory_mib')} MiB · TensorRT {key.get('tensorrt_version')} · "
-            f"{batch}{dla} · flags {','.join(key.get('builder_flags', [])) or '–'} · float "
-            f"{','.join(key.get('float_layers', [])) or '–'} · plugins {','.join(key.get('plugins', [])) or '–'} · "
-            f"{key.get('onnx_name')} {str(key.get('onnx_sha256', ''))[:12]}")
+            f"{batch}{dla} · {workspace} · flags {','.join(key.get('builder_flags', [])) or '–'} · float "
+            f"{','.join(key.get('float_layers', [])) or '–'} · plugins {','.join(key.get('plugins', [])) or '–'}"
+            f"{kernel} · {key.get('onnx_name')} {str(key.get('onnx_sha256', ''))[:12]}")
+
+
+def _placement_text(placement: dict | None) -> str:
+    """A DLA engine's layers: how many ran on DLA and which fell back to the GPU (from its sidecar)."""
+    if not placement:
+        return "–"
+    dla, gpu = placement.get("dla", []), placement.get("gpu", [])
+    head = f"{len(dla)} on DLA, {len(gpu)} on GPU" if dla else f"none on DLA: all {len(gpu)} on GPU"
+    shown = ", ".join(gpu[:4]) + (", …" if len(gpu) > 4 else "")
+    return f"{head} ({placement.get('source', '?')})" + (f"; GPU: {shown}" if gpu else "")
 
 
 def _engine_table(b):
@@ -45,13 +59,14 @@ def _engine_table(b):
     if target is None:
         title += f" — fit not checked: {why_not}"
     table = Table(title=title)
-    for col in ("engine", "bytes", "key", "fits this device"):
+    for col in ("engine", "bytes", "key", "DLA layers", "fits this device"):
         table.add_column(col)
     for e in entries:
         fits = "not checked" if e.fits is None else ("yes" if e.fits else f"no: {e.reason}")
-        table.add_row(e.file, f"{e.bytes:,}", Text(_key_text(e.key) if e.key else e.reason), Text(fits))
+        table.add_row(e.file, f"{e.bytes:,}", Text(_key_text(e.key) if e.key else e.reason),
+                      Text(_placement_text(e.placement)), Text(fits))
     if not entries:
-        table.add_row("none", "", "build one with `slsg-edge build BUNDLE --fp16|--int8`", "")
+        table.add_row("none", "", "build one with `slsg-edge build BUNDLE --fp16|--int8`", "", "")
     return table
 
 

@@ -23,10 +23,10 @@ tensors Triton understands (torch tensors in the custom op), which the caller pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import triton
 import triton.language as tl
+
+from edge_runtime.kernels.tiles import TileConfig  # callers use kernels.TileConfig
 
 DEFAULT_K = 27
 DEFAULT_DILATION = 3
@@ -34,23 +34,6 @@ NORMALIZE_EPS = 1e-12  # torch.nn.functional.normalize's default
 
 _MIN_KEY = tl.constexpr(-(2**63))
 _MAX_KEY = tl.constexpr(2**63 - 1)
-
-
-@dataclass(frozen=True)
-class TileConfig:
-    """Block sizes of one launch; every block is a power of two ≥ 16 (tl.dot's minimum)."""
-
-    block_m: int = 32  # nodes (rows) per program
-    block_n: int = 32  # columns per score tile
-    block_c: int = 32  # q channels per dot-product step
-    block_d: int = 64  # output channels per dense-path program
-    num_warps: int = 4
-
-    def __post_init__(self) -> None:
-        for name in ("block_m", "block_n", "block_c", "block_d"):
-            value = getattr(self, name)
-            if value < 16 or value & (value - 1):
-                raise ValueError(f"TileConfig.{name} must be a power of two >= 16, got {value}")
 
 
 def neighbour_count(k: int, dilation: int) -> int:

@@ -23,16 +23,19 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union  # noqa: UP035 (TensorRT reads these hints at registration)
 
 from edge_runtime.kernels import graph_attention_triton as kernels
+from edge_runtime.kernels.tiles import PLUGIN_TILES
 
 PLUGIN_NAMESPACE = "slsg"
 PLUGIN_NAME = "GraphAttention"
 PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
 MIN_TENSORRT = (10, 9)
 
-# One type choice per I/O position, as AutoTuneCombination.pos takes them.
+# I/O positions per type choice. AutoTuneCombination.pos takes an iterable of positions — it runs max(pos) and
+# `for p in pos` (tensorrt/plugin/_autotune.py, 10.9 to 11.1) — so each group is a list, never a bare int
+# (NVIDIA's own docstring example `c.pos(2, ...)` raises TypeError, and TensorRT then refuses the plugin).
 FLOAT_POSITIONS = [0, 1, 2, 4, 5]  # h, q, v, max_relative, context: all float32 or all float16
-REL_POS_POSITION = 3
-NEIGHBOURS_POSITION = 6
+REL_POS_POSITIONS = [3]
+NEIGHBOURS_POSITIONS = [6]
 
 
 class PluginUnavailableError(RuntimeError):
@@ -141,8 +144,9 @@ def compile_kernel(dtype: str, k: int = kernels.DEFAULT_K, dilation: int = kerne
 _registered = False
 
 
-def register_plugin(tiles: kernels.TileConfig = kernels.TileConfig()) -> None:
-    """Register `slsg::GraphAttention` with TensorRT (idempotent). Call before parsing the ONNX model."""
+def register_plugin(tiles: kernels.TileConfig = PLUGIN_TILES) -> None:
+    """Register `slsg::GraphAttention` with TensorRT (idempotent). Call before parsing the ONNX model. The
+    engine cache key records PLUGIN_TILES (edge_runtime.kernels.identity): build with those."""
     global _registered
     if _registered:
         return
@@ -168,8 +172,8 @@ def register_plugin(tiles: kernels.TileConfig = kernels.TileConfig()) -> None:
     def _autotune(h, q, v, rel_pos, outputs) -> List[trtp.AutoTuneCombination]:  # noqa: UP006
         combination = trtp.AutoTuneCombination()
         combination.pos(FLOAT_POSITIONS, "FP32|FP16")
-        combination.pos(REL_POS_POSITION, "FP32")
-        combination.pos(NEIGHBOURS_POSITION, "INT32")
+        combination.pos(REL_POS_POSITIONS, "FP32")
+        combination.pos(NEIGHBOURS_POSITIONS, "INT32")
         return [combination]
 
     @trtp.aot_impl(PLUGIN_ID)

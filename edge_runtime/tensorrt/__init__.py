@@ -22,6 +22,7 @@ from .errors import (
     BuildFailure,
     BuildRequestError,
     CudaUnavailable,
+    DeviceMemoryError,
     EngineMismatch,
     ParserFailure,
     PluginUnsupported,
@@ -35,7 +36,7 @@ from .versions import ApiPlan, TrtVersion, api_plan, installed_version, load_ten
 
 __all__ = [
     "PRECISIONS", "ApiPlan", "BuildFailure", "BuildRequestError", "BuildResult", "BuildSettings",
-    "CudaUnavailable", "DeviceInfo", "EngineEntry", "EngineKey", "EngineMismatch", "EngineRequest",
+    "CudaUnavailable", "DeviceInfo", "DeviceMemoryError", "EngineEntry", "EngineKey", "EngineMismatch", "EngineRequest",
     "ParserFailure", "PluginUnsupported", "PrecisionError", "PrecisionPlan", "Target", "TensorRTBackend",
     "TensorRTError", "TensorRTMissing", "TrtVersion", "UnsupportedTensorRT", "api_plan", "build_engine",
     "current_target", "find_cached_engine", "installed_version", "list_engines", "load_tensorrt", "lookup",

@@ -24,7 +24,7 @@ from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT, MAP_PREFIX, SCOR
 
 from .cache import read_sidecar
 from .cuda import Allocation, open_cuda, query_device
-from .errors import CudaUnavailable, EngineMismatch, TensorRTError
+from .errors import CudaUnavailable, DeviceMemoryError, EngineMismatch, TensorRTError
 from .recipe import NO_DLA, check_plugins
 from .versions import ApiPlan, api_plan, load_tensorrt
 
@@ -190,12 +190,24 @@ def outputs_from_buffers(named: dict[str, np.ndarray], b: int) -> Outputs:
     return Outputs(maps, score, heads, head_maps)
 
 
-def engine_max_batch(engine: Any, spec: TensorSpec) -> int:
-    """The largest batch the engine's first optimisation profile allows (fixed batch engines: that batch)."""
+def engine_batches(engine: Any, spec: TensorSpec) -> tuple[int, int]:
+    """(smallest, largest) batch of the engine's first optimisation profile (fixed batch: that batch twice)."""
     if spec.shape[0] != -1:
-        return spec.shape[0]
-    _, _, largest = engine.get_tensor_profile_shape(spec.name, 0)
-    return int(largest[0])
+        return spec.shape[0], spec.shape[0]
+    smallest, _, largest = engine.get_tensor_profile_shape(spec.name, 0)
+    return int(smallest[0]), int(largest[0])
+
+
+def check_whole_batches(n: int, batches: tuple[int, int], dynamic: bool, engine_name: str, dla_core: int) -> None:
+    """A dynamic engine whose profile holds one batch (min = opt = max, as every DLA engine) runs only that
+    batch: refuse any other frame count up front, instead of TensorRT refusing a smaller last chunk midway."""
+    smallest, largest = batches
+    if not dynamic or smallest != largest or n % largest == 0:
+        return
+    why = f"DLA core {dla_core} runs only the batch it was built for" if dla_core != NO_DLA else \
+        "its optimisation profile holds that one batch"
+    raise EngineMismatch(f"{engine_name} runs batches of exactly {largest} frames ({why}); got {n}: send a "
+                         f"multiple of {largest} frames, or rebuild with --max-batch {n}")
 
 
 # ---------------------------------------------------------------- the backend
@@ -222,6 +234,21 @@ def engine_info(engine_path: Path) -> EngineInfo:
     return EngineInfo(f"tensorrt-{prec}" if prec else "tensorrt",
                       {"int8": "int8", "fp16": "fp16"}.get(prec or "", "fp32"),
                       int(key.get("dla_core", NO_DLA)), tuple(key.get("plugins", [])))
+
+
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
+
+
+def no_context_message(engine_name: str, engine: Any) -> str:
+    """Why `create_execution_context()` gave None: it allocates the engine's activation memory (NvInferRuntime.h,
+    ExecutionContextAllocationStrategy kSTATIC) and returns nullptr — None here — when it cannot."""
+    size = getattr(engine, "device_memory_size_v2", None)      # 10.1+; device_memory_size before (gone in 11)
+    size = size if size is not None else getattr(engine, "device_memory_size", None)
+    need = f"{_amount(int(size))} of activation memory" if size is not None else "its activation memory"
+    return (f"TensorRT could not create an execution context for {engine_name}: the device is out of memory "
+            f"(the context needs {need}). Free device memory — stop other GPU processes or engines — or rebuild "
+            "with a smaller --max-batch")
 
 
 class _Resources:
@@ -284,16 +311,20 @@ class TensorRTBackend:
                     f"TensorRT {self._api.version} could not load {self.engine_path.name} (built by another "
                     "TensorRT or for another GPU?); rebuild it: slsg-edge build BUNDLE --force")
             res.context = res.engine.create_execution_context()
+            if res.context is None:
+                raise DeviceMemoryError(no_context_message(self.engine_path.name, res.engine))
             tensors = engine_tensors(trt, res.engine)
             self.input_size = check_io_contract(tensors)
             image = next(t for t in tensors if t.name == INPUT_NAME)
             self._dynamic = image.shape[0] == -1
-            self.max_batch = engine_max_batch(res.engine, image)
+            self._batches = engine_batches(res.engine, image)
+            self.max_batch = self._batches[1]
             self.plan: BufferPlan = plan_buffers(tensors, self.max_batch, self.zero_copy)
             self._alloc: dict[str, Allocation] = {
                 b.name: res.cuda.allocate(b.shape, b.dtype, b.mapped) for b in self.plan.buffers}
             self._bind_addresses()
         self.providers = [f"TensorRT {self._api.version}", res.cuda.name]
+        self.dla_core = info.dla_core
         self._current = 0       # batch size the context's input shape is set to (0: none yet)
 
     def _bind_addresses(self) -> None:
@@ -343,9 +374,7 @@ class TensorRTBackend:
                 if b not in res.graphs:
                     self._enqueue_with_copies()  # TensorRT allocates on the first enqueue: not inside capture
                     res.cuda.synchronize()
-                    res.cuda.begin_capture()
-                    self._enqueue_with_copies()
-                    res.graphs[b] = res.cuda.end_capture()
+                    res.graphs[b] = res.cuda.capture(self._enqueue_with_copies)
                 res.cuda.launch(res.graphs[b])
             else:
                 self._enqueue_with_copies()
@@ -356,6 +385,7 @@ class TensorRTBackend:
         if self._res.cuda is None:
             raise RuntimeError(f"{self.name} backend for {self.engine_path.name} is closed")
         batch = check_batch(batch_bgr, self.input_size)
+        check_whole_batches(batch.shape[0], self._batches, self._dynamic, self.engine_path.name, self.dla_core)
         return Outputs.concat([self._run_chunk(batch[start:stop])
                                for start, stop in batch_chunks(batch.shape[0], self.max_batch)])
 

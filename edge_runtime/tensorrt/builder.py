@@ -27,7 +27,7 @@ from .cache import (
     store_engine,
     timing_cache_path,
 )
-from .calibrator import CalibratorCore, entropy_calibrator, load_calibration_frames
+from .calibrator import CalibratorCore, calibration_dtype, entropy_calibrator, load_calibration_frames
 from .cuda import open_cuda
 from .errors import BuildFailure, BuildRequestError, ParserFailure, PluginUnsupported
 from .recipe import NO_DLA, BundleLike, EngineKey, EngineRequest, Recipe, calibration_tensors, make_recipe
@@ -50,7 +50,7 @@ class BuildSettings:
 
     def request(self) -> EngineRequest:
         return EngineRequest(self.precision, self.legacy_calibrator, self.max_batch, self.dla_core,
-                             self.gpu_fallback)
+                             self.gpu_fallback, self.workspace_mb)
 
 
 @dataclass
@@ -65,15 +65,72 @@ class BuildResult:
 
 # ---------------------------------------------------------------- logging and progress
 
+# ---------------------------------------------------------------- where a DLA engine's layers run
+
+DLA_REPORT_HEADERS = ("layers running on dla", "layers running on gpu")
+#: The tags of TensorRT's builder report of a DLA build, logged one line per message under the headers
+#: "Layers running on DLA:" and "Layers running on GPU:" (NVIDIA/TensorRT samples/sampleCudla/README.md).
+DLA_REPORT_TAGS = {"[DlaLayer]": "dla", "[GpuLayer]": "gpu"}
+
+
+@dataclass(frozen=True)
+class LayerPlacement:
+    """Where the layers of a DLA engine run. `source` says how it is known: "builder report" (what TensorRT
+    placed) or "can_run_on_DLA" (asked per network layer when the builder logged no report)."""
+
+    source: str
+    dla: tuple[str, ...]
+    gpu: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "dla": list(self.dla), "gpu": list(self.gpu)}
+
+
+class PlacementLog:
+    """Collects the DLA/GPU layer report from the builder's log messages (any severity, any thread)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.layers: dict[str, list[str]] = {"dla": [], "gpu": []}
+
+    def feed(self, msg: str) -> None:
+        for line in str(msg).splitlines():
+            text = line.strip()
+            if any(h in text.lower() for h in DLA_REPORT_HEADERS):
+                self.seen = True
+                continue
+            for tag, where in DLA_REPORT_TAGS.items():
+                if self.seen and text.startswith(tag):
+                    self.layers[where].append(text[len(tag):].strip().rstrip(","))
+
+    def placement(self) -> Optional[LayerPlacement]:
+        if not self.seen:
+            return None
+        return LayerPlacement("builder report", tuple(self.layers["dla"]), tuple(self.layers["gpu"]))
+
+
+def dla_capability(config: Any, network: Any) -> LayerPlacement:
+    """`IBuilderConfig.can_run_on_DLA` per network layer: where TensorRT can place each one."""
+    where: dict[str, list[str]] = {"dla": [], "gpu": []}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        kind = str(layer.type).rsplit(".", 1)[-1]
+        where["dla" if config.can_run_on_DLA(layer) else "gpu"].append(f"{kind}: {layer.name}")
+    return LayerPlacement("can_run_on_DLA", tuple(where["dla"]), tuple(where["gpu"]))
+
+
 def _make_logger(trt: Any, console: Console, verbose: bool) -> Any:
-    """A logger that remembers errors (for the failure message) and prints warnings only when verbose."""
+    """A logger that remembers errors (for the failure message) and the DLA placement report, and prints
+    warnings only when verbose."""
 
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
+            self.placement = PlacementLog()
 
         def log(self, severity: Any, msg: str) -> None:
+            self.placement.feed(msg)
             if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
                 self.errors.append(str(msg))
                 console.print(f"TensorRT: {msg}", style="red", markup=False)
@@ -305,7 +362,7 @@ def _pin_float_layers(trt: Any, network: Any, layer_types: tuple[str, ...]) -> i
 
 
 def _add_profile(builder: Any, config: Any, inputs: list[Any], recipe: Recipe) -> Optional[Any]:
-    """A dynamic batch needs an optimisation profile: min 1, opt = max = max_batch."""
+    """A dynamic batch needs an optimisation profile: the recipe's (min 1, or the one batch for DLA)."""
     if not recipe.batch.dynamic:
         return None
     profile = builder.create_optimization_profile()
@@ -339,8 +396,9 @@ def _configure_dla(trt: Any, builder: Any, config: Any, key: EngineKey) -> None:
 
 @contextlib.contextmanager
 def _calibrator(trt: Any, bundle: BundleLike, recipe: Recipe, config: Any, profile: Optional[Any],
-                cuda: Any) -> Iterator[Optional[str]]:
-    """Attach the legacy calibrator for the build and free its device buffer after; yields the cache name."""
+                cuda: Any, image: Any) -> Iterator[Optional[str]]:
+    """Attach the legacy calibrator for the build and free its device buffer after; yields the cache name.
+    The buffer holds the opt batch in the type TensorRT reads for the `image` input (float32 for uint8)."""
     if not recipe.plan.legacy_calibrator:
         yield None
         return
@@ -349,7 +407,8 @@ def _calibrator(trt: Any, bundle: BundleLike, recipe: Recipe, config: Any, profi
         raise BuildRequestError("the bundle's calibration tensors went missing; re-export with --int8")
     frames = load_calibration_frames(tensors)
     batch = recipe.batch.opt
-    buffer = cuda.allocate((batch, *frames.shape[1:]), frames.dtype, False)
+    dtype = calibration_dtype(str(image.dtype))
+    buffer = cuda.allocate((batch, *frames.shape[1:]), dtype, False)
 
     def copy_to_device(host_batch: Any) -> int:
         buffer.host[...] = host_batch
@@ -358,7 +417,7 @@ def _calibrator(trt: Any, bundle: BundleLike, recipe: Recipe, config: Any, profi
         return buffer.device_ptr
 
     cache = calibration_cache_path(Path(bundle.root), recipe.key, batch)
-    core = CalibratorCore(frames, cache, batch, copy_to_device)
+    core = CalibratorCore(frames, cache, batch, copy_to_device, dtype)
     config.int8_calibrator = entropy_calibrator(trt, core)
     if profile is not None:
         config.set_calibration_profile(profile)
@@ -377,6 +436,18 @@ def _load_timing_cache(config: Any, path: Path, console: Console) -> Any:
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache
+
+
+def _dla_placement(logger: Any, config: Any, network: Any, key: EngineKey,
+                   console: Console) -> Optional[LayerPlacement]:
+    """For a DLA build: the builder's report, else can_run_on_DLA per layer; warns when nothing runs on DLA."""
+    if key.dla_core == NO_DLA:
+        return None
+    placement = logger.placement.placement() or dla_capability(config, network)
+    if not placement.dla:
+        console.print(f"[yellow]no layer runs on DLA core {key.dla_core}: TensorRT placed all "
+                      f"{len(placement.gpu)} on the GPU ({placement.source})[/yellow]")
+    return placement
 
 
 def _serialize(trt: Any, builder: Any, network: Any, config: Any, api: ApiPlan, console: Console,
@@ -403,15 +474,15 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
     parser = _parse(trt, network, logger, recipe, api)   # kept alive with the network until the build ends
     inputs = _check_network_batch(network, recipe)
     config = builder.create_builder_config()
-    if settings.workspace_mb:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_mb) << 20)
+    if recipe.key.workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, recipe.key.workspace_mb << 20)
     _set_flags(trt, config, recipe.key, api)
     _configure_dla(trt, builder, config, recipe.key)
     pinned = _pin_float_layers(trt, network, recipe.key.float_layers)
     profile = _add_profile(builder, config, inputs, recipe)
     tc_path = timing_cache_path(root, target.device, target.tensorrt_version)
     timing = _load_timing_cache(config, tc_path, console) if settings.timing_cache else None
-    with _calibrator(trt, bundle, recipe, config, profile, cuda) as calibration_cache:
+    with _calibrator(trt, bundle, recipe, config, profile, cuda, inputs[0]) as calibration_cache:
         t0 = time.perf_counter()
         serialized = _serialize(trt, builder, network, config, api, console, f"building {recipe.key.file_stem()}")
         seconds = time.perf_counter() - t0
@@ -422,8 +493,10 @@ def _build(trt: Any, bundle: BundleLike, recipe: Recipe, settings: BuildSettings
                            "Run again with --verbose for the builder log, or give it more --workspace-mb.")
     if timing is not None:
         atomic_write(tc_path, bytes(config.get_timing_cache().serialize()))
+    placement = _dla_placement(logger, config, network, recipe.key, console)
     record = {"plan": asdict(recipe.plan), "batch_profile": list(recipe.batch.shapes),
-              "workspace_mb": settings.workspace_mb, "pinned_float_layers": pinned, "seconds": round(seconds, 2),
+              "layer_placement": placement.to_dict() if placement else None,
+              "pinned_float_layers": pinned, "seconds": round(seconds, 2),
               "api": api.to_dict(), "device": target.device.to_dict(),
               "timing_cache": tc_path.name if timing is not None else None, "calibration_cache": calibration_cache}
     return bytes(serialized), record

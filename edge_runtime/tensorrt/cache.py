@@ -25,7 +25,7 @@ from .versions import ApiPlan
 
 ENGINES_DIR = "engines"
 SIDECAR_SCHEMA = "slsg.engine"
-SIDECAR_VERSION = 2
+SIDECAR_VERSION = 3   # 3: the key holds the workspace and the plugin's kernel sources, Triton and tiles
 
 
 def engines_dir(bundle_root: Path) -> Path:
@@ -135,7 +135,8 @@ def _check(path: Path, data: dict, key: EngineKey) -> CacheLookup:
         return CacheLookup(None, f"cached engine {path.name} was built for another target: {'; '.join(diff)}")
     if sha256_file(path) != want_sha:
         return CacheLookup(None, f"cached engine {path.name} is damaged (sha256 differs from its sidecar)")
-    return CacheLookup(path, f"cached engine {path.name} matches this GPU, TensorRT, build settings and ONNX")
+    return CacheLookup(path, f"cached engine {path.name} matches this GPU, TensorRT, build settings, ONNX "
+                             "and plugin kernel")
 
 
 def _closest_miss(bundle_root: Path, key: EngineKey) -> str:
@@ -179,11 +180,12 @@ class EngineEntry:
     created: str
     fits: Optional[bool]            # None: not checked (no TensorRT/GPU here)
     reason: str
+    placement: Optional[dict] = None  # a DLA engine's layers on DLA / GPU (builder.LayerPlacement.to_dict)
 
     def to_dict(self) -> dict:
         return {"file": self.file, "bytes": self.bytes, "key": self.key, "created": self.created,
                 "request": self.request.to_dict() if self.request else None, "fits": self.fits,
-                "reason": self.reason}
+                "reason": self.reason, "placement": self.placement}
 
 
 @dataclass(frozen=True)
@@ -202,24 +204,27 @@ def _entry(bundle: BundleLike, engine: Path, target: Optional[Target]) -> Engine
         request = EngineRequest.from_dict(data["request"])
     except (ValueError, KeyError, TypeError) as exc:
         return EngineEntry(engine.name, size, None, None, "", False, str(exc))
-    created = str(data.get("build", {}).get("created", ""))
+    build = data.get("build", {}) if isinstance(data.get("build"), dict) else {}
+    created, placement = str(build.get("created", "")), build.get("layer_placement")
+
+    def entry(fits: Optional[bool], reason: str) -> EngineEntry:
+        return EngineEntry(engine.name, size, data.get("key"), request, created, fits, reason, placement)
+
     if target is None:
-        return EngineEntry(engine.name, size, data.get("key"), request, created, None,
-                           "not checked: no TensorRT or GPU here")
+        return entry(None, "not checked: no TensorRT or GPU here")
     try:
         want = make_recipe(bundle, request, target.api, target.device, target.tensorrt_version).key
     except TensorRTError as exc:
-        return EngineEntry(engine.name, size, data.get("key"), request, created, False, str(exc))
+        return entry(False, str(exc))
     if engine.name != f"{want.file_stem()}.engine":
         try:
             recorded = EngineKey.from_dict(data["key"])
             diff = "; ".join(want.mismatches(recorded)) or "file renamed"
         except (ValueError, KeyError, TypeError) as exc:
             diff = f"unreadable key ({exc})"
-        return EngineEntry(engine.name, size, data.get("key"), request, created, False,
-                           f"built for another target: {diff}")
+        return entry(False, f"built for another target: {diff}")
     found = _check(engine, data, want)
-    return EngineEntry(engine.name, size, data.get("key"), request, created, found.hit, found.reason)
+    return entry(found.hit, found.reason)
 
 
 def list_engines(bundle: BundleLike, target: Optional[Target] = None) -> list[EngineEntry]:

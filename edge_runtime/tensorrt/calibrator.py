@@ -11,7 +11,9 @@ C++ function (`get_type_override`), so with the TensorRT class first among the b
 mixin's methods and TensorRT calls the pure virtual. Methods defined on the subclass itself always win.
 
 The batch fed must have the batch of the calibration profile's opt shape (TensorRT calibrates at kOPT:
-IBuilderConfig.set_calibration_profile; Polygraphy: "Will use `opt` shapes from profile 0 for calibration").
+IBuilderConfig.set_calibration_profile; Polygraphy: "Will use `opt` shapes from profile 0 for calibration"),
+and the type TensorRT reads: float32 for every input that is not an index type, so the uint8 image is fed as
+float32 pixel values (`calibration_dtype`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,19 @@ from .errors import PrecisionError
 if TYPE_CHECKING:  # a runtime alias would subscript collections.abc.Callable, which Python 3.8 cannot
     from collections.abc import Callable
 
-    #: (uint8 batch N×H×W×3) → device pointer holding a copy of it, valid until the next call.
+    #: (batch N×H×W×3 in the calibration type) → device pointer holding a copy of it, valid until the next call.
     CopyToDevice = Callable[[np.ndarray], int]
+
+#: Calibration inputs TensorRT reads in their own type (index types and float32); it reads every other input as
+#: float32 — Polygraphy `backend/trt/calibrator.py` (Calibrator.set_input_metadata, v10.16) converts them, and its
+#: CHANGELOG 0.49.10 calls the conversion "required by TensorRT".
+_READ_AS_IS = {"FLOAT": np.float32, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
+
+
+def calibration_dtype(trt_type_name: str) -> np.dtype:
+    """The type TensorRT reads a calibration input as, from `str(tensor.dtype)` ("DataType.UINT8" or "UINT8"):
+    a uint8 image is read as float32, so feeding its bytes would hand TensorRT a quarter of what it reads."""
+    return np.dtype(_READ_AS_IS.get(str(trt_type_name).rsplit(".", 1)[-1].upper(), np.float32))
 
 
 def load_calibration_frames(path: Path) -> np.ndarray:
@@ -40,10 +53,11 @@ def load_calibration_frames(path: Path) -> np.ndarray:
 
 
 class CalibratorCore:
-    """Full batches of `batch_size` frames, copied to the device by `copy_to_device`, and the cache file."""
+    """Full batches of `batch_size` frames in the type TensorRT reads (`dtype`, see `calibration_dtype`), copied
+    to the device by `copy_to_device`, and the cache file."""
 
     def __init__(self, frames: np.ndarray, cache_path: Path, batch_size: int,
-                 copy_to_device: CopyToDevice) -> None:
+                 copy_to_device: CopyToDevice, dtype: np.dtype = calibration_dtype("UINT8")) -> None:
         if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.dtype != np.uint8:
             got = f"{frames.dtype}{frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
             raise PrecisionError(f"calibration tensors must be a uint8 N×H×W×3 array, got {got}")
@@ -55,6 +69,7 @@ class CalibratorCore:
         self.cache_path = Path(cache_path)
         self.batch_size = int(batch_size)
         self.copy_to_device = copy_to_device
+        self.dtype = np.dtype(dtype)
         self.batches_fed = 0
 
     def get_batch_size(self) -> int:
@@ -65,7 +80,7 @@ class CalibratorCore:
         start = self.batches_fed * self.batch_size
         if start + self.batch_size > len(self.frames):
             return None
-        batch = np.ascontiguousarray(self.frames[start:start + self.batch_size])
+        batch = np.ascontiguousarray(self.frames[start:start + self.batch_size], dtype=self.dtype)
         self.batches_fed += 1
         pointer = int(self.copy_to_device(batch))
         return [pointer for _ in names]

@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any, Optional
@@ -27,6 +28,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import CudaUnavailable
+
+log = logging.getLogger(__name__)
 
 CUDA_HINT = ("install a CUDA Python binding whose major version matches the driver's CUDA: "
              "JetPack 5 (CUDA 11.4): pip install 'cuda-python>=11.4,<12' or pycuda; "
@@ -71,6 +74,17 @@ def check(result: Any, what: str, cudart: Optional[ModuleType] = None) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else values
+
+
+def native_handle(obj: Any) -> int:
+    """The address a cuda-python object (a stream) wraps. cuda-bindings 13.0 (and 12.9.1) deprecate `int(obj)` for
+    it in favour of `cuda.bindings.utils.get_cuda_native_handle` (cuda-bindings 13.0.0 release notes); older
+    bindings have no such module and `int()` is their way."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
 
 
 def instantiate_graph(rt: ModuleType, graph: Any) -> Any:
@@ -195,7 +209,7 @@ class CudaPythonMemory:
         self.device_index = device_index
         check(rt.cudaSetDevice(device_index), f"cudaSetDevice({device_index})", rt)
         self._stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreate", rt)
-        self.stream_handle = int(self._stream)
+        self.stream_handle = native_handle(self._stream)
         self._host: list[int] = []
         self._device: list[int] = []
         self._graphs: list[tuple[Any, Any]] = []
@@ -238,36 +252,61 @@ class CudaPythonMemory:
     def synchronize(self) -> None:
         check(self._rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize", self._rt)
 
-    def begin_capture(self) -> None:
+    def capture(self, work: Callable[[], None]) -> Any:
+        """An executable graph of what `work` enqueues on the stream. A failure inside ends the capture and
+        destroys the partial graph: a stream left capturing fails every later call on it."""
         rt = self._rt
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         check(rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture", rt)
-
-    def end_capture(self) -> Any:
-        rt = self._rt
+        try:
+            work()
+        except BaseException:
+            self._end_failed_capture()
+            raise
         graph = check(rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture", rt)
-        exe = instantiate_graph(rt, graph)
+        try:
+            exe = instantiate_graph(rt, graph)
+        except BaseException:
+            self._report(rt.cudaGraphDestroy(graph), "cudaGraphDestroy (graph that did not instantiate)")
+            raise
         self._graphs.append((graph, exe))
         return exe
+
+    def _end_failed_capture(self) -> None:
+        """Leave capture mode after a failure; a capture CUDA invalidated ends with an error and no graph."""
+        result = self._rt.cudaStreamEndCapture(self._stream)
+        graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+        if int(result[0] if isinstance(result, tuple) else result) == 0 and graph is not None:
+            self._report(self._rt.cudaGraphDestroy(graph), "cudaGraphDestroy (partial graph)")
+
+    def _report(self, result: Any, what: str) -> bool:
+        """Log a failed CUDA call where raising would hide the error being handled; True when it succeeded."""
+        err = result[0] if isinstance(result, tuple) else result
+        if int(err) == 0:
+            return True
+        log.warning("%s failed with %s", what, error_name(err))
+        return False
 
     def launch(self, graph: Any) -> None:
         check(self._rt.cudaGraphLaunch(graph, self._stream), "cudaGraphLaunch", self._rt)
 
-    def close(self) -> None:
-        """Free graphs, device and host memory, then the stream; safe to call twice."""
+    def close(self) -> list[str]:
+        """Free graphs, device and host memory, then the stream; safe to call twice. Every call is made even
+        when one fails (after a device fault they all fail with the sticky error); each failure is logged as a
+        warning and returned — cleanup runs in `close()`, `with` exits and finalizers, where raising would hide
+        the error that led there."""
         if self._closed:
-            return
+            return []
         self._closed = True
         rt = self._rt
-        for graph, exe in self._graphs:
-            rt.cudaGraphExecDestroy(exe)
-            rt.cudaGraphDestroy(graph)
-        for p in self._device:
-            rt.cudaFree(p)
-        for p in self._host:
-            rt.cudaFreeHost(p)
-        rt.cudaStreamDestroy(self._stream)
+        calls = [(rt.cudaGraphExecDestroy, exe, "cudaGraphExecDestroy") for _, exe in self._graphs]
+        calls += [(rt.cudaGraphDestroy, graph, "cudaGraphDestroy") for graph, _ in self._graphs]
+        calls += [(rt.cudaFree, p, "cudaFree") for p in self._device]
+        calls += [(rt.cudaFreeHost, p, "cudaFreeHost") for p in self._host]
+        calls.append((rt.cudaStreamDestroy, self._stream, "cudaStreamDestroy"))
+        failed = [what for fn, arg, what in calls if not self._report(fn(arg), what)]
         self._graphs, self._device, self._host = [], [], []
+        return failed
 
 
 class PyCudaMemory:
@@ -330,28 +369,31 @@ class PyCudaMemory:
         with self.activate():
             self._stream.synchronize()
 
-    def begin_capture(self) -> None:
+    def capture(self, work: Callable[[], None]) -> Any:
         raise CudaUnavailable("CUDA-graph capture needs cuda-python; pycuda cannot (use_cuda_graph=False)")
-
-    def end_capture(self) -> Any:
-        raise CudaUnavailable("CUDA-graph capture needs cuda-python")
 
     def launch(self, graph: Any) -> None:
         raise CudaUnavailable("CUDA-graph launch needs cuda-python")
 
-    def close(self) -> None:
-        """Free device and pinned memory and the stream inside the context, then release the context."""
+    def close(self) -> list[str]:
+        """Free device and pinned memory and the stream inside the context, then release the context. A free
+        that fails is logged and returned, and the rest still runs (the context must be released)."""
         if self._closed:
-            return
+            return []
         self._closed = True
+        failed = []
         with self.activate():
-            for dev in self._device.values():
-                dev.free()
-            for host in self._host:
-                host.base.free()
+            for what, allocation in [*(("mem_free", d) for d in self._device.values()),
+                                     *(("host free", h.base) for h in self._host)]:
+                try:
+                    allocation.free()
+                except self._drv.Error as exc:
+                    log.warning("pycuda %s failed: %s", what, exc)
+                    failed.append(what)
             self._stream = None
         self._device, self._host = {}, []
         self._ctx.detach()
+        return failed
 
 
 def open_cuda(device_index: int = 0) -> Any:

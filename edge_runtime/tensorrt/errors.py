@@ -39,5 +39,9 @@ class CudaUnavailable(TensorRTError):
     """No CUDA binding, no driver, or no GPU."""
 
 
+class DeviceMemoryError(TensorRTError):
+    """The device has too little free memory for what TensorRT must allocate (an execution context)."""
+
+
 class EngineMismatch(TensorRTError):
     """An engine's inputs/outputs are not those of an SLSG bundle."""

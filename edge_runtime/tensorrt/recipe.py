@@ -1,6 +1,7 @@
 """What an engine is made of, decided before TensorRT is touched: which bundle ONNX file and builder
-flags per precision and TensorRT version, the batch profile, the DLA core, the plugins — and the cache key
-that holds all of it with the GPU it is built for. Pure: every rule here is tested without TensorRT.
+flags per precision and TensorRT version, the batch profile, the DLA core, the workspace, the plugins (with
+the kernel sources, Triton and tiles compiled into them) — and the cache key that holds all of it with the GPU
+it is built for. Every rule here is tested without TensorRT.
 
 ≤ 10.x: FP16 = the FP16 flag on the fp32 graph; INT8 = the Q/DQ graph with INT8 (+FP16 for layers left
 without Q/DQ), or — when asked and the bundle carries calibration tensors — the legacy entropy calibrator
@@ -18,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Protocol
+
+from edge_runtime.kernels.identity import plugin_build
 
 from .cuda import DeviceInfo
 from .errors import BuildRequestError, PluginUnsupported, PrecisionError
@@ -102,29 +105,35 @@ def plan_precision(precision: str, api: ApiPlan, models: Mapping[str, str], *,
 @dataclass(frozen=True)
 class BatchProfile:
     """min/opt/max of the batch dimension. A dynamic batch gets one profile, min 1 and opt = max (the
-    legacy calibrator feeds batches of the opt size); a fixed-batch graph has no choice."""
+    legacy calibrator feeds batches of the opt size); a fixed-batch graph has no choice. A DLA build is
+    `single`: DLA has no dynamic dimensions, so min = opt = max and the engine runs only that batch (NVIDIA,
+    "DLA Supported Layers and Restrictions": the profile's min, max and opt must be equal for wildcard
+    dimensions, and the runtime dimensions must be those used for building)."""
 
     dynamic: bool
     max_batch: int
+    single: bool = False
 
     @property
     def shapes(self) -> tuple[int, int, int]:
-        return (1, self.max_batch, self.max_batch) if self.dynamic else (self.max_batch,) * 3
+        lowest = 1 if self.dynamic and not self.single else self.max_batch
+        return (lowest, self.max_batch, self.max_batch)
 
     @property
     def opt(self) -> int:
         return self.shapes[1]
 
 
-def batch_profile(manifest: dict, onnx_name: str, max_batch: Optional[int]) -> BatchProfile:
+def batch_profile(manifest: dict, onnx_name: str, max_batch: Optional[int], dla: bool = False) -> BatchProfile:
     """The manifest's input batch (an int when fixed, a name such as "N" when dynamic) and the asked
-    --max-batch; asking a fixed-batch graph for another batch is refused, never silently ignored."""
+    --max-batch; asking a fixed-batch graph for another batch is refused, never silently ignored. For DLA the
+    profile holds one batch (--max-batch, default 1)."""
     shape = (manifest.get("input") or {}).get("shape") or ["N"]
     fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     if max_batch is not None and max_batch < 1:
         raise BuildRequestError(f"--max-batch must be ≥ 1, got {max_batch}")
     if fixed is None:
-        return BatchProfile(True, max_batch or 1)
+        return BatchProfile(True, max_batch or 1, single=dla)
     if max_batch is not None and max_batch != fixed:
         raise BuildRequestError(
             f"{onnx_name} has a fixed batch of {fixed}, so --max-batch {max_batch} cannot apply: build with "
@@ -196,6 +205,10 @@ class EngineKey:
     dla_core: int                 # NO_DLA (-1): the GPU
     onnx_name: str
     onnx_sha256: str
+    workspace_mb: int             # 0: TensorRT's default (all device memory); tactics depend on it
+    plugin_kernel_sha256: str     # "" without the plugin: the kernel + plugin sources compiled into the engine
+    triton_version: str           # "" without the plugin: the Triton that compiled the kernel's PTX
+    plugin_tiles: str             # "" without the plugin: TileConfig of the compiled kernel
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -213,7 +226,7 @@ class EngineKey:
                 if not isinstance(value, list):
                     raise TypeError(f"{f.name} must be a list")
                 out[f.name] = tuple(str(v) for v in value)
-            elif f.name in ("sm_count", "memory_mib", "max_batch", "dla_core"):
+            elif f.name in ("sm_count", "memory_mib", "max_batch", "dla_core", "workspace_mb"):
                 out[f.name] = int(value)
             elif f.name == "dynamic_batch":
                 out[f.name] = bool(value)
@@ -263,15 +276,18 @@ class EngineRequest:
     max_batch: Optional[int] = None     # None: the graph's fixed batch, or 1 for a dynamic batch
     dla_core: Optional[int] = None      # None: the GPU
     gpu_fallback: bool = False
+    workspace_mb: Optional[int] = None  # None: TensorRT's default
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> EngineRequest:
-        return cls(str(d["precision"]), bool(d.get("legacy_calibrator", False)),
-                   None if d.get("max_batch") is None else int(d["max_batch"]),
-                   None if d.get("dla_core") is None else int(d["dla_core"]), bool(d.get("gpu_fallback", False)))
+        def number(name: str) -> Optional[int]:
+            return None if d.get(name) is None else int(d[name])
+
+        return cls(str(d["precision"]), bool(d.get("legacy_calibrator", False)), number("max_batch"),
+                   number("dla_core"), bool(d.get("gpu_fallback", False)), number("workspace_mb"))
 
 
 @dataclass(frozen=True)
@@ -321,13 +337,16 @@ def make_recipe(bundle: BundleLike, request: EngineRequest, api: ApiPlan, device
     plan = plan_precision(request.precision, api, bundle_models(bundle),
                           legacy_calibrator=request.legacy_calibrator,
                           has_calibration_tensors=calibration_tensors(bundle) is not None)
-    batch = batch_profile(bundle.manifest, plan.onnx_name, request.max_batch)
     dla = check_dla(request.dla_core, request.gpu_fallback, plan.precision, api, device)
+    batch = batch_profile(bundle.manifest, plan.onnx_name, request.max_batch, dla != NO_DLA)
     plugins = required_plugins(bundle.manifest)
     check_plugins(plugins, api)
     flags = plan.builder_flags + (("GPU_FALLBACK",) if request.gpu_fallback else ())
     cc = f"{device.compute_capability[0]}.{device.compute_capability[1]}"
+    kernel = plugin_build() if plugins else None
     key = EngineKey(device.name, cc, device.sm_count, device.memory_mib, tensorrt_version, plan.precision,
                     plan.variant, flags, plan.pinned_float_layers, tuple(plugins), batch.max_batch,
-                    batch.dynamic, dla, plan.onnx_name, onnx_sha256(bundle.manifest, plan.onnx_name))
+                    batch.dynamic, dla, plan.onnx_name, onnx_sha256(bundle.manifest, plan.onnx_name),
+                    request.workspace_mb or 0, kernel.kernel_sha256 if kernel else "",
+                    kernel.triton_version if kernel else "", kernel.tiles if kernel else "")
     return Recipe(request, plan, batch, tuple(plugins), key, Path(bundle.root) / plan.onnx_name)

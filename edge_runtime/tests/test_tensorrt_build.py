@@ -21,7 +21,7 @@ from edge_runtime.tensorrt import (
     build_engine,
 )
 from edge_runtime.tests.fakes.gpu import FakeGpu
-from edge_runtime.tests.trt_bundles import frames, heads_model, make_trt_bundle
+from edge_runtime.tests.trt_bundles import H, W, frames, heads_model, make_trt_bundle
 
 RTX = {"name": "NVIDIA GeForce RTX 4090", "compute_capability": (8, 9), "integrated": False, "sm_count": 128,
        "dla_cores": 0}
@@ -53,6 +53,52 @@ def test_dla_with_gpu_fallback_is_built_keyed_and_loaded_on_its_core(tmp_path, f
     with TensorRTBackend(result.engine_path) as backend:
         backend.run(frames(1))
     assert [c[1] for c in fake.gpu.calls if c[0] == "trt.deserialize_cuda_engine"] == [1]
+
+
+@pytest.mark.parametrize("max_batch, shapes", [(None, 1), (2, 2)])
+def test_a_dla_build_uses_a_static_profile_at_one_batch(tmp_path, fake_trt, max_batch, shapes):
+    """DLA has no dynamic dimensions: min = opt = max, or every layer silently falls back to the GPU."""
+    fake = fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    result = _build(bundle, precision="fp16", dla_core=0, gpu_fallback=True, max_batch=max_batch)
+    [(_, profile)] = [c for c in fake.gpu.calls if c[0] == "trt.add_optimization_profile"]
+    assert profile == {"image": ((shapes, H, W, 3),) * 3}
+    assert result.record["batch_profile"] == [shapes] * 3 and result.key.max_batch == shapes
+
+
+def test_a_dla_engine_refuses_another_batch_with_a_clear_message(tmp_path, fake_trt):
+    fake = fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    path = _build(bundle, precision="fp16", dla_core=1, gpu_fallback=True, max_batch=2).engine_path
+    with TensorRTBackend(path) as backend:
+        mark = len(fake.gpu.calls)
+        with pytest.raises(EngineMismatch, match="runs batches of exactly 2 frames \\(DLA core 1 runs only the batch "
+                                                 "it was built for\\); got 3.*--max-batch 3"):
+            backend.run(frames(3))
+        assert not [c for c in fake.gpu.calls[mark:] if c[0] == "trt.enqueue"], "a chunk ran before the refusal"
+        backend.run(frames(4))
+    assert [c[1] for c in fake.gpu.calls if c[0] == "trt.enqueue"] == [2, 2]
+
+
+def test_the_sidecar_records_where_a_dla_engines_layers_ran_from_the_builders_report(tmp_path, fake_trt):
+    fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    result = _build(bundle, precision="fp16", dla_core=0, gpu_fallback=True)
+    side = json.loads(result.engine_path.with_suffix(".json").read_text())
+    placement = side["build"]["layer_placement"]
+    assert placement["source"] == "builder report"
+    assert any(name.startswith("{ForeignNode[") for name in placement["dla"])
+    assert {g.split(":")[0] for g in placement["gpu"]} == {"CAST", "TOPK"}   # what DLA cannot run
+    assert _build(bundle, precision="fp16", force=True).record["layer_placement"] is None   # a GPU engine
+
+
+def test_without_a_builder_report_the_placement_comes_from_can_run_on_dla(tmp_path, fake_trt):
+    fake = fake_trt("10.3")
+    fake.trt._log_dla_report = False
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    placement = _build(bundle, precision="fp16", dla_core=0, gpu_fallback=True).record["layer_placement"]
+    assert placement["source"] == "can_run_on_DLA"
+    assert "TOPK" in {g.split(":")[0] for g in placement["gpu"]} and placement["dla"]
 
 
 @pytest.mark.parametrize("release, device, settings, message", [
@@ -129,6 +175,16 @@ def test_a_rebuild_says_in_one_line_what_differs(tmp_path, fake_trt):
     assert _build(bundle, precision="fp16", force=True).reason == "--force"
 
 
+def test_another_workspace_is_a_rebuild_with_that_workspace(tmp_path, fake_trt):
+    fake = fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    _build(bundle, precision="fp16", workspace_mb=64)
+    again = _build(bundle, precision="fp16", workspace_mb=128)
+    assert not again.cached and "workspace_mb 64 ≠ 128" in again.reason
+    assert [c[2] for c in fake.gpu.calls if c[0] == "trt.set_memory_pool_limit"] == [64 << 20, 128 << 20]
+    assert _build(bundle, precision="fp16", workspace_mb=128).cached
+
+
 # ---------------------------------------------------------------- the backend's checks
 
 def test_an_input_shape_the_engine_refuses_is_an_error_not_garbage(tmp_path, fake_trt):
@@ -186,6 +242,15 @@ def test_build_cli_takes_dla_and_gpu_fallback(tmp_path, fake_trt):
     fixed = make_trt_bundle(tmp_path / "fixed.slsg", batch=1)
     res = CliRunner().invoke(app, ["build", str(fixed.root), "--fp16", "--max-batch", "8"])
     assert res.exit_code == 1 and "fixed batch of 1" in res.output and "Traceback" not in res.output
+
+
+def test_info_shows_where_the_layers_of_a_dla_engine_ran(tmp_path, fake_trt):
+    fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    _build(bundle, precision="fp16", dla_core=0, gpu_fallback=True, max_batch=2)
+    res = CliRunner().invoke(app, ["info", str(bundle.root)], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    assert "on DLA, 2 on GPU (builder report); GPU: CAST:" in res.output and "batch 2 dla0" in res.output
 
 
 def test_info_lists_engines_with_their_keys_and_whether_they_fit_here(tmp_path, fake_trt):

@@ -112,7 +112,8 @@ def test_another_build_of_the_same_tensorrt_release_is_another_target(bundle):
     ("gpu_name", "Xavier"), ("compute_capability", "7.2"), ("sm_count", 8), ("memory_mib", 7620),
     ("tensorrt_version", "8.6.2.3"), ("builder_flags", ["FP16"]), ("float_layers", []),
     ("plugins", ["slsg::GraphAttention"]), ("max_batch", 4), ("dynamic_batch", False), ("dla_core", 0),
-    ("onnx_sha256", "0" * 64)])
+    ("onnx_sha256", "0" * 64), ("workspace_mb", 512), ("plugin_kernel_sha256", "0" * 64),
+    ("triton_version", "3.3.0"), ("plugin_tiles", "m64-n32-c32-d64-w8")])
 def test_sidecar_recording_another_target_is_a_miss_naming_the_field(bundle, field, value):
     key = _key(bundle)
     path = store_engine(bundle.root, _recipe(bundle), b"engine bytes", {})
@@ -241,3 +242,49 @@ def test_key_round_trips_through_json(bundle):
     key = _key(bundle, request=EngineRequest("fp16", max_batch=4))
     assert EngineKey.from_dict(json.loads(json.dumps(key.to_dict()))) == key
     assert replace(key, precision="fp32") != key
+
+
+def _plugin_bundle(bundle):
+    bundle.manifest["plugins"] = ["slsg::GraphAttention"]
+    return bundle
+
+
+def test_the_key_of_a_plugin_engine_holds_the_kernel_sources_triton_and_tiles(bundle):
+    from importlib import metadata
+
+    from edge_runtime.kernels import identity
+
+    plain = _key(bundle, ver="10.9.0.34")
+    assert (plain.plugin_kernel_sha256, plain.triton_version, plain.plugin_tiles) == ("", "", "")
+    key = _key(_plugin_bundle(bundle), ver="10.9.0.34")
+    digest = hashlib.sha256()
+    for path in identity.SOURCES:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    assert key.plugin_kernel_sha256 == digest.hexdigest()
+    assert {p.name for p in identity.SOURCES} == {"graph_attention_triton.py", "trt_plugin.py"}
+    assert key.triton_version == metadata.version("triton") and key.plugin_tiles == "m32-n32-c32-d64-w4"
+
+
+@pytest.mark.parametrize("change, field", [("kernel", "plugin_kernel_sha256"), ("triton", "triton_version")])
+def test_a_fixed_kernel_or_another_triton_never_reuses_a_cached_plugin_engine(bundle, tmp_path, monkeypatch,
+                                                                             change, field):
+    from edge_runtime.kernels import identity
+
+    bundle = _plugin_bundle(bundle)
+    store_engine(bundle.root, _recipe(bundle, ver="10.9.0.34"), b"engine with the old kernel", {})
+    if change == "kernel":
+        fixed = [tmp_path / p.name for p in identity.SOURCES]
+        for src, dst in zip(identity.SOURCES, fixed):
+            dst.write_bytes(src.read_bytes() + b"\n# fixed\n")
+        monkeypatch.setattr(identity, "SOURCES", tuple(fixed))
+    else:
+        monkeypatch.setattr(identity, "TRITON_DISTRIBUTIONS", ("no-such-triton",))
+    found = lookup(bundle.root, _key(bundle, ver="10.9.0.34"))
+    assert not found.hit and field in found.reason
+
+
+def test_the_workspace_is_part_of_the_key(bundle):
+    store_engine(bundle.root, _recipe(bundle, request=EngineRequest("fp16", workspace_mb=256)), b"engine", {})
+    found = lookup(bundle.root, _key(bundle, request=EngineRequest("fp16", workspace_mb=1024)))
+    assert not found.hit and "workspace_mb 256 ≠ 1024" in found.reason
+    assert lookup(bundle.root, _key(bundle, request=EngineRequest("fp16", workspace_mb=256))).hit

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from edge_runtime.tensorrt import BuildSettings, PrecisionError, build_engine
-from edge_runtime.tensorrt.calibrator import CalibratorCore, entropy_calibrator
+from edge_runtime.tensorrt.calibrator import CalibratorCore, calibration_dtype, entropy_calibrator
 from edge_runtime.tests.fakes.gpu import FakeGpu
 from edge_runtime.tests.fakes.tensorrt import RELEASES, PureVirtualCall, make_tensorrt
 from edge_runtime.tests.trt_bundles import make_trt_bundle
@@ -105,6 +105,34 @@ def test_legacy_calibrator_build_feeds_profile_opt_batches_from_the_device(tmp_p
     build_engine(bundle, BuildSettings(precision="int8", legacy_calibrator=True, max_batch=2, force=True),
                  console=Console(file=io.StringIO()))
     assert fake.gpu.names("trt.calibration-cache-read") == ["trt.calibration-cache-read"]
+
+
+@pytest.mark.parametrize("release, binding", [("8.5", "cuda-python-11"), ("10.3", "cuda-python-12")])
+def test_the_uint8_image_is_fed_to_calibration_as_float32_pixel_values(tmp_path, fake_trt, release, binding):
+    """TensorRT reads a non-index calibration input as float32: a buffer of uint8 frames is a quarter of what
+    it reads (an illegal address on the device) and its bytes are not the pixel values."""
+    fake = fake_trt(release, binding)
+    bundle = make_trt_bundle(tmp_path / "model.slsg", calibration_frames=4)
+    build_engine(bundle, BuildSettings(precision="int8", legacy_calibrator=True, max_batch=2),
+                 console=Console(file=io.StringIO()))
+    frames = np.load(bundle.root / "calibration" / "frames.npy")
+    read = [c[1] for c in fake.gpu.calls if c[0] == "trt.calibration-batch"]
+    expected = [float(frames[i:i + 2].astype(np.float64).mean()) for i in (0, 2)]
+    assert read == pytest.approx(expected)
+    assert fake.gpu.live() == []
+
+
+@pytest.mark.parametrize("name, dtype", [("DataType.UINT8", np.float32), ("HALF", np.float32), ("INT8", np.float32),
+                                         ("DataType.FLOAT", np.float32), ("INT32", np.int32), ("BOOL", np.bool_)])
+def test_calibration_reads_index_types_as_they_are_and_everything_else_as_float32(name, dtype):
+    assert calibration_dtype(name) == np.dtype(dtype)
+
+
+def test_calibration_batches_are_converted_to_the_type_tensorrt_reads(tmp_path):
+    copies: list = []
+    tensors, core = _core(tmp_path, copies=copies)
+    core.get_batch(["image"])
+    assert copies[0].dtype == np.float32 and np.array_equal(copies[0], tensors[:2].astype(np.float32))
 
 
 def test_the_calibration_cache_of_another_tensorrt_is_not_reused(tmp_path, fake_trt):

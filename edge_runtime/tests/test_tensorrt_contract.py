@@ -133,3 +133,33 @@ def test_cuda_graph_capture_replays_and_is_destroyed(tmp_path, fake_trt, release
     np.testing.assert_allclose(second.score, expected(frames(2, seed=4))[1], rtol=1e-6)
     assert not np.allclose(first.score, second.score)
     assert fake.gpu.live() == []
+
+
+@pytest.mark.parametrize("failure", ["enqueue refused", "capture-illegal sync"])
+def test_a_failure_inside_graph_capture_ends_the_capture_and_frees_the_partial_graph(tmp_path, fake_trt, failure):
+    """Left capturing, the stream fails every later call (and the partial graph leaks); ended, the next run
+    captures again and replays."""
+    fake = fake_trt("10.3", "cuda-python-12")
+    bundle = make_trt_bundle(tmp_path / "model.slsg", batch=2)
+    path = build_engine(bundle, BuildSettings(precision="fp16"), console=_quiet()).engine_path
+    with TensorRTBackend(path, use_cuda_graph=True) as backend:
+        cuda, execute, calls = backend._res.cuda, backend._execute, []
+
+        def fails_inside_capture() -> None:
+            calls.append(fake.gpu.capturing(cuda.stream_handle))
+            if calls[-1] and failure == "enqueue refused":
+                raise RuntimeError("TensorRT failed to enqueue")
+            if calls[-1]:
+                cuda.synchronize()                 # CUDA invalidates the capture
+            execute()
+
+        backend._execute = fails_inside_capture
+        with pytest.raises(Exception, match="failed to enqueue|cudaStreamSynchronize failed"):
+            backend.run(frames(2))
+        assert calls == [False, True]
+        assert not fake.gpu.capturing(cuda.stream_handle) and "graph" not in fake.gpu.live()
+        del backend._execute
+        out = backend.run(frames(2, seed=5))     # captures again, then replays
+        np.testing.assert_allclose(out.score, expected(frames(2, seed=5))[1], rtol=1e-6)
+        assert fake.gpu.names("graph-launch") == ["graph-launch"]
+    assert fake.gpu.live() == []

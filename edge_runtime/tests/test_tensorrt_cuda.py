@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import gc
 import io
+import logging
+import sys
+import warnings
 
 import numpy as np
 import pytest
 from rich.console import Console
 
-from edge_runtime.tensorrt import BuildSettings, CudaUnavailable, TensorRTBackend, build_engine
+from edge_runtime.tensorrt import BuildSettings, CudaUnavailable, DeviceMemoryError, TensorRTBackend, build_engine
 from edge_runtime.tensorrt.cuda import CudaPythonMemory, PyCudaMemory, instantiate_graph, open_cuda, query_device
-from edge_runtime.tests.fakes.cudart import make_cudart
+from edge_runtime.tests.fakes.cudart import cudaError_t, make_cudart, make_utils
 from edge_runtime.tests.fakes.gpu import FakeGpu
 from edge_runtime.tests.trt_bundles import frames, make_trt_bundle
 
@@ -96,9 +99,15 @@ def test_cuda_graphs_need_cuda_python(tmp_path, fake_trt):
     assert fake.gpu.live() == [] and fake.pycuda.context_stack == []
 
 
-def test_cuda_python_memory_frees_everything_it_allocated():
+def _memory(monkeypatch, gpu: FakeGpu, major: int = 12, **faults) -> CudaPythonMemory:
+    """CudaPythonMemory on a fake runtime of `major`, with that major's cuda.bindings.utils (none before 13)."""
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", make_utils() if major >= 13 else None)
+    return CudaPythonMemory(0, make_cudart(gpu, major, faults=faults))
+
+
+def test_cuda_python_memory_frees_everything_it_allocated(monkeypatch):
     gpu = FakeGpu(integrated=False)
-    mem = CudaPythonMemory(0, make_cudart(gpu, 12))
+    mem = _memory(monkeypatch, gpu)
     a = mem.allocate((4,), np.float32, mapped=False)
     a.host[:] = [1, 2, 3, 4]
     mem.to_device(a)
@@ -107,3 +116,50 @@ def test_cuda_python_memory_frees_everything_it_allocated():
     assert list(a.host) == [1, 2, 3, 4]
     mem.close()
     assert gpu.live() == []
+
+
+def test_close_checks_every_cuda_return_code_reports_failures_and_still_frees_the_rest(monkeypatch, caplog):
+    gpu = FakeGpu(integrated=False)
+    mem = _memory(monkeypatch, gpu, cudaFree=cudaError_t.cudaErrorIllegalAddress)   # after a device fault
+    for _ in range(2):
+        mem.allocate((4,), np.float32, mapped=False)
+    with caplog.at_level(logging.WARNING, logger="edge_runtime.tensorrt.cuda"):
+        failed = mem.close()
+    assert failed == ["cudaFree", "cudaFree"]
+    assert caplog.messages == ["cudaFree failed with cudaErrorIllegalAddress"] * 2
+    assert gpu.live() == ["device memory", "device memory"]          # host memory and the stream were freed
+    assert mem.close() == []
+
+
+@pytest.mark.parametrize("major", [11, 12, 13])
+def test_the_stream_handle_is_the_native_handle_without_deprecated_int(monkeypatch, major):
+    """cuda-bindings 13 deprecates int(obj) for a CUDA object's address: get_cuda_native_handle where it exists."""
+    gpu = FakeGpu()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        mem = _memory(monkeypatch, gpu, major)
+    assert isinstance(mem.stream_handle, int) and gpu.capturing(mem.stream_handle) is False
+    mem.close()
+
+
+def test_a_backend_on_cuda_bindings_13_runs_without_deprecation_warnings(tmp_path, fake_trt):
+    fake_trt("10.16", "cuda-python-13")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    path = build_engine(bundle, BuildSettings(precision="fp16"), console=Console(file=io.StringIO())).engine_path
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        with TensorRTBackend(path, use_cuda_graph=True) as backend:
+            backend.run(frames(1))
+            backend.run(frames(1))
+
+
+def test_an_execution_context_tensorrt_cannot_allocate_is_an_error_naming_memory(tmp_path, fake_trt):
+    fake = fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    path = build_engine(bundle, BuildSettings(precision="fp16", max_batch=4),
+                        console=Console(file=io.StringIO())).engine_path
+    fake.gpu.free_memory = 1 << 10
+    with pytest.raises(DeviceMemoryError, match="out of memory \\(the context needs 18.0 KiB of activation memory\\)"
+                                                ".*smaller --max-batch"):
+        TensorRTBackend(path)
+    assert fake.gpu.live() == []

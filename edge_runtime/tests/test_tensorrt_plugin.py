@@ -16,7 +16,7 @@ from rich.console import Console
 
 from edge_runtime.tensorrt import BuildSettings, PluginUnsupported, TensorRTBackend, build_engine
 from edge_runtime.tests.fakes.gpu import FakeGpu
-from edge_runtime.tests.trt_bundles import make_trt_bundle
+from edge_runtime.tests.trt_bundles import PLUGIN_CN, make_trt_bundle
 
 trt_plugin = pytest.importorskip("edge_runtime.kernels.trt_plugin", reason="needs triton (the kernels extra)")
 RTX = {"name": "NVIDIA GeForce RTX 4090", "compute_capability": (8, 9), "integrated": False, "sm_count": 128,
@@ -28,22 +28,61 @@ def fresh_registration(monkeypatch):
     monkeypatch.setattr(trt_plugin, "_registered", False)
 
 
+@pytest.fixture
+def triton_compile(monkeypatch):
+    """Triton compiles for the build machine's GPU, which this machine lacks: the compile returns a fixed kernel
+    and records what it was asked (the real compile to PTX: test_the_aot_ptx_gets_vector_loads_from_the_hints)."""
+    asked = []
+
+    def compile_kernel(dtype, k=27, dilation=3, tiles=trt_plugin.kernels.TileConfig(), target=None,
+                       int_values=None):
+        asked.append({"dtype": dtype, "k": k, "dilation": dilation, "int_values": dict(int_values or {})})
+        return trt_plugin.CompiledKernel("graph_attention_kernel", "// ptx", tiles.num_warps, 4096)
+
+    monkeypatch.setattr(trt_plugin, "compile_kernel", compile_kernel)
+    return asked
+
+
 @pytest.mark.parametrize("release", ["10.16", "11.1"])
-def test_a_plugin_bundle_registers_the_plugin_before_parsing(tmp_path, fake_trt, fresh_registration, release):
+def test_a_plugin_bundle_registers_the_plugin_before_parsing(tmp_path, fake_trt, fresh_registration,
+                                                             triton_compile, release):
     fake = fake_trt(release, "cuda-python-13", gpu=FakeGpu(**RTX))
     bundle = make_trt_bundle(tmp_path / "model.slsg", batch=1, plugin=True)
     result = build_engine(bundle, BuildSettings(precision="fp16"), console=Console(file=io.StringIO()))
     registered = fake.trt._registry["slsg::GraphAttention"]
-    assert {"register", "autotune", "aot_impl"} <= set(registered)
+    assert registered.autotune is not None and registered.aot_impl is not None
     assert result.key.plugins == ("slsg::GraphAttention",)
-    assert json.loads(result.engine_path.read_bytes())["aot_plugins"] == ["slsg::GraphAttention"]
+    [plugin] = json.loads(result.engine_path.read_bytes())["aot_plugins"]
+    assert plugin["id"] == "slsg::GraphAttention" and plugin["kernel"] == "graph_attention_kernel"
+
+
+@pytest.mark.parametrize("batch", [1, "N"])
+def test_a_fused_plugin_build_goes_through_tensorrts_format_selection_and_launch_parameters(
+        tmp_path, fake_trt, fresh_registration, triton_compile, batch):
+    """TensorRT calls register on dummy then real shapes, autotune from format selection (twice) and aot_impl
+    from get_launch_params; autotune's positions must be iterables, launch parameters symbolic expressions."""
+    fake = fake_trt("10.16", "cuda-python-13", gpu=FakeGpu(**RTX))
+    bundle = make_trt_bundle(tmp_path / "model.slsg", batch=batch, plugin=True)
+    result = build_engine(bundle, BuildSettings(precision="fp16", max_batch=None if batch == 1 else 2),
+                          console=Console(file=io.StringIO()))
+    calls = [c for c in fake.gpu.calls if c[0].startswith("plugin.")]
+    assert calls == [("plugin.register", "dummy"), ("plugin.register", "real"), ("plugin.autotune",),
+                     ("plugin.autotune",), ("plugin.aot_impl", ["FLOAT"] * 4 + ["FLOAT"] * 2 + ["INT32"])]
+    [plugin] = json.loads(result.engine_path.read_bytes())["aot_plugins"]
+    c, n = PLUGIN_CN
+    batch_expr = "1" if batch == 1 else "B"                       # a dynamic batch is known only at run time
+    assert plugin["launch"]["grid_x"] == "2" and plugin["launch"]["grid_y"] == "2"      # cdiv(48, 32), cdiv(8, 64)+1
+    assert plugin["launch"]["grid_z"] == batch_expr and plugin["launch"]["block_x"] == "128"
+    assert plugin["extra_args"] == [str(c), str(c), str(n)]         # C, CQ, N follow the inputs
+    assert plugin["output_types"] == ["FLOAT", "FLOAT", "INT32"]
+    assert triton_compile == [{"dtype": "fp32", "k": 27, "dilation": 3, "int_values": {"C": c, "CQ": c, "N": n}}]
 
 
 def test_aot_impl_passes_tensorrt_plugin_validation_of_its_return_annotation(fake_trt, fresh_registration):
     """tensorrt/plugin/_validate.py (10.9–11.1) raises "No return annotation found for aot_impl function"."""
     fake = fake_trt("10.16", "cuda-python-13", gpu=FakeGpu(**RTX))
     trt_plugin.register_plugin()
-    assert "aot_impl" in fake.trt._registry["slsg::GraphAttention"]
+    assert fake.trt._registry["slsg::GraphAttention"].aot_impl is not None
 
 
 @pytest.mark.parametrize("release", ["8.5", "8.6", "10.3"])
@@ -54,7 +93,8 @@ def test_tensorrt_before_10_9_refuses_a_plugin_bundle_with_the_way_out(tmp_path,
         build_engine(bundle, BuildSettings(precision="fp16"), console=Console(file=io.StringIO()))
 
 
-def test_an_aot_engine_loads_and_runs_without_triton_or_the_plugin_module(tmp_path, fake_trt, fresh_registration):
+def test_an_aot_engine_loads_and_runs_without_triton_or_the_plugin_module(tmp_path, fake_trt, fresh_registration,
+                                                                          triton_compile):
     fake_trt("10.16", "cuda-python-13", gpu=FakeGpu(**RTX))
     bundle = make_trt_bundle(tmp_path / "model.slsg", batch=1, plugin=True)
     path = build_engine(bundle, BuildSettings(precision="fp16"), console=Console(file=io.StringIO())).engine_path
@@ -83,7 +123,8 @@ def test_an_aot_engine_loads_and_runs_without_triton_or_the_plugin_module(tmp_pa
     assert "loaded: []" in proc.stdout
 
 
-def test_the_backend_refuses_a_plugin_engine_on_tensorrt_without_aot_plugins(tmp_path, fake_trt, fresh_registration):
+def test_the_backend_refuses_a_plugin_engine_on_tensorrt_without_aot_plugins(tmp_path, fake_trt, fresh_registration,
+                                                                              triton_compile):
     fake_trt("10.16", "cuda-python-13", gpu=FakeGpu(**RTX))
     bundle = make_trt_bundle(tmp_path / "model.slsg", batch=1, plugin=True)
     path = build_engine(bundle, BuildSettings(precision="fp16"), console=Console(file=io.StringIO())).engine_path

@@ -13,6 +13,8 @@ from edge_runtime.scoring import SCORE_DEFINITION, Threshold
 
 H, W = 16, 24
 HEADS = ("slsg", "global")
+#: The plugin node's (C, N): the channel-mean map H×W seen as C = 8 rows of N = 48 nodes (N ≥ k = 27).
+PLUGIN_CN = (8, H * W // 8)
 
 
 def heads_model(path: Path, batch: int | str = "N", plugin: bool = False, qdq: bool = False) -> Path:
@@ -33,19 +35,29 @@ def heads_model(path: Path, batch: int | str = "N", plugin: bool = False, qdq: b
         helper.make_node("ReduceMean", ["top"], ["score"], axes=[1], keepdims=0),
     ]
     nodes += [helper.make_node("Identity", ["score"], [f"score_{h}"]) for h in HEADS]
-    if plugin:
-        nodes.append(helper.make_node("GraphAttention", ["p"], ["ga"], domain="slsg", plugin_namespace="slsg",
-                                      k=27, dilation=3))
+    value_info = []
+    if plugin:      # the exporter's node: h, q, v (B, C, N) and rel_pos (N, N) in; three outputs
+        nodes += [helper.make_node("Reshape", ["m", "node_shape"], ["gh"]),
+                  helper.make_node("GraphAttention", ["gh", "gh", "gh", "rel_pos"], ["ga_mr", "ga_ctx", "ga_nbr"],
+                                   domain="slsg", plugin_namespace="slsg", k=27, dilation=3)]
+        value_info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, *PLUGIN_CN])
+                      for n in ("gh", "ga_mr", "ga_ctx")]
+        value_info.append(helper.make_tensor_value_info("ga_nbr", TensorProto.INT32, [batch, PLUGIN_CN[1], 9]))
     inits = [helper.make_tensor("c255", TensorProto.FLOAT, [], [255.0]),
              *([helper.make_tensor("qs", TensorProto.FLOAT, [], [1 / 127])] if qdq else []),
              helper.make_tensor("map_shape", TensorProto.INT64, [4], [-1, 1, H, W]),
              helper.make_tensor("flat_shape", TensorProto.INT64, [2], [-1, H * W]),
              helper.make_tensor("k", TensorProto.INT64, [1], [10])]
+    if plugin:
+        n = PLUGIN_CN[1]
+        inits += [helper.make_tensor("node_shape", TensorProto.INT64, [3], [0, *PLUGIN_CN]),
+                  helper.make_tensor("rel_pos", TensorProto.FLOAT, [n, n], np.zeros(n * n, np.float32))]
     outputs = [helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [batch, 1, H, W]),
                helper.make_tensor_value_info("score", TensorProto.FLOAT, [batch])]
     outputs += [helper.make_tensor_value_info(f"score_{h}", TensorProto.FLOAT, [batch]) for h in HEADS]
     graph = helper.make_graph(nodes, "heads", [helper.make_tensor_value_info("image", TensorProto.UINT8,
-                                                                            [batch, H, W, 3])], outputs, inits)
+                                                                            [batch, H, W, 3])], outputs, inits,
+                              value_info=value_info)
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("slsg", 1)] if plugin else [])
     onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
     return path

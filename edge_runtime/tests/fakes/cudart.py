@@ -6,12 +6,20 @@ Runtime API references:
   `(graph, flags)` → (err, exec). `cudaGraphInstantiateWithFlags(graph, flags)` → (err, exec) from CUDA 11.4.
 * A binding newer than the driver imports fine and fails every call with `cudaErrorInsufficientDriver` (35):
   what cuda-python 13 does on this machine, and cuda-python 12 on JetPack 5's CUDA 11.4 driver.
+* Streams are `cudaStream_t` objects. cuda-bindings 13.0.0 deprecates `int(obj)` for their address ("Using
+  int(cuda_obj) to retrieve the underlying address of a CUDA object is deprecated", release notes) in favour of
+  `cuda.bindings.utils.get_cuda_native_handle` (`make_utils`); runtime calls take the object or an int.
+* Stream capture (CUDA Runtime API, cudaStreamBeginCapture / cudaStreamEndCapture): a capture-illegal call on a
+  capturing stream, such as cudaStreamSynchronize, fails with cudaErrorStreamCaptureUnsupported and invalidates
+  the capture; the stream stays in capture mode until cudaStreamEndCapture, which then returns
+  cudaErrorStreamCaptureInvalidated and no graph.
 """
 
 from __future__ import annotations
 
 import enum
 import types
+import warnings
 from dataclasses import dataclass
 
 from .gpu import FakeGpu
@@ -20,8 +28,12 @@ from .gpu import FakeGpu
 class cudaError_t(enum.IntEnum):  # noqa: N801  (cuda-python's name)
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
+    cudaErrorMemoryAllocation = 2
     cudaErrorInsufficientDriver = 35
     cudaErrorInvalidResourceHandle = 400
+    cudaErrorIllegalAddress = 700
+    cudaErrorStreamCaptureUnsupported = 900
+    cudaErrorStreamCaptureInvalidated = 901
 
 
 class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
@@ -44,12 +56,46 @@ class cudaDeviceProp:  # noqa: N801
     multiProcessorCount: int  # noqa: N815
 
 
-def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flags: bool = True) -> types.ModuleType:
+class cudaStream_t:  # noqa: N801  (cuda-python's name)
+    """A stream handle object; `int()` of it warns from cuda-bindings 13 on."""
+
+    def __init__(self, address: int, major: int):
+        self._address, self._major = int(address), major
+
+    def __int__(self) -> int:
+        if self._major >= 13:
+            warnings.warn("Using int(cuda_obj) to retrieve the underlying address of a CUDA object is deprecated; "
+                          "use cuda.bindings.utils.get_cuda_native_handle", DeprecationWarning, stacklevel=2)
+        return self._address
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, cudaStream_t) and other._address == self._address
+
+    def __hash__(self) -> int:
+        return hash(self._address)
+
+
+def address(handle: object) -> int:
+    """What a runtime call does with a stream argument: a cudaStream_t object or a plain int."""
+    return handle._address if isinstance(handle, cudaStream_t) else int(handle)
+
+
+def make_utils() -> types.ModuleType:
+    """`cuda.bindings.utils` (cuda-bindings 12.9.1 and 13.x)."""
+    utils = types.ModuleType("cuda.bindings.utils")
+    utils.get_cuda_native_handle = address
+    return utils
+
+
+def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flags: bool = True,
+                faults: dict | None = None) -> types.ModuleType:
     """A runtime module of cuda-python `major` on `gpu`; `driver_ok=False` is a binding newer than the driver;
-    `with_flags=False` leaves out cudaGraphInstantiateWithFlags (to exercise the cudaGraphInstantiate forms)."""
+    `with_flags=False` leaves out cudaGraphInstantiateWithFlags (to exercise the cudaGraphInstantiate forms);
+    `faults` maps a function name to the error it returns, doing nothing (a device after a fault)."""
     rt = types.ModuleType("cuda.bindings.runtime" if major >= 12 else "cuda.cudart")
     ok = cudaError_t.cudaSuccess
     state = {"device": 0}
+    faults = faults or {}
 
     def fails(*_: object, **__: object) -> tuple:
         return (cudaError_t.cudaErrorInsufficientDriver, None)
@@ -77,7 +123,7 @@ def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flag
         return (ok,)
 
     def stream_create(flags):
-        return (ok, gpu.create_stream())
+        return (ok, cudaStream_t(gpu.create_stream(), major))
 
     def host_alloc(nbytes, flags):
         return (ok, gpu.alloc("mapped" if flags == rt.cudaHostAllocMapped else "host", nbytes))
@@ -89,20 +135,22 @@ def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flag
         return (ok, gpu.alloc("device", nbytes))
 
     def memcpy_async(dst, src, nbytes, kind, stream):
-        gpu.enqueue(stream, lambda: gpu.memmove(dst, src, nbytes))
+        gpu.enqueue(address(stream), lambda: gpu.memmove(dst, src, nbytes))
         return (ok,)
 
     def stream_sync(stream):
-        if gpu.capturing(stream):
-            return (cudaError_t.cudaErrorInvalidValue,)    # illegal inside a capture
+        if gpu.capturing(address(stream)):                  # capture-illegal: it invalidates the capture
+            gpu.invalidate_capture(address(stream))
+            return (cudaError_t.cudaErrorStreamCaptureUnsupported,)
         return (ok,)
 
     def begin_capture(stream, mode):
-        gpu.begin_capture(stream)
+        gpu.begin_capture(address(stream))
         return (ok,)
 
     def end_capture(stream):
-        return (ok, gpu.end_capture(stream))
+        graph = gpu.end_capture(address(stream))
+        return (ok, graph) if graph is not None else (cudaError_t.cudaErrorStreamCaptureInvalidated, None)
 
     def instantiate_with_flags(graph, flags):
         return (ok, gpu.instantiate(graph))
@@ -112,7 +160,7 @@ def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flag
         return (ok, exe) if major >= 12 else (ok, exe, None, b"")
 
     def graph_launch(exe, stream):
-        gpu.launch(exe, stream)
+        gpu.launch(exe, address(stream))
         return (ok,)
 
     def freer(kinds):
@@ -126,7 +174,7 @@ def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flag
         return (ok,)
 
     def destroy_stream(stream):
-        gpu.destroy_stream(stream)
+        gpu.destroy_stream(address(stream))
         return (ok,)
 
     rt.cudaError_t = cudaError_t
@@ -156,4 +204,6 @@ def make_cudart(gpu: FakeGpu, major: int = 12, driver_ok: bool = True, with_flag
     rt.cudaFree = call(freer(("device",)))
     rt.cudaFreeHost = call(freer(("host", "mapped")))
     rt.cudaStreamDestroy = call(destroy_stream)
+    for name, err in faults.items():
+        setattr(rt, name, lambda *_, err=err, **__: (err,))
     return rt

@@ -23,6 +23,7 @@ class FakeCudaError(RuntimeError):
 class Stream:
     handle: int
     capture: list | None = None       # work recorded while capturing
+    invalidated: bool = False         # a capture-illegal call happened during the capture
 
 
 @dataclass
@@ -33,6 +34,7 @@ class FakeGpu:
     total_memory: int = 30 << 30
     sm_count: int = 16
     dla_cores: int = 2
+    free_memory: int | None = None                     # bytes TensorRT can still allocate; None: plenty
     calls: list = field(default_factory=list)          # (what, details) in the order they happened
     _memory: dict = field(default_factory=dict)        # address → (kind, ctypes buffer)
     _streams: dict = field(default_factory=dict)
@@ -119,15 +121,25 @@ class FakeGpu:
         return self.stream(handle).capture is not None
 
     def begin_capture(self, handle: int) -> None:
-        self.stream(handle).capture = []
+        s = self.stream(handle)
+        if s.capture is not None:
+            raise FakeCudaError("begin of a capture on a stream already capturing")
+        s.capture, s.invalidated = [], False
 
-    def end_capture(self, handle: int) -> int:
+    def invalidate_capture(self, handle: int) -> None:
+        self.stream(handle).invalidated = True
+
+    def end_capture(self, handle: int) -> int | None:
+        """The captured graph, or None when the capture was invalidated; the stream leaves capture mode."""
         s = self.stream(handle)
         if s.capture is None:
             raise FakeCudaError("end of a capture that was never begun")
+        work, s.capture = s.capture, None
+        if s.invalidated:
+            s.invalidated = False
+            return None
         g = self.handle()
-        self._graphs[g] = s.capture
-        s.capture = None
+        self._graphs[g] = work
         return g
 
     def instantiate(self, graph: int) -> int:

@@ -32,8 +32,8 @@ Written per release from NVIDIA's sources and documentation — never from edge_
   Graphs: enqueue once before capturing); an engine from another TensorRT version or GPU deserialises to None.
 * an engine built with an ahead-of-time plugin deserialises and runs without any plugin registered
   (samples/python/quickly_deployable_plugins/README.md, "Loading and running a TRT engine containing an AOT
-  plugin"); `tensorrt.plugin.aot_impl` demands a return annotation `tuple[str | bytes, str | bytes,
-  KernelLaunchParams, SymExprs]` (tensorrt/plugin/_validate.py, every tag 10.9–11.1).
+  plugin"). `tensorrt.plugin` itself, and the builder's calls into a registered plugin (register on dummy then
+  real shapes, autotune from format selection, aot_impl from launch parameters), are fakes/tensorrt_plugin.py.
 
 What the fake engine computes (so tests know every output): anomaly_map = channel mean / 255;
 score = mean of the frame's map; score_<head> = score × len(head).
@@ -44,13 +44,67 @@ from __future__ import annotations
 import enum
 import json
 import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .gpu import FakeGpu
+from .tensorrt_plugin import (
+    DimensionOperation,
+    PluginBuildError,
+    PluginInput,
+    TensorFormat,
+    build_aot_plugin,
+    make_plugin_module,
+)
+
+#: Every rule of this fake with its source (the module doc explains them); test_tensorrt_fake.py has one test
+#: per entry, named test_rule_<key>, so a change that drops a rule fails there.
+RULES = {
+    "bindings-per-release": "python/src/infer/pyCore.cpp, pyInt8.cpp, python/src/parsers/pyOnnx.cpp @ release/8.5, "
+                            "release/8.6, v10.3.0, v10.16, v11.1: which methods, flags and classes each binds",
+    "enum-values": "include/NvInfer.h: kEXPLICIT_BATCH = 0 @ release/8.5; kSTRONGLY_TYPED = 1 @ v10.3.0, 0 @ v11.1",
+    "no-dict": "pybind11 class_ without py::dynamic_attr(): setting an unbound attribute raises AttributeError",
+    "override-lookup": "pybind11 get_type_override with pyInt8.cpp's documentation stubs ('Fake bindings ... solely "
+                       "for documentation purposes'): a mixin after the TensorRT class is not an override",
+    "base-init": "pybind11 >= 2.6: '__init__() must be called when overriding __init__'",
+    "int8-needs-calibrator": "Polygraphy backend/trt/config.py @ v10.16: 'No Q/DQ layers means that we will need "
+                             "to calibrate'",
+    "explicit-batch-8x": "onnx-tensorrt 8.5-GA ModelImporter.cpp: the 8.x parser refuses implicit-batch networks",
+    "profile-needed": "IOptimizationProfile docs: dynamic inputs need an optimization profile",
+    "calibration-profile": "python/docstrings/infer/pyCoreDoc.h (set_calibration_profile): required for int8 "
+                           "calibration of a network with runtime dimensions",
+    "calibration-at-opt": "Polygraphy backend/trt/calibrator.py @ v10.16: 'Will use `opt` shapes from profile 0 for "
+                          "calibration'",
+    "strongly-typed": "include/NvInfer.h @ v10.3.0 (kSTRONGLY_TYPED): layer precisions and output types are refused",
+    "topk-initializer": "onnx-tensorrt docs/operators.md @ 8.5-GA: TopK's K must be an initializer (8.6 lifts it)",
+    "dla-builds": "'Working with DLA' and TensorRT 11.4.1 release notes: FP16/INT8 only, GPU_FALLBACK for layers "
+                  "DLA lacks, no DLA in 10.8–11.4.0",
+    "input-shape-outside-profile": "IExecutionContext.setInputShape (NvInferRuntime.h @ v10.3.0): False outside the "
+                                   "profile",
+    "capture-after-shape-change": "Developer Guide, CUDA Graphs: enqueue once after a shape change before capturing",
+    "engine-compatibility": "IRuntime.deserializeCudaEngine: a plan from another TensorRT or GPU gives None",
+    "aot-engine-standalone": "samples/python/quickly_deployable_plugins/README.md @ v10.16: an engine with an AOT "
+                             "plugin loads and runs with no plugin registered",
+    "calibration-float32": "Polygraphy backend/trt/calibrator.py @ v10.16 (Calibrator.set_input_metadata) and "
+                           "CHANGELOG 0.49.10: TensorRT reads every non-index calibration input as float32",
+    "dla-static-profile": "TensorRT docs, DLA Supported Layers and Restrictions (General Restrictions): no dynamic "
+                          "dimensions on DLA, the profile's min, opt and max must be equal; with GPU fallback the "
+                          "layers run on the GPU",
+    "dla-report": "samples/sampleCudla/README.md @ v10.16: the builder logs 'Layers running on DLA:' with "
+                  "[DlaLayer] {ForeignNode[...]} lines, then 'Layers running on GPU:'",
+    "can-run-on-dla": "python/src/infer/pyCore.cpp @ release/8.5 … v11.1: IBuilderConfig.can_run_on_DLA(layer)",
+    "context-none": "include/NvInferRuntime.h @ v10.3.0: createExecutionContext is noexcept and allocates the "
+                    "activation memory (kSTATIC); when it cannot it returns nullptr, None in Python",
+    "device-memory-size": "python/src/infer/pyCore.cpp: device_memory_size @ release/8.5 … v10.16, "
+                          "device_memory_size_v2 @ v10.3.0 … v11.1",
+    "int-deprecated": "cuda-bindings 13.0.0 release notes: int(cuda_obj) is deprecated, use "
+                      "cuda.bindings.utils.get_cuda_native_handle (fakes/cudart.py)",
+    "capture-invalidation": "CUDA Runtime API, cudaStreamBeginCapture / cudaStreamEndCapture (fakes/cudart.py): a "
+                            "capture-illegal call invalidates the capture, which stays open until EndCapture "
+                            "returns cudaErrorStreamCaptureInvalidated and no graph",
+}
 
 
 class PureVirtualCall(BaseException):
@@ -117,7 +171,8 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     trt.__version__ = release.version
     trt.__file__ = f"/fake/tensorrt-{release.version}/__init__.py"
     rec = gpu.record
-    registry: dict = {}            # tensorrt.plugin registrations: id → {"aot_impl": fn, ...}
+    major = int(release.version.split(".")[0])
+    registry: dict = {}            # tensorrt.plugin registrations: id → PluginDef (fakes/tensorrt_plugin.py)
 
     class DataType(enum.Enum):
         FLOAT, HALF, INT8, INT32, BOOL, UINT8, INT64 = range(7)
@@ -141,6 +196,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                 "Conv": LayerType.CONVOLUTION, "Identity": LayerType.IDENTITY,
                 "QuantizeLinear": LayerType.QUANTIZE, "DequantizeLinear": LayerType.DEQUANTIZE}
     dla_unsupported = {LayerType.TOPK, LayerType.CAST, LayerType.PLUGIN_V3}
+    CALIBRATION_AS_IS = {DataType.FLOAT, DataType.INT32, DataType.INT64, DataType.BOOL}  # noqa: N806
 
     flag_members = {}
     if release.explicit_batch_member:
@@ -157,6 +213,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     DeviceType = enum.Enum("DeviceType", ["GPU", "DLA"])  # noqa: N806
     trt.DeviceType = DeviceType
     trt.DataType, trt.TensorIOMode, trt.LayerType = DataType, TensorIOMode, LayerType
+    trt.TensorFormat, trt.DimensionOperation = TensorFormat, DimensionOperation
     trt.float32, trt.float16, trt.int8, trt.int32 = DataType.FLOAT, DataType.HALF, DataType.INT8, DataType.INT32
     trt.uint8, trt.bool, trt.int64 = DataType.UINT8, DataType.BOOL, DataType.INT64
 
@@ -239,10 +296,12 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     class ILayer(_Bound):
         _settable = frozenset({"precision", "name"})
 
-        def __init__(self, network, op, outputs):
+        def __init__(self, network, op, outputs, name=""):
             self._network, self._outputs = network, outputs
             object.__setattr__(self, "type", layer_of.get(op, LayerType.PLUGIN_V3))
+            object.__setattr__(self, "name", name or f"(Unnamed Layer* {len(network._layers)}) [{self.type.name}]")
             self._precision = DataType.FLOAT
+            self._plugin = None           # (PluginDef, fields, [PluginInput]) for a plugin layer
 
         @property
         def precision(self):
@@ -310,6 +369,27 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
         return tuple(-1 if (d.dim_param or d.dim_value == 0) else int(d.dim_value)
                      for d in value_info.type.tensor_type.shape.dim)
 
+    def tensor_info(graph) -> dict:
+        """name → (dims, DataType) for the graph's inputs, outputs, value_info and initializers. TensorRT infers
+        intermediate shapes itself; this fake reads them from value_info (the exporter writes it)."""
+        out = {vi.name: (dims(vi), onnx_types[vi.type.tensor_type.elem_type])
+               for vi in (*graph.input, *graph.value_info, *graph.output)}
+        out.update({t.name: (tuple(int(d) for d in t.dims), onnx_types[t.data_type]) for t in graph.initializer})
+        return out
+
+    def plugin_layer(definition, attrs: dict, node, known: dict) -> tuple:
+        """The plugin's fields are the register function's attributes (tensorrt/plugin/_lib.py @ v10.9.0:
+        _TemplatePluginCreator lists them as its field names; create_plugin converts each with its annotation)."""
+        fields = {}
+        for name, annotation in definition.attrs.items():
+            if name in attrs:
+                value = attrs[name]
+                fields[name] = value.decode() if isinstance(value, bytes) and annotation is str else annotation(value)
+        missing = [n for n in node.input if n not in known]
+        if missing:
+            raise ValueError(f"the fake parser needs value_info for plugin inputs {missing}")
+        return definition, fields, [PluginInput(n, *known[n]) for n in node.input]
+
     class OnnxParser(_Bound):
         def __init__(self, network, logger):
             self._network, self._logger, self._errors = network, logger, []
@@ -337,8 +417,10 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
             for vi in graph.input:
                 if vi.name not in inits:
                     net._inputs.append(ITensor(vi.name, dims(vi), onnx_types[vi.type.tensor_type.elem_type]))
+            known = tensor_info(graph)
             for index, node in enumerate(graph.node):
                 attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                plugin = None
                 if node.op_type not in layer_of:
                     namespace = attrs.get("plugin_namespace", b"").decode() or node.domain
                     plugin_id = f"{namespace}::{node.op_type}"
@@ -347,12 +429,15 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                             "UNSUPPORTED_NODE", f"No importer registered for op: {node.op_type}. Attempted to "
                             f"import as plugin: plugin {plugin_id} not found", index, node.name, node.op_type))
                         continue
+                    plugin = plugin_layer(registry[plugin_id], attrs, node, known)
                     net._plugins.append(plugin_id)
                 if node.op_type == "TopK" and release.topk_constant_k and node.input[1] not in inits:
                     self._errors.append(IParserError("UNSUPPORTED_NODE", "TopK: K input must be an initializer",
                                                      index, node.name, node.op_type))
                     continue
-                net._layers.append(ILayer(net, node.op_type, [ITensor(o, (), DataType.FLOAT) for o in node.output]))
+                layer = ILayer(net, node.op_type, [ITensor(o, (), DataType.FLOAT) for o in node.output], node.name)
+                layer._plugin = plugin
+                net._layers.append(layer)
             for vi in graph.output:
                 net._outputs.append(ITensor(vi.name, dims(vi), onnx_types[vi.type.tensor_type.elem_type]))
             return not self._errors
@@ -433,6 +518,18 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
         def get_timing_cache(self):
             return self._timing
 
+        def can_run_on_DLA(self, layer):
+            """pyCore.cpp (release/8.5 to v11.1) binds IBuilderConfig.canRunOnDLA; DLA runs neither the layer types
+            it lacks nor dynamic dimensions ("DLA Supported Layers and Restrictions")."""
+            return release.dla and layer.type not in dla_unsupported and not dynamic_profile(layer._network, self)
+
+    def dynamic_profile(network, config) -> bool:
+        """A dynamic input whose profile has min ≠ max: DLA cannot run it (the profile's min, max and opt must be
+        equal for wildcard dimensions: "DLA Supported Layers and Restrictions", General Restrictions)."""
+        profile = config._profiles[0] if config._profiles else None
+        return any(-1 in t.shape and profile is not None and t.name in profile._shapes
+                   and profile._shapes[t.name][0] != profile._shapes[t.name][2] for t in network._inputs)
+
     class IHostMemory(bytes):
         nbytes = property(len)
 
@@ -472,7 +569,11 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
             _override(calibrator, "get_batch_size")()
             names = [t.name for t in network._inputs]
             image = network._inputs[0]
-            need = opt_batch * int(np.prod(image.shape[1:])) * np.dtype(numpy_of[image.dtype]).itemsize
+            # Non-index calibration inputs are read as float32 (Polygraphy backend/trt/calibrator.py @ v10.16,
+            # Calibrator.set_input_metadata; CHANGELOG 0.49.10: "required by TensorRT").
+            read_as = image.dtype if image.dtype in CALIBRATION_AS_IS else DataType.FLOAT
+            item = np.dtype(numpy_of[read_as])
+            need = opt_batch * int(np.prod(image.shape[1:])) * item.itemsize
             batches = 0
             while True:
                 pointers = _override(calibrator, "get_batch")(names)
@@ -480,9 +581,10 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                     break
                 if len(pointers) != len(names) or any(gpu.size_at(int(p)) < need for p in pointers):
                     self._error(f"calibration batch does not hold the calibration profile's opt shape "
-                                f"({opt_batch} frames, {need} bytes)")
+                                f"({opt_batch} frames of {item.name}, {need} bytes)")
                     return False
-                gpu.view(int(pointers[0]), need)
+                values = gpu.view(int(pointers[0]), need).view(item)
+                rec("trt.calibration-batch", float(values.astype(np.float64).mean()))
                 batches += 1
             if not batches:
                 self._error("calibration failed: the calibrator gave no batch")
@@ -491,6 +593,29 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
             _override(calibrator, "write_calibration_cache")(memoryview(
                 f"TRT-{release.version}-EntropyCalibration2\n{names[0]}: 3c010a14\n".encode()))
             return True
+
+        def _report_placement(self, network, config):
+            """The builder's DLA report, one INFO message per line: consecutive DLA layers form one
+            {ForeignNode[first...last]} (samples/sampleCudla/README.md @ v10.16 shows the DLA lines; the GPU
+            lines here follow the same pattern with the layer type)."""
+            groups, run = [], []
+            for layer in network._layers:
+                if config.can_run_on_DLA(layer):
+                    run.append(layer.name)
+                    continue
+                if run:
+                    groups.append(run)
+                run = []
+            if run:
+                groups.append(run)
+            log(self._logger, ILogger.INFO, "--------------- Layers running on DLA:")
+            for g in groups:
+                span = g[0] if len(g) == 1 else f"{g[0]}...{g[-1]}"
+                log(self._logger, ILogger.INFO, f"[DlaLayer] {{ForeignNode[{span}]}},")
+            log(self._logger, ILogger.INFO, "--------------- Layers running on GPU:")
+            for layer in network._layers:
+                if not config.can_run_on_DLA(layer):
+                    log(self._logger, ILogger.INFO, f"[GpuLayer] {layer.type.name}: {layer.name},")
 
         def build_serialized_network(self, network, config):
             rec("trt.build_serialized_network")
@@ -518,9 +643,14 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                 if release.weak_typing and not ({"FP16", "INT8"} & config._flags):
                     return self._error("DLA supports only FP16 and INT8: set BuilderFlag.FP16 or INT8")
                 if "GPU_FALLBACK" not in config._flags:
+                    if dynamic_profile(network, config):
+                        return self._error("DLA does not support dynamic dimensions: the optimization profile's "
+                                           "min, opt and max must be equal")
                     bad = [layer.type.name for layer in network._layers if layer.type in dla_unsupported]
                     if bad:
                         return self._error(f"{bad[0]} layer cannot run on DLA and GPU fallback is not enabled")
+                if getattr(trt, "_log_dla_report", True):
+                    self._report_placement(network, config)
             explicit_q = any(la.type in (LayerType.QUANTIZE, LayerType.DEQUANTIZE) for la in network._layers)
             if "INT8" in config._flags and release.implicit_int8 and not explicit_q:   # Polygraphy config.py
                 if config.int8_calibrator is None:
@@ -531,6 +661,14 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                                        "to set scales for a network with runtime dimensions")
                 if not self._calibrate(network, config, opt_batch):
                     return None
+            aot = []
+            for layer in network._layers:
+                if layer._plugin is not None:
+                    definition, fields, inputs = layer._plugin
+                    try:
+                        aot.append(build_aot_plugin(trt.plugin, definition, fields, inputs, opt_batch))
+                    except PluginBuildError as exc:
+                        return self._error(f"{exc} (plugin {definition.plugin_id}, layer {layer.name})")
             monitor = getattr(config, "progress_monitor", None)
             if monitor is not None:
                 _override(monitor, "phase_start")("Building engine", None, 2)
@@ -547,7 +685,7 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                     "profile": ([list(s) for s in profile._shapes[image.name]]
                                 if profile and image.name in profile._shapes else None),
                     "dla_core": config.DLA_core if on_dla else -1, "flags": sorted(config._flags),
-                    "aot_plugins": network._plugins}
+                    "aot_plugins": aot}
             return IHostMemory(json.dumps(plan).encode())
 
     trt.Builder = Builder
@@ -648,8 +786,25 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
                 raise RuntimeError("no such profile for this tensor")
             return [list(s) for s in profile]
 
+        def _activation_bytes(self):
+            inputs = self._plan["inputs"][0][1]
+            batch = self._plan["profile"][2][0] if self._plan["profile"] else inputs[0]
+            return batch * int(np.prod(inputs[1:])) * 4
+
+        if major < 11:                                      # device_memory_size: 8.5 … 10.x (gone in 11.1)
+            device_memory_size = property(_activation_bytes)
+        if major >= 10:                                     # device_memory_size_v2: 10.1 … 11.x
+            device_memory_size_v2 = property(_activation_bytes)
+
         def create_execution_context(self):
+            """None when the activation memory cannot be allocated (createExecutionContext is noexcept and returns
+            nullptr; include/NvInferRuntime.h @ v10.3.0, kSTATIC allocation)."""
             rec("trt.create_execution_context")
+            if gpu.free_memory is not None and gpu.free_memory < self._activation_bytes():
+                log(self._runtime._logger, ILogger.ERROR, "Requested amount of GPU memory "
+                    f"({self._activation_bytes()} bytes) could not be allocated. There may not be enough free "
+                    "memory for allocation to succeed.")
+                return None
             return IExecutionContext(self)
 
         if release.bindings_api:
@@ -691,90 +846,8 @@ def make_tensorrt(release: Release, gpu: FakeGpu) -> types.ModuleType:
     trt.Runtime = Runtime
     trt._registry = registry
     if release.plugins == "aot":
-        trt.plugin = make_plugin_module(trt, registry)
+        trt.plugin = make_plugin_module(trt, registry, rec)
     return trt
-
-
-def make_plugin_module(trt: types.ModuleType, registry: dict) -> types.ModuleType:
-    """`tensorrt.plugin` (10.9+): decorators that register and validate, like tensorrt/plugin/_lib.py and
-    _validate.py; the AOT compile itself is not run (TensorRT calls aot_impl during the build)."""
-    trtp = types.ModuleType("tensorrt.plugin")
-
-    class TensorDesc:
-        pass
-
-    class KernelLaunchParams:
-        pass
-
-    class SymExprs:
-        pass
-
-    class SymIntExprs(SymExprs):
-        @classmethod
-        def from_tuple(cls, values):
-            return cls()
-
-    class AutoTuneCombination:
-        def pos(self, positions, types_):
-            pass
-
-    def register(plugin_id):
-        def wrap(fn):
-            import inspect
-
-            sig = inspect.signature(fn)
-            for name, param in sig.parameters.items():
-                if param.annotation is inspect.Parameter.empty:
-                    raise ValueError(f"Argument {name} does not have a type annotation.")
-            if sig.return_annotation is inspect.Parameter.empty:
-                raise ValueError(f"No return annotation found for register function. Received signature {sig}.")
-            registry[plugin_id] = {"register": fn}
-            return fn
-        return wrap
-
-    def need(plugin_id):
-        if plugin_id not in registry:
-            raise ValueError(f"Plugin {plugin_id} is not registered; decorate it with tensorrt.plugin.register")
-        return registry[plugin_id]
-
-    def autotune(plugin_id):
-        def wrap(fn):
-            need(plugin_id)["autotune"] = fn
-            return fn
-        return wrap
-
-    def aot_impl(plugin_id):
-        def wrap(fn):
-            import inspect
-
-            sig = inspect.signature(fn)
-            ret = sig.return_annotation
-            if ret is inspect.Parameter.empty:
-                raise ValueError(f"No return annotation found for aot_impl function. Received signature {sig}.")
-            args = typing.get_args(ret)
-            if typing.get_origin(ret) is not tuple or len(args) != 4:
-                raise ValueError(f"Return annotation is {ret}. Expected tuple[str | bytes, str | bytes, "
-                                 "tensorrt.plugin.KernelLaunchParams, tensorrt.plugin.SymIntExprs].")
-            for index in (0, 1):
-                inner = typing.get_args(args[index]) or (args[index],)
-                if any(a not in (str, bytes) for a in inner):
-                    raise ValueError(f"Return annotation for argument at {index} is '{args[index]}'.")
-            if not (isinstance(args[2], type) and issubclass(args[2], KernelLaunchParams)):
-                raise ValueError(f"Argument at index 2 of return annotation is '{args[2]}'.")
-            if not (isinstance(args[3], type) and issubclass(args[3], SymExprs)):
-                raise ValueError(f"Argument at index 3 of return annotation is '{args[3]}'.")
-            need(plugin_id)["aot_impl"] = fn
-            return fn
-        return wrap
-
-    trtp.TensorDesc, trtp.KernelLaunchParams, trtp.SymExprs, trtp.SymIntExprs = (
-        TensorDesc, KernelLaunchParams, SymExprs, SymIntExprs)
-    trtp.SymInt32 = lambda value: value
-    trtp.AutoTuneCombination = AutoTuneCombination
-    trtp.register, trtp.autotune, trtp.aot_impl = register, autotune, aot_impl
-    trtp.from_shape_expr = lambda shape, dtype=None: TensorDesc()
-    trtp.cdiv = lambda a, b: (a + b - 1) // b
-    return trtp
 
 
 @dataclass
@@ -798,7 +871,7 @@ def install(monkeypatch, release: str, binding: str = "cuda-python-12", gpu: Fak
 
     from edge_runtime.tensorrt import versions
 
-    from .cudart import make_cudart
+    from .cudart import make_cudart, make_utils
     from .pycuda import make_pycuda
 
     gpu = gpu or FakeGpu()
@@ -808,7 +881,8 @@ def install(monkeypatch, release: str, binding: str = "cuda-python-12", gpu: Fak
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", getattr(trt, "plugin", None))
-    for name in ("cuda", "cuda.cudart", "cuda.bindings", "cuda.bindings.runtime", "pycuda", "pycuda.driver"):
+    for name in ("cuda", "cuda.cudart", "cuda.bindings", "cuda.bindings.runtime", "cuda.bindings.utils", "pycuda",
+                 "pycuda.driver"):
         monkeypatch.setitem(sys.modules, name, None)       # None: `import name` raises ImportError
     installed = Installed(gpu, trt, rel)
     if binding.startswith("cuda-python"):
@@ -818,6 +892,8 @@ def install(monkeypatch, release: str, binding: str = "cuda-python-12", gpu: Fak
         for name in names[:-1]:
             monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
         monkeypatch.setitem(sys.modules, names[-1], rt)
+        if major >= 13:                                    # cuda.bindings.utils: cuda-bindings 12.9.1 and 13.x
+            monkeypatch.setitem(sys.modules, "cuda.bindings.utils", make_utils())
         installed.cuda = rt
     if binding.endswith("pycuda"):
         drv = make_pycuda(gpu, driver_ok=driver_ok)
