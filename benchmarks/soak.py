@@ -42,6 +42,7 @@ from edge_runtime.eventlog import EventLog, LogPolicy
 from edge_runtime.evidence import EvidencePolicy, NgSaver
 from edge_runtime.fanout import Fanout
 from edge_runtime.pipeline import Judge, run_pipeline
+from edge_runtime.records import needs_answer
 from edge_runtime.sinks import StatsSink
 from edge_runtime.sources import ReconnectPolicy, live_stream
 from edge_runtime.stats import RunStats
@@ -178,6 +179,7 @@ class Referee:
         self.false_ok = 0
         self.wrong = 0
         self.drop_reasons: collections.Counter = collections.Counter()
+        self.unanswered = 0  # dropped frames the line must be told NO-DECISION for
 
     def on_frame(self, j: Any) -> None:
         self.seen[j.frame.id] += 1
@@ -193,6 +195,7 @@ class Referee:
     def on_drop(self, d: Any) -> None:
         self.seen[d.id] += 1
         self.drop_reasons[d.reason.split(":")[0]] += 1
+        self.unanswered += needs_answer(d)  # the line must hear NO-DECISION for it
 
 
 def _mqtt(work: Path):
@@ -310,7 +313,8 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
         checks["MQTT status followed the transitions"] = changes == [
             s for i, s in enumerate(trans) if i == 0 or trans[i - 1] != s]
     if ng_pulses is not None:
-        checks["one Modbus NG pulse per NG frame judged"] = ng_pulses == stats.ng + stats.invalid
+        checks["one Modbus NG pulse per NG frame and per frame left without a verdict"] = (
+            ng_pulses == stats.ng + stats.invalid + referee.unanswered)
     return {
         "frames": n, "judged": result.judged, "ok": stats.ok, "ng": stats.ng, "invalid": stats.invalid,
         "dropped": result.dropped, "drop_reasons": dict(referee.drop_reasons),
