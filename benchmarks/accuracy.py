@@ -29,8 +29,9 @@ import onnxruntime as ort
 import torch
 
 from calibration.bundle import quantize_bundle
-from calibration.int8 import CPU, FLAVOUR_FILES, Int8Config
+from calibration.int8 import FLAVOUR_FILES, Int8Config
 from calibration.selection import CalibrationSet
+from edge_runtime.backends.openvino_backend import OpenVinoBackend
 from edge_runtime.preprocess import parse_size, prepare
 from edge_runtime.statistics import auroc, binomial_interval
 from export.onnx_export import ExportConfig, export_onnx
@@ -124,11 +125,14 @@ def shift_study(loaded, category, scores_cfg: dict, threshold: float, gain: floa
     return out
 
 
+#: The paths timed: (library, model file), each for the SLSG + global model and the fused one.
+LATENCY_PATHS = (("ONNX Runtime", "fp32"), ("ONNX Runtime", "int8-cpu"), ("OpenVINO", "int8"))
+
+
 def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int = 2) -> dict:
-    """ONNX Runtime latency (batch 1, `threads` threads) of the RUN's fused model against its SLSG + global model
-    (the same network and global head, no local head), in FP32 and in the x86 INT8 flavour, interleaved rounds."""
-
-
+    """Latency (batch 1, `threads` threads) of the RUN's fused model against its SLSG + global model (the same network
+    and global head, no local head) on each CPU path: ONNX Runtime FP32 and its x86 INT8 file, OpenVINO INT8 (the
+    symmetric file, as the runtime runs it). Interleaved rounds in a seeded order; each case's median."""
     full = load_deploy(run)
     fusion = full.fusion_cfg
     two_heads = tuple(h for h in fusion.heads if h != "local")
@@ -136,34 +140,42 @@ def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int 
                       FusionConfig(two_heads, fusion.rule, {h: fusion.norms[h] for h in two_heads}
                                    if len(two_heads) > 1 else {}))
     calib = CalibrationSet([], [], "random", 0, calib_images)
-    models: dict[str, Path] = {}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    frame = calib_images[:1]
+    cases = {}
     for name, deploy in (("slsg+global", two), ("fused", full)):
         folder = work / f"latency_{name}"
         fp32 = folder / "model.onnx"
         export_onnx(deploy, fp32, ExportConfig())
         quantize_bundle(fp32, calib, folder, Int8Config(progress=False), measure_latency=False)
-        models[f"{name} fp32"] = fp32
-        models[f"{name} int8 (x86 u8)"] = folder / FLAVOUR_FILES[CPU]
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    sessions = {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for k, p in models.items()}
-    frame = calib_images[:1]
-    times: dict[str, list[float]] = {k: [] for k in sessions}
+        for library, model in LATENCY_PATHS:
+            path = fp32 if model == "fp32" else folder / FLAVOUR_FILES[model]
+            if library == "OpenVINO":
+                backend = OpenVinoBackend(path, precision="int8", threads=threads, model=model)
+                cases[(library, model, name)] = lambda b=backend: b.run(frame)
+            else:
+                sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                cases[(library, model, name)] = lambda sess=sess: sess.run(None, {"image": frame})
+    times: dict[tuple, list[float]] = {k: [] for k in cases}
     for _ in range(3):
-        for s in sessions.values():
-            s.run(None, {"image": frame})
+        for run_case in cases.values():
+            run_case()
     rng = np.random.default_rng(0)
-    names = list(sessions)
+    keys = list(cases)
     for _ in range(TIMING_ROUNDS):
-        for k in rng.permutation(names):
+        for i in rng.permutation(len(keys)):
             t0 = time.perf_counter()
-            sessions[k].run(None, {"image": frame})
-            times[k].append((time.perf_counter() - t0) * 1e3)
-    p50 = {k: float(np.median(v)) for k, v in times.items()}
-    return {"threads": threads, "rounds": TIMING_ROUNDS, "p50_ms": p50,
-            "ratio_fp32": p50["fused fp32"] / p50["slsg+global fp32"],
-            "ratio_int8": p50["fused int8 (x86 u8)"] / p50["slsg+global int8 (x86 u8)"]}
+            cases[keys[i]]()
+            times[keys[i]].append((time.perf_counter() - t0) * 1e3)
+    rows = []
+    for library, model in LATENCY_PATHS:
+        base, fused = (float(np.median(times[(library, model, n)])) for n in ("slsg+global", "fused"))
+        rows.append({"library": library, "model": model, "slsg+global_ms": base, "fused_ms": fused,
+                     "ratio": fused / base})
+    best = min(rows, key=lambda r: r["slsg+global_ms"])
+    return {"threads": threads, "rounds": TIMING_ROUNDS, "paths": rows, "best": best}
 
 
 TRAIN_RECORD = "benchmark_train.json"
@@ -250,13 +262,13 @@ def markdown(results: list[dict]) -> str:
                                                                    for h in ("slsg", "global", "local"))
                          + f" | {_fmt(row['max']['auroc'])} | {_fmt(row['mean']['auroc'])} | "
                          f"{row['max']['good_flagged_at_run_threshold']}/{row['n_good']} |")
-    lines += ["", "| set | ORT FP32 slsg+global → fused (ms) | ratio | ORT INT8 u8 slsg+global → fused (ms) | ratio |",
-              "|---|---|---:|---|---:|"]
+    lines += ["", "| set | path | SLSG + global p50 ms | fused p50 ms | fused / SLSG + global |",
+              "|---|---|---:|---:|---:|"]
     for r in results:
-        p = r["latency"]["p50_ms"]
-        lines.append(f"| {r['set']} | {p['slsg+global fp32']:.1f} → {p['fused fp32']:.1f} | "
-                     f"{r['latency']['ratio_fp32']:.2f}× | {p['slsg+global int8 (x86 u8)']:.1f} → "
-                     f"{p['fused int8 (x86 u8)']:.1f} | {r['latency']['ratio_int8']:.2f}× |")
+        for p in r["latency"]["paths"]:
+            best = " (fastest)" if p == r["latency"]["best"] else ""
+            lines.append(f"| {r['set']} | {p['library']} {p['model']}{best} | {p['slsg+global_ms']:.1f} | "
+                         f"{p['fused_ms']:.1f} | {p['ratio']:.2f}× |")
     return "\n".join(lines)
 
 
