@@ -40,3 +40,17 @@ def test_a_missing_category_run_is_a_clear_error(tiny_loco, tmp_path):
     _run(tmp_path / "runs" / "box_a")
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "runs"), str(data), "--no-pixel", "--quiet"])
     assert result.exit_code == 2 and "no RUN for box_b" in result.output
+
+
+def test_an_evaluation_without_defect_images_says_so_in_one_line_and_reports_false_rejects(tiny_loco, tmp_path):
+    data = tmp_path / "goods_only"
+    shutil.copytree(tiny_loco, data)
+    for folder in ("logical_anomalies", "structural_anomalies"):
+        shutil.rmtree(data / "test" / folder)
+        shutil.rmtree(data / "ground_truth" / folder, ignore_errors=True)
+    run = _run(tmp_path / "run")
+    result = CliRunner().invoke(app, ["evaluate", str(run), str(data), "--no-pixel", "--quiet",
+                                      "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert "no defect images under test/, so no AUROC" in " ".join(result.output.split())
+    assert "flagged at the threshold" in result.output and "Structural" not in result.output  # no table of dashes
