@@ -52,7 +52,7 @@ from slsg.training.state import has_state
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 #: A change of light for the shift study: every test image's pixels × this gain (a lamp ageing, a new shift).
 LIGHT_GAIN = 0.8
-TIMING_ROUNDS = 30
+TIMING_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ SETS = {
                                  "surface, 5 defect types"),
     "casting": AccuracySet("casting", "casting_impeller", "casting", "256", 600,
                            "object that moves and turns, defects without masks"),
-    "synthetic": AccuracySet("synthetic", None, None, "128", 400, "synthetic tray (the main job's budget)"),
+    "synthetic": AccuracySet("synthetic", None, None, "128", 1000, "synthetic tray (the main job's budget)"),
 }
 
 

@@ -3,11 +3,11 @@ validation images.
 
 An INT8 model ranks images almost as FP32 does (score ρ ≈ 0.95–0.99) but its scores sit a little higher or
 lower, so FP32's threshold gives INT8 another false-reject rate on the line than the one asked for. The RUN's
-threshold rests on many good images (validation plus cross-fitted training images, `slsg.heads.scoring`); a
-model file's own scores exist only on the validation images, too few to place a 1 % tail. So each file's
-threshold is the RUN's, mapped from FP32's score distribution onto its own on the validation images (mean and
-spread matched: `edge_runtime.scoring.transferred_threshold`; FP32's maps to itself); its good-score quantiles
-are its own.
+threshold is an exponential-tail estimate over the validation images' decision scores
+(`edge_runtime.scoring.tail_quantile`, `slsg.heads.scoring`), set once on the FP32 model that the heads were
+normalised for. So each file's threshold is the RUN's, mapped from FP32's score distribution onto its own on the
+same validation images (mean and spread matched: `edge_runtime.scoring.transferred_threshold`; FP32's maps to
+itself); its good-score quantiles are its own.
 The runtime picks the one for the model it runs (`edge_runtime.bundle.Bundle.threshold_for`). Held-out good
 images (test/good), when the dataset has them, measure the false-reject rate each threshold really gives — a
 check, not a choice.

@@ -23,7 +23,7 @@ class DemoConfig:
     out: Path = Path("slsg-demo")
     backbone: str = "efficientnet_lite0"
     size: int = 128  # the synthetic parts are large: 128² keeps a 2-core CPU run within minutes
-    steps: int = 400
+    steps: int = 1000
     batch: int = 4
     seed: int = 0
     frames_per_image: int = 3

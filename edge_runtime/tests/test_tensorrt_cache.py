@@ -249,10 +249,13 @@ def _plugin_bundle(bundle):
     return bundle
 
 
-def test_the_key_of_a_plugin_engine_holds_the_kernel_sources_triton_and_tiles(bundle):
+def test_the_key_of_a_plugin_engine_holds_the_kernel_sources_triton_and_tiles(bundle, monkeypatch):
     from importlib import metadata
 
     from edge_runtime.kernels import identity
+
+    # Triton is absent on a Jetson's runtime image: any installed distribution stands in for it.
+    monkeypatch.setattr(identity, "TRITON_DISTRIBUTIONS", ("no-such-triton", "pytest"))
 
     plain = _key(bundle, ver="10.9.0.34")
     assert (plain.plugin_kernel_sha256, plain.triton_version, plain.plugin_tiles) == ("", "", "")
@@ -262,7 +265,7 @@ def test_the_key_of_a_plugin_engine_holds_the_kernel_sources_triton_and_tiles(bu
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     assert key.plugin_kernel_sha256 == digest.hexdigest()
     assert {p.name for p in identity.SOURCES} == {"graph_attention_triton.py", "trt_plugin.py"}
-    assert key.triton_version == metadata.version("triton") and key.plugin_tiles == "m32-n32-c32-d64-w4"
+    assert key.triton_version == metadata.version("pytest") and key.plugin_tiles == "m32-n32-c32-d64-w4"
 
 
 @pytest.mark.parametrize("change, field", [("kernel", "plugin_kernel_sha256"), ("triton", "triton_version")])
@@ -271,6 +274,7 @@ def test_a_fixed_kernel_or_another_triton_never_reuses_a_cached_plugin_engine(bu
     from edge_runtime.kernels import identity
 
     bundle = _plugin_bundle(bundle)
+    monkeypatch.setattr(identity, "TRITON_DISTRIBUTIONS", ("pytest",))  # an installed stand-in for Triton
     store_engine(bundle.root, _recipe(bundle, ver="10.9.0.34"), b"engine with the old kernel", {})
     if change == "kernel":
         fixed = [tmp_path / p.name for p in identity.SOURCES]

@@ -11,7 +11,7 @@ from slsg.commands._common import console, user_errors
 
 def command(
     out: Path = typer.Argument(Path("slsg-demo"), help="working folder (data, run, bundle, video, logs)"),
-    steps: int = typer.Option(400, help="training steps (short budget for a 2-core CPU)"),
+    steps: int = typer.Option(1000, help="training steps (a budget that fits the 10 minutes on a 2-core CPU)"),
     size: int = typer.Option(128, help="model input size (a multiple of 32)"),
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline weights) | resnet18"),
     seed: int = typer.Option(0),

@@ -4,17 +4,16 @@ SLSG learns *what is wrong where* from synthetic anomalies, and the global head 
 small scratch, pit or crack on a part that turns is neither a pattern SLSG was shown nor a change of the whole
 image. A patch memory answers the plain question "does this small patch look like any good patch?" (PatchCore,
 Roth et al. 2022): the frozen encoder's mid-level maps (Lite0's stride-8 f3 and stride-16 f4, as PatchCore takes a
-ResNet's layers 2 and 3), each averaged over its 3×3 neighbourhood and put on the f3 grid, are the patch features;
+ResNet's layers 2 and 3), each averaged over its 3×3 neighbourhood and put on one grid, are the patch features;
 a greedy (farthest-point) coreset of the training images' patches is the memory; a patch's anomaly is the
 Euclidean distance to its nearest memory patch, the map is those distances and the image score their maximum.
 
 In the exported graph it is one MatMul against the memory (‖q‖² − 2 q·m + ‖m‖²), a ReduceMin and a Sqrt — ops
 TensorRT, OpenVINO and ONNX Runtime all run — kept in float (the nearest-neighbour choice is fragile under
-quantisation). The memory's size is the latency knob: 2048 patches make the search cost as much as the Lite0
-encoder at any input size (both grow with the number of pixels: 0.32 GMAC at 256², 1024 patches × 2048 × 153).
-Measured (docs/local_head.md): a larger memory still covers the good patches better (casting: 2048 → 8192 patches
-lowers the validation images' scores by 16 % and adds 0.03 test AUROC) but costs four times as much; 2048 keeps
-the fused model within 1.25× of the SLSG + global one.
+quantisation). Its cost is patches × memory × 153 multiply-adds, so grid and memory trade against each other
+under one latency budget. Measured label-free (docs/local_head.md: validation images with and without one synthetic
+anomaly of the training recipe), patches on f4's grid (16×16 at 256², f3 averaged 2×2 onto it) with a memory of
+4096 rank better than f3's grid (32×32) with 2048 on every real set, at half the search cost.
 """
 
 from __future__ import annotations
@@ -42,16 +41,18 @@ class LocalHeadConfig:
 
     layers: tuple[str, ...] = ("f3", "f4")
     neighbourhood: int = 3  # each map averaged over this many pixels square (PatchCore's local aggregation)
-    memory: int = 2048  # coreset size: patches kept from the training images (the latency knob)
+    grid: str = "f4"  # the map whose grid the patches are on (stride 16: 16×16 patches at 256²)
+    memory: int = 4096  # coreset size: patches kept from the training images (the latency knob)
     projection: int = 64  # the coreset is chosen in a random projection to this many dims (≥ the features: none)
     max_pool: int = 100_000  # patches the coreset is chosen from (a seeded random subset beyond this)
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.layers = tuple(self.layers)
-        unknown = [name for name in self.layers if name not in _TAPS]
+        unknown = [name for name in (*self.layers, self.grid) if name not in _TAPS]
         if not self.layers or unknown:
-            raise ValueError(f"local head layers must be some of {', '.join(_TAPS)}, got {list(self.layers)}")
+            raise ValueError(f"local head layers and grid must be among {', '.join(_TAPS)}, got "
+                             f"{list(self.layers)} on {self.grid}")
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
             raise ValueError(f"the neighbourhood must be an odd number ≥ 1, got {self.neighbourhood}")
         if self.memory < 1:
@@ -91,16 +92,19 @@ class LocalPatchHead(nn.Module):
         return int(self.memory.shape[1])
 
     def patches(self, feats: Features) -> torch.Tensor:
-        """N×D×h×w patch features: each chosen map averaged over its neighbourhood, on the finest map's grid."""
+        """N×D×h×w patch features: each chosen map averaged over its neighbourhood, then put on the grid map's
+        grid — a finer map averaged down to it, a coarser one resized up."""
         maps = [getattr(feats, name) for name in self.cfg.layers]
-        grid = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+        grid = tuple(int(v) for v in getattr(feats, self.cfg.grid).shape[-2:])
         k = self.cfg.neighbourhood
         out = []
         for m in maps:
             if k > 1:
                 m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
-            if tuple(m.shape[-2:]) != tuple(grid):
-                m = F.interpolate(m, size=tuple(int(v) for v in grid), mode="bilinear", align_corners=False)
+            if tuple(m.shape[-2:]) != grid:
+                factor = m.shape[-2] // grid[0]
+                m = (F.avg_pool2d(m, factor) if factor > 1 and m.shape[-1] // grid[1] == factor
+                     else F.interpolate(m, size=grid, mode="bilinear", align_corners=False))
             out.append(m)
         return torch.cat(out, dim=1)
 

@@ -7,8 +7,10 @@ A head's good reference holds only scores a new good image would get:
 - a fitted head (global Gaussian, local patch memory): the validation images, scored by the fit on all training
   images, and every training image scored by a fit made without it (k folds, `slsg.heads.fit`).
 Each head is normalised on its own reference. The threshold is the (1 − FRR) quantile of the decision score over
-the validation images only: they are the one set on which *every* head is out of sample (a training image's
-SLSG score comes from the network that learnt it, so it says nothing of how a new good part scores).
+the validation images only, read from an exponential tail fitted to their highest scores
+(`edge_runtime.scoring.tail_quantile`: a few dozen images hold no 1 % quantile of their own). The validation images
+are the one set on which *every* head is out of sample (a training image's SLSG score comes from the network that
+learnt it, so it says nothing of how a new good part scores).
 """
 
 from __future__ import annotations
