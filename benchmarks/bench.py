@@ -23,11 +23,11 @@ from benchmarks.roofline import PEAK_PREFIX, floors_for, gemm_runners, peak_case
 from edge_runtime.bench import (
     DEFAULT_BACKENDS,
     DEFAULTS,
-    bench_frame,
     op_profile,
     open_backends,
     runtime_cases,
 )
+from edge_runtime.preprocess import bench_frame
 from edge_runtime.timing import machine_facts, peak_rss_mb, run_alternating
 
 TORCH = "torch"

@@ -37,22 +37,6 @@ class TimingDefaults:
 DEFAULTS = TimingDefaults()
 
 
-def bench_frame(size: tuple[int, int], image: Path | None = None, seed: int = 0) -> np.ndarray:
-    """A uint8 BGR frame: the given image, or a seeded textured one (latency hardly depends on content)."""
-    import cv2
-
-    from edge_runtime.preprocess import to_bgr_uint8
-
-    if image is not None:
-        frame = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
-        if frame is None:
-            raise FileNotFoundError(f"cannot read {image} as an image: give a PNG/JPEG file")
-        return to_bgr_uint8(frame)
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
-    return cv2.GaussianBlur(noise, (0, 0), 2)
-
-
 def _engine_step(backend, batch: np.ndarray):
     """The bare engine call: ORT `session.run`, TensorRT / OpenVINO `infer_only()` (no copies)."""
     if hasattr(backend, "infer_only"):
@@ -202,7 +186,7 @@ def bench_bundle(
 
     take_turns_fairly()
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.preprocess import prepare
+    from edge_runtime.preprocess import bench_frame, prepare
 
     bundle = load_bundle(bundle_dir)
     opened, skipped = open_backends(bundle, backends, threads)

@@ -9,6 +9,7 @@ normalisation arithmetic (uint8 BGR NHWC → float RGB NCHW) with constants read
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -139,3 +140,15 @@ def normalize(batch_bgr: np.ndarray, norm: Normalization) -> np.ndarray:
 def preprocess_spec(size: tuple[int, int], norm: Normalization) -> dict:
     """What a bundle manifest records so any reader can reproduce the pre-processing."""
     return {"size": list(size), "resize": RESIZE_NAME, "color": "BGR", "layout": "NHWC", **asdict(norm)}
+
+
+def bench_frame(size: tuple[int, int], image: Path | None = None, seed: int = 0) -> np.ndarray:
+    """A uint8 BGR frame: the given image, or a seeded textured one (latency hardly depends on content)."""
+    if image is not None:
+        frame = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
+        if frame is None:
+            raise FileNotFoundError(f"cannot read {image} as an image: give a PNG/JPEG file")
+        return to_bgr_uint8(frame)
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 2)

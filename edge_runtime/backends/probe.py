@@ -121,8 +121,7 @@ def write_cached(path: Path, result: ProbeResult) -> Optional[Path]:
 def measure(openers: dict[str, Opener], size: tuple, cfg: ProbeConfig) -> tuple:
     """({name: p50 ms}, {name: why it could not be measured}) of each backend's `run` on one prepared frame,
     alternating round by round so a neighbour's load hits every candidate alike."""
-    from edge_runtime.bench import bench_frame
-    from edge_runtime.preprocess import prepare
+    from edge_runtime.preprocess import bench_frame, prepare
     from edge_runtime.timing import Case, percentile, run_alternating
 
     batch = prepare(bench_frame(size), size)[None]

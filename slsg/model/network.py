@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slsg.model.backbones import Features, build_trunk
+from slsg.model.backbones import Features, build_trunk, load_trunk_weights
 from slsg.model.config import ModelConfig
 from slsg.model.decoder import AuxHead, Decoder, SpatialAttention
 from slsg.model.graph import Grapher
@@ -68,7 +68,5 @@ def build_model(cfg: ModelConfig, encoder_weights: str | None = None) -> SLSGNet
     """A fresh network; `encoder_weights` is "imagenet", "random" or a file (None: leave as constructed)."""
     model = SLSGNet(cfg)
     if encoder_weights is not None:
-        from slsg.model.weights import load_trunk_weights
-
         load_trunk_weights(model.encoder, cfg.backbone, encoder_weights)
     return model

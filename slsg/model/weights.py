@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
 RESNET18_URL = f"https://download.pytorch.org/models/{RESNET18_FILE}"
@@ -79,33 +78,3 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise WeightsError(f"{path} holds a {type(sd).__name__}, not a state dict")
     return sd
-
-
-def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path) -> str:
-    """Fill a trunk from `source`: "imagenet", "random" or a file path. Returns what was loaded, for the config."""
-    if str(source) == "random":
-        return "random"
-    from slsg.model.backbones import backbone_spec
-
-    spec = backbone_spec(backbone)
-    if str(source) == "imagenet":
-        path = spec.imagenet_file()
-    else:
-        path = Path(source)
-        if path.is_dir():  # an ENCODER folder written by `slsg pretrain`
-            path = path / "encoder.safetensors"
-    sd = read_state_dict(path)
-    own = trunk.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own and not spec.unused_key(k)]
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path} does not fit the {backbone} encoder: {len(missing)} missing keys "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]}). "
-            "Is it a weights file for another architecture?"
-        )
-    bad = [k for k in own if tuple(sd[k].shape) != tuple(own[k].shape)]
-    if bad:
-        raise WeightsError(f"{path}: shapes differ for {bad[:3]} — weights of another architecture")
-    trunk.load_state_dict({k: sd[k] for k in own}, strict=True)
-    return str(source) if str(source) == "imagenet" else f"file:{path.name}"

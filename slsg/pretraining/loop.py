@@ -14,9 +14,9 @@ from torch import nn
 
 from edge_runtime.preprocess import Normalization
 from slsg.checkpoint import write_json
+from slsg.model.backbones import load_trunk_weights
 from slsg.model.config import ModelConfig
 from slsg.model.preprocess import InputAdapter, normalization_for
-from slsg.model.weights import load_trunk_weights
 from slsg.pretraining.config import PretrainConfig
 from slsg.pretraining.decoder import PretextNet
 from slsg.pretraining.losses import inpainting_losses, position_loss

@@ -7,7 +7,8 @@ import torch
 
 from slsg.checkpoint import CheckpointError, load_run, save_run
 from slsg.model import ModelConfig, build_model
-from slsg.model.weights import WeightsError, load_trunk_weights
+from slsg.model.backbones import load_trunk_weights
+from slsg.model.weights import WeightsError
 
 
 @pytest.fixture

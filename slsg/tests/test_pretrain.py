@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from slsg.cli import app
 from slsg.model import ModelConfig
-from slsg.model.backbones import build_trunk
+from slsg.model.backbones import build_trunk, load_trunk_weights
 from slsg.model.preprocess import InputAdapter, normalization_for
-from slsg.model.weights import load_trunk_weights
 from slsg.pretraining import ENCODER_FILE, PretrainConfig, pretrain
 from slsg.pretraining.decoder import PretextNet
 from slsg.pretraining.loop import draw_batch, pretext_step, recalibrate_batchnorm, step_generator

@@ -7,12 +7,11 @@ weights never saw them).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from slsg.model.backbones.base import BackboneSpec, Features, register
+from slsg.model.weights import efficientnet_lite0_imagenet_file
 
 
 def _same_pad(kernel: int, stride: int) -> nn.Module:
@@ -120,12 +119,6 @@ class EfficientNetLite0Context(nn.Module):
         self.load_state_dict(renamed, strict=True)
 
 
-def _imagenet_file() -> Path:
-    from slsg.model.weights import efficientnet_lite0_imagenet_file
-
-    return efficientnet_lite0_imagenet_file()
-
-
 def _unused_key(key: str) -> bool:
     """The file also holds blocks 11–15, the head and the classifier, which the trunk never builds."""
     if key.startswith(("_conv_head", "_bn1", "_fc")):
@@ -140,7 +133,7 @@ EFFICIENTNET_LITE0 = register(BackboneSpec(
     normalization="half",  # mean = std = 0.5 (TF-Lite original; backbones.md)
     decoder_widths=(96, 48, 32),
     encoder_bn="eval",
-    imagenet_file=_imagenet_file,
+    imagenet_file=efficientnet_lite0_imagenet_file,
     unused_key=_unused_key,
     build_context=EfficientNetLite0Context,
     context_channels=(320,),

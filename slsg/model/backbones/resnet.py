@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from slsg.model.backbones.base import BackboneSpec, Features, register
+from slsg.model.weights import resnet18_imagenet_file
 
 
 class BasicBlock(nn.Module):
@@ -58,12 +57,6 @@ class ResNet18Trunk(nn.Module):
         return Features(stem, f1, f2, f3, f4)
 
 
-def _imagenet_file() -> Path:
-    from slsg.model.weights import resnet18_imagenet_file
-
-    return resnet18_imagenet_file()
-
-
 RESNET18 = register(BackboneSpec(
     name="resnet18",
     build_trunk=ResNet18Trunk,
@@ -71,5 +64,5 @@ RESNET18 = register(BackboneSpec(
     normalization="imagenet",
     decoder_widths=(256, 128, 64),
     encoder_bn="train",  # the reference lets the frozen encoder's BN follow train/eval mode
-    imagenet_file=_imagenet_file,
+    imagenet_file=resnet18_imagenet_file,
 ))
