@@ -1,5 +1,6 @@
 """The dependency arrows point one way: every import in the tree (lazy ones inside functions included) is read
-with `ast` and checked against the layers below. A new back-arrow fails here with the file, line and rule.
+with `ast` and checked against the layers below. A new back-arrow fails here with the file, line and rule, and a
+loop of imports between library modules (inside one layer too) fails with the modules round the loop.
 
 Layers, bottom to top (a layer may import itself and the layers listed for it, nothing above):
 
@@ -241,3 +242,84 @@ def test_checker_catches_lazy_relative_and_string_imports(fake_tree):
         ("slsg.errors", "export.onnx_export"),
         ("slsg.table", "calibration.selection"),
     ])
+
+
+# ---- circles: arrows that stay inside one layer can still loop; a loop makes both ends one module in disguise ----
+
+def import_graph(imports: list[Import], modules: set[str]) -> dict[str, set[str]]:
+    """module → the modules of ours it imports (library modules only; a name inside a module counts as the module)."""
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        if is_test_module(imp.source):
+            continue
+        target = imp.target
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        if target and target != imp.source and not is_test_module(target):
+            graph.setdefault(imp.source, set()).add(target)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan, iterative: the tree is deep enough to matter)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def test_no_import_circles():
+    graph = import_graph(all_imports(), set(our_modules(ROOT)))
+    loops = circles(graph)
+    assert not loops, "import circles (each group imports itself round the loop):\n" + "\n".join(map(str, loops))
+
+
+def test_circle_checker_sees_a_loop_through_a_lazy_import(tmp_path: Path):
+    for rel, text in {
+        "edge_runtime/__init__.py": "",
+        "edge_runtime/backends/__init__.py": "from edge_runtime.backends.probe import pick\n",
+        "edge_runtime/backends/probe.py": "def pick():\n    from edge_runtime.bench import frame\n",
+        "edge_runtime/bench.py": "from edge_runtime.backends import pick\nframe = 1\n",
+        "edge_runtime/preprocess.py": "from edge_runtime import backends\n",
+    }.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    modules = {module_name(p, tmp_path): p for p in tmp_path.rglob("*.py")}
+    imports = [i for m, p in modules.items() for i in imports_of(p, m, set(modules))]
+    assert circles(import_graph(imports, set(modules))) == [
+        ["edge_runtime.backends", "edge_runtime.backends.probe", "edge_runtime.bench"]
+    ]
