@@ -26,6 +26,8 @@ from edge_runtime.dashboard import Dashboard, summary_record, summary_table
 from edge_runtime.eventlog import EventLog, LogPolicy
 from edge_runtime.evidence import EvidencePolicy, NgSaver
 from edge_runtime.fanout import Fanout
+from edge_runtime.modbus import ModbusConfig, ModbusSink  # pymodbus itself loads only when a sink connects
+from edge_runtime.mqtt import MqttConfig, MqttSink  # so does paho
 from edge_runtime.pipeline import Judge, RunResult, Sink, run_pipeline
 from edge_runtime.records import iso
 from edge_runtime.sinks import StatsSink, WebhookSink, WindowSink
@@ -45,15 +47,15 @@ class RunConfig:
     bundle: Path
     source: SourceSpec
     log: Path = Path("events.jsonl")
-    save_ng: Path | None = None
-    quota_mb: float = 1024.0
+    save_ng: Path | None = None  # NG frames kept here under `evidence`'s quota and free-space floor
     sensitivity: float = 1.0
     backend: str = "auto"
     threads: int | None = None
     reprobe: bool = False  # auto: measure the CPU backends again instead of trusting the cached pick
     max_frames: int | None = None
     webhook: str | None = None
-    mqtt: str | None = None
+    mqtt: MqttConfig | None = None
+    modbus: ModbusConfig | None = None
     show: bool = False
     quiet: bool = False
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
@@ -61,8 +63,6 @@ class RunConfig:
     evidence: EvidencePolicy = field(default_factory=EvidencePolicy)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     max_invalid_in_row: int = 10
-    mqtt_config: object = None  # edge_runtime.mqtt.MqttConfig; built from `mqtt` when None
-    modbus: object = None  # edge_runtime.modbus.ModbusConfig
 
 
 class ConsoleNotes:
@@ -121,14 +121,9 @@ def _line_sinks(cfg: RunConfig, log: EventLog, stats: RunStats, threshold: float
     sinks: list[Sink] = []
     if cfg.webhook:
         sinks.append(WebhookSink(cfg.webhook, log.write))
-    if cfg.mqtt or cfg.mqtt_config is not None:
-        from edge_runtime.mqtt import MqttConfig, MqttSink
-
-        mcfg = cfg.mqtt_config if cfg.mqtt_config is not None else MqttConfig(cfg.mqtt)
-        sinks.append(MqttSink(mcfg, log.write, run_id=log.run_id, counts=stats.snapshot))
+    if cfg.mqtt is not None:
+        sinks.append(MqttSink(cfg.mqtt, log.write, run_id=log.run_id, counts=stats.snapshot))
     if cfg.modbus is not None:
-        from edge_runtime.modbus import ModbusSink
-
         sinks.append(ModbusSink(cfg.modbus, log.write, threshold=threshold))
     if cfg.show:
         sinks.append(WindowSink(log.write))

@@ -286,11 +286,3 @@ class StatsSink:
     def on_status(self, change) -> None:
         self.stats.status = change.status
 
-
-def __getattr__(name: str):
-    """MQTT moved to edge_runtime.mqtt; old imports keep working without loading paho eagerly."""
-    if name in ("MqttSink", "parse_mqtt_url"):
-        from edge_runtime import mqtt
-
-        return getattr(mqtt, name)
-    raise AttributeError(name)

@@ -133,14 +133,13 @@ def command(
             source=spec,
             log=log,
             save_ng=save_ng,
-            quota_mb=quota_mb,
             sensitivity=sensitivity,
             backend=backend,
             reprobe=reprobe,
             threads=threads,
             max_frames=max_frames,
             webhook=webhook,
-            mqtt=mqtt,
+            mqtt=mqtt_config,
             show=show,
             quiet=quiet,
             reconnect=ReconnectPolicy(max_attempts=reconnect_attempts),
@@ -148,7 +147,6 @@ def command(
             evidence=EvidencePolicy(quota_mb=quota_mb, min_free_mb=min_free_mb, burst_keep=burst_keep),
             watchdog=WatchdogConfig(periods=watchdog_periods),
             max_invalid_in_row=max_invalid,
-            mqtt_config=mqtt_config,
             modbus=modbus_config,
         )
         result, _ = execute(cfg, Console(stderr=quiet))

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_runtime.mqtt import MqttSink, parse_mqtt_url
 from edge_runtime.pipeline import Judgement
-from edge_runtime.sinks import EventLog, MqttSink, NgStore, WebhookSink, parse_mqtt_url
+from edge_runtime.sinks import EventLog, NgStore, WebhookSink
 from edge_runtime.sources import SUPERSEDED, Dropped, Frame, SourceEvent
 from edge_runtime.stats import percentile_ms
 
