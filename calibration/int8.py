@@ -27,6 +27,7 @@ from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_d
 from calibration.float_regions import FloatRegions, find_float_regions, name_nodes
 from calibration.reader import TensorReader
 from calibration.selection import DEFAULT_CALIB_SIZE
+from edge_runtime.errors import SlsgError
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
@@ -44,7 +45,7 @@ INT8_OPS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "Dyn
             "MatMulIntegerToFloat", "QGemm")
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(SlsgError, RuntimeError):
     """Quantisation could not produce a model; the message names the step and the way out."""
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.bundle import sha256_file
+from edge_runtime.errors import SlsgError
 from edge_runtime.preprocess import prepare
 
 STRATEGIES = ("random", "stratified", "diverse")
@@ -28,7 +29,7 @@ THUMBNAIL = 8
 ImageReader = Callable[[Path], np.ndarray]
 
 
-class CalibrationError(ValueError):
+class CalibrationError(SlsgError, ValueError):
     """A calibration set that cannot be built or trusted; the message says what to change."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.preprocess import Normalization
 from edge_runtime.scoring import Threshold
 
@@ -27,7 +28,7 @@ PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "bf16")
 _CHUNK = 1 << 20
 
 
-class BundleError(Exception):
+class BundleError(SlsgError):
     """A bundle that cannot be trusted or read; the message names the problem and the way out."""
 
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.records import drop_record, frame_record, json_line, source_record
 
 Opener = Callable[[Path], BinaryIO]
 
 
-class EventLogError(RuntimeError):
+class EventLogError(SlsgError, RuntimeError):
     """The log file cannot be created or opened at all: the run must not start without its log."""
 
 

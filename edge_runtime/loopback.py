@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from edge_runtime.errors import SlsgError
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -47,7 +49,7 @@ def wait_until(cond: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     return cond()
 
 
-class ServiceMissing(RuntimeError):
+class ServiceMissing(SlsgError, RuntimeError):
     """A server these helpers start is not installed on this machine."""
 
 

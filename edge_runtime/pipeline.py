@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from edge_runtime.backends.base import Backend, input_size_of
+from edge_runtime.errors import SlsgError
 from edge_runtime.fanout import Fanout
 from edge_runtime.overlay import display_map, heatmap_overlay
 from edge_runtime.preprocess import FrameError, resize, to_bgr_uint8
@@ -32,11 +33,11 @@ INVALID_OUTPUT = "invalid output"
 STAGES = ("capture", "handoff", "preprocess", "inference", "postprocess", "total")
 
 
-class InferenceFailed(RuntimeError):
+class InferenceFailed(SlsgError, RuntimeError):
     """The backend failed on one frame; after `max_consecutive_failures` in a row the run stops."""
 
 
-class InvalidOutputAlarm(RuntimeError):
+class InvalidOutputAlarm(SlsgError, RuntimeError):
     """`max_invalid_in_row` frames in a row had a non-finite score or map: the model cannot be trusted."""
 
 

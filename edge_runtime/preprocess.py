@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.errors import SlsgError
+
 #: Interpolation used for every resize of an image (not of a mask) anywhere in the toolkit.
 RESIZE_INTERPOLATION = cv2.INTER_AREA
 RESIZE_NAME = "area"
@@ -75,7 +77,7 @@ def check_size(size) -> tuple:
     return h, w
 
 
-class FrameError(ValueError):
+class FrameError(SlsgError, ValueError):
     """A frame that cannot be judged: empty, wrong type or wrong shape."""
 
 

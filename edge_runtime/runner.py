@@ -23,6 +23,7 @@ from edge_runtime.backends import select_backend
 from edge_runtime.backends.probe import ProbeConfig
 from edge_runtime.bundle import load_bundle
 from edge_runtime.dashboard import Dashboard, summary_record, summary_table
+from edge_runtime.errors import SlsgError
 from edge_runtime.eventlog import EventLog, LogPolicy
 from edge_runtime.evidence import EvidencePolicy, NgSaver
 from edge_runtime.fanout import Fanout
@@ -38,7 +39,7 @@ from edge_runtime.systemd import SystemdNotifier
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 
 
-class OutputError(RuntimeError):
+class OutputError(SlsgError, RuntimeError):
     """An output the run cannot do without (the NG folder) cannot be created."""
 
 

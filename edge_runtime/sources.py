@@ -21,8 +21,10 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Union
 import cv2
 import numpy as np
 
+from edge_runtime.errors import SlsgError
 
-class SourceError(RuntimeError):
+
+class SourceError(SlsgError, RuntimeError):
     """A source that cannot be opened at all (no such file or folder, no GStreamer for CSI)."""
 
 

@@ -20,6 +20,7 @@ import onnx
 import torch
 from torch import nn
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.preprocess import as_hw
 from slsg.inference import DeployModel
 from slsg.model import SLSGNet
@@ -35,7 +36,7 @@ OPSET_RANGE = (11, 20)
 PLUGIN_MODULE = "slsg.ops.onnx_plugin"
 
 
-class ExportError(RuntimeError):
+class ExportError(SlsgError, RuntimeError):
     """The model could not be exported as asked; the message says why and what to do."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.scoring import Threshold
 from slsg.model import ModelConfig, SLSGNet, build_model
 
@@ -15,7 +16,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SlsgError, RuntimeError):
     """A RUN folder that cannot be loaded: missing, damaged or of another architecture."""
 
 

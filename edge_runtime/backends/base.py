@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from edge_runtime.errors import SlsgError
+
 #: Graph output names: the map, the score the threshold applies to, and one `score_<head>` per head.
 MAP_OUTPUT = "anomaly_map"
 SCORE_OUTPUT = "score"
@@ -69,7 +71,7 @@ def outputs_from_named(named: dict[str, np.ndarray], n: int, size: tuple) -> Out
     return Outputs(maps, score, heads, head_maps)
 
 
-class BackendError(RuntimeError):
+class BackendError(SlsgError, RuntimeError):
     """A backend that cannot be opened or run; the message says which file or library and what to do."""
 
 

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+from typing import Callable
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+
+from edge_runtime.errors import SlsgError
+
+#: the exit status of a command stopped by a `SlsgError` it did not handle itself
+EXIT_ERROR = 2
+
+
+def reported(command: Callable) -> Callable:
+    """The one place a CLI turns a `SlsgError` into `error: <what is wrong and what to do>` and exit 2.
+
+    Commands that give some errors their own exit status catch those first; anything that is not a `SlsgError`
+    is a bug and keeps its traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SlsgError as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return run
 
 
 def register(app: typer.Typer, commands: dict[str, str]) -> None:
     """Add each installed `<module>.command` under its name; heavy imports stay inside the commands."""
     for name, module in commands.items():
         if importlib.util.find_spec(module) is not None:
-            app.command(name)(importlib.import_module(module).command)
+            app.command(name)(reported(importlib.import_module(module).command))

@@ -55,14 +55,12 @@ def command(
     from rich.console import Console
     from rich.text import Text
 
-    from edge_runtime.bundle import BundleError
-
     names = [b.strip() for b in backends.split(",") if b.strip()]
     try:
         if warmup < 0 or iterations < 1:
             raise ValueError("--warmup must be ≥ 0 and --iterations ≥ 1")
         report = bench_bundle(bundle, names, threads, warmup, iterations, image, profile_runs)
-    except (BundleError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # a SlsgError (a bad bundle) is reported by the CLI
         Console(stderr=True, soft_wrap=True).print(Text("error: ", style="red") + Text(str(e)))
         raise typer.Exit(2) from None
     if not report["cases"]:

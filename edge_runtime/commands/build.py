@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from edge_runtime.errors import SlsgError
+
 
 def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
     chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("fp32", fp32)) if on]
@@ -48,7 +50,6 @@ def command(
 
     from edge_runtime.tensorrt import (
         BuildSettings,
-        TensorRTError,
         TensorRTMissing,
         build_engine,
         load_tensorrt,
@@ -63,7 +64,7 @@ def command(
     except TensorRTMissing as exc:
         raise _fail(console, str(exc), 2) from None
 
-    from edge_runtime.bundle import BundleError, load_bundle
+    from edge_runtime.bundle import load_bundle
 
     settings = BuildSettings(precision=precision, workspace_mb=workspace_mb, max_batch=max_batch,
                              legacy_calibrator=legacy_calibrator, dla_core=dla, gpu_fallback=gpu_fallback,
@@ -71,7 +72,7 @@ def command(
     try:
         loaded = load_bundle(bundle)
         result = build_engine(loaded, settings, console=console)
-    except (BundleError, TensorRTError, OSError) as exc:
+    except (SlsgError, OSError) as exc:
         raise _fail(console, str(exc), 1) from None
     if result.cached:
         console.print(f"{result.reason}: {result.engine_path}", highlight=False, markup=False)

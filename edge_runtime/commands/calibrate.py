@@ -29,10 +29,8 @@ def command(
     from rich.table import Table
     from rich.text import Text
 
-    from edge_runtime.backends import BackendError
-    from edge_runtime.bundle import BundleError, load_bundle
+    from edge_runtime.bundle import load_bundle
     from edge_runtime.recalibrate import read_good_frames, recalibrate
-    from edge_runtime.sources import SourceError
 
     console, err = Console(), Console(stderr=True, soft_wrap=True)
     try:
@@ -41,7 +39,7 @@ def command(
         size = load_bundle(bundle).size
         frames = read_good_frames(good, size, every, max_frames)
         results = recalibrate(bundle, frames, false_reject_rate, list(backend), threads)
-    except (BundleError, BackendError, SourceError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # a SlsgError (bundle, backend, source) is reported by the CLI
         err.print(Text("error: ", style="red") + Text(str(e)))
         raise typer.Exit(2) from None
     table = Table(title=f"new thresholds in {bundle} ({frames.source})")

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from edge_runtime.errors import SlsgError
+
 #: Exit statuses (documented in docs/edge_runtime.md; systemd units use RestartPreventExitStatus=3).
 EXIT_LOST, EXIT_SETUP, EXIT_ALARM = 1, 2, 3
 
@@ -88,13 +90,11 @@ def command(
     from rich.console import Console
     from rich.text import Text
 
-    from edge_runtime.backends import BackendError
-    from edge_runtime.bundle import BundleError
-    from edge_runtime.eventlog import EventLogError, LogPolicy
+    from edge_runtime.eventlog import LogPolicy
     from edge_runtime.evidence import EvidencePolicy
     from edge_runtime.pipeline import InferenceFailed, InvalidOutputAlarm
-    from edge_runtime.runner import OutputError, RunConfig, execute
-    from edge_runtime.sources import CameraSettings, ReconnectPolicy, SourceError, SourceSpec
+    from edge_runtime.runner import RunConfig, execute
+    from edge_runtime.sources import CameraSettings, ReconnectPolicy, SourceSpec
     from edge_runtime.watchdog import WatchdogConfig
 
     err = Console(stderr=True, soft_wrap=True)
@@ -154,9 +154,7 @@ def command(
         raise fail(str(e), EXIT_ALARM) from None
     except InferenceFailed as e:
         raise fail(str(e), EXIT_LOST) from None
-    except (EventLogError, OutputError) as e:
-        raise fail(str(e), EXIT_SETUP) from None
-    except (BundleError, BackendError, SourceError, ValueError, RuntimeError, OSError) as e:
+    except (SlsgError, ValueError, RuntimeError, OSError) as e:  # the bundle, backend, source, log or NG folder
         raise fail(str(e), EXIT_SETUP) from None
     if result.gave_up:
         raise fail("the source was lost and did not come back; see the event log", EXIT_LOST)

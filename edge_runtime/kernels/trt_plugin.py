@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union  # noqa: UP035 (TensorRT reads these hints at registration)
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.kernels import graph_attention_triton as kernels
 from edge_runtime.kernels.tiles import PLUGIN_TILES
 
@@ -38,7 +39,7 @@ REL_POS_POSITIONS = [3]
 NEIGHBOURS_POSITIONS = [6]
 
 
-class PluginUnavailableError(RuntimeError):
+class PluginUnavailableError(SlsgError, RuntimeError):
     """TensorRT (or a recent enough one) is missing; the standard-op ONNX graph is the way out."""
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from edge_runtime.errors import SlsgError
 
-class TensorRTError(RuntimeError):
-    """Base of every error this package raises on purpose."""
+
+class TensorRTError(SlsgError, RuntimeError):
+    """Base of every error the TensorRT layer raises on purpose."""
 
 
 class TensorRTMissing(TensorRTError):

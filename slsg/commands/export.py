@@ -54,11 +54,10 @@ def command(
     from rich.console import Console
     from rich.markup import escape
 
-    from edge_runtime.bundle import BundleError
+    from edge_runtime.errors import SlsgError
     from export.bundle_writer import BundleOptions, write_bundle
-    from export.onnx_export import ExportConfig, ExportError
+    from export.onnx_export import ExportConfig
     from export.parity import ParityLimits, parity_table
-    from slsg.checkpoint import CheckpointError
 
     console = Console()
     try:
@@ -70,7 +69,7 @@ def command(
             auroc_budget=auroc_budget, int8_fallback=int8_fallback, parity=ParityLimits(pixel_atol=parity_atol),
             int8_backend=int8_backend, modelopt_python=modelopt_python)
         result = write_bundle(run, out, options, say=lambda msg: console.print(f"[dim]{escape(msg)}[/]"))
-    except (ExportError, CheckpointError, BundleError, FileNotFoundError, ValueError) as e:
+    except (SlsgError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]slsg export:[/] {escape(str(e))}")  # escaped: "[onnx]" is not markup
         raise typer.Exit(EXIT_FAILED) from None
     console.print(parity_table(result.parity))

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.preprocess import FrameError, to_bgr_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -24,7 +25,7 @@ _PNG_END = b"IEND\xaeB`\x82"
 _PNG_COLOR_TYPES = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
 
 
-class DataError(ValueError):
+class DataError(SlsgError, ValueError):
     """Bad input data (a dataset, an image, a mask): the message says what is wrong and what to do."""
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_runtime.errors import SlsgError
 
-class DefectConfigError(ValueError):
+
+class DefectConfigError(SlsgError, ValueError):
     """A ground-truth value that defects_config.json does not describe, or a malformed entry."""
 
 

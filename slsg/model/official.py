@@ -15,6 +15,7 @@ import re
 
 import torch
 
+from edge_runtime.errors import SlsgError
 from slsg.model.network import SLSGNet
 
 _NAME_RULES = [
@@ -59,7 +60,7 @@ _DEAD = [
 RELATIVE_POS = "GCN3.relative_pos"
 
 
-class OfficialImportError(ValueError):
+class OfficialImportError(SlsgError, ValueError):
     """The file is not an SLSG reference state dict, or does not fit this configuration."""
 
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import torch
 
+from edge_runtime.errors import SlsgError
+
 RESNET18_FILE = "resnet18-f37072fd.pth"
 RESNET18_URL = f"https://download.pytorch.org/models/{RESNET18_FILE}"
 RESNET18_SHA256_PREFIX = "f37072fd"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(SlsgError, RuntimeError):
     """Encoder weights cannot be found, fetched or matched."""
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.preprocess import Normalization
 from slsg.checkpoint import write_json
 from slsg.model.backbones import load_trunk_weights
@@ -37,7 +38,7 @@ from slsg.training.loop import resolve_device
 from slsg.training.progress import step_progress, trim_log
 
 
-class PretrainResumeError(ValueError):
+class PretrainResumeError(SlsgError, ValueError):
     """`--resume` asked for something the ENCODER folder cannot continue."""
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
+from edge_runtime.errors import SlsgError
 from edge_runtime.preprocess import prepare
 from slsg.checkpoint import save_run
 from slsg.data.foreground import ProductProfile, profile_product
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 LOCO_PRESETS = frozenset(PRESETS) - {"generic"}
 
 
-class ResumeError(ValueError):
+class ResumeError(SlsgError, ValueError):
     """`--resume` asked for something the RUN folder cannot continue."""
 
 
