@@ -33,7 +33,7 @@ def roofline_lines(report: dict) -> list[str]:
         return []
     p = r["peaks"]
     ov = ", ".join(f"{k[len('openvino_'):]} {p[k] / 1e9:.0f}"
-                   for k in ("openvino_f32", "openvino_bf16", "openvino_int8") if p.get(k))
+                   for k in ("openvino_fp32", "openvino_bf16", "openvino_int8") if p.get(k))
     lines = [f"Model: {r['gmacs']:.2f} GMAC. Measured peaks at {p['threads']} threads ({p['n']}² GEMM, "
              f"{p.get('how', 'best of repeats')}): ONNX Runtime fp32 {p['fp32'] / 1e9:.0f} GFLOP/s, int8 "
              f"{p['int8'] / 1e9:.0f} GOP/s (MatMulInteger {p['int8_matmulinteger'] / 1e9:.0f}, QLinearMatMul "

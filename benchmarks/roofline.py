@@ -21,8 +21,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 GEMM_KINDS = ("fp32", "int8-matmulinteger", "int8-qlinearmatmul")
-#: OpenVINO peaks: (model kind, inference precision hint).
-OPENVINO_GEMMS = {"openvino_f32": ("fp32", "f32"), "openvino_bf16": ("fp32", "bf16"), "openvino_int8": ("qdq", "f32")}
+#: OpenVINO peaks: (model kind, inference precision).
+OPENVINO_GEMMS = {
+    "openvino_fp32": ("fp32", "fp32"),
+    "openvino_bf16": ("fp32", "bf16"),
+    "openvino_int8": ("qdq", "fp32"),
+}
 
 
 def gemm_model(kind: str, n: int):
@@ -91,14 +95,19 @@ def ort_gemm(kind: str, n: int, threads: int | None) -> Callable[[], object]:
 
 def openvino_gemm(peak: str, n: int, threads: int | None) -> Callable[[], object] | None:
     """One product compiled by OpenVINO's CPU plugin (None where OpenVINO or, for bf16, the CPU lacks it)."""
-    from edge_runtime.backends.openvino_backend import compile_cpu, cpu_capabilities, openvino_available
+    from edge_runtime.backends.openvino_backend import (
+        INFERENCE_PRECISION,
+        compile_cpu,
+        cpu_capabilities,
+        openvino_available,
+    )
 
     if not openvino_available():
         return None
     kind, precision = OPENVINO_GEMMS[peak]
     if precision == "bf16" and "BF16" not in cpu_capabilities():
         return None
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     compiled = compile_cpu(gemm_model(kind, n).SerializeToString(), config)
@@ -142,7 +151,7 @@ class Peaks:
     fp32: float
     int8_matmulinteger: float
     int8_qlinearmatmul: float
-    openvino_f32: float | None = None
+    openvino_fp32: float | None = None
     openvino_bf16: float | None = None
     openvino_int8: float | None = None
     how: str = "best of repeats, measured apart"
@@ -194,7 +203,7 @@ def peaks_from_timings(timings: dict, n: int, threads: int | None) -> Peaks:
     ops = {name[len(PEAK_PREFIX):]: 2.0 * n**3 / (percentile(product_ms(t), 50.0) / 1e3)
            for name, t in timings.items() if name.startswith(PEAK_PREFIX)}
     return Peaks(n, threads, ops["fp32"], ops["int8_matmulinteger"], ops["int8_qlinearmatmul"],
-                 ops.get("openvino_f32"), ops.get("openvino_bf16"), ops.get("openvino_int8"),
+                 ops.get("openvino_fp32"), ops.get("openvino_bf16"), ops.get("openvino_int8"),
                  how=f"p50 of warm products (bursts of {PEAK_BURST}, the first dropped) interleaved with the rounds")
 
 
@@ -208,7 +217,7 @@ def floor_ms(macs: int, peak_ops: float) -> float:
 #: Which floor a backend is judged against: (arithmetic, the `Peaks` field of its own library's product);
 #: TensorRT on a GPU has no CPU floor.
 FLOOR_OF = {"torch": ("fp32", "fp32"), "onnx": ("fp32", "fp32"), "onnx-fp16": ("fp32", "fp32"),
-            "onnx-int8": ("int8", "int8"), "openvino": ("fp32", "openvino_f32"),
+            "onnx-int8": ("int8", "int8"), "openvino": ("fp32", "openvino_fp32"),
             "openvino-bf16": ("bf16", "openvino_bf16"), "openvino-int8": ("int8", "openvino_int8")}
 
 

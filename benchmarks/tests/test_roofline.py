@@ -64,10 +64,10 @@ def test_each_backend_is_judged_against_its_own_arithmetic() -> None:
 
 
 def test_openvino_cases_are_judged_against_openvino_peaks_and_skipped_without_one() -> None:
-    peaks = Peaks(1024, 2, 400e9, 1000e9, 800e9, openvino_f32=500e9, openvino_bf16=None, openvino_int8=2000e9)
+    peaks = Peaks(1024, 2, 400e9, 1000e9, 800e9, openvino_fp32=500e9, openvino_bf16=None, openvino_int8=2000e9)
     floors = floors_for(["openvino", "openvino-bf16", "openvino-int8"], 10**9, peaks)
     assert set(floors) == {"openvino", "openvino-int8"}  # no bf16 peak (a CPU without bf16): no bf16 floor
-    assert floors["openvino"]["floor_ms"] == pytest.approx(4.0) and floors["openvino"]["peak"] == "openvino_f32"
+    assert floors["openvino"]["floor_ms"] == pytest.approx(4.0) and floors["openvino"]["peak"] == "openvino_fp32"
     assert floors["openvino-int8"]["floor_ms"] == pytest.approx(1.0)
 
 
@@ -85,11 +85,11 @@ def test_qdq_gemm_computes_the_dequantised_product_in_ort() -> None:
 def test_interleaved_peaks_come_from_the_same_alternating_rounds() -> None:
     runners = gemm_runners(threads=1, n=64)
     if openvino_available():
-        assert {"openvino_f32", "openvino_int8"} <= set(runners)
+        assert {"openvino_fp32", "openvino_int8"} <= set(runners)
     timings = run_alternating(peak_cases(runners), warmup=1, iterations=3, progress=False)
     peaks = peaks_from_timings(timings, 64, 1)
     assert peaks.fp32 > 0 and peaks.int8 > 0 and "interleaved" in peaks.how
-    assert (peaks.openvino_f32 is not None) == openvino_available()
+    assert (peaks.openvino_fp32 is not None) == openvino_available()
 
 
 def test_a_peak_is_read_from_warm_products_not_the_cold_first_one_of_each_turn() -> None:

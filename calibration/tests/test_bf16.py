@@ -24,7 +24,7 @@ def _rounded(tiny_onnx, bits: int):
     """A real OpenVINO f32 session whose outputs are rounded to `bits` mantissa bits."""
     from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
-    be = OpenVinoBackend(tiny_onnx, precision="f32", threads=1)
+    be = OpenVinoBackend(tiny_onnx, precision="fp32", threads=1)
 
     def candidate(batch: np.ndarray) -> Outputs:
         out = be.run(batch)

@@ -25,7 +25,7 @@ from edge_runtime.backends.signal_stack import keep_signal_stack
 
 #: Backend precision → OpenVINO `INFERENCE_PRECISION_HINT`. INT8 keeps the float parts (pre-processing,
 #: graph attention, scoring) in f32, as ONNX Runtime ran them when the INT8 gate measured the model.
-INFERENCE_PRECISION = {"f32": "f32", "bf16": "bf16", "int8": "f32"}
+INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # our name → OpenVINO's hint
 PRECISIONS = tuple(INFERENCE_PRECISION)
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 #: An INT8 file as OpenVINO runs it has its own gate and threshold: `openvino:int8`, `openvino:int8-cpu`.
@@ -117,7 +117,7 @@ def _type_name(value: object) -> str:
 class OpenVinoBackend:
     """One compiled OpenVINO model over a bundle model file (input `image` uint8 NHWC BGR; map and scores out).
 
-    `precision`: f32 | bf16 | int8 (int8: a Q/DQ file; the precision names the arithmetic OpenVINO uses, the
+    `precision`: fp32 | bf16 | int8 (int8: a Q/DQ file; the precision names the arithmetic OpenVINO uses, the
     `model` names the bundle file and so the threshold). `hint`: LATENCY (one frame at a time, a line) or
     THROUGHPUT. `threads`: OpenVINO's `INFERENCE_NUM_THREADS` (None: its default, all cores). `head`: the global
     head refitted for OpenVINO (`refitted_head`), put into the graph in memory."""
@@ -125,7 +125,7 @@ class OpenVinoBackend:
     def __init__(
         self,
         path: Path,
-        precision: str = "f32",
+        precision: str = "fp32",
         threads: int | None = None,
         hint: str = "LATENCY",
         name: str = "openvino",

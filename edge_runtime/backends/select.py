@@ -20,7 +20,7 @@ BACKENDS = ("auto", "onnx", "onnx-int8", "onnx-fp16", "openvino", "openvino-bf16
 _ONNX_MODELS = {"onnx": ("fp32",), "onnx-int8": ("int8-cpu", "int8"), "onnx-fp16": ("fp16",)}
 #: OpenVINO backend name → (its precision, bundle models to try, first present wins). The symmetric TensorRT
 #: flavour comes first for INT8: OpenVINO runs it as fast as the u8 one and it is the gated model TensorRT runs.
-_OPENVINO_MODELS = {"openvino": ("f32", ("fp32",)), "openvino-bf16": ("bf16", ("bf16",)),
+_OPENVINO_MODELS = {"openvino": ("fp32", ("fp32",)), "openvino-bf16": ("bf16", ("bf16",)),
                     "openvino-int8": ("int8", ("int8", "int8-cpu"))}
 _HINTS = {"onnx-int8": "--int8", "onnx-fp16": "--fp16", "openvino-int8": "--int8", "openvino-bf16": "--bf16"}
 

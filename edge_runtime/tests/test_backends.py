@@ -23,7 +23,7 @@ NO_OPENVINO = "openvino is not installed here (pip install 'slsg[openvino]')"
 def _openvino(path: Path):
     from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
-    return OpenVinoBackend(path, precision="f32", threads=1)
+    return OpenVinoBackend(path, precision="fp32", threads=1)
 
 
 @pytest.fixture(params=["onnxruntime", "openvino"])

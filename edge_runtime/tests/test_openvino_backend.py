@@ -24,9 +24,9 @@ def _backend(path: Path, **kwargs):
 def test_f32_is_asked_for_explicitly_and_compiled_so(bundle_dir: Path) -> None:
     """OpenVINO's CPU default is bf16 where the CPU has it: an FP32 backend that left the hint unset would run
     an ungated bf16 model."""
-    be = _backend(bundle_dir / "model.onnx", precision="f32")
+    be = _backend(bundle_dir / "model.onnx", precision="fp32")
     assert str(be.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32")
-    assert be.precision == "f32" and be.model == "fp32" and be.threads == 1
+    assert be.precision == "fp32" and be.model == "fp32" and be.threads == 1
 
 
 def test_bf16_on_a_cpu_without_it_is_refused_not_run_as_f32(bundle_dir: Path) -> None:
