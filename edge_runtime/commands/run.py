@@ -12,78 +12,164 @@ from edge_runtime.errors import SlsgError
 #: Exit statuses (documented in docs/edge_runtime.md; systemd units use RestartPreventExitStatus=3).
 EXIT_LOST, EXIT_SETUP, EXIT_ALARM = 1, 2, 3
 
+#: `--help` groups the options by what they are about
+SOURCE, CAMERA, MODEL, DECISION = "Source", "Camera settings", "Model and backend", "Decision"
+OUTPUTS, EVIDENCE, HEALTH = "Line outputs", "Event log and NG images", "Health and display"
+
 
 def command(
-    bundle: Path = typer.Option(..., "--bundle", "-b", help="The model.slsg/ folder made by `slsg export`."),
-    camera: Optional[int] = typer.Option(None, "--camera", help="V4L2/USB camera index (e.g. 0)."),
-    csi: Optional[int] = typer.Option(None, "--csi", help="Jetson CSI camera sensor id (GStreamer)."),
-    rtsp: Optional[str] = typer.Option(None, "--rtsp", help="RTSP stream URL (read over TCP)."),
-    video: Optional[Path] = typer.Option(None, "--video", help="A video file."),
-    images: Optional[Path] = typer.Option(None, "--images", help="A folder of images, read in name order."),
-    width: Optional[int] = typer.Option(None, "--width", help="Camera frame width (V4L2, CSI)."),
-    height: Optional[int] = typer.Option(None, "--height", help="Camera frame height (V4L2, CSI)."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Camera frame rate; also the watchdog's period."),
-    fourcc: Optional[str] = typer.Option(None, "--fourcc", help="V4L2 pixel format, e.g. MJPG or YUYV."),
+    bundle: Path = typer.Option(
+        ..., "--bundle", "-b", help="The model.slsg/ folder made by `slsg export`.", rich_help_panel=MODEL
+    ),
+    camera: Optional[int] = typer.Option(
+        None, "--camera", help="V4L2/USB camera index (e.g. 0).", rich_help_panel=SOURCE
+    ),
+    csi: Optional[int] = typer.Option(
+        None, "--csi", help="Jetson CSI camera sensor id (GStreamer).", rich_help_panel=SOURCE
+    ),
+    rtsp: Optional[str] = typer.Option(None, "--rtsp", help="RTSP stream URL (read over TCP).", rich_help_panel=SOURCE),
+    video: Optional[Path] = typer.Option(None, "--video", help="A video file.", rich_help_panel=SOURCE),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="A folder of images, read in name order.", rich_help_panel=SOURCE
+    ),
+    width: Optional[int] = typer.Option(
+        None, "--width", help="Camera frame width (V4L2, CSI).", rich_help_panel=CAMERA
+    ),
+    height: Optional[int] = typer.Option(
+        None, "--height", help="Camera frame height (V4L2, CSI).", rich_help_panel=CAMERA
+    ),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", help="Camera frame rate; also the watchdog's period.", rich_help_panel=CAMERA
+    ),
+    fourcc: Optional[str] = typer.Option(
+        None, "--fourcc", help="V4L2 pixel format, e.g. MJPG or YUYV.", rich_help_panel=CAMERA
+    ),
     exposure_us: Optional[int] = typer.Option(
-        None, "--exposure-us", help="CSI: fixed exposure time in µs (locks auto-exposure)."
+        None, "--exposure-us", help="CSI: fixed exposure time in µs (locks auto-exposure).", rich_help_panel=CAMERA
     ),
-    gain: Optional[float] = typer.Option(None, "--gain", help="CSI: fixed analogue gain."),
-    ae_lock: bool = typer.Option(False, "--ae-lock", help="CSI: lock auto-exposure once it settles."),
-    awb_lock: bool = typer.Option(False, "--awb-lock", help="CSI: lock auto white balance once it settles."),
-    rtsp_latency_ms: int = typer.Option(100, "--rtsp-latency-ms", help="RTSP jitter buffer (GStreamer)."),
+    gain: Optional[float] = typer.Option(None, "--gain", help="CSI: fixed analogue gain.", rich_help_panel=CAMERA),
+    ae_lock: bool = typer.Option(
+        False, "--ae-lock", help="CSI: lock auto-exposure once it settles.", rich_help_panel=CAMERA
+    ),
+    awb_lock: bool = typer.Option(
+        False, "--awb-lock", help="CSI: lock auto white balance once it settles.", rich_help_panel=CAMERA
+    ),
+    rtsp_latency_ms: int = typer.Option(
+        100, "--rtsp-latency-ms", help="RTSP jitter buffer (GStreamer).", rich_help_panel=CAMERA
+    ),
     log: Path = typer.Option(
-        Path("events.jsonl"), "--log", help="JSONL event log (appended, rotated by size): one line per frame."
+        Path("events.jsonl"),
+        "--log",
+        help="JSONL event log (appended, rotated by size): one line per frame.",
+        rich_help_panel=EVIDENCE,
     ),
-    log_max_mb: float = typer.Option(100.0, "--log-max-mb", help="Rotate the log beyond this size (0: never)."),
-    log_keep: int = typer.Option(10, "--log-keep", help="Rotated logs kept (events.jsonl.1 … .N)."),
+    log_max_mb: float = typer.Option(
+        100.0, "--log-max-mb", help="Rotate the log beyond this size (0: never).", rich_help_panel=EVIDENCE
+    ),
+    log_keep: int = typer.Option(
+        10, "--log-keep", help="Rotated logs kept (events.jsonl.1 … .N).", rich_help_panel=EVIDENCE
+    ),
     save_ng: Optional[Path] = typer.Option(
-        None, "--save-ng", help="Save NG frames and heatmap overlays here (in the background)."
+        None,
+        "--save-ng",
+        help="Save NG frames and heatmap overlays here (in the background).",
+        rich_help_panel=EVIDENCE,
     ),
-    quota_mb: float = typer.Option(1024.0, "--quota-mb", help="Disk quota for --save-ng; oldest out first."),
-    min_free_mb: float = typer.Option(512.0, "--min-free-mb", help="--save-ng: skip saving below this free space."),
-    burst_keep: int = typer.Option(10, "--burst-keep", help="--save-ng: first N frames of each NG burst (0: all)."),
-    sensitivity: float = typer.Option(1.0, "--sensitivity", help=">1 flags more, <1 flags fewer."),
+    quota_mb: float = typer.Option(
+        1024.0, "--quota-mb", help="Disk quota for --save-ng; oldest out first.", rich_help_panel=EVIDENCE
+    ),
+    min_free_mb: float = typer.Option(
+        512.0, "--min-free-mb", help="--save-ng: skip saving below this free space.", rich_help_panel=EVIDENCE
+    ),
+    burst_keep: int = typer.Option(
+        10, "--burst-keep", help="--save-ng: first N frames of each NG burst (0: all).", rich_help_panel=EVIDENCE
+    ),
+    sensitivity: float = typer.Option(
+        1.0, "--sensitivity", help=">1 flags more, <1 flags fewer.", rich_help_panel=DECISION
+    ),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto | onnx | onnx-int8 | onnx-fp16 | openvino | openvino-bf16 | openvino-int8 "
-        "| trt-fp16 | trt-int8 (auto: a TensorRT engine built here, else the fastest CPU backend, measured once)"
+        "auto",
+        "--backend",
+        help="auto | onnx | onnx-int8 | onnx-fp16 | openvino | openvino-bf16 | openvino-int8 "
+        "| trt-fp16 | trt-int8 (auto: a TensorRT engine built here, else the fastest CPU backend, measured once)",
+        rich_help_panel=MODEL,
     ),
-    reprobe: bool = typer.Option(False, "--reprobe", help="auto: measure the CPU backends again (ignore the cache)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads of the backend (ORT / OpenVINO)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    reprobe: bool = typer.Option(
+        False, "--reprobe", help="auto: measure the CPU backends again (ignore the cache).", rich_help_panel=MODEL
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="CPU threads of the backend (ORT / OpenVINO).", rich_help_panel=MODEL
+    ),
+    max_frames: Optional[int] = typer.Option(
+        None, "--max-frames", help="Stop after this many frames.", rich_help_panel=HEALTH
+    ),
     max_invalid: int = typer.Option(
-        10, "--max-invalid", help="Alarm and stop after this many invalid (non-finite) outputs in a row (0: never)."
+        10,
+        "--max-invalid",
+        help="Alarm and stop after this many invalid (non-finite) outputs in a row (0: never).",
+        rich_help_panel=HEALTH,
     ),
     watchdog_periods: float = typer.Option(
-        10.0, "--watchdog-periods", help="Stalled after this many frame periods without a frame."
+        10.0,
+        "--watchdog-periods",
+        help="Stalled after this many frame periods without a frame.",
+        rich_help_panel=HEALTH,
     ),
     webhook: Optional[str] = typer.Option(
-        None, "--webhook", help="POST each NG record, source event and status change as JSON here."
+        None,
+        "--webhook",
+        help="POST each NG record, source event and status change as JSON here.",
+        rich_help_panel=OUTPUTS,
     ),
     mqtt: Optional[str] = typer.Option(
-        None, "--mqtt", help="mqtt[s]://[user@]host[:port]/topic: verdicts, status, heartbeat, events."
+        None,
+        "--mqtt",
+        help="Broker URL mqtt://host:1883/topic (mqtts:// for TLS, user@host for a login): verdicts, status, "
+        "heartbeat, events.",
+        rich_help_panel=OUTPUTS,
     ),
-    mqtt_ca: Optional[Path] = typer.Option(None, "--mqtt-ca", help="TLS: the broker's CA certificate."),
-    mqtt_cert: Optional[Path] = typer.Option(None, "--mqtt-cert", help="TLS: client certificate."),
-    mqtt_key: Optional[Path] = typer.Option(None, "--mqtt-key", help="TLS: client key."),
+    mqtt_ca: Optional[Path] = typer.Option(
+        None, "--mqtt-ca", help="TLS: the broker's CA certificate.", rich_help_panel=OUTPUTS
+    ),
+    mqtt_cert: Optional[Path] = typer.Option(
+        None, "--mqtt-cert", help="TLS: client certificate.", rich_help_panel=OUTPUTS
+    ),
+    mqtt_key: Optional[Path] = typer.Option(None, "--mqtt-key", help="TLS: client key.", rich_help_panel=OUTPUTS),
     mqtt_password_file: Optional[Path] = typer.Option(
-        None, "--mqtt-password-file", help="File holding the MQTT password (else $SLSG_MQTT_PASSWORD)."
+        None,
+        "--mqtt-password-file",
+        help="File holding the MQTT password (else $SLSG_MQTT_PASSWORD).",
+        rich_help_panel=OUTPUTS,
     ),
-    mqtt_heartbeat_s: float = typer.Option(5.0, "--mqtt-heartbeat-s", help="Heartbeat interval."),
+    mqtt_heartbeat_s: float = typer.Option(
+        5.0, "--mqtt-heartbeat-s", help="Heartbeat interval.", rich_help_panel=OUTPUTS
+    ),
     modbus: Optional[str] = typer.Option(
-        None, "--modbus", help="HOST[:PORT] of the PLC (Modbus TCP): ready coil, NG pulse, score register."
+        None,
+        "--modbus",
+        help="HOST[:PORT] of the PLC (Modbus TCP): ready coil, NG pulse, score register.",
+        rich_help_panel=OUTPUTS,
     ),
-    modbus_unit: int = typer.Option(1, "--modbus-unit", help="Modbus unit (slave) id."),
-    modbus_coil_base: int = typer.Option(0, "--modbus-coil-base", help="Address of the READY coil."),
-    modbus_register_base: int = typer.Option(0, "--modbus-register-base", help="Address of the score register."),
-    modbus_pulse_ms: float = typer.Option(200.0, "--modbus-pulse-ms", help="NG coil pulse length."),
+    modbus_unit: int = typer.Option(1, "--modbus-unit", help="Modbus unit (slave) id.", rich_help_panel=OUTPUTS),
+    modbus_coil_base: int = typer.Option(
+        0, "--modbus-coil-base", help="Address of the READY coil.", rich_help_panel=OUTPUTS
+    ),
+    modbus_register_base: int = typer.Option(
+        0, "--modbus-register-base", help="Address of the score register.", rich_help_panel=OUTPUTS
+    ),
+    modbus_pulse_ms: float = typer.Option(
+        200.0, "--modbus-pulse-ms", help="NG coil pulse length.", rich_help_panel=OUTPUTS
+    ),
     reconnect_attempts: int = typer.Option(
-        10, "--reconnect-attempts", help="Live sources: attempts to reconnect before giving up."
+        10, "--reconnect-attempts", help="Live sources: attempts to reconnect before giving up.", rich_help_panel=SOURCE
     ),
-    show: bool = typer.Option(False, "--show", help="Show frames (and NG overlays) in a window."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live dashboard."),
-    loop: bool = typer.Option(False, "--loop", help="--video: start again at the end."),
+    show: bool = typer.Option(
+        False, "--show", help="Show frames (and NG overlays) in a window.", rich_help_panel=HEALTH
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live dashboard.", rich_help_panel=HEALTH),
+    loop: bool = typer.Option(False, "--loop", help="--video: start again at the end.", rich_help_panel=SOURCE),
     realtime: bool = typer.Option(
-        False, "--realtime", help="--video: pace at the file's fps (late frames drop)."
+        False, "--realtime", help="--video: pace at the file's fps (late frames drop).", rich_help_panel=SOURCE
     ),
 ) -> None:
     """Judge every frame OK, NG or NO-DECISION; log each one (or why it was dropped); tell the line."""
@@ -107,27 +193,48 @@ def command(
         if sensitivity <= 0:
             raise ValueError(f"--sensitivity must be > 0, got {sensitivity}")
         camera_settings = CameraSettings(
-            width=width, height=height, fps=fps, fourcc=fourcc, exposure_us=exposure_us, gain=gain,
-            ae_lock=ae_lock, awb_lock=awb_lock,
+            width=width,
+            height=height,
+            fps=fps,
+            fourcc=fourcc,
+            exposure_us=exposure_us,
+            gain=gain,
+            ae_lock=ae_lock,
+            awb_lock=awb_lock,
         )
         spec = SourceSpec(
-            camera=camera, csi=csi, rtsp=rtsp, video=video, images=images, loop=loop, realtime=realtime,
-            camera_settings=camera_settings, rtsp_latency_ms=rtsp_latency_ms,
+            camera=camera,
+            csi=csi,
+            rtsp=rtsp,
+            video=video,
+            images=images,
+            loop=loop,
+            realtime=realtime,
+            camera_settings=camera_settings,
+            rtsp_latency_ms=rtsp_latency_ms,
         )
         mqtt_config = None
         if mqtt:
             from edge_runtime.mqtt import MqttConfig
 
             password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
-            mqtt_config = MqttConfig(mqtt, password=password, ca_file=mqtt_ca, cert_file=mqtt_cert,
-                                     key_file=mqtt_key, tls=mqtt_ca is not None, heartbeat_s=mqtt_heartbeat_s)
+            mqtt_config = MqttConfig(
+                mqtt,
+                password=password,
+                ca_file=mqtt_ca,
+                cert_file=mqtt_cert,
+                key_file=mqtt_key,
+                tls=mqtt_ca is not None,
+                heartbeat_s=mqtt_heartbeat_s,
+            )
         modbus_config = None
         if modbus:
             from edge_runtime.modbus import ModbusConfig, parse_modbus_target
 
             host, port = parse_modbus_target(modbus)
-            modbus_config = ModbusConfig(host, port, modbus_unit, modbus_coil_base, modbus_register_base,
-                                         pulse_ms=modbus_pulse_ms)
+            modbus_config = ModbusConfig(
+                host, port, modbus_unit, modbus_coil_base, modbus_register_base, pulse_ms=modbus_pulse_ms
+            )
         cfg = RunConfig(
             bundle=bundle,
             source=spec,

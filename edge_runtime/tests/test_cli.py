@@ -258,3 +258,12 @@ def test_auto_says_in_the_start_record_what_it_picked_and_why(bundle_dir: Path, 
     assert sel["how"] == "auto" and start["backend"].startswith(sel["picked"] + ":") and sel["why"]
     if "p50_ms" in sel:  # more than one CPU backend installed: measured, and cached in the bundle
         assert sel["picked"] in sel["p50_ms"] and Path(sel["cache"]).is_file()
+
+
+def test_every_run_option_sits_in_a_help_panel_named_for_what_it_is_about() -> None:
+    run = typer.main.get_command(app).commands["run"]
+    loose = [p.name for p in run.params if getattr(p, "rich_help_panel", None) is None]
+    assert not loose, f"options of `slsg-edge run` outside a help panel: {loose}"
+    res = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    for panel in ("Source", "Model and backend", "Decision", "Line outputs", "Event log and NG images"):
+        assert panel in res.output
