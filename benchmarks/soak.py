@@ -43,9 +43,9 @@ from edge_runtime.evidence import EvidencePolicy, NgSaver
 from edge_runtime.fanout import Fanout
 from edge_runtime.pipeline import Judge, run_pipeline
 from edge_runtime.records import needs_answer
+from edge_runtime.run_counts import RunStats
 from edge_runtime.sinks import StatsSink
 from edge_runtime.sources import ReconnectPolicy, live_stream
-from edge_runtime.stats import RunStats
 from edge_runtime.status import StatusTracker
 from edge_runtime.testing import THRESHOLD, make_bundle, write_video
 from edge_runtime.watchdog import Watchdog, WatchdogConfig

@@ -7,7 +7,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edge_runtime.pipeline import STAGES, RunResult
-from edge_runtime.stats import RunStats
+from edge_runtime.run_counts import RunStats
 
 
 def _ms(v: float) -> str:

@@ -31,9 +31,9 @@ from edge_runtime.modbus import ModbusConfig, ModbusSink  # pymodbus itself load
 from edge_runtime.mqtt import MqttConfig, MqttSink  # so does paho
 from edge_runtime.pipeline import Judge, RunResult, Sink, run_pipeline
 from edge_runtime.records import iso
+from edge_runtime.run_counts import RunStats
 from edge_runtime.sinks import StatsSink, WebhookSink, WindowSink
 from edge_runtime.sources import FrameStream, ReconnectPolicy, SourceSpec, blank_frame, open_source
-from edge_runtime.stats import RunStats
 from edge_runtime.status import StatusTracker
 from edge_runtime.systemd import SystemdNotifier
 from edge_runtime.watchdog import Watchdog, WatchdogConfig

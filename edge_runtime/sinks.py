@@ -25,8 +25,8 @@ from edge_runtime.eventlog import EventLog
 from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judgement
 from edge_runtime.records import drop_record, frame_record, iso, json_line, needs_answer, source_record
+from edge_runtime.run_counts import RunStats
 from edge_runtime.sources import Dropped, SourceEvent
-from edge_runtime.stats import RunStats
 
 __all__ = [
     "EventLog", "NgStore", "StatsSink", "WebhookSink", "WindowSink", "drop_record", "frame_record",

@@ -12,9 +12,9 @@ import pytest
 
 from edge_runtime.mqtt import MqttSink, parse_mqtt_url
 from edge_runtime.pipeline import Judgement
+from edge_runtime.run_counts import percentile_ms
 from edge_runtime.sinks import EventLog, NgStore, WebhookSink
 from edge_runtime.sources import SUPERSEDED, Dropped, Frame, SourceEvent
-from edge_runtime.stats import percentile_ms
 
 
 def _ng(i: int, seed: int = 0) -> Judgement:
