@@ -20,7 +20,9 @@ COMMANDS = {
     "build": "edge_runtime.commands.build",
     "run": "edge_runtime.commands.run",
     "bench": "edge_runtime.commands.bench",
-    "calibrate": "edge_runtime.commands.calibrate",
+    "threshold": "edge_runtime.commands.threshold",
 }
+#: old command name → new one (the old name still runs, and says the new one)
+RENAMED = {"calibrate": "threshold"}
 
-register(app, COMMANDS)
+register(app, COMMANDS, RENAMED)

@@ -69,7 +69,7 @@ def open_run_data(run_config: dict, root: Path | None = None, category: str | No
 
 
 def threshold_data(run_config: dict) -> RunData | None:
-    """The images the RUN's threshold came from: `slsg calibrate`'s data when it recorded one, else training's."""
+    """The images the RUN's threshold came from: `slsg threshold`'s data when it recorded one, else training's."""
     source = (run_config.get("threshold") or {}).get("data") or {}
     if source.get("root"):
         return open_run_data(run_config, Path(source["root"]), source.get("category"))

@@ -102,7 +102,7 @@ def session_shift(validation: np.ndarray, held_out: np.ndarray, seed: int = 0) -
     if shift.shifted:
         note = (f"held-out good images score higher than the validation images ({shift.describe()}): they come "
                 "from another session (light, position), so their false-reject rates hold for that session, not "
-                "the asked rate; set the threshold on the line's own good parts: slsg-edge calibrate BUNDLE --good DIR")
+                "the asked rate; set the threshold on the line's own good parts: slsg-edge threshold BUNDLE --good DIR")
     return {**shift.to_dict(), "n_validation": shift.n_reference, "n_held_out": shift.n_new, "note": note}
 
 

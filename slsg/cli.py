@@ -29,11 +29,14 @@ COMMANDS = {
     "pretrain": "slsg.commands.pretrain",
     "train": "slsg.commands.train",
     "fit-head": "slsg.commands.fit_head",
-    "calibrate": "slsg.commands.calibrate",
+    "threshold": "slsg.commands.threshold",
     "evaluate": "slsg.commands.evaluate",
     "predict": "slsg.commands.predict",
     "export": "slsg.commands.export",
     "bench": "slsg.commands.bench",
 }
 
-register(app, COMMANDS)
+#: old command name → new one (the old name still runs, and says the new one)
+RENAMED = {"calibrate": "threshold"}
+
+register(app, COMMANDS, RENAMED)

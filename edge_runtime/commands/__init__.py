@@ -34,8 +34,26 @@ def reported(command: Callable) -> Callable:
     return run
 
 
-def register(app: typer.Typer, commands: dict[str, str]) -> None:
-    """Add each installed `<module>.command` under its name; heavy imports stay inside the commands."""
+def renamed(command: Callable, old: str, new: str) -> Callable:
+    """`old` still works: it says the command's new name on stderr, then runs it."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        Console(stderr=True).print(f"note: `{old}` is now `{new}`; the old name will go", highlight=False)
+        return command(*args, **kwargs)
+
+    return run
+
+
+def register(app: typer.Typer, commands: dict[str, str], aliases: dict[str, str] | None = None) -> None:
+    """Add each installed `<module>.command` under its name, and each old name in `aliases` (old → new) as a
+    hidden command that says the new one; heavy imports stay inside the commands."""
     for name, module in commands.items():
         if importlib.util.find_spec(module) is not None:
             app.command(name)(reported(importlib.import_module(module).command))
+    for old, new in (aliases or {}).items():
+        module = commands[new]
+        if importlib.util.find_spec(module) is not None:
+            cli = app.info.name or "slsg"
+            command = renamed(importlib.import_module(module).command, f"{cli} {old}", f"{cli} {new}")
+            app.command(old, hidden=True)(reported(command))

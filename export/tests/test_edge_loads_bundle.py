@@ -76,7 +76,7 @@ def test_edge_calibrate_rethresholds_an_exported_bundle_without_torch(effnet_bun
     good.mkdir()
     for i, frame in enumerate(synthetic_frames(12, 64, seed=11)):
         cv2.imwrite(str(good / f"{i:02d}.png"), frame)
-    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "calibrate", str(bundle), "--good", str(good),
+    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "threshold", str(bundle), "--good", str(good),
                            "--backend", "onnx", "--threads", "1"], capture_output=True, text=True, timeout=120,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
     out = json.loads(proc.stdout.strip().splitlines()[-1])

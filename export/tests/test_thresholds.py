@@ -18,7 +18,7 @@ def test_good_images_that_score_higher_than_validation_are_called_another_sessio
     rng = np.random.default_rng(0)
     record = session_shift(rng.normal(0, 1, 21), rng.normal(1.5, 1, 20))
     assert record["auroc"] > 0.8 and record["shifted"]
-    assert "slsg-edge calibrate" in record["note"] and record["n_held_out"] == 20 and record["n_validation"] == 21
+    assert "slsg-edge threshold" in record["note"] and record["n_held_out"] == 20 and record["n_validation"] == 21
 
 
 def test_lower_scores_on_held_out_images_are_no_shift_to_warn_about() -> None:

@@ -71,7 +71,7 @@ def command(
             console.print("[dim]Mean (all test images) is the SLSG README's 'Mean'; ½(L+S) is the MVTec LOCO "
                           "convention.")
         out_dir = plots or (run / "eval" if run.is_dir() else Path("eval"))
-        fix = f"`slsg calibrate {run} DATA` or `slsg-edge calibrate BUNDLE --good DIR`"
+        fix = f"`slsg threshold {run} DATA` or `slsg-edge threshold BUNDLE --good DIR`"
         for r in results:
             check = checks.get(r.category)
             if not has_anomalies(r):

@@ -24,5 +24,5 @@ def command(
         model.load_state_dict(convert_official_state_dict(read_state_dict(checkpoint), model), strict=True)
         save_run(out, model, {"source": {"official": str(checkpoint)}})
         console.print(f"imported [bold]{checkpoint}[/] → {out}; no threshold yet: set one from good images with "
-                      f"`slsg calibrate {out} DATA --category CATEGORY` (DATA's validation/good images), then "
+                      f"`slsg threshold {out} DATA --category CATEGORY` (DATA's validation/good images), then "
                       f"`slsg export {out} -o model.slsg`")

@@ -83,7 +83,7 @@ def refuse_foreign_run(out: Path, force: bool) -> None:
     origin = config.get("source", {}).get("official") if isinstance(config.get("source"), dict) else None
     what = f"imported from {origin}" if origin else "not made by `slsg train`"
     raise ValueError(f"{out} holds a RUN {what}: training would replace its weights with a new network. To set "
-                     f"its threshold use `slsg calibrate {out} DATA`; to train anyway, choose another -o or pass "
+                     f"its threshold use `slsg threshold {out} DATA`; to train anyway, choose another -o or pass "
                      "--force")
 
 

@@ -131,6 +131,6 @@ def test_the_checks_catch_what_they_are_for() -> None:
     for bad in ("new this stop", "a later session of 2026-12-03", "issue 18 measures", "at commit 861e609",
                 "Other engineers' jobs", "the crash hunt", "in stop 12", "(the issue's 4.1×)"):
         assert diary_phrases(bad), bad
-    for fine in ("slsg-edge calibrate on the line's own good parts", "stop after 10 frames", "exit 3: stopped",
+    for fine in ("slsg-edge threshold on the line's own good parts", "stop after 10 frames", "exit 3: stopped",
                  "sha256 of every file", "an ONNX Runtime session"):
         assert diary_phrases(fine) == [], fine

@@ -233,8 +233,8 @@ def test_the_threshold_check_reports_false_rejects_with_their_interval_and_a_shi
     assert check.n_good == 40 and check.false_rejects == int(np.sum(good > 1.7)) and check.caught == 20
     assert check.interval[0] <= check.rate <= check.interval[1]
     assert check.above_asked and check.shifts["slsg"].shifted and check.shifts["decision"].shifted
-    text = " ".join(check.warnings("widget", "`slsg calibrate RUN DATA`"))
-    assert "above the rate asked" in text and "another session" in text and "slsg calibrate" in text
+    text = " ".join(check.warnings("widget", "`slsg threshold RUN DATA`"))
+    assert "above the rate asked" in text and "another session" in text and "slsg threshold" in text
 
 
 @dataclass

@@ -244,7 +244,7 @@ def test_cli_imports_a_tch_file_without_unpickling(tmp_path):
     result = CliRunner().invoke(app, ["import-official", str(path), "-o", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "model.safetensors").is_file()
-    assert "slsg calibrate" in result.output and "--steps 0" not in result.output  # never retrain over it
+    assert "slsg threshold" in result.output and "--steps 0" not in result.output  # never retrain over it
 
 
 def test_cli_refuses_a_foreign_checkpoint_without_traceback(tmp_path):

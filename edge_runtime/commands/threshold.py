@@ -1,4 +1,4 @@
-"""`slsg-edge calibrate BUNDLE --good DIR_OR_VIDEO`: thresholds from good frames on the line, torch-free."""
+"""`slsg-edge threshold BUNDLE --good DIR_OR_VIDEO`: thresholds from good frames on the line, torch-free."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def command(
     from rich.text import Text
 
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.recalibrate import read_good_frames, recalibrate
+    from edge_runtime.rethreshold import read_good_frames, rethreshold
 
     console, err = Console(), Console(stderr=True, soft_wrap=True)
     try:
@@ -38,7 +38,7 @@ def command(
             raise ValueError(f"--false-reject-rate must be in (0, 1), got {false_reject_rate}")
         size = load_bundle(bundle).size
         frames = read_good_frames(good, size, every, max_frames)
-        results = recalibrate(bundle, frames, false_reject_rate, list(backend), threads)
+        results = rethreshold(bundle, frames, false_reject_rate, list(backend), threads)
     except (FileNotFoundError, ValueError) as e:  # a SlsgError (bundle, backend, source) is reported by the CLI
         err.print(Text("error: ", style="red") + Text(str(e)))
         raise typer.Exit(2) from None

@@ -1,4 +1,4 @@
-"""`slsg-edge calibrate`: thresholds from good frames with the bundle's own backend, history kept, bundle
+"""`slsg-edge threshold`: thresholds from good frames with the bundle's own backend, history kept, bundle
 re-hashed and still verifying — in an interpreter that never imports torch."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.bundle import BundleError, load_bundle
-from edge_runtime.recalibrate import read_good_frames, recalibrate
+from edge_runtime.rethreshold import read_good_frames, rethreshold
 from edge_runtime.scoring import threshold_from_good_scores
 from edge_runtime.tests.conftest import SIZE, THRESHOLD, gray, make_bundle, write_video
 
@@ -41,11 +41,11 @@ def _expected(values: list[int], rate: float) -> float:
     return threshold_from_good_scores(np.array(values, np.float64) / 255.0, rate).value
 
 
-def test_calibrate_runs_torch_free_and_rehashed_bundle_verifies(tmp_path):
+def test_threshold_runs_torch_free_and_rehashed_bundle_verifies(tmp_path):
     bundle = make_bundle(tmp_path / "model.slsg")
     values = list(range(30, 130, 5))
     good = _good_folder(tmp_path / "good", values)
-    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "calibrate", str(bundle), "--good", str(good),
+    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "threshold", str(bundle), "--good", str(good),
                            "--false-reject-rate", "0.05"], capture_output=True, text=True, timeout=120,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -56,14 +56,14 @@ def test_calibrate_runs_torch_free_and_rehashed_bundle_verifies(tmp_path):
     assert b.threshold.value == t.value  # fp32's threshold is the bundle's `threshold`
     history = b.manifest["threshold_history"]
     assert history[-1]["model"] == "fp32" and history[-1]["previous"]["value"] == THRESHOLD
-    assert "slsg-edge calibrate" in b.manifest["thresholds"]["fp32"]["source"]
+    assert "slsg-edge threshold" in b.manifest["thresholds"]["fp32"]["source"]
 
 
 def test_each_backend_sets_the_threshold_of_its_own_model(tmp_path):
     bundle = make_bundle(tmp_path / "model.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
     values = list(range(40, 90, 2))
     frames = read_good_frames(_good_folder(tmp_path / "good", values), (SIZE, SIZE))
-    results = recalibrate(bundle, frames, 0.1, ["onnx-int8"], threads=1)
+    results = rethreshold(bundle, frames, 0.1, ["onnx-int8"], threads=1)
     assert [r.model for r in results] == ["int8-cpu"]
     b = load_bundle(bundle)
     assert b.threshold_for("int8-cpu").value == pytest.approx(_expected(values, 0.1), abs=1e-6)
@@ -85,7 +85,7 @@ def test_all_also_sets_the_threshold_of_an_int8_file_as_openvino_runs_it_with_it
                             "heads": {key: head_file(key)}})
     values = list(range(40, 90, 2))
     frames = read_good_frames(_good_folder(tmp_path / "good", values), (SIZE, SIZE))
-    results = recalibrate(bundle, frames, 0.1, ["all"], threads=1)
+    results = rethreshold(bundle, frames, 0.1, ["all"], threads=1)
     assert sorted(r.model for r in results) == ["fp32", "int8-cpu", key]
     b = load_bundle(bundle)
     assert b.threshold_for(key).value == pytest.approx(_expected(values, 0.1) / 2, abs=1e-6)
@@ -97,7 +97,7 @@ def test_video_of_good_parts_every_nth_frame(tmp_path):
     video = write_video(tmp_path / "line.avi", [60 + (i % 10) * 4 for i in range(40)])
     frames = read_good_frames(video, (SIZE, SIZE), every=2, limit=15)
     assert len(frames.frames) == 15 and "video" in frames.source
-    recalibrate(bundle, frames, 0.05, ["onnx"])
+    rethreshold(bundle, frames, 0.05, ["onnx"])
     assert 60 / 255 < load_bundle(bundle).threshold.value < 100 / 255
 
 
@@ -108,7 +108,7 @@ def test_a_damaged_bundle_is_refused_not_reblessed(tmp_path):
     data[-20] ^= 0xFF
     (bundle / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="sha256|damaged"):
-        recalibrate(bundle, frames, 0.05)
+        rethreshold(bundle, frames, 0.05)
     assert "threshold_history" not in json.loads((bundle / "manifest.json").read_text())
 
 
@@ -135,7 +135,7 @@ def test_without_openvino_its_thresholds_are_kept_with_a_warning_and_the_others_
     monkeypatch.setattr(select_mod, "openvino_available", lambda: False)
     frames = read_good_frames(_good_folder(tmp_path / "good", list(range(40, 90, 2))), (SIZE, SIZE))
     with caplog.at_level("WARNING"):
-        results = recalibrate(bundle, frames, 0.1, ["all"], threads=1)
+        results = rethreshold(bundle, frames, 0.1, ["all"], threads=1)
     assert [r.model for r in results] == ["fp32"]
     assert "openvino:int8-cpu threshold(s) not re-set: OpenVINO is not installed" in caplog.text
     assert load_bundle(bundle).threshold_for("openvino:int8-cpu").value == 0.9

@@ -1,4 +1,4 @@
-"""`slsg calibrate RUN DATA`: a RUN's threshold from good images, no retraining (e.g. after import-official)."""
+"""`slsg threshold RUN DATA`: a RUN's threshold from good images, no retraining (e.g. after import-official)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ def command(
         if false_reject_rate is not None and not 0.0 < false_reject_rate < 1.0:
             raise ValueError(f"--false-reject-rate must be in (0, 1), got {false_reject_rate}")
         from export.onnx_export import deploy_for_run
-        from slsg.recalibrate import recalibrate_run
+        from slsg.rethreshold import rethreshold_run
 
         deploy = deploy_for_run(run).to(device)
-        result = recalibrate_run(run, deploy, data, category, false_reject_rate, all_good)
+        result = rethreshold_run(run, deploy, data, category, false_reject_rate, all_good)
     old = f"{result.old.value:.4f}" if result.old else "none"
     console.print(f"threshold of [bold]{run}[/]: {old} → {result.new.value:.4f} for a "
                   f"{result.new.false_reject_rate:.1%} false-reject rate on {result.n_good} good "

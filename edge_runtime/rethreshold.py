@@ -1,7 +1,7 @@
 """Re-setting a bundle's thresholds from good frames on the line, with the bundle's own backend (no torch).
 
 A threshold set on the training machine's validation images meets other light, another camera and another
-batch of parts on the line. `slsg-edge calibrate` scores good frames (a folder or a video) with exactly the
+batch of parts on the line. `slsg-edge threshold` scores good frames (a folder or a video) with exactly the
 backend the line runs, takes the quantile of those scores for the asked false-reject rate, and writes it as
 that model's threshold: the manifest is re-hashed and the values it replaces are kept in `threshold_history`.
 """
@@ -35,7 +35,7 @@ class GoodFrames:
 
 
 @dataclass
-class Recalibration:
+class NewThreshold:
     """One model's new threshold, the one it replaced, and the evidence."""
 
     model: str
@@ -149,8 +149,8 @@ def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) 
     return unique
 
 
-def recalibrate(root: Path, good: GoodFrames, false_reject_rate: float | None = None,
-                backends: list[str] | None = None, threads: int | None = None) -> list[Recalibration]:
+def rethreshold(root: Path, good: GoodFrames, false_reject_rate: float | None = None,
+                backends: list[str] | None = None, threads: int | None = None) -> list[NewThreshold]:
     """Score `good` with each backend, write each model's new threshold into the bundle, keep the old ones."""
     bundle = load_bundle(root)
     results = []
@@ -161,12 +161,12 @@ def recalibrate(root: Path, good: GoodFrames, false_reject_rate: float | None = 
         if rate <= 0:
             rate = 0.01  # a bundle exported with --no-threshold carries rate 0: use the training default
         new = threshold_from_good_scores(score_frames(backend, good.frames), rate)
-        results.append(Recalibration(model, backend.name, new, old, len(good.frames), threshold_warning(new)))
+        results.append(NewThreshold(model, backend.name, new, old, len(good.frames), threshold_warning(new)))
     write_thresholds(bundle, results, good.source)
     return results
 
 
-def write_thresholds(bundle: Bundle, results: list[Recalibration], source: str) -> dict:
+def write_thresholds(bundle: Bundle, results: list[NewThreshold], source: str) -> dict:
     """The new thresholds into the manifest (`thresholds`, and `threshold` for fp32), the replaced ones into
     `threshold_history`; the bundle is verified first (a damaged one is refused, not re-blessed) and after."""
     if not results:
@@ -177,8 +177,8 @@ def write_thresholds(bundle: Bundle, results: list[Recalibration], source: str) 
     history = list(manifest.get("threshold_history") or [])
     for r in results:
         history.append({"model": r.model, "replaced": when, "previous": thresholds.get(r.model, manifest["threshold"]),
-                        "by": f"slsg-edge calibrate ({r.backend}) on {source}"})
-        thresholds[r.model] = {**r.new.to_dict(), "source": f"slsg-edge calibrate ({r.backend}) on {source}",
+                        "by": f"slsg-edge threshold ({r.backend}) on {source}"})
+        thresholds[r.model] = {**r.new.to_dict(), "source": f"slsg-edge threshold ({r.backend}) on {source}",
                                "calibrated": when}
         if r.model == "fp32":
             manifest["threshold"] = thresholds["fp32"]

@@ -1,4 +1,4 @@
-"""`slsg calibrate RUN DATA`: re-set a RUN's threshold from good images without retraining.
+"""`slsg threshold RUN DATA`: re-set a RUN's threshold from good images without retraining.
 
 The threshold is the quantile of the RUN's own scores (`score`, what the threshold applies to, whatever heads
 the model has) on good images: by default DATA's validation split as training makes it (LOCO validation/good,
@@ -67,7 +67,7 @@ def score_good(deploy, samples: list, size, batch: int = BATCH) -> np.ndarray:
     return np.concatenate(scores).astype(np.float64)
 
 
-def recalibrate_run(run_dir: Path, deploy, data: Path, category: str | None = None, rate: float | None = None,
+def rethreshold_run(run_dir: Path, deploy, data: Path, category: str | None = None, rate: float | None = None,
                     all_good: bool = False) -> Calibrated:
     """Score DATA's good images with the RUN's detector and write the new threshold into RUN/config.json."""
     run = open_run(Path(run_dir))
@@ -82,7 +82,7 @@ def recalibrate_run(run_dir: Path, deploy, data: Path, category: str | None = No
     config = dict(run.config)
     if config.get("threshold"):
         config["threshold_history"] = [*config.get("threshold_history", []),
-                                       {"replaced": when, "previous": config["threshold"], "by": "slsg calibrate"}]
+                                       {"replaced": when, "previous": config["threshold"], "by": "slsg threshold"}]
     config["threshold"] = {**new.to_dict(), "source": split, "data": record, "calibrated": when}
     write_json(Path(run_dir) / CONFIG_FILE, config)
     return Calibrated(new, old, len(samples), record, threshold_warning(new))
