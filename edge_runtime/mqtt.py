@@ -3,7 +3,8 @@
 Topics under the base topic T of `mqtt[s]://[user@]host[:port]/T`:
 
 - `T`: every frame's record (`verdict` OK / NG, QoS 1 for NG, 0 for OK) and every dropped frame
-  (`verdict` NO-DECISION, QoS 0).
+  (`verdict` NO-DECISION: QoS 1, like NG, for a frame that was to be judged and could not be; QoS 0 for a live
+  camera's frame superseded by a newer one, which is judged instead).
 - `T/status` (retained, QoS 1): `{"status": running|degraded|stalled|stopped, "reason", "at", "run_id"}`;
   the broker's last will for this client says `stopped`.
 - `T/heartbeat` (QoS 0): counts and status every `heartbeat_s`.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edge_runtime.fanout import ErrorReporter
-from edge_runtime.records import drop_record, frame_record, json_line, source_record
+from edge_runtime.records import drop_record, frame_record, json_line, needs_answer, source_record
 
 Report = Callable[[dict], None]
 PASSWORD_ENV = "SLSG_MQTT_PASSWORD"
@@ -167,7 +168,9 @@ class MqttSink:
         self._publish(self.topic, json_line({"run_id": self.run_id, **frame_record(j)}), qos=1 if j.ng else 0)
 
     def on_drop(self, d: Any) -> None:
-        self._publish(self.topic, json_line({"run_id": self.run_id, **drop_record(d)}), qos=0)
+        """A part nobody could judge must reach the line as surely as a reject."""
+        qos = 1 if needs_answer(d) else 0
+        self._publish(self.topic, json_line({"run_id": self.run_id, **drop_record(d)}), qos=qos)
 
     def on_event(self, ev: Any) -> None:
         self._publish(self._t("events"), json_line({"run_id": self.run_id, **source_record(ev)}), qos=1)

@@ -131,3 +131,19 @@ def test_url_forms() -> None:
     assert parse_mqtt_target("mqtt://b:1884/x").port == 1884
     with pytest.raises(ValueError, match="no password in the MQTT URL"):
         parse_mqtt_target("mqtt://u:pw@b/x")
+
+
+def test_a_frame_that_could_not_be_judged_reaches_the_line_as_no_decision_at_qos_1(broker: Broker) -> None:
+    from edge_runtime.sources import SUPERSEDED, Dropped
+
+    listener = _listen(broker, "drops")
+    sink = MqttSink(MqttConfig(f"mqtt://127.0.0.1:{broker.port}/drops"), print, run_id="drops")
+    assert sink.connected.wait(10)
+    sink.on_drop(Dropped(7, time.time(), "inference failed: backend error", "camera0"))
+    sink.on_drop(Dropped(8, time.time(), SUPERSEDED, "camera0"))
+    got = wait_until(lambda: len(listener.on()) == 2 and listener.on())
+    sink.close()
+    listener.stop()
+    by_id = {m.payload["id"]: m for m in got}
+    assert by_id[7].payload["verdict"] == "NO-DECISION" and by_id[7].qos == 1
+    assert by_id[8].payload["verdict"] == "NO-DECISION" and by_id[8].qos == 0
