@@ -26,7 +26,7 @@ import numpy as np
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import Judge
-from edge_runtime.sinks import EventLog
+from edge_runtime.sinks.eventlog import EventLog
 from edge_runtime.sources import Frame, FrameStream, video_file_items
 from edge_runtime.statistics import percentile
 

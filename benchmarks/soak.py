@@ -38,13 +38,13 @@ import numpy as np
 
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
-from edge_runtime.eventlog import EventLog, LogPolicy
-from edge_runtime.evidence import EvidencePolicy, NgSaver
-from edge_runtime.fanout import Fanout
 from edge_runtime.pipeline import Judge, run_pipeline
 from edge_runtime.records import needs_answer
 from edge_runtime.run_counts import RunStats
-from edge_runtime.sinks import StatsSink
+from edge_runtime.sinks.counters import StatsSink
+from edge_runtime.sinks.eventlog import EventLog, LogPolicy
+from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
+from edge_runtime.sinks.fanout import Fanout
 from edge_runtime.sources import ReconnectPolicy, live_stream
 from edge_runtime.status import StatusTracker
 from edge_runtime.testing import THRESHOLD, make_bundle, write_video
@@ -246,7 +246,7 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
     if mqtt:
         proc, broker, listener = _mqtt(work)
         if broker is not None:
-            from edge_runtime.mqtt import MqttConfig, MqttSink
+            from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
 
             sinks.append(MqttSink(MqttConfig(f"mqtt://127.0.0.1:{broker.port}/soak", heartbeat_s=1.0), log.write,
                                   run_id=log.run_id, counts=stats.snapshot))
@@ -255,7 +255,7 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
     if modbus:
         try:
             from edge_runtime.loopback import RecordingServer
-            from edge_runtime.modbus import ModbusConfig, ModbusSink
+            from edge_runtime.sinks.modbus import ModbusConfig, ModbusSink
 
             plc = RecordingServer().start()
             sinks.append(ModbusSink(ModbusConfig("127.0.0.1", plc.port, pulse_ms=2), log.write,

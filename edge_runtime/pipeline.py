@@ -22,10 +22,10 @@ import numpy as np
 
 from edge_runtime.backends.base import Backend, input_size_of
 from edge_runtime.errors import SlsgError
-from edge_runtime.fanout import Fanout
 from edge_runtime.overlay import display_map, heatmap_overlay
 from edge_runtime.preprocess import FrameError, resize, to_bgr_uint8
 from edge_runtime.scoring import effective_threshold
+from edge_runtime.sinks.fanout import Fanout
 from edge_runtime.sources import Dropped, Frame, FrameStream, Item, SourceEvent
 
 OK, NG, NO_DECISION = "OK", "NG", "NO-DECISION"

@@ -24,18 +24,20 @@ from edge_runtime.backends.probe import ProbeConfig
 from edge_runtime.bundle import load_bundle
 from edge_runtime.dashboard import Dashboard, summary_record, summary_table
 from edge_runtime.errors import SlsgError
-from edge_runtime.eventlog import EventLog, LogPolicy
-from edge_runtime.evidence import EvidencePolicy, NgSaver
-from edge_runtime.fanout import Fanout
-from edge_runtime.modbus import ModbusConfig, ModbusSink  # pymodbus itself loads only when a sink connects
-from edge_runtime.mqtt import MqttConfig, MqttSink  # so does paho
 from edge_runtime.pipeline import Judge, RunResult, Sink, run_pipeline
 from edge_runtime.records import iso
 from edge_runtime.run_counts import RunStats
-from edge_runtime.sinks import StatsSink, WebhookSink, WindowSink
+from edge_runtime.sinks.counters import StatsSink
+from edge_runtime.sinks.eventlog import EventLog, LogPolicy
+from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
+from edge_runtime.sinks.fanout import Fanout
+from edge_runtime.sinks.modbus import ModbusConfig, ModbusSink  # pymodbus itself loads only when a sink connects
+from edge_runtime.sinks.mqtt import MqttConfig, MqttSink  # so does paho
+from edge_runtime.sinks.systemd import SystemdNotifier
+from edge_runtime.sinks.webhook import WebhookSink
+from edge_runtime.sinks.window import WindowSink
 from edge_runtime.sources import FrameStream, ReconnectPolicy, SourceSpec, blank_frame, open_source
 from edge_runtime.status import StatusTracker
-from edge_runtime.systemd import SystemdNotifier
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 
 

@@ -176,10 +176,10 @@ def command(
     from rich.console import Console
     from rich.text import Text
 
-    from edge_runtime.eventlog import LogPolicy
-    from edge_runtime.evidence import EvidencePolicy
     from edge_runtime.pipeline import InferenceFailed, InvalidOutputAlarm
     from edge_runtime.runner import RunConfig, execute
+    from edge_runtime.sinks.eventlog import LogPolicy
+    from edge_runtime.sinks.evidence import EvidencePolicy
     from edge_runtime.sources import CameraSettings, ReconnectPolicy, SourceSpec
     from edge_runtime.watchdog import WatchdogConfig
 
@@ -215,7 +215,7 @@ def command(
         )
         mqtt_config = None
         if mqtt:
-            from edge_runtime.mqtt import MqttConfig
+            from edge_runtime.sinks.mqtt import MqttConfig
 
             password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
             mqtt_config = MqttConfig(
@@ -229,7 +229,7 @@ def command(
             )
         modbus_config = None
         if modbus:
-            from edge_runtime.modbus import ModbusConfig, parse_modbus_target
+            from edge_runtime.sinks.modbus import ModbusConfig, parse_modbus_target
 
             host, port = parse_modbus_target(modbus)
             modbus_config = ModbusConfig(

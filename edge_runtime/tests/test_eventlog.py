@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.eventlog import EventLog, EventLogError, LogPolicy
+from edge_runtime.sinks.eventlog import EventLog, EventLogError, LogPolicy
 
 
 class FillingDisk(io.RawIOBase):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.evidence import EvidencePolicy, NgSaver
 from edge_runtime.pipeline import Judgement
+from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
 from edge_runtime.sources import Frame
 
 GB = 2**30

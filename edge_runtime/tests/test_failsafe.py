@@ -11,9 +11,9 @@ import pytest
 
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
-from edge_runtime.eventlog import EventLog
 from edge_runtime.pipeline import NO_DECISION, InvalidOutputAlarm, Judge, non_finite, run_pipeline
 from edge_runtime.records import json_line
+from edge_runtime.sinks.eventlog import EventLog
 from edge_runtime.sources import Dropped, Frame, FrameStream
 from edge_runtime.testing import gray, make_bundle
 

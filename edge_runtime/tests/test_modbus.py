@@ -12,10 +12,11 @@ pytest.importorskip("pymodbus", reason="pymodbus is not installed (pip install '
 
 from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
-from edge_runtime.eventlog import EventLog  # noqa: E402
-from edge_runtime.fanout import Fanout  # noqa: E402
 from edge_runtime.loopback import RecordingServer, free_port, wait_until  # noqa: E402
-from edge_runtime.modbus import (  # noqa: E402
+from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
+from edge_runtime.sinks.eventlog import EventLog  # noqa: E402
+from edge_runtime.sinks.fanout import Fanout  # noqa: E402
+from edge_runtime.sinks.modbus import (  # noqa: E402
     COIL_NG,
     COIL_READY,
     INVALID_SCORE,
@@ -32,7 +33,6 @@ from edge_runtime.modbus import (  # noqa: E402
     parse_modbus_target,
     score_register,
 )
-from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sources import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
 from edge_runtime.testing import make_bundle  # noqa: E402
@@ -130,7 +130,7 @@ def test_a_frame_that_could_not_be_judged_is_no_decision_and_pulses_ng_never_the
         plc: RecordingServer, tmp_path: Path) -> None:
     import threading
 
-    from edge_runtime.modbus import REG_NO_DECISION, VERDICT_NO_DECISION
+    from edge_runtime.sinks.modbus import REG_NO_DECISION, VERDICT_NO_DECISION
     from edge_runtime.sources import SUPERSEDED, Dropped, Frame, FrameStream
     from edge_runtime.testing import gray
 

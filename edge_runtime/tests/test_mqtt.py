@@ -16,11 +16,11 @@ pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip 
 
 from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
-from edge_runtime.eventlog import EventLog  # noqa: E402
-from edge_runtime.fanout import Fanout  # noqa: E402
 from edge_runtime.loopback import Broker, Listener, ServiceMissing, start_mosquitto, wait_until  # noqa: E402
-from edge_runtime.mqtt import MqttConfig, MqttSink, parse_mqtt_target  # noqa: E402
 from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
+from edge_runtime.sinks.eventlog import EventLog  # noqa: E402
+from edge_runtime.sinks.fanout import Fanout  # noqa: E402
+from edge_runtime.sinks.mqtt import MqttConfig, MqttSink, parse_mqtt_target  # noqa: E402
 from edge_runtime.sources import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
@@ -79,7 +79,7 @@ def test_verdicts_status_events_and_heartbeat(broker: Broker, bundle_dir: Path, 
 
 WILL_SCRIPT = """
 import sys, time
-from edge_runtime.mqtt import MqttConfig, MqttSink
+from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
 from edge_runtime.status import StatusChange
 sink = MqttSink(MqttConfig(sys.argv[1], keepalive_s=2), print, run_id="doomed")
 assert sink.connected.wait(10)

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.mqtt import MqttSink, parse_mqtt_url
 from edge_runtime.pipeline import Judgement
 from edge_runtime.run_counts import percentile_ms
-from edge_runtime.sinks import EventLog, NgStore, WebhookSink
+from edge_runtime.sinks.eventlog import EventLog
+from edge_runtime.sinks.evidence import NgStore
+from edge_runtime.sinks.mqtt import MqttSink, parse_mqtt_url
+from edge_runtime.sinks.webhook import WebhookSink
 from edge_runtime.sources import SUPERSEDED, Dropped, Frame, SourceEvent
 
 

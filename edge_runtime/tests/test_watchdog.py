@@ -11,11 +11,11 @@ import pytest
 
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
-from edge_runtime.fanout import Fanout
 from edge_runtime.pipeline import Judge, run_pipeline
+from edge_runtime.sinks.fanout import Fanout
+from edge_runtime.sinks.systemd import SystemdNotifier
 from edge_runtime.sources import Frame, FrameStream, SourceEvent
 from edge_runtime.status import DEGRADED, RUNNING, STALLED, STOPPED, StatusTracker
-from edge_runtime.systemd import SystemdNotifier
 from edge_runtime.testing import gray, make_bundle
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 
@@ -134,7 +134,7 @@ def test_systemd_gets_ready_watchdog_pings_status_and_stopping(tmp_path: Path, j
     done = threading.Event()
     stream = _camera([("frames", 5)], done)
     threading.Thread(target=lambda: (done.wait(10), stream.stop()), daemon=True).start()
-    run_pipeline(stream, judge, fan)
+    result = run_pipeline(stream, judge, fan)
     fan.close()
     got = []
     while True:
@@ -144,7 +144,8 @@ def test_systemd_gets_ready_watchdog_pings_status_and_stopping(tmp_path: Path, j
             break
     server.close()
     assert got[0] == "READY=1\nSTATUS=judging cam"
-    assert got.count("WATCHDOG=1") == 5  # one per judged frame (rate limit off)
+    # one per judged frame (rate limit off); a busy machine may see a live frame superseded, never pinged for
+    assert result.judged >= 1 and got.count("WATCHDOG=1") == result.judged
     assert "STATUS=running: judging frames" in got and got[-1] == "STOPPING=1"
 
 

@@ -9,19 +9,116 @@ Every frame the saver writes, or fails to, is reported as an `evidence` or `sink
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import queue
+import re
 import shutil
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import cv2
 import numpy as np
 
-from edge_runtime.sinks import NgStore
+from edge_runtime.overlay import heatmap_overlay
+from edge_runtime.pipeline import Judgement
+from edge_runtime.sources import Dropped, SourceEvent
 
 Report = Callable[[dict], None]
+
+
+_NG_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_\d+_(frame\.png|overlay\.jpg)$")
+
+
+class NgStore:
+    """NG frames (lossless PNG) and their overlays (JPEG) in one folder, oldest out first beyond the quota."""
+
+    name = "save-ng"
+    wants_images = True
+
+    def __init__(self, folder: Path, quota_mb: float, report: Report) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.quota = int(quota_mb * 1024 * 1024)
+        self.report = report
+        self.evicted = 0
+        found = [(p.stat().st_mtime, p) for p in self.folder.iterdir() if _NG_NAME.match(p.name)]
+        self._files: collections.deque = collections.deque(
+            (p, p.stat().st_size) for _, p in sorted(found)
+        )
+        self.used = sum(n for _, n in self._files)
+
+    def on_frame(self, j: Judgement) -> None:
+        if j.ng and j.image is not None:
+            self.save(j)
+
+    def save(self, j: Judgement) -> list:
+        """Write the frame (PNG) and its overlay (JPEG); returns the paths written."""
+        stamp = datetime.fromtimestamp(j.frame.captured, timezone.utc).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
+        items = [(f"{stamp}_{j.frame.id}_frame.png", cv2.imencode(".png", j.image)[1])]
+        if j.overlay is None and j.anomaly_map is not None:
+            j.overlay = heatmap_overlay(j.image, np.nan_to_num(j.anomaly_map))
+        if j.overlay is not None:
+            items.append(
+                (
+                    f"{stamp}_{j.frame.id}_overlay.jpg",
+                    cv2.imencode(".jpg", j.overlay, [cv2.IMWRITE_JPEG_QUALITY, 90])[1],
+                )
+            )
+        need = sum(int(buf.nbytes) for _, buf in items)
+        if need > self.quota:
+            self.report(
+                {
+                    "event": "sink_error",
+                    "sink": "save-ng",
+                    "id": j.frame.id,
+                    "error": f"NG frame needs {need} bytes, more than the whole quota ({self.quota}); "
+                    "raise --quota-mb",
+                }
+            )
+            return []
+        self._evict(need)
+        return [p for name, buf in items if (p := self._write(self.folder / name, buf.tobytes(), j))]
+
+    def _evict(self, need: int) -> None:
+        while self._files and self.used + need > self.quota:
+            p, n = self._files.popleft()
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                self.report({"event": "sink_error", "sink": "save-ng", "error": f"cannot delete {p}: {e}"})
+            self.used -= n
+            self.evicted += 1
+
+    def _write(self, path: Path, data: bytes, j: Judgement) -> str | None:
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            path.unlink(missing_ok=True)
+            self.report(
+                {
+                    "event": "sink_error",
+                    "sink": "save-ng",
+                    "id": j.frame.id,
+                    "error": f"cannot save {path.name}: {e}",
+                }
+            )
+            return None
+        self._files.append((path, len(data)))
+        self.used += len(data)
+        j.saved.append(str(path))
+        return str(path)
+
+    def on_drop(self, d: Dropped) -> None:
+        pass
+
+    def on_event(self, ev: SourceEvent) -> None:
+        pass
+
 _STOP = object()
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from edge_runtime.fanout import ErrorReporter
 from edge_runtime.records import drop_record, frame_record, json_line, needs_answer, source_record
+from edge_runtime.sinks.fanout import ErrorReporter
 
 Report = Callable[[dict], None]
 PASSWORD_ENV = "SLSG_MQTT_PASSWORD"

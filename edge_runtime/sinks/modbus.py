@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from edge_runtime.fanout import ErrorReporter
 from edge_runtime.records import needs_answer
+from edge_runtime.sinks.fanout import ErrorReporter
 from edge_runtime.status import STATUS_CODES, STOPPED
 
 Report = Callable[[dict], None]
