@@ -36,13 +36,13 @@ DEFAULT_OUTPUTS = (MAP_OUTPUT, SCORE_OUTPUT)
 
 @dataclass(frozen=True)
 class ParityLimits:
-    """What a correct export looks like, measured on trained models (docs/export.md, "Parity";
-    `benchmarks/parity_study.py`). kNN tie flips are *few and small*: the faithful ResNet-18 (40 steps on bottle)
-    moves 2.6 % of the pixels by more than 1e-4 but none by 1e-3 (max 7.8e-4, |Δ score| 1.7e-4); the Lite0 models
-    move ≤ 0.03 %. Every injected bug (wrong normalisation, wrong colour order, a missing layer) moves ≥ 20 % of
-    the pixels by 1e-4 and ≥ 4.5 % by 1e-3 (p99.9 ≥ 2.7e-2 on the real models, ≥ 3.8e-3 on tiny ones). So: at
-    most 10 % of the pixels may differ by more than `pixel_atol`, at most 0.1 % by more than `rare_atol`. The map
-    correlation alone cannot decide (a missing layer kept 0.998)."""
+    """What a correct export looks like, measured on trained models against injected export bugs (docs/export.md,
+    "Parity"; the bugs are `export/tests/export_bugs.py`). kNN tie flips are *few and small*: the faithful ResNet-18
+    (40 steps on bottle) moves 2.6 % of the pixels by more than 1e-4 but none by 1e-3 (max 7.8e-4, |Δ score|
+    1.7e-4); the Lite0 models move ≤ 0.03 %. Every injected bug (wrong normalisation, wrong colour order, a missing
+    layer) moves ≥ 20 % of the pixels by 1e-4 and ≥ 4.5 % by 1e-3 (p99.9 ≥ 2.7e-2 on the real models, ≥ 3.8e-3 on
+    tiny ones). So: at most 10 % of the pixels may differ by more than `pixel_atol`, at most 0.1 % by more than
+    `rare_atol`. The map correlation alone cannot decide (a missing layer kept 0.998)."""
 
     pixel_atol: float = 1e-4          # a pixel "differs" when |Δ map| exceeds this ...
     max_fraction_over: float = 0.10   # ... and at most this share of the pixels may

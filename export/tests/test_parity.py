@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import export_bugs as bugs
 from edge_runtime.backends.base import Outputs
 from export.onnx_export import ExportConfig, ExportError, deploy_for_run, export_onnx
 from export.parity import ParityLimits, check_parity, compare_outputs, order_kept, parity_frames, synthetic_frames
+from export.tests import export_bugs as bugs
 from slsg.inference import DeployModel
 from slsg.model import ModelConfig, build_model
 

@@ -1,5 +1,5 @@
-"""Export bugs injected on purpose: each must fail parity (export/tests/test_parity.py), and the parity study
-measures its limits against them (benchmarks/parity_study.py)."""
+"""Export bugs injected on purpose: each must fail parity (export/tests/test_parity.py); the parity limits were
+set against them (docs/export.md, "Parity")."""
 
 from __future__ import annotations
 
