@@ -33,6 +33,7 @@ from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
 from edge_runtime.sinks.fanout import Fanout
 from edge_runtime.sinks.modbus import ModbusConfig, ModbusSink  # pymodbus itself loads only when a sink connects
 from edge_runtime.sinks.mqtt import MqttConfig, MqttSink  # so does paho
+from edge_runtime.sinks.opcua import OpcUaConfig, OpcUaSink  # and asyncua when the server starts
 from edge_runtime.sinks.systemd import SystemdNotifier
 from edge_runtime.sinks.webhook import WebhookSink
 from edge_runtime.sinks.window import WindowSink
@@ -59,6 +60,7 @@ class RunConfig:
     webhook: str | None = None
     mqtt: MqttConfig | None = None
     modbus: ModbusConfig | None = None
+    opcua: OpcUaConfig | None = None
     show: bool = False
     quiet: bool = False
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
@@ -128,6 +130,8 @@ def _line_sinks(cfg: RunConfig, log: EventLog, stats: RunStats, threshold: float
         sinks.append(MqttSink(cfg.mqtt, log.write, run_id=log.run_id, counts=stats.snapshot))
     if cfg.modbus is not None:
         sinks.append(ModbusSink(cfg.modbus, log.write, threshold=threshold))
+    if cfg.opcua is not None:
+        sinks.append(OpcUaSink(cfg.opcua, log.write, threshold=threshold))
     if cfg.show:
         sinks.append(WindowSink(log.write))
     return sinks

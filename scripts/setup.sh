@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs slsg with training, kernels, line-output (mqtt, modbus), OpenVINO and dev extras.
+# Creates .venv (if missing) and installs slsg with training, kernels, line-output (mqtt, modbus, opcua), OpenVINO and dev extras.
 # torch is pinned first: 2.13.0 is the CPU build these machines install from disk; the project's range
 # then installs nothing more (elsewhere pip picks the build that fits your machine).
 set -euo pipefail
@@ -13,5 +13,5 @@ fi
 # fail the script (scripts/pip-quiet.sh filters only its known noise). Upgrading pip is best effort (offline).
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 PY=python bash scripts/pip-quiet.sh "torch==2.13.0"
-PY=python bash scripts/pip-quiet.sh -e ".[train,kernels,dev,mqtt,modbus,openvino]"
+PY=python bash scripts/pip-quiet.sh -e ".[train,kernels,dev,mqtt,modbus,opcua,openvino]"
 python -c "import torch, onnxruntime, cv2, slsg, edge_runtime, paho.mqtt.client, pymodbus, openvino" # fail loudly if incomplete

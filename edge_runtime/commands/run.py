@@ -160,6 +160,27 @@ def command(
     modbus_pulse_ms: float = typer.Option(
         200.0, "--modbus-pulse-ms", help="NG coil pulse length.", rich_help_panel=OUTPUTS
     ),
+    opcua: Optional[str] = typer.Option(
+        None,
+        "--opcua",
+        help="Serve the inspection over OPC UA at opc.tcp://HOST:PORT (Ready, Status, LastPart, counters, Threshold).",
+        rich_help_panel=OUTPUTS,
+    ),
+    opcua_cert: Optional[Path] = typer.Option(
+        None, "--opcua-cert", help="The server's certificate: Basic256Sha256, sign & encrypt.", rich_help_panel=OUTPUTS
+    ),
+    opcua_key: Optional[Path] = typer.Option(
+        None, "--opcua-key", help="The server's private key.", rich_help_panel=OUTPUTS
+    ),
+    opcua_trust: Optional[Path] = typer.Option(
+        None, "--opcua-trust", help="Folder of the client certificates allowed to connect.", rich_help_panel=OUTPUTS
+    ),
+    opcua_allow_anonymous: bool = typer.Option(
+        False,
+        "--opcua-allow-anonymous",
+        help="Serve OPC UA without certificates (a closed network only).",
+        rich_help_panel=OUTPUTS,
+    ),
     reconnect_attempts: int = typer.Option(
         10, "--reconnect-attempts", help="Live sources: attempts to reconnect before giving up.", rich_help_panel=SOURCE
     ),
@@ -235,6 +256,12 @@ def command(
             modbus_config = ModbusConfig(
                 host, port, modbus_unit, modbus_coil_base, modbus_register_base, pulse_ms=modbus_pulse_ms
             )
+        opcua_config = None
+        if opcua:
+            from edge_runtime.sinks.opcua import OpcUaConfig
+
+            opcua_config = OpcUaConfig(opcua, opcua_cert, opcua_key, opcua_trust, opcua_allow_anonymous)
+            opcua_config.check()  # a bad combination is refused before the camera opens
         cfg = RunConfig(
             bundle=bundle,
             source=spec,
@@ -255,6 +282,7 @@ def command(
             watchdog=WatchdogConfig(periods=watchdog_periods),
             max_invalid_in_row=max_invalid,
             modbus=modbus_config,
+            opcua=opcua_config,
         )
         result, _ = execute(cfg, Console(stderr=quiet))
     except InvalidOutputAlarm as e:
