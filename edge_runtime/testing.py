@@ -6,6 +6,9 @@ map values, so a frame's brightness decides its score and a test knows every ver
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -118,3 +121,25 @@ def write_video(path: Path, values: list[int], fps: float = 25.0, size: tuple[in
         writer.write(gray(v, h, w))
     writer.release()
     return path
+
+
+_EDGE_CLI = r"""
+import json, sys
+from edge_runtime.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+    code = 0
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"torch": "torch" in sys.modules, "code": code}))
+"""
+
+
+def run_edge_cli(args: list[str], timeout_s: float = 120.0) -> tuple[dict, subprocess.CompletedProcess]:
+    """`slsg-edge ARGS` in a fresh interpreter, as on a device with the runtime only: its exit status and whether it
+    loaded torch (it never may), with the finished process for its output."""
+    proc = subprocess.run([sys.executable, "-c", _EDGE_CLI, *args], capture_output=True, text=True,
+                          timeout=timeout_s, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    lines = proc.stdout.strip().splitlines()
+    return (json.loads(lines[-1]) if lines else {"torch": None, "code": proc.returncode}), proc
+

@@ -4,8 +4,6 @@ re-hashed and still verifying — in an interpreter that never imports torch."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,18 +13,8 @@ import pytest
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.rethreshold import read_good_frames, rethreshold
 from edge_runtime.scoring import threshold_from_good_scores
+from edge_runtime.testing import run_edge_cli
 from edge_runtime.tests.conftest import SIZE, THRESHOLD, gray, make_bundle, write_video
-
-CALIBRATE = r"""
-import json, sys
-from edge_runtime.cli import app
-try:
-    app(sys.argv[1:], standalone_mode=False)
-    code = 0
-except SystemExit as e:
-    code = e.code
-print(json.dumps({"torch": "torch" in sys.modules, "code": code}))
-"""
 
 
 def _good_folder(root: Path, values: list[int]) -> Path:
@@ -45,10 +33,7 @@ def test_threshold_runs_torch_free_and_rehashed_bundle_verifies(tmp_path):
     bundle = make_bundle(tmp_path / "model.slsg")
     values = list(range(30, 130, 5))
     good = _good_folder(tmp_path / "good", values)
-    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "threshold", str(bundle), "--good", str(good),
-                           "--false-reject-rate", "0.05"], capture_output=True, text=True, timeout=120,
-                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, proc = run_edge_cli(["threshold", str(bundle), "--good", str(good), "--false-reject-rate", "0.05"])
     assert out == {"torch": False, "code": 0}, proc.stdout + proc.stderr
     b = load_bundle(bundle)  # every hash verified after the rewrite
     t = b.threshold_for("fp32")

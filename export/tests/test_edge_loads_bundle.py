@@ -8,6 +8,9 @@ import sys
 
 import numpy as np
 
+from edge_runtime.bundle import load_bundle
+from edge_runtime.testing import run_edge_cli
+
 SCRIPT = r"""
 import json, sys
 import numpy as np
@@ -48,21 +51,6 @@ def test_runtime_runs_bundle_without_torch(effnet_bundle, effnet_run, tmp_path):
     assert np.allclose(out["scores"], torch_scores, atol=1e-4)
 
 
-CALIBRATE = r"""
-import json, sys
-from edge_runtime.cli import app
-try:
-    app(sys.argv[1:], standalone_mode=False)
-    code = 0
-except SystemExit as e:
-    code = e.code
-from edge_runtime.bundle import load_bundle
-b = load_bundle(sys.argv[2])
-print(json.dumps({"torch": "torch" in sys.modules, "code": code, "threshold": b.threshold_for("fp32").value,
-                  "history": len(b.manifest.get("threshold_history", []))}))
-"""
-
-
 def test_edge_calibrate_rethresholds_an_exported_bundle_without_torch(effnet_bundle, tmp_path):
     import shutil
 
@@ -76,11 +64,9 @@ def test_edge_calibrate_rethresholds_an_exported_bundle_without_torch(effnet_bun
     good.mkdir()
     for i, frame in enumerate(synthetic_frames(12, 64, seed=11)):
         cv2.imwrite(str(good / f"{i:02d}.png"), frame)
-    proc = subprocess.run([sys.executable, "-c", CALIBRATE, "threshold", str(bundle), "--good", str(good),
-                           "--backend", "onnx", "--threads", "1"], capture_output=True, text=True, timeout=120,
-                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["torch"] is False and out["code"] == 0, proc.stderr
-    assert out["history"] == 1
+    out, proc = run_edge_cli(["threshold", str(bundle), "--good", str(good), "--backend", "onnx", "--threads", "1"])
+    assert out == {"torch": False, "code": 0}, proc.stderr
+    b = load_bundle(bundle)  # here, after the torch-free run: every hash verified after the rewrite
+    assert len(b.manifest.get("threshold_history", [])) == 1
     old = json.loads((effnet_bundle / "manifest.json").read_text())["threshold"]["value"]
-    assert out["threshold"] != old
+    assert b.threshold_for("fp32").value != old
