@@ -17,6 +17,11 @@ from edge_runtime.errors import SlsgError
 EXIT_ERROR = 2
 
 
+def print_error(message: str) -> None:
+    """`error: <message>` on stderr, the message as written (a "[onnx]" in it is not markup)."""
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
 def reported(command: Callable) -> Callable:
     """The one place a CLI turns a `SlsgError` into `error: <what is wrong and what to do>` and exit 2.
 
@@ -28,7 +33,7 @@ def reported(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except SlsgError as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+            print_error(str(exc))
             raise typer.Exit(EXIT_ERROR) from None
 
     return run

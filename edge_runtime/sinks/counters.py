@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from edge_runtime.pipeline import Judgement
 from edge_runtime.run_counts import RunStats
 from edge_runtime.sources import Dropped, SourceEvent
-
-Report = Callable[[dict], None]
 
 
 class StatsSink:

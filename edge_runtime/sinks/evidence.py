@@ -25,10 +25,8 @@ import numpy as np
 
 from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judgement
+from edge_runtime.sinks.fanout import Report
 from edge_runtime.sources import Dropped, SourceEvent
-
-Report = Callable[[dict], None]
-
 
 _NG_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_\d+_(frame\.png|overlay\.jpg)$")
 

@@ -12,6 +12,7 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
+#: where a sink reports what went wrong (an event-log line such as `sink_error`); one type for every sink
 Report = Callable[[dict], None]
 _STOP = object()
 

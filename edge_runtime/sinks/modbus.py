@@ -30,13 +30,11 @@ import inspect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from edge_runtime.records import needs_answer
-from edge_runtime.sinks.fanout import ErrorReporter
+from edge_runtime.sinks.fanout import ErrorReporter, Report
 from edge_runtime.status import STATUS_CODES, STOPPED
-
-Report = Callable[[dict], None]
 
 COIL_READY, COIL_NG = 0, 1
 REG_SCORE, REG_VERDICT, REG_STATUS, REG_HEARTBEAT, REG_NG_COUNT, REG_JUDGED, REG_THRESHOLD, REG_NO_DECISION = range(8)

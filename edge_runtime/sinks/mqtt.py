@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edge_runtime.records import drop_record, frame_record, json_line, needs_answer, source_record
-from edge_runtime.sinks.fanout import ErrorReporter
+from edge_runtime.sinks.fanout import ErrorReporter, Report
 
-Report = Callable[[dict], None]
 PASSWORD_ENV = "SLSG_MQTT_PASSWORD"
 
 

@@ -33,14 +33,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from edge_runtime.errors import SlsgError
 from edge_runtime.pipeline import NG, NO_DECISION, OK
 from edge_runtime.records import needs_answer
+from edge_runtime.sinks.fanout import Report
 
 NAMESPACE = "urn:slsg:edge"
-Report = Callable[[dict], None]
 
 
 class OpcUaError(SlsgError, RuntimeError):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
 
 import cv2
 
 from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judgement
+from edge_runtime.sinks.fanout import Report
 from edge_runtime.sources import Dropped, SourceEvent
-
-Report = Callable[[dict], None]
 
 
 class WindowSink:

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from edge_runtime.commands import EXIT_ERROR, print_error
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -22,5 +23,5 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (*ARGUMENT_ERRORS, *extra) as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+        print_error(str(exc))
+        raise typer.Exit(EXIT_ERROR) from None
