@@ -27,7 +27,9 @@ from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import Judge
 from edge_runtime.sinks.eventlog import EventLog
-from edge_runtime.sources import Frame, FrameStream, video_file_items
+from edge_runtime.sources.files import video_file_items
+from edge_runtime.sources.items import Frame
+from edge_runtime.sources.stream import FrameStream
 from edge_runtime.statistics import percentile
 
 PARTS = ("handoff", "preprocess", "inference", "postprocess", "logging")
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         bundle = args.bundle
         if args.tiny:
-            from edge_runtime.testing import make_bundle
+            from edge_runtime.tests.support import make_bundle
 
             bundle = make_bundle(work / "tiny.slsg", size=256)
         r = measure(bundle, args.frames, args.warmup, args.threads, args.backend, work)

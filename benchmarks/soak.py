@@ -45,9 +45,9 @@ from edge_runtime.sinks.counters import StatsSink
 from edge_runtime.sinks.eventlog import EventLog, LogPolicy
 from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
 from edge_runtime.sinks.fanout import Fanout
-from edge_runtime.sources import ReconnectPolicy, live_stream
+from edge_runtime.sources.live import ReconnectPolicy, live_stream
 from edge_runtime.status import StatusTracker
-from edge_runtime.testing import THRESHOLD, make_bundle, write_video
+from edge_runtime.tests.support import THRESHOLD, make_bundle, write_video
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 
 NAN_VALUE = 7  # the bundle's model outputs NaN for frames of exactly this brightness
@@ -201,7 +201,7 @@ class Referee:
 def _mqtt(work: Path):
     """mosquitto on loopback and a subscriber on the status topic, when mosquitto is installed."""
     try:
-        from edge_runtime.loopback import Listener, start_mosquitto
+        from edge_runtime.tests.loopback import Listener, start_mosquitto
     except ImportError:
         return None, None, None
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
@@ -254,8 +254,8 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
     plc = None
     if modbus:
         try:
-            from edge_runtime.loopback import RecordingServer
             from edge_runtime.sinks.modbus import ModbusConfig, ModbusSink
+            from edge_runtime.tests.loopback import RecordingServer
 
             plc = RecordingServer().start()
             sinks.append(ModbusSink(ModbusConfig("127.0.0.1", plc.port, pulse_ms=2), log.write,

@@ -26,7 +26,8 @@ from edge_runtime.overlay import display_map, heatmap_overlay
 from edge_runtime.preprocess import FrameError, resize, to_bgr_uint8
 from edge_runtime.scoring import effective_threshold
 from edge_runtime.sinks.fanout import Fanout
-from edge_runtime.sources import Dropped, Frame, FrameStream, Item, SourceEvent
+from edge_runtime.sources.items import Dropped, Frame, Item, SourceEvent
+from edge_runtime.sources.stream import FrameStream
 
 OK, NG, NO_DECISION = "OK", "NG", "NO-DECISION"
 INVALID_OUTPUT = "invalid output"

@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edge_runtime.pipeline import NO_DECISION, Judgement
-from edge_runtime.sources import SUPERSEDED, Dropped, SourceEvent
+from edge_runtime.sources.items import Dropped, SourceEvent
+from edge_runtime.sources.stream import SUPERSEDED
 
 
 def iso(t: float) -> str:

@@ -37,7 +37,9 @@ from edge_runtime.sinks.opcua import OpcUaConfig, OpcUaSink  # and asyncua when 
 from edge_runtime.sinks.systemd import SystemdNotifier
 from edge_runtime.sinks.webhook import WebhookSink
 from edge_runtime.sinks.window import WindowSink
-from edge_runtime.sources import FrameStream, ReconnectPolicy, SourceSpec, blank_frame, open_source
+from edge_runtime.sources.live import ReconnectPolicy
+from edge_runtime.sources.spec import SourceSpec, blank_frame, open_source
+from edge_runtime.sources.stream import FrameStream
 from edge_runtime.status import StatusTracker
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 

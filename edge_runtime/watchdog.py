@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from edge_runtime.sources import SourceEvent
+from edge_runtime.sources.items import SourceEvent
 
 
 @dataclass

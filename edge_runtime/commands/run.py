@@ -201,7 +201,9 @@ def command(
     from edge_runtime.runner import RunConfig, execute
     from edge_runtime.sinks.eventlog import LogPolicy
     from edge_runtime.sinks.evidence import EvidencePolicy
-    from edge_runtime.sources import CameraSettings, ReconnectPolicy, SourceSpec
+    from edge_runtime.sources.cameras import CameraSettings
+    from edge_runtime.sources.live import ReconnectPolicy
+    from edge_runtime.sources.spec import SourceSpec
     from edge_runtime.watchdog import WatchdogConfig
 
     err = Console(stderr=True, soft_wrap=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edge_runtime.pipeline import Judgement
 from edge_runtime.run_counts import RunStats
-from edge_runtime.sources import Dropped, SourceEvent
+from edge_runtime.sources.items import Dropped, SourceEvent
 
 
 class StatsSink:

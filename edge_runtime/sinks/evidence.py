@@ -26,7 +26,7 @@ import numpy as np
 from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judgement
 from edge_runtime.sinks.fanout import Report
-from edge_runtime.sources import Dropped, SourceEvent
+from edge_runtime.sources.items import Dropped, SourceEvent
 
 _NG_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_\d+_(frame\.png|overlay\.jpg)$")
 

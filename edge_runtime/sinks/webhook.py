@@ -12,7 +12,7 @@ from typing import Callable
 from edge_runtime.pipeline import Judgement
 from edge_runtime.records import drop_record, frame_record, json_line, needs_answer, source_record
 from edge_runtime.sinks.fanout import Report
-from edge_runtime.sources import Dropped, SourceEvent
+from edge_runtime.sources.items import Dropped, SourceEvent
 
 
 class _BackgroundSender:

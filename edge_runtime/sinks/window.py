@@ -9,7 +9,7 @@ import cv2
 from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judgement
 from edge_runtime.sinks.fanout import Report
-from edge_runtime.sources import Dropped, SourceEvent
+from edge_runtime.sources.items import Dropped, SourceEvent
 
 
 class WindowSink:

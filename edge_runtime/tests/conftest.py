@@ -1,4 +1,4 @@
-"""Fixtures for the runtime's tests; the artifacts themselves are built by `edge_runtime.testing`."""
+"""Fixtures for the runtime's tests; the artifacts themselves are built by `edge_runtime.tests.support`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.testing import SIZE, THRESHOLD, build_brightness_model, gray, make_bundle, write_video
+from edge_runtime.tests.support import SIZE, THRESHOLD, build_brightness_model, gray, make_bundle, write_video
 
 __all__ = ["SIZE", "THRESHOLD", "build_brightness_model", "gray", "make_bundle", "write_video"]
 

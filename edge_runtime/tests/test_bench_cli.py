@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from edge_runtime.backends.openvino_backend import openvino_available
-from edge_runtime.testing import make_bundle
+from edge_runtime.tests.support import make_bundle
 
 SCRIPT = """
 import sys

@@ -163,7 +163,7 @@ import numpy as np
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import Judge
-from edge_runtime.sources import Frame
+from edge_runtime.sources.items import Frame
 import edge_runtime.runner, edge_runtime.commands.run, edge_runtime.commands.info
 b = load_bundle({str(bundle_dir)!r})
 j = Judge(select_backend(b, "auto", threads=1), b.threshold.value).judge(
@@ -206,7 +206,7 @@ def test_run_exits_2_when_the_log_or_ng_folder_cannot_be_created(bundle_dir: Pat
 
 
 def test_a_model_that_outputs_nan_raises_the_alarm_and_exits_3(tmp_path: Path) -> None:
-    from edge_runtime.testing import make_bundle
+    from edge_runtime.tests.support import make_bundle
 
     bundle = make_bundle(tmp_path / "nan.slsg", nan_at=7)
     video = write_video(tmp_path / "v.avi", [20] + [7] * 6 + [20])

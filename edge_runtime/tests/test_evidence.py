@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_runtime.pipeline import Judgement
 from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
-from edge_runtime.sources import Frame
+from edge_runtime.sources.items import Frame
 
 GB = 2**30
 

@@ -14,8 +14,9 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import NO_DECISION, InvalidOutputAlarm, Judge, non_finite, run_pipeline
 from edge_runtime.records import json_line
 from edge_runtime.sinks.eventlog import EventLog
-from edge_runtime.sources import Dropped, Frame, FrameStream
-from edge_runtime.testing import gray, make_bundle
+from edge_runtime.sources.items import Dropped, Frame
+from edge_runtime.sources.stream import FrameStream
+from edge_runtime.tests.support import gray, make_bundle
 
 NAN_AT = 7  # gray(7) frames make the bundle's model output NaN
 

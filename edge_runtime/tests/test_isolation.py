@@ -11,7 +11,7 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import Judge, run_pipeline
 from edge_runtime.sinks.eventlog import EventLog
 from edge_runtime.sinks.fanout import Fanout
-from edge_runtime.sources import SourceSpec, open_source
+from edge_runtime.sources.spec import SourceSpec, open_source
 from edge_runtime.tests.conftest import write_video
 
 

@@ -12,7 +12,6 @@ pytest.importorskip("pymodbus", reason="pymodbus is not installed (pip install '
 
 from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
-from edge_runtime.loopback import RecordingServer, free_port, wait_until  # noqa: E402
 from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sinks.eventlog import EventLog  # noqa: E402
 from edge_runtime.sinks.fanout import Fanout  # noqa: E402
@@ -33,10 +32,11 @@ from edge_runtime.sinks.modbus import (  # noqa: E402
     parse_modbus_target,
     score_register,
 )
-from edge_runtime.sources import SourceSpec, open_source  # noqa: E402
+from edge_runtime.sources.spec import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
-from edge_runtime.testing import make_bundle  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
+from edge_runtime.tests.loopback import RecordingServer, free_port, wait_until  # noqa: E402
+from edge_runtime.tests.support import make_bundle  # noqa: E402
 
 COILS, REGS = 10, 40  # non-zero bases: the address map is honoured
 
@@ -80,7 +80,7 @@ def test_ready_coil_ng_pulses_and_registers(plc: RecordingServer, tmp_path: Path
 
 
 def test_ready_drops_when_the_source_stalls(plc: RecordingServer) -> None:
-    from edge_runtime.sources import Frame, SourceEvent
+    from edge_runtime.sources.items import Frame, SourceEvent
 
     status = StatusTracker()
     sink = ModbusSink(ModbusConfig("127.0.0.1", plc.port, pulse_ms=5, heartbeat_s=0.05), lambda r: None)
@@ -131,8 +131,9 @@ def test_a_frame_that_could_not_be_judged_is_no_decision_and_pulses_ng_never_the
     import threading
 
     from edge_runtime.sinks.modbus import REG_NO_DECISION, VERDICT_NO_DECISION
-    from edge_runtime.sources import SUPERSEDED, Dropped, Frame, FrameStream
-    from edge_runtime.testing import gray
+    from edge_runtime.sources.items import Dropped, Frame
+    from edge_runtime.sources.stream import SUPERSEDED, FrameStream
+    from edge_runtime.tests.support import gray
 
     b = load_bundle(make_bundle(tmp_path / "m.slsg"))
     judge = Judge(select_backend(b, "onnx", threads=1), b.threshold.value)

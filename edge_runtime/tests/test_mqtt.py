@@ -16,14 +16,14 @@ pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip 
 
 from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
-from edge_runtime.loopback import Broker, Listener, ServiceMissing, start_mosquitto, wait_until  # noqa: E402
 from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sinks.eventlog import EventLog  # noqa: E402
 from edge_runtime.sinks.fanout import Fanout  # noqa: E402
 from edge_runtime.sinks.mqtt import MqttConfig, MqttSink, parse_mqtt_target  # noqa: E402
-from edge_runtime.sources import SourceSpec, open_source  # noqa: E402
+from edge_runtime.sources.spec import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
+from edge_runtime.tests.loopback import Broker, Listener, ServiceMissing, start_mosquitto, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,8 @@ def test_url_forms() -> None:
 
 
 def test_a_frame_that_could_not_be_judged_reaches_the_line_as_no_decision_at_qos_1(broker: Broker) -> None:
-    from edge_runtime.sources import SUPERSEDED, Dropped
+    from edge_runtime.sources.items import Dropped
+    from edge_runtime.sources.stream import SUPERSEDED
 
     listener = _listen(broker, "drops")
     sink = MqttSink(MqttConfig(f"mqtt://127.0.0.1:{broker.port}/drops"), print, run_id="drops")

@@ -20,13 +20,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
 
 from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
-from edge_runtime.loopback import free_port, wait_until  # noqa: E402
 from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sinks.fanout import Fanout  # noqa: E402
 from edge_runtime.sinks.opcua import NAMESPACE, OpcUaConfig, OpcUaError, OpcUaSink  # noqa: E402
-from edge_runtime.sources import Dropped, SourceSpec, open_source  # noqa: E402
+from edge_runtime.sources.items import Dropped  # noqa: E402
+from edge_runtime.sources.spec import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
+from edge_runtime.tests.loopback import free_port, wait_until  # noqa: E402
 
 NODES = ("Ready", "Status", "Threshold", "LastPart/ID", "LastPart/Verdict", "LastPart/Score", "LastPart/Heads",
          "Counters/Judged", "Counters/OK", "Counters/NG", "Counters/NoDecision")

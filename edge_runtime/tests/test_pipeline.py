@@ -14,7 +14,10 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.overlay import heatmap_overlay
 from edge_runtime.pipeline import Judge, run_pipeline
 from edge_runtime.sinks.eventlog import EventLog
-from edge_runtime.sources import Frame, FrameStream, SourceSpec, live_items, open_source
+from edge_runtime.sources.items import Frame
+from edge_runtime.sources.live import live_items
+from edge_runtime.sources.spec import SourceSpec, open_source
+from edge_runtime.sources.stream import FrameStream
 from edge_runtime.tests.conftest import THRESHOLD, gray, write_video
 from edge_runtime.tests.test_sources import FAST, scripted_opener
 

@@ -16,7 +16,8 @@ from edge_runtime.sinks.eventlog import EventLog
 from edge_runtime.sinks.evidence import NgStore
 from edge_runtime.sinks.mqtt import MqttSink, parse_mqtt_url
 from edge_runtime.sinks.webhook import WebhookSink
-from edge_runtime.sources import SUPERSEDED, Dropped, Frame, SourceEvent
+from edge_runtime.sources.items import Dropped, Frame, SourceEvent
+from edge_runtime.sources.stream import SUPERSEDED
 
 
 def _ng(i: int, seed: int = 0) -> Judgement:

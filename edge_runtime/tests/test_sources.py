@@ -9,22 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.sources import (
-    STOPPED,
-    SUPERSEDED,
-    Dropped,
-    Frame,
-    FrameStream,
-    LatestFrameBuffer,
-    ReconnectPolicy,
-    SourceError,
-    SourceEvent,
-    SourceSpec,
-    csi_pipeline,
-    live_items,
-    open_source,
-    rtsp_pipeline,
-)
+from edge_runtime.sources.cameras import csi_pipeline, rtsp_pipeline
+from edge_runtime.sources.items import Dropped, Frame, SourceError, SourceEvent
+from edge_runtime.sources.live import ReconnectPolicy, live_items
+from edge_runtime.sources.spec import SourceSpec, open_source
+from edge_runtime.sources.stream import STOPPED, SUPERSEDED, FrameStream, LatestFrameBuffer
 from edge_runtime.tests.conftest import gray, write_video
 
 FAST = ReconnectPolicy(max_attempts=5, initial_delay_s=0.001, max_delay_s=0.004)
@@ -183,7 +172,7 @@ def test_rtsp_is_tcp_quoted_and_uses_nvvidconv_on_a_jetson() -> None:
 
 
 def test_csi_locks_exposure_gain_and_white_balance() -> None:
-    from edge_runtime.sources import CameraSettings
+    from edge_runtime.sources.cameras import CameraSettings
 
     p = csi_pipeline(0, settings=CameraSettings(width=1280, height=720, fps=60, exposure_us=2000, gain=2.0,
                                                 awb_lock=True))
@@ -196,7 +185,7 @@ def test_csi_locks_exposure_gain_and_white_balance() -> None:
 def test_v4l2_settings_are_applied_fourcc_first_and_reported_as_given() -> None:
     import cv2
 
-    from edge_runtime.sources import CameraSettings, apply_v4l2_settings, describe_capture
+    from edge_runtime.sources.cameras import CameraSettings, apply_v4l2_settings, describe_capture
 
     class Recorder:
         def __init__(self) -> None:
@@ -224,7 +213,7 @@ def test_v4l2_settings_are_applied_fourcc_first_and_reported_as_given() -> None:
 def test_open_and_read_timeouts_only_where_the_backend_takes_them() -> None:
     import cv2
 
-    from edge_runtime.sources import CameraSettings, capture_params
+    from edge_runtime.sources.cameras import CameraSettings, capture_params
 
     s = CameraSettings(open_timeout_s=3, read_timeout_s=1.5)
     expected = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 1500]
@@ -237,10 +226,10 @@ def test_open_and_read_timeouts_only_where_the_backend_takes_them() -> None:
 def test_a_real_ffmpeg_open_accepts_the_timeouts(tmp_path: Path) -> None:
     import cv2
 
-    from edge_runtime.sources import CameraSettings, _open
+    from edge_runtime.sources.cameras import CameraSettings, open_capture
 
     path = write_video(tmp_path / "v.avi", [10, 20])
-    cap = _open(str(path), cv2.CAP_FFMPEG, CameraSettings())
+    cap = open_capture(str(path), cv2.CAP_FFMPEG, CameraSettings())
     assert cap.isOpened() and cap.read()[0]
     cap.release()
 

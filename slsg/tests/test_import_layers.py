@@ -61,6 +61,11 @@ def is_test_module(module: str) -> bool:
     return ".tests." in module + "." or module.endswith(".conftest")
 
 
+#: The runtime's test support (a tiny bundle, videos, mosquitto and a Modbus server on loopback): beside its tests,
+#: out of the runtime proper; the benchmarks that run the runtime for hours (soak, overhead) use it too.
+TEST_SUPPORT = ("edge_runtime.tests.support", "edge_runtime.tests.loopback")
+
+
 def layer_of(module: str) -> str:
     """The layer a module of ours belongs to (tests are judged by their package's rule, see module docstring)."""
     if _is_under(module, SLSG_CLI):
@@ -141,6 +146,8 @@ def violation(imp: Import) -> str | None:
         return None
     dst_layer = layer_of(imp.target)
     if is_test_module(imp.target) and not is_test_module(imp.source):
+        if src_layer == "benchmarks" and _is_under(imp.target, TEST_SUPPORT):
+            return None
         return f"{where}: {imp.source} imports the test module {imp.target}"
     if is_test_module(imp.source):
         if src_layer == "edge_runtime" and dst_layer not in ("edge_runtime", "edge-cli"):

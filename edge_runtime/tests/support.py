@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.bundle import write_manifest
+from edge_runtime.manifest import Manifest, write_manifest
 from edge_runtime.preprocess import IMAGENET, preprocess_spec
 from edge_runtime.scoring import SCORE_DEFINITION, Threshold
 
@@ -71,6 +71,12 @@ def build_brightness_model(path: Path, size: int = SIZE, batch: int | str = 1, n
     return path
 
 
+def manifest_of(size: tuple[int, int] = (SIZE, SIZE), **sections) -> Manifest:
+    """A manifest with the sections given and the least a reader needs (pre-processing, a threshold)."""
+    return Manifest.new({"preprocess": preprocess_spec(size, IMAGENET),
+                         "threshold": Threshold(THRESHOLD, 0.01, 10).to_dict(), **sections})
+
+
 def make_bundle(
     root: Path, extra_models: dict[str, str] | None = None, size: int = SIZE, nan_at: int | None = None
 ) -> Path:
@@ -103,7 +109,7 @@ def make_bundle(
         "versions": {"onnx": "test"},
         "models": models,
     }
-    write_manifest(root, manifest)
+    write_manifest(root, Manifest.new(manifest))
     return root
 
 
