@@ -27,6 +27,7 @@ from edge_runtime.bench import (
     open_backends,
     runtime_cases,
 )
+from edge_runtime.manifest import Manifest
 from edge_runtime.preprocess import bench_frame
 from edge_runtime.timing import machine_facts, peak_rss_mb, run_alternating
 
@@ -59,8 +60,9 @@ def is_run(path: Path) -> bool:
 
 def export_for_bench(run_dir: Path, out: Path, int8: bool, say: Callable[[str], None]) -> tuple[Path, list[str]]:
     """RUN → bundle with `slsg export`'s writer, INT8 included unless its accuracy gate refuses it."""
-    from export.bundle_writer import BundleOptions, write_bundle
+    from export.job import BundleOptions
     from export.onnx_export import ExportError
+    from export.pipeline import write_bundle
 
     notes = []
     if int8:
@@ -93,13 +95,13 @@ def resolve(target: Path, cfg: BenchConfig, stack: ExitStack, say: Callable[[str
     return model, bundle, notes
 
 
-def model_macs(model, manifest: dict) -> int:
+def model_macs(model, manifest: Manifest) -> int:
     """MACs of one 1×3×H×W forward, counted by the repo's counter (weights do not change the count)."""
     from slsg.model import ModelConfig, build_model
     from slsg.model.macs import count_macs
 
     if model is None:
-        model = build_model(ModelConfig.from_dict(manifest["model"])).eval()
+        model = build_model(ModelConfig.from_dict(manifest.model)).eval()
     return count_macs(model, torch.zeros(1, 3, *model.cfg.hw))["total"]
 
 

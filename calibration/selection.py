@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.bundle import sha256_file
 from edge_runtime.errors import SlsgError
+from edge_runtime.manifest import sha256_file
 from edge_runtime.preprocess import prepare
 
 STRATEGIES = ("random", "stratified", "diverse")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle, BundleError, load_bundle, write_manifest
+from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.manifest import BundleError, Manifest, write_manifest
 from edge_runtime.preprocess import FrameError, prepare
 from edge_runtime.scoring import Threshold, threshold_from_good_scores, threshold_warning
 
@@ -47,7 +48,7 @@ class NewThreshold:
 
 
 def _items(source: Path, stop: threading.Event) -> Iterator:
-    from edge_runtime.sources import image_folder_items, video_file_items
+    from edge_runtime.sources.files import image_folder_items, video_file_items
 
     if source.is_dir():
         return image_folder_items(source, stop)
@@ -58,7 +59,7 @@ def _items(source: Path, stop: threading.Event) -> Iterator:
 
 def read_good_frames(source: Path, size, every: int = 1, limit: int | None = None) -> GoodFrames:
     """Every `every`-th frame of a folder (name order) or video, up to `limit`; unreadable ones are listed."""
-    from edge_runtime.sources import Dropped, Frame
+    from edge_runtime.sources.items import Dropped, Frame
 
     source, stop = Path(source), threading.Event()
     frames, dropped, seen = [], [], 0
@@ -112,7 +113,7 @@ def _openvino_int8_backends(bundle: Bundle, threads: int | None) -> list:
     from edge_runtime.backends.select import openvino_int8, openvino_int8_gated
 
     gated = openvino_int8_gated(bundle)
-    missed = [k for k in bundle.manifest.get("thresholds", {}) if k.startswith(OPENVINO_PREFIX)]
+    missed = [k for k in bundle.manifest.thresholds if k.startswith(OPENVINO_PREFIX)]
     if missed and not openvino_available():
         log.warning("%s threshold(s) not re-set: OpenVINO is not installed here (pip install 'slsg[openvino]')",
                     ", ".join(missed))
@@ -166,26 +167,22 @@ def rethreshold(root: Path, good: GoodFrames, false_reject_rate: float | None = 
     return results
 
 
-def write_thresholds(bundle: Bundle, results: list[NewThreshold], source: str) -> dict:
+def write_thresholds(bundle: Bundle, results: list[NewThreshold], source: str) -> Manifest:
     """The new thresholds into the manifest (`thresholds`, and `threshold` for fp32), the replaced ones into
     `threshold_history`; the bundle is verified first (a damaged one is refused, not re-blessed) and after."""
     if not results:
         raise BundleError(f"no model of {bundle.root} was calibrated")
     manifest = load_bundle(bundle.root).manifest
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    thresholds = dict(manifest.get("thresholds") or {})
-    history = list(manifest.get("threshold_history") or [])
     for r in results:
-        history.append({"model": r.model, "replaced": when, "previous": thresholds.get(r.model, manifest["threshold"]),
-                        "by": f"slsg-edge threshold ({r.backend}) on {source}"})
-        thresholds[r.model] = {**r.new.to_dict(), "source": f"slsg-edge threshold ({r.backend}) on {source}",
-                               "calibrated": when}
+        manifest.threshold_history.append({
+            "model": r.model, "replaced": when, "previous": manifest.thresholds.get(r.model, manifest.threshold),
+            "by": f"slsg-edge threshold ({r.backend}) on {source}"})
+        manifest.thresholds[r.model] = {**r.new.to_dict(), "source": f"slsg-edge threshold ({r.backend}) on {source}",
+                                        "calibrated": when}
         if r.model == "fp32":
-            manifest["threshold"] = thresholds["fp32"]
-    if "fp32" not in thresholds:
-        thresholds["fp32"] = manifest["threshold"]
-    manifest["thresholds"] = thresholds
-    manifest["threshold_history"] = history
-    out = write_manifest(bundle.root, manifest)
+            manifest.threshold = manifest.thresholds["fp32"]
+    manifest.thresholds.setdefault("fp32", manifest.threshold)
+    out = write_manifest(bundle.root, manifest, rehash=False)
     load_bundle(bundle.root)
     return out

@@ -60,5 +60,5 @@ def load_predictor(run: Path, backend: str = "torch", bundle: Path | None = None
     b = load_bundle(find_bundle(run, bundle))
     runtime = select_backend(b, backend, threads=threads)
     model = getattr(runtime, "model", "fp32")
-    return Loaded(runtime.run, b.size, b.threshold_for(model), runtime.name, b.manifest.get("scores"),
-                  b.manifest.get("good_reference") if model == "fp32" else None)
+    return Loaded(runtime.run, b.size, b.threshold_for(model), runtime.name, b.manifest.scores,
+                  b.manifest.good_reference if model == "fp32" else None)

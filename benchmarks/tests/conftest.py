@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge_runtime.bundle import write_manifest
+from edge_runtime.manifest import Manifest, write_manifest
 from edge_runtime.preprocess import IMAGENET, preprocess_spec
 from edge_runtime.scoring import SCORE_DEFINITION, Threshold
 from edge_runtime.tests.conftest import fake_trt  # noqa: F401 — the fake NVIDIA bindings, for test_trt_check
@@ -43,7 +43,7 @@ def tiny_bundle(tiny_run: Path) -> Path:
     torch.onnx.export(DeployModel(model).eval(), (torch.zeros(1, SIZE, SIZE, 3, dtype=torch.uint8),),
                       str(root / "model.onnx"), input_names=["image"], output_names=["anomaly_map", "score"],
                       dynamo=False, opset_version=17)
-    write_manifest(root, {
+    write_manifest(root, Manifest.new({
         "model": run.model_config.to_dict(),
         "input": {"name": "image", "dtype": "uint8", "shape": [1, SIZE, SIZE, 3], "layout": "NHWC",
                   "color": "BGR"},
@@ -55,5 +55,5 @@ def tiny_bundle(tiny_run: Path) -> Path:
         "data_fingerprint": "test",
         "versions": {"torch": torch.__version__},
         "models": {"fp32": "model.onnx"},
-    })
+    }))
     return root

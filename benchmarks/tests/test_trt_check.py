@@ -71,8 +71,8 @@ def test_a_missing_model_is_skipped_with_the_way_out_and_is_not_a_failure(tmp_pa
     fake_trt("11.1", "cuda-python-13")
     bundle = make_trt_bundle(tmp_path / "model.slsg")
     (bundle.root / "model.fp16.onnx").unlink()
-    del bundle.manifest["models"]["fp16"]
-    from edge_runtime.bundle import write_manifest
+    del bundle.manifest.models["fp16"]
+    from edge_runtime.manifest import write_manifest
 
     write_manifest(bundle.root, bundle.manifest)
     out = tmp_path / "check.json"

@@ -82,9 +82,8 @@ def device_key(bundle: Bundle, threads: Optional[int], candidates: list[str]) ->
     from edge_runtime.timing import machine_facts
 
     facts = machine_facts(threads)
-    files = bundle.manifest.get("files", {})
-    models = {p: files.get(bundle.models[p].relative_to(bundle.root).as_posix(), {}).get("sha256")
-              for p in sorted(bundle.models)}
+    files = bundle.manifest.files
+    models = {p: files[bundle.models[p].relative_to(bundle.root).as_posix()].sha256 for p in sorted(bundle.models)}
     return {"cpu": facts["cpu"], "machine": facts["machine"], "cpus_usable": facts["cpus_usable"],
             "threads": threads, "versions": _versions(), "models": models, "candidates": list(candidates)}
 

@@ -43,7 +43,7 @@ def _missing(bundle: Bundle, backend: str, precisions: tuple) -> BackendError:
     """No model for `backend`: say which file it needs, and why it is absent when its gate refused it."""
     wanted = " or ".join("a gated bf16 model" if p == "bf16" else f"model.{p}.onnx" for p in precisions)
     refused = [f"{p}: " + "; ".join(lo.get("reasons", []))
-               for p, lo in bundle.manifest.get("export", {}).get("left_out", {}).items()
+               for p, lo in bundle.manifest.left_out.items()
                if p in precisions or (p == "int8" and "int8-cpu" in precisions)]
     why = f" (its accuracy gate refused it at export: {' | '.join(refused)})" if refused else ""
     return BackendError(
@@ -63,8 +63,8 @@ def _openvino(bundle: Bundle, backend: str, threads: int | None) -> Backend:
     if precision != "int8":
         return OpenVinoBackend(bundle.models[present[0]], precision=precision, threads=threads,
                                name=f"{backend}:{present[0]}", model=present[0], head=bundle.head_for(present[0]))
-    gated = bundle.manifest.get("openvino_int8")
-    if not isinstance(gated, dict):
+    gated = bundle.manifest.openvino_int8
+    if not gated:
         raise BackendError(
             f"backend {backend}: the INT8 models in {bundle.root} were gated on ONNX Runtime only, and OpenVINO "
             "runs Q/DQ its own way (its accuracy can differ): re-export with openvino installed "
@@ -91,7 +91,7 @@ def openvino_int8_gated(bundle: Bundle) -> list[str]:
     """The INT8 files that passed their gate as OpenVINO runs them (none without OpenVINO installed)."""
     if not openvino_available():
         return []
-    gated = bundle.manifest.get("openvino_int8") or {}
+    gated = bundle.manifest.openvino_int8
     return [m for m in ("int8", "int8-cpu") if m in bundle.models and (gated.get(m) or {}).get("passed")]
 
 

@@ -76,7 +76,8 @@ def command(bundle: Path = typer.Argument(..., help="The model.slsg/ folder.")) 
     from rich.table import Table
     from rich.text import Text
 
-    from edge_runtime.bundle import BundleError, load_bundle
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.manifest import SCHEMA, BundleError
 
     console = Console()
     try:
@@ -90,16 +91,16 @@ def command(bundle: Path = typer.Argument(..., help="The model.slsg/ folder.")) 
     head.add_column("value")
     th = b.threshold
     rows = [
-        ("schema", f"{m['schema']} v{m['schema_version']}"),
-        ("created", str(m.get("created", "–"))),
-        ("input", f"{m.get('input', {}).get('name', 'image')} uint8 BGR NHWC {b.size[0]}×{b.size[1]}"),
+        ("schema", f"{SCHEMA} v{m.schema_version}"),
+        ("created", m.created or "–"),
+        ("input", f"{m.input.name if m.input else 'image'} uint8 BGR NHWC {b.size[0]}×{b.size[1]}"),
         ("normalisation", f"mean {list(b.normalization.mean)} std {list(b.normalization.std)}"),
-        ("score", json.dumps(m.get("score", {}))),
+        ("score", json.dumps(m.scores.get("score", {}).get("definition", "–"))),
         ("threshold", f"{th.value:.6g} (false-reject rate {th.false_reject_rate:g} on {th.n_good} good)"),
-        ("models", ", ".join(f"{k}: {v}" for k, v in m.get("models", {}).items()) or "–"),
-        ("backbone", str(m.get("model", {}).get("backbone", "–"))),
-        ("data fingerprint", str(m.get("data_fingerprint", "–"))),
-        ("versions", ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()) or "–"),
+        ("models", ", ".join(f"{k}: {v}" for k, v in m.models.items()) or "–"),
+        ("backbone", str(m.model.get("backbone", "–"))),
+        ("data fingerprint", str(m.data_fingerprint or "–")),
+        ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items()) or "–"),
     ]
     for k, v in rows:
         head.add_row(k, Text(v))
@@ -107,7 +108,7 @@ def command(bundle: Path = typer.Argument(..., help="The model.slsg/ folder.")) 
     files = Table(title="files (sha256 verified)")
     for col, just in (("file", "left"), ("bytes", "right"), ("sha256", "left")):
         files.add_column(col, justify=just)
-    for name, rec in m["files"].items():
-        files.add_row(name, f"{rec['bytes']:,}", rec["sha256"][:16] + "…")
+    for name, rec in m.files.items():
+        files.add_row(name, f"{rec.bytes:,}", rec.sha256[:16] + "…")
     console.print(files)
     console.print(_engine_table(b))

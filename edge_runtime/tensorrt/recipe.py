@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Protocol
 
 from edge_runtime.kernels.identity import plugin_build
+from edge_runtime.manifest import Manifest
 
 from .cuda import DeviceInfo
 from .errors import BuildRequestError, PluginUnsupported, PrecisionError
@@ -41,7 +42,7 @@ _DESCRIPTION = {"fp32": "fp32 model", "fp16": "FP16 model", "int8": "INT8 Q/DQ m
 
 class BundleLike(Protocol):
     root: Path
-    manifest: dict
+    manifest: Manifest
 
 
 # ---------------------------------------------------------------- precision
@@ -124,11 +125,11 @@ class BatchProfile:
         return self.shapes[1]
 
 
-def batch_profile(manifest: dict, onnx_name: str, max_batch: Optional[int], dla: bool = False) -> BatchProfile:
+def batch_profile(manifest: Manifest, onnx_name: str, max_batch: Optional[int], dla: bool = False) -> BatchProfile:
     """The manifest's input batch (an int when fixed, a name such as "N" when dynamic) and the asked
     --max-batch; asking a fixed-batch graph for another batch is refused, never silently ignored. For DLA the
     profile holds one batch (--max-batch, default 1)."""
-    shape = (manifest.get("input") or {}).get("shape") or ["N"]
+    shape = manifest.input.shape if manifest.input is not None else ["N"]
     fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     if max_batch is not None and max_batch < 1:
         raise BuildRequestError(f"--max-batch must be ≥ 1, got {max_batch}")
@@ -165,11 +166,10 @@ def check_dla(dla_core: Optional[int], gpu_fallback: bool, precision: str, api: 
     return dla_core
 
 
-def required_plugins(manifest: dict) -> list[str]:
-    plugins = manifest.get("plugins") or []
-    if not isinstance(plugins, list):
-        raise PluginUnsupported(f"manifest 'plugins' must be a list of names, got {type(plugins).__name__}")
-    return [str(p) for p in plugins]
+def required_plugins(manifest: Manifest) -> list[str]:
+    if not isinstance(manifest.plugins, list):
+        raise PluginUnsupported(f"manifest 'plugins' must be a list of names, got {type(manifest.plugins).__name__}")
+    return [str(p) for p in manifest.plugins]
 
 
 def check_plugins(plugins: list[str], api: ApiPlan) -> None:
@@ -310,12 +310,11 @@ def bundle_models(bundle: BundleLike) -> dict[str, str]:
             p = Path(p)
             out[prec] = (p.relative_to(root) if p.is_absolute() else p).as_posix()
         return out
-    listed = bundle.manifest.get("models", {}) or {}
-    return {prec: str(name) for prec, name in listed.items() if (root / str(name)).is_file()}
+    return {prec: str(name) for prec, name in bundle.manifest.models.items() if (root / str(name)).is_file()}
 
 
 def calibration_tensors(bundle: BundleLike) -> Optional[Path]:
-    entry = bundle.manifest.get("calibration") or {}
+    entry = bundle.manifest.calibration or {}
     name = entry.get(CALIBRATION_TENSORS_KEY) if isinstance(entry, dict) else None
     if not name:
         return None
@@ -323,12 +322,12 @@ def calibration_tensors(bundle: BundleLike) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def onnx_sha256(manifest: dict, onnx_name: str) -> str:
+def onnx_sha256(manifest: Manifest, onnx_name: str) -> str:
     """The ONNX file's hash as the (already verified) manifest records it."""
-    entry = manifest.get("files", {}).get(onnx_name)
-    if not entry or "sha256" not in entry:
+    entry = manifest.files.get(onnx_name)
+    if entry is None or not entry.sha256:
         raise PrecisionError(f"the bundle manifest has no sha256 for {onnx_name!r} in 'files'; re-export it")
-    return str(entry["sha256"])
+    return entry.sha256
 
 
 def make_recipe(bundle: BundleLike, request: EngineRequest, api: ApiPlan, device: DeviceInfo,

@@ -20,10 +20,10 @@ needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino i
 
 
 def _with_manifest(root: Path, **extra) -> Path:
-    from edge_runtime.bundle import write_manifest
+    from edge_runtime.manifest import Manifest, write_manifest
 
     manifest = json.loads((root / "manifest.json").read_text())
-    write_manifest(root, {**manifest, **extra})
+    write_manifest(root, Manifest.new({**manifest, **extra}))
     return root
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.bundle import SCHEMA, SCHEMA_VERSION, BundleError, add_file, load_bundle, write_manifest
+from edge_runtime.bundle import add_file, load_bundle
+from edge_runtime.manifest import SCHEMA, SCHEMA_VERSION, BundleError, Manifest, write_manifest
 from edge_runtime.preprocess import IMAGENET
 from edge_runtime.tests.conftest import SIZE, THRESHOLD, build_brightness_model
+from edge_runtime.tests.support import manifest_of
 
 
 def _edit_manifest(root: Path, **changes) -> None:
@@ -21,21 +23,22 @@ def _edit_manifest(root: Path, **changes) -> None:
 
 def test_whole_bundle_loads_with_typed_views(bundle_dir: Path) -> None:
     b = load_bundle(bundle_dir)
-    assert b.manifest["schema"] == SCHEMA and b.manifest["schema_version"] == SCHEMA_VERSION
+    assert json.loads((bundle_dir / "manifest.json").read_text())["schema"] == SCHEMA
+    assert b.manifest.schema_version == SCHEMA_VERSION
     assert b.size == (SIZE, SIZE)
     assert b.normalization == IMAGENET
     assert b.threshold.value == THRESHOLD
     assert b.models == {"fp32": bundle_dir / "model.onnx"}
-    assert set(b.manifest["files"]) == {"model.onnx", "calibration/images.json"}
-    rec = b.manifest["files"]["model.onnx"]
-    assert rec["bytes"] == (bundle_dir / "model.onnx").stat().st_size and len(rec["sha256"]) == 64
+    assert set(b.manifest.files) == {"model.onnx", "calibration/images.json"}
+    rec = b.manifest.files["model.onnx"]
+    assert rec.bytes == (bundle_dir / "model.onnx").stat().st_size and len(rec.sha256) == 64
 
 
 def test_engines_are_not_hashed_and_do_not_break_loading(bundle_dir: Path) -> None:
     (bundle_dir / "engines").mkdir()
     (bundle_dir / "engines" / "orin.engine").write_bytes(b"\x00" * 10)
-    m = write_manifest(bundle_dir, json.loads((bundle_dir / "manifest.json").read_text()))
-    assert not any(k.startswith("engines/") for k in m["files"])
+    m = write_manifest(bundle_dir, Manifest.new(json.loads((bundle_dir / "manifest.json").read_text())))
+    assert not any(k.startswith("engines/") for k in m.files)
     (bundle_dir / "engines" / "orin.engine").write_bytes(b"changed")
     load_bundle(bundle_dir)
 
@@ -96,10 +99,10 @@ def test_unreadable_or_escaping_manifest_is_refused(bundle_dir: Path, damage: st
 def test_add_file_hashes_the_new_model_and_records_its_precision(bundle_dir: Path) -> None:
     build_brightness_model(bundle_dir / "model.int8-cpu.onnx")
     m = add_file(bundle_dir, "model.int8-cpu.onnx", precision="int8-cpu")
-    assert m["models"]["int8-cpu"] == "model.int8-cpu.onnx"
+    assert m.models["int8-cpu"] == "model.int8-cpu.onnx"
     b = load_bundle(bundle_dir)
     assert set(b.models) == {"fp32", "int8-cpu"}
-    assert "model.int8-cpu.onnx" in b.manifest["files"]
+    assert "model.int8-cpu.onnx" in b.manifest.files
 
 
 def test_add_file_refuses_to_bless_a_damaged_bundle(bundle_dir: Path) -> None:
@@ -112,4 +115,4 @@ def test_add_file_refuses_to_bless_a_damaged_bundle(bundle_dir: Path) -> None:
 def test_write_manifest_refuses_a_model_that_is_not_there(tmp_path: Path) -> None:
     tmp_path.joinpath("b").mkdir()
     with pytest.raises(BundleError, match="missing"):
-        write_manifest(tmp_path / "b", {"models": {"fp32": "model.onnx"}})
+        write_manifest(tmp_path / "b", manifest_of(models={"fp32": "model.onnx"}))

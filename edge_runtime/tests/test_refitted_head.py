@@ -12,7 +12,8 @@ import pytest
 from edge_runtime.backends.base import BackendError
 from edge_runtime.backends.openvino_backend import openvino_available
 from edge_runtime.backends.refitted_head import head_file, read_head, save_head
-from edge_runtime.bundle import BundleError, load_bundle, write_manifest
+from edge_runtime.bundle import load_bundle
+from edge_runtime.manifest import BundleError, Manifest, write_manifest
 from edge_runtime.tests.conftest import SIZE
 
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed here "
@@ -34,7 +35,7 @@ def _bundle_with_head(root: Path, tensors: dict) -> Path:
     manifest = json.loads((root / "manifest.json").read_text())
     save_head(root / head_file("openvino:int8"), tensors)
     manifest["heads"] = {"openvino:int8": head_file("openvino:int8")}
-    write_manifest(root, manifest)
+    write_manifest(root, Manifest.new(manifest))
     return root
 
 
@@ -52,7 +53,7 @@ def test_a_head_the_manifest_does_not_hash_is_refused(bundle_dir: Path) -> None:
 def test_openvino_runs_the_model_with_the_head_put_in_and_the_file_untouched(bundle_dir: Path) -> None:
     """The test model's map is image / c255: a head that sets c255 to 510 halves it under OpenVINO alone."""
     from edge_runtime.backends.openvino_backend import OpenVinoBackend
-    from edge_runtime.bundle import sha256_file
+    from edge_runtime.manifest import sha256_file
 
     model = bundle_dir / "model.onnx"
     before = sha256_file(model)

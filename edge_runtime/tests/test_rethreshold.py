@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.bundle import load_bundle
+from edge_runtime.manifest import BundleError
 from edge_runtime.rethreshold import read_good_frames, rethreshold
 from edge_runtime.scoring import threshold_from_good_scores
-from edge_runtime.testing import run_edge_cli
 from edge_runtime.tests.conftest import SIZE, THRESHOLD, gray, make_bundle, write_video
+from edge_runtime.tests.support import run_edge_cli
 
 
 def _good_folder(root: Path, values: list[int]) -> Path:
@@ -25,7 +26,7 @@ def _good_folder(root: Path, values: list[int]) -> Path:
 
 
 def _expected(values: list[int], rate: float) -> float:
-    """The brightness model's score of a flat frame is its value / 255 (edge_runtime.testing)."""
+    """The brightness model's score of a flat frame is its value / 255 (edge_runtime.tests.support)."""
     return threshold_from_good_scores(np.array(values, np.float64) / 255.0, rate).value
 
 
@@ -39,9 +40,9 @@ def test_threshold_runs_torch_free_and_rehashed_bundle_verifies(tmp_path):
     t = b.threshold_for("fp32")
     assert t.value == pytest.approx(_expected(values, 0.05), abs=1e-6) and t.false_reject_rate == 0.05
     assert b.threshold.value == t.value  # fp32's threshold is the bundle's `threshold`
-    history = b.manifest["threshold_history"]
+    history = b.manifest.threshold_history
     assert history[-1]["model"] == "fp32" and history[-1]["previous"]["value"] == THRESHOLD
-    assert "slsg-edge threshold" in b.manifest["thresholds"]["fp32"]["source"]
+    assert "slsg-edge threshold" in b.manifest.thresholds["fp32"]["source"]
 
 
 def test_each_backend_sets_the_threshold_of_its_own_model(tmp_path):
@@ -60,14 +61,14 @@ def test_all_also_sets_the_threshold_of_an_int8_file_as_openvino_runs_it_with_it
     re-setting it must score with OpenVINO and the head fitted for it (here one that halves the score)."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
     from edge_runtime.backends.refitted_head import head_file, save_head
-    from edge_runtime.bundle import write_manifest
+    from edge_runtime.manifest import Manifest, write_manifest
 
     bundle = make_bundle(tmp_path / "model.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
     key = "openvino:int8-cpu"
     save_head(bundle / head_file(key), {"c255": np.float32(510.0)})
     manifest = json.loads((bundle / "manifest.json").read_text())
-    write_manifest(bundle, {**manifest, "openvino_int8": {"int8-cpu": {"passed": True, "reasons": []}},
-                            "heads": {key: head_file(key)}})
+    write_manifest(bundle, Manifest.new({**manifest, "openvino_int8": {"int8-cpu": {"passed": True, "reasons": []}},
+                                         "heads": {key: head_file(key)}}))
     values = list(range(40, 90, 2))
     frames = read_good_frames(_good_folder(tmp_path / "good", values), (SIZE, SIZE))
     results = rethreshold(bundle, frames, 0.1, ["all"], threads=1)
@@ -112,10 +113,10 @@ def test_without_openvino_its_thresholds_are_kept_with_a_warning_and_the_others_
     bundle = make_bundle(tmp_path / "model.slsg")
     manifest = json.loads((bundle / "manifest.json").read_text())
     old = {"value": 0.9, "false_reject_rate": 0.01, "n_good": 10, "quantiles": {}}
-    from edge_runtime.bundle import write_manifest
+    from edge_runtime.manifest import Manifest, write_manifest
 
-    write_manifest(bundle, {**manifest, "openvino_int8": {"fp32": {"passed": True, "reasons": []}},
-                            "thresholds": {"openvino:int8-cpu": old}})
+    write_manifest(bundle, Manifest.new({**manifest, "openvino_int8": {"fp32": {"passed": True, "reasons": []}},
+                                         "thresholds": {"openvino:int8-cpu": old}}))
     monkeypatch.setattr(ov, "openvino_available", lambda: False)
     monkeypatch.setattr(select_mod, "openvino_available", lambda: False)
     frames = read_good_frames(_good_folder(tmp_path / "good", list(range(40, 90, 2))), (SIZE, SIZE))

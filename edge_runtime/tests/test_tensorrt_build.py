@@ -134,7 +134,7 @@ def test_a_manifest_that_lies_about_the_batch_is_caught_after_parsing(tmp_path, 
     fake_trt("10.3")
     bundle = make_trt_bundle(tmp_path / "model.slsg", batch=1)
     heads_model(bundle.root / "model.onnx", batch="N")                 # the file is dynamic, the manifest not
-    bundle.manifest["files"]["model.onnx"]["sha256"] = "x" * 64
+    bundle.manifest.files["model.onnx"].sha256 = "x" * 64
     with pytest.raises(BuildFailure, match="manifest says a fixed batch of 1.*re-export"):
         _build(bundle, precision="fp16")
 
@@ -142,7 +142,7 @@ def test_a_manifest_that_lies_about_the_batch_is_caught_after_parsing(tmp_path, 
 def test_parser_failures_on_8_5_name_the_node_from_the_onnx_file(tmp_path, fake_trt):
     fake_trt("8.5", "cuda-python-11")
     bundle = make_trt_bundle(tmp_path / "model.slsg", batch=1, plugin=True)
-    bundle.manifest.pop("plugins")                                     # a graph with an op 8.5 cannot parse
+    bundle.manifest.plugins = []                                     # a graph with an op 8.5 cannot parse
     with pytest.raises(ParserFailure) as info:
         _build(bundle, precision="fp16")
     text = str(info.value)

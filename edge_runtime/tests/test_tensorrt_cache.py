@@ -27,6 +27,7 @@ from edge_runtime.tensorrt.cuda import DeviceInfo
 from edge_runtime.tensorrt.errors import BuildRequestError, PrecisionError
 from edge_runtime.tensorrt.recipe import EngineKey, EngineRequest, gpu_slug, make_recipe
 from edge_runtime.tensorrt.versions import api_plan
+from edge_runtime.tests.support import manifest_of
 
 AGX_ORIN = DeviceInfo("Orin (nvgpu)", (8, 7), True, 30_697 << 20, 16)
 ORIN_NANO = DeviceInfo("Orin (nvgpu)", (8, 7), True, 7_620 << 20, 8)      # same name, same sm_87
@@ -49,7 +50,7 @@ def bundle(tmp_path: Path):
     manifest = {"models": {"fp32": "model.onnx", "int8": "model.int8.onnx"},
                 "input": {"shape": ["N", 64, 64, 3]},
                 "files": {n: {"sha256": _sha(d), "bytes": len(d)} for n, d in files.items()}}
-    return SimpleNamespace(root=root, manifest=manifest)
+    return SimpleNamespace(root=root, manifest=manifest_of(**manifest))
 
 
 def _recipe(bundle, request=EngineRequest("fp16"), device=AGX_ORIN, ver=TRT):
@@ -77,7 +78,7 @@ def test_key_holds_device_tensorrt_build_settings_and_onnx(bundle):
     assert key.builder_flags == ("FP16", "PREFER_PRECISION_CONSTRAINTS")
     assert key.float_layers == ("TOPK", "SOFTMAX", "REDUCE")
     assert (key.max_batch, key.dynamic_batch, key.dla_core, key.plugins) == (8, True, -1, ())
-    assert key.onnx_sha256 == bundle.manifest["files"]["model.onnx"]["sha256"]
+    assert key.onnx_sha256 == bundle.manifest.files["model.onnx"].sha256
 
 
 def test_engine_file_name_is_readable_and_unique_per_key(bundle):
@@ -140,7 +141,7 @@ def test_stored_engine_is_found_again_with_its_sidecar(bundle):
 def test_re_exported_onnx_invalidates_the_engine(bundle):
     store_engine(bundle.root, _recipe(bundle), b"engine bytes", {})
     (bundle.root / "model.onnx").write_bytes(b"retrained graph")
-    bundle.manifest["files"]["model.onnx"]["sha256"] = _sha(b"retrained graph")
+    bundle.manifest.files["model.onnx"].sha256 = _sha(b"retrained graph")
     assert not lookup(bundle.root, _key(bundle)).hit
 
 
@@ -167,17 +168,17 @@ def test_engine_without_a_valid_sidecar_is_not_trusted(bundle, sidecar_text, rea
 
 
 def test_max_batch_on_a_fixed_batch_graph_is_refused_not_ignored(bundle):
-    bundle.manifest["input"]["shape"] = [1, 64, 64, 3]
+    bundle.manifest.input.shape = [1, 64, 64, 3]
     with pytest.raises(BuildRequestError, match="fixed batch of 1, so --max-batch 8 cannot apply.*--dynamic-batch"):
         _key(bundle, request=EngineRequest("fp16", max_batch=8))
     key = _key(bundle)                                     # no --max-batch: the graph's own batch
     assert (key.max_batch, key.dynamic_batch) == (1, False)
-    bundle.manifest["input"]["shape"] = [4, 64, 64, 3]
+    bundle.manifest.input.shape = [4, 64, 64, 3]
     assert _key(bundle).max_batch == 4 and _key(bundle, request=EngineRequest("fp16", max_batch=4)).max_batch == 4
 
 
 def test_qdq_and_calibrated_int8_engines_have_distinct_names(bundle):
-    bundle.manifest["calibration"] = {"tensors": "calibration/frames.npy"}
+    bundle.manifest.calibration = {"tensors": "calibration/frames.npy"}
     (bundle.root / "calibration").mkdir()
     (bundle.root / "calibration" / "frames.npy").write_bytes(b"x")
     qdq = _key(bundle, request=EngineRequest("int8"))
@@ -215,7 +216,7 @@ def test_find_in_cache_miss_explains_why(bundle):
 
 
 def test_manifest_without_the_onnx_hash_is_an_error(bundle):
-    del bundle.manifest["files"]["model.onnx"]
+    del bundle.manifest.files["model.onnx"]
     with pytest.raises(PrecisionError, match="no sha256 for 'model.onnx'"):
         _key(bundle)
 
@@ -245,7 +246,7 @@ def test_key_round_trips_through_json(bundle):
 
 
 def _plugin_bundle(bundle):
-    bundle.manifest["plugins"] = ["slsg::GraphAttention"]
+    bundle.manifest.plugins = ["slsg::GraphAttention"]
     return bundle
 
 

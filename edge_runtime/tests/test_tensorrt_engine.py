@@ -30,6 +30,7 @@ from edge_runtime.tensorrt import (  # noqa: E402
     query_device,
 )
 from edge_runtime.tensorrt.versions import api_plan  # noqa: E402
+from edge_runtime.tests.support import manifest_of  # noqa: E402
 
 try:
     DEVICE = query_device()
@@ -68,9 +69,9 @@ def bundle(tmp_path_factory):
     root.mkdir()
     _tiny_slsg_like_onnx(root / "model.onnx")
     sha = hashlib.sha256((root / "model.onnx").read_bytes()).hexdigest()
-    manifest = {"models": {"fp32": "model.onnx"}, "files": {"model.onnx": {"sha256": sha}},
+    manifest = {"models": {"fp32": "model.onnx"}, "files": {"model.onnx": {"sha256": sha, "bytes": 0}},
                 "input": {"shape": ["N", H, W, 3]}}
-    return SimpleNamespace(root=root, manifest=manifest)
+    return SimpleNamespace(root=root, manifest=manifest_of(**manifest))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_legacy_calibrator_builds_an_int8_engine(bundle, frames, tmp_path):
     if not api_plan(_trt.__version__).legacy_calibrator:
         pytest.skip(f"TensorRT {_trt.__version__} has no implicit INT8 calibration")
     np.save(bundle.root / "frames.npy", np.concatenate([frames] * 4))
-    bundle.manifest["calibration"] = {"tensors": "frames.npy"}
+    bundle.manifest.calibration = {"tensors": "frames.npy"}
     result = build_engine(bundle, BuildSettings(precision="int8", legacy_calibrator=True, max_batch=2))
     cache = result.record["calibration_cache"]
     assert cache and (result.engine_path.parent / cache).is_file()
@@ -240,9 +241,10 @@ def test_the_fused_plugin_engine_runs_the_aot_kernel(tmp_path, frames):
     root.mkdir()
     _fused_onnx(root / "model.onnx")
     sha = hashlib.sha256((root / "model.onnx").read_bytes()).hexdigest()
-    manifest = {"models": {"fp32": "model.onnx"}, "files": {"model.onnx": {"sha256": sha}},
+    manifest = {"models": {"fp32": "model.onnx"}, "files": {"model.onnx": {"sha256": sha, "bytes": 0}},
                 "input": {"shape": ["N", H, W, 3]}, "plugins": ["slsg::GraphAttention"]}
-    result = build_engine(SimpleNamespace(root=root, manifest=manifest), BuildSettings(precision="fp32", max_batch=2))
+    fake = SimpleNamespace(root=root, manifest=manifest_of(**manifest))
+    result = build_engine(fake, BuildSettings(precision="fp32", max_batch=2))
     assert result.key.plugins == ("slsg::GraphAttention",) and result.key.plugin_kernel_sha256
     with TensorRTBackend(result.engine_path) as backend:
         out = backend.run(frames)                # 3 frames: batches of 2 and 1 through the AOT kernel

@@ -22,6 +22,7 @@ from edge_runtime.tensorrt.cuda import check, cudart_module, pycuda_driver, quer
 from edge_runtime.tensorrt.errors import CudaUnavailable, PluginUnsupported, TensorRTMissing
 from edge_runtime.tensorrt.recipe import GRAPH_ATTENTION, check_plugins, required_plugins
 from edge_runtime.tensorrt.versions import api_plan
+from edge_runtime.tests.support import manifest_of
 
 NO_TRT = not availability.tensorrt_available()
 
@@ -86,8 +87,8 @@ def test_graph_attention_plugin_needs_tensorrt_10_9():
 def test_unknown_plugins_are_refused():
     with pytest.raises(PluginUnsupported, match="does not provide"):
         check_plugins(["acme::Thing"], api_plan("10.9.0"))
-    assert required_plugins({"plugins": [GRAPH_ATTENTION]}) == [GRAPH_ATTENTION]
-    assert required_plugins({}) == []
+    assert required_plugins(manifest_of(plugins=[GRAPH_ATTENTION])) == [GRAPH_ATTENTION]
+    assert required_plugins(manifest_of()) == []
 
 
 class _ParserError85:

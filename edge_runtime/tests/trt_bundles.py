@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.bundle import load_bundle, write_manifest
+from edge_runtime.bundle import load_bundle
+from edge_runtime.manifest import Manifest, write_manifest
 from edge_runtime.preprocess import IMAGENET, preprocess_spec
 from edge_runtime.scoring import SCORE_DEFINITION, Threshold
 
@@ -86,7 +87,7 @@ def make_trt_bundle(root: Path, batch: int | str = "N", calibration_frames: int 
         manifest["calibration"] = {"tensors": "calibration/frames.npy"}
     if plugin:
         manifest["plugins"] = ["slsg::GraphAttention"]
-    write_manifest(root, manifest)
+    write_manifest(root, Manifest.new(manifest))
     return load_bundle(root)
 
 

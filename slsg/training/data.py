@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.bundle import sha256_file
+from edge_runtime.manifest import sha256_file
 from slsg.data.layouts import Category, DataReport, Sample, open_dataset
 from slsg.data.loading import load_images
 
