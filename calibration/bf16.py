@@ -18,6 +18,8 @@ import numpy as np
 
 from calibration.accuracy import AccuracyReport, EvalData, compare, run_backend, run_model
 from edge_runtime.backends.base import Outputs
+from edge_runtime.backends.openvino_backend import OpenVinoBackend
+from edge_runtime.timing import cpu_model
 
 #: As strict as FP16's map rule: bf16 has fewer mantissa bits than FP16, and no saving in file size to trade for.
 BF16_MIN_MAP_CORRELATION = 0.99
@@ -41,23 +43,24 @@ class Bf16Report:
 def bf16_backend(model: Path, threads: int | None = None, head: Path | None = None):
     """OpenVINO over `model` in bf16, with the global `head` refitted for bf16 if given (raises BackendError where
     OpenVINO or the CPU's bf16 is absent)."""
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
     return OpenVinoBackend(model, precision="bf16", threads=threads, name="openvino-bf16", model="bf16", head=head)
 
 
 def gate_bf16(fp32_onnx: Path, data: EvalData, auroc_budget: float,
               min_map_correlation: float = BF16_MIN_MAP_CORRELATION,
-              candidate: Candidate | None = None) -> tuple[AccuracyReport, Bf16Report]:
-    """bf16 (`candidate`, default OpenVINO bf16 over `fp32_onnx`) against FP32 (ONNX Runtime) on the gate's
-    images, by the INT8 rule; the verdict is `AccuracyReport.passed` and its `reasons`."""
+              candidate: Candidate | None = None,
+              reference: Outputs | None = None) -> tuple[AccuracyReport, Bf16Report]:
+    """bf16 (`candidate`, default OpenVINO bf16 over `fp32_onnx`) against FP32 (ONNX Runtime; `reference`, where the
+    caller has its outputs on the gate's images already) by the INT8 rule; the verdict is `AccuracyReport.passed`
+    and its `reasons`."""
     from importlib.metadata import version
 
-    from edge_runtime.timing import cpu_model
 
     candidate = candidate or bf16_backend(fp32_onnx)
     images = data.images()
-    ref, test = run_model(fp32_onnx, images), run_backend(candidate, images)
+    ref = reference if reference is not None else run_model(fp32_onnx, images)
+    test = run_backend(candidate, images)
     acc = compare(ref, test, data, auroc_budget, min_map_correlation)
     report = Bf16Report(file=Path(fp32_onnx).name, openvino=version("openvino"), cpu=cpu_model(),
                         map_max_abs_diff=float(np.max(np.abs(ref.maps - test.maps))),

@@ -25,6 +25,7 @@ from calibration.int8 import (
     preprocess_for_quantization,
     quantize_flavour,
 )
+from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
 from calibration.selection import CalibrationSet
 from calibration.sensitivity import node_sensitivity
 
@@ -84,7 +85,6 @@ def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: 
     out = {}
     for f in flavours:
         if f == TRT and cfg.backend == "modelopt":
-            from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
 
             out[f] = quantize_with_modelopt(pre, calib, out_dir / FLAVOUR_FILES[TRT], cfg.modelopt_python,
                                             FROM_ORT_METHOD[cfg.method], list(exclude[f]))
@@ -100,13 +100,14 @@ Adjust = Callable[[Path], "dict | None"]
 
 def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
                     eval_data: EvalData | None = None, measure_latency: bool = True,
-                    adjust: Adjust | None = None) -> Int8Report:
+                    adjust: Adjust | None = None, reference: Outputs | None = None) -> Int8Report:
     """Write `model.int8.onnx`, `model.int8-cpu.onnx` and `calibration/` into `out_dir`; gate and report.
 
     Without `eval_data` no gate runs (`passed` is True, accuracy None) — the export should always pass
     held-out good images. Each flavour is gated on its own: one that passes is frozen as it is, the fallback
     keeps more layers float only in the ones still failing, and a file that still fails is removed (a bundle
-    never ships a model that failed its gate) while the other stays. `adjust` runs on every file the gate sees.
+    never ships a model that failed its gate) while the other stays. `adjust` runs on every file the gate sees;
+    `reference` is FP32's outputs on the gate's images where the caller has them already.
     """
     cfg = cfg or Int8Config()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +125,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         rounds = 0
         gate: dict[str, AccuracyReport] = {}
         if eval_data is not None:
-            fp32_out = run_model(fp32_onnx, eval_data.images())
+            fp32_out = reference if reference is not None else run_model(fp32_onnx, eval_data.images())
             gate = _gate(fp32_out, models, eval_data, cfg)
             while True:
                 failing = tuple(f for f in gate if not gate[f].passed)

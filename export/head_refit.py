@@ -20,8 +20,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from calibration.accuracy import session
 from edge_runtime.backends.base import HEAD_PREFIX
-from edge_runtime.backends.refitted_head import put_initializers
+from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
+from edge_runtime.backends.refitted_head import put_initializers, save_head
+from edge_runtime.progress import ProgressLines
 from slsg.heads.fusion import MIN_RELATIVE_SPREAD, HeadNorm
 from slsg.heads.global_context import (
     CROSS_FIT_SEED,
@@ -94,7 +97,11 @@ class Describer:
 
 
 def _probe(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
-    """A copy of the graph with `tensor` (the pooled descriptor) as an extra output."""
+    """A copy of the whole graph with `tensor` (the pooled descriptor) as an extra output.
+
+    The whole graph, not the trunk alone: ONNX Runtime fuses a Q/DQ graph around what it must compute, and on the
+    symmetric INT8 file the trunk cut out on its own gave other descriptors than the file does (juice_bottle
+    512×256: up to 17.7 against a mean magnitude of 3.2), so a head fitted on them would not fit the file."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
@@ -102,8 +109,6 @@ def _probe(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
 
 
 def onnxruntime_describer(model: onnx.ModelProto, tensor: str) -> Describer:
-    from calibration.accuracy import session
-
     sess = session(_probe(model, tensor).SerializeToString())
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
@@ -115,7 +120,6 @@ def openvino_describer(model: onnx.ModelProto, tensor: str, precision: str = "in
     """The descriptor as `edge_runtime.backends.OpenVinoBackend` computes it at `precision` (int8: an INT8 file,
     the same in-memory edits and f32 hint; bf16: model.onnx in bf16 arithmetic), one image at a time as the line
     runs it."""
-    from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
 
     probe = _probe(model, tensor)
     as_openvino_runs_it(probe, precision)
@@ -131,7 +135,6 @@ def openvino_describer(model: onnx.ModelProto, tensor: str, precision: str = "in
 
 def descriptors(describe: Describer, images: np.ndarray, label: str = "descriptors") -> np.ndarray:
     """N×D: the descriptor `describe` computes for each image."""
-    from edge_runtime.progress import ProgressLines
 
     progress = ProgressLines(label, len(images), unit="image")
     out = []
@@ -204,7 +207,6 @@ def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, validation
     """The head of the model file at `path` fitted on OpenVINO's descriptors at `precision` (an INT8 file, or
     model.onnx in bf16), written to `out` (`edge_runtime.backends.refitted_head`); the file itself is untouched.
     None without a head."""
-    from edge_runtime.backends.refitted_head import save_head
 
     model = onnx.load(str(path))
     head, refused = _head_of(model)

@@ -22,7 +22,7 @@ from torch import nn
 
 from edge_runtime.errors import SlsgError
 from edge_runtime.preprocess import as_hw
-from slsg.inference import DeployModel
+from slsg.inference import DeployModel, load_deploy
 from slsg.model import SLSGNet
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,6 @@ def as_deploy(model: SLSGNet | DeployModel) -> DeployModel:
 
 def deploy_for_run(run_dir: Path) -> DeployModel:
     """The RUN's whole detector in eval mode: network, global head (if fitted) and its score fusion."""
-    from slsg.inference import load_deploy
 
     return load_deploy(Path(run_dir), "cpu").eval()
 

@@ -22,9 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT, SCORE_OUTPUT, Outputs, outputs_from_named
+from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_runtime.preprocess import prepare
 from edge_runtime.scoring import image_score
 from edge_runtime.statistics import pearson, percentile, spearman
+from export.run_data import RunData, synthetic_anomalies
+from slsg.data.images import BadImageError, read_image
+from slsg.data.loading import load_images
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +221,6 @@ def synthetic_frames(n: int, size: int | tuple[int, int], seed: int = 0) -> np.n
 
 
 def _read_folder(folder: Path, n: int, size) -> np.ndarray:
-    from slsg.data.images import BadImageError, read_image
-
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no images (png, jpg, bmp, tif) under {folder}")
@@ -236,14 +238,9 @@ def _read_folder(folder: Path, n: int, size) -> np.ndarray:
     return np.stack(images)
 
 
-def _run_dataset_images(run_config: dict, n: int, size) -> tuple[np.ndarray, str] | None:
+def _run_dataset_images(data: RunData, n: int, size) -> tuple[np.ndarray, str] | None:
     """Good train/validation images of the RUN's dataset plus half as many training-recipe anomalies."""
-    from export.run_data import open_run_data, synthetic_anomalies
-    from slsg.data.loading import load_images
 
-    data = open_run_data(run_config)
-    if data is None:
-        return None
     samples = (data.validation + data.train)[: 4 * n]
     images, _ = load_images(samples[:: max(1, len(samples) // n)][:n], size)
     if not images:
@@ -256,13 +253,13 @@ def _run_dataset_images(run_config: dict, n: int, size) -> tuple[np.ndarray, str
 
 
 def parity_frames(size, n: int = DEFAULT_IMAGES, folder: Path | None = None,
-                  run_config: dict | None = None) -> tuple[np.ndarray, str]:
-    """Frames for the parity check: the folder asked for, else the RUN's dataset, else synthetic."""
+                  data: RunData | None = None) -> tuple[np.ndarray, str]:
+    """Frames for the parity check: the folder asked for, else the RUN's dataset (`data`), else synthetic."""
     if folder is not None:
         frames = _read_folder(Path(folder), n, size)
         return frames, f"{len(frames)} images of {folder}"
-    if run_config:
-        found = _run_dataset_images(run_config, n, size)
+    if data is not None:
+        found = _run_dataset_images(data, n, size)
         if found is not None:
             return found
     return synthetic_frames(n, size), f"{n} synthetic frames (the RUN's dataset is not reachable)"
@@ -293,7 +290,6 @@ def torch_outputs(deploy, frames: np.ndarray) -> Outputs:
 def check_parity(deploy, onnx_path: Path, frames: np.ndarray, source: str, limits: ParityLimits | None = None,
                  threads: int | None = 1) -> ParityReport:
     """Compare the PyTorch DeployModel and an ONNX Runtime session of `onnx_path` on `frames`."""
-    from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     reference = torch_outputs(deploy, frames)
     backend = OnnxRuntimeBackend(Path(onnx_path), threads=threads, providers=["CPUExecutionProvider"])

@@ -14,6 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slsg.data.layouts import open_dataset
+from slsg.data.loading import load_images
+from slsg.data.training_set import SynthesisDataset
+from slsg.training.config import TrainConfig
+from slsg.training.data import split_validation
+
 log = logging.getLogger(__name__)
 
 
@@ -38,8 +44,6 @@ class RunData:
 
 
 def _train_config(run_config: dict):
-    from slsg.training.config import TrainConfig
-
     return TrainConfig.from_dict(run_config.get("train", {}))
 
 
@@ -51,8 +55,6 @@ def dataset_root(run_config: dict) -> Path | None:
 
 def open_run_data(run_config: dict, root: Path | None = None, category: str | None = None) -> RunData | None:
     """The RUN's dataset (or `root`), split as training split it; None when it is not reachable here."""
-    from slsg.data.layouts import open_dataset
-    from slsg.training.data import split_validation
 
     root = root or dataset_root(run_config)
     if root is None or not Path(root).is_dir():
@@ -68,17 +70,17 @@ def open_run_data(run_config: dict, root: Path | None = None, category: str | No
     return RunData(Path(root), cat, train, val, cfg.seed, cfg.preset or cat.name)
 
 
-def threshold_data(run_config: dict) -> RunData | None:
-    """The images the RUN's threshold came from: `slsg threshold`'s data when it recorded one, else training's."""
+def threshold_data(run_config: dict, training: RunData | None = None) -> RunData | None:
+    """The images the RUN's threshold came from: `slsg threshold`'s data when it recorded one, else training's
+    (`training`, when the caller has opened it already)."""
     source = (run_config.get("threshold") or {}).get("data") or {}
     if source.get("root"):
         return open_run_data(run_config, Path(source["root"]), source.get("category"))
-    return open_run_data(run_config)
+    return training if training is not None else open_run_data(run_config)
 
 
 def load_samples(samples: list, size, limit: int | None = None, seed: int = 0) -> np.ndarray | None:
     """Up to `limit` samples (a seeded choice, in dataset order) prepared at `size`; None when there are none."""
-    from slsg.data.loading import load_images
 
     if not samples:
         return None
@@ -93,7 +95,6 @@ def load_samples(samples: list, size, limit: int | None = None, seed: int = 0) -
 def synthetic_anomalies(good: np.ndarray, preset: str, n: int, seed: int) -> np.ndarray:
     """`n` anomalies made from `good` by the training recipe (`SynthesisDataset.draw`, seeded): what the
     model was trained to flag, for when the user has no real anomalies."""
-    from slsg.data.training_set import SynthesisDataset
 
     h, w = good.shape[1:3]
     dataset = SynthesisDataset(list(good), preset, h if h == w else (h, w), seed=seed + 7919,

@@ -20,9 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
+from calibration.accuracy import run_backend, run_model
+from calibration.bf16 import bf16_backend
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend
 from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores, transferred_threshold
 from edge_runtime.statistics import score_shift
+from export.job import ExportJob
+from export.precisions import FILES
+from export.run_data import load_samples, threshold_data
+
+HELD_OUT_IMAGES = 200    # test/good images for the measured false-reject rates
 
 
 @dataclass
@@ -43,14 +50,11 @@ def model_scores(model: Path, images: np.ndarray, precision: str = "fp32", head:
     """`score` (what the threshold applies to) of a bundle model on prepared images, in the arithmetic the runtime
     runs it in: ONNX Runtime for the model files, OpenVINO bf16 for "bf16" (which is model.onnx), OpenVINO INT8
     for "openvino:…"; each of the OpenVINO ones with the global `head` refitted for it, if any."""
-    from calibration.accuracy import run_backend, run_model
 
     if precision == "bf16":
-        from calibration.bf16 import bf16_backend
 
         return run_backend(bf16_backend(model, head=head), images).score
     if precision.startswith(OPENVINO_PREFIX):  # an INT8 file as OpenVINO runs it (its own Q/DQ handling)
-        from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
         return run_backend(OpenVinoBackend(model, precision="int8", model=precision, head=head), images).score
 
@@ -115,3 +119,31 @@ def held_out_rates(root: Path, models: dict[str, str], thresholds: dict[str, dic
     return {p: held_out_rate(root / name, thresholds[p], images, fp32, p, _head(root, heads or {}, p),
                              fp32_scores if p == "fp32" else None).to_dict()
             for p, name in models.items() if p in thresholds}
+
+
+def set_thresholds(job: ExportJob) -> None:
+    """Every model kept gets its own threshold, carried from the RUN's by its scores on the validation images the
+    RUN's threshold came from; held-out good images (test/good) measure the false-reject rate each one gives."""
+    data, base = threshold_data(job.run.config, job.data), job.run.threshold
+    if data is None or base is None or not data.validation:
+        return
+    images = load_samples(data.validation, job.size)
+    if images is None:
+        return
+    source = f"{len(images)} validation good images of {data.root}"
+    job.say(f"thresholds per model from {source} (false-reject rate {base.false_reject_rate:g})")
+    report = job.report
+    openvino = {OPENVINO_PREFIX + f: FILES[f] for f, r in (report.openvino_int8 or {}).items()
+                if r["passed"] and f in job.models}
+    models = {**job.models, **openvino}
+    fp32 = job.stage / models["fp32"]
+    gate = job.gate
+    same_images = gate is not None and data is job.data and gate.n_good == len(images)
+    # FP32's validation scores: the gate's, when its goods are these images; the thresholds' and the shift's reference
+    val_fp32 = gate.reference.score[:gate.n_good] if same_images else model_scores(fp32, images)
+    report.thresholds = model_thresholds(job.stage, models, images, base, source, job.heads, reference=val_fp32)
+    held = load_samples(data.test_good, job.size, HELD_OUT_IMAGES, data.seed)
+    if held is not None:
+        held_fp32 = model_scores(fp32, held)
+        report.held_out = held_out_rates(job.stage, models, report.thresholds, held, job.heads, fp32_scores=held_fp32)
+        report.held_out_shift = session_shift(val_fp32, held_fp32)

@@ -35,7 +35,8 @@ def effnet_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def effnet_bundle(effnet_run, tmp_path_factory) -> Path:
     """One exported bundle shared by the tests that only read (or copy) it."""
-    from export.bundle_writer import BundleOptions, write_bundle
+    from export.job import BundleOptions
+    from export.pipeline import write_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "model.slsg"
     write_bundle(effnet_run, out, BundleOptions(parity_count=4))

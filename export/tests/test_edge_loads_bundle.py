@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from edge_runtime.bundle import load_bundle
-from edge_runtime.testing import run_edge_cli
+from edge_runtime.tests.support import run_edge_cli
 
 SCRIPT = r"""
 import json, sys
@@ -67,6 +67,6 @@ def test_edge_calibrate_rethresholds_an_exported_bundle_without_torch(effnet_bun
     out, proc = run_edge_cli(["threshold", str(bundle), "--good", str(good), "--backend", "onnx", "--threads", "1"])
     assert out == {"torch": False, "code": 0}, proc.stderr
     b = load_bundle(bundle)  # here, after the torch-free run: every hash verified after the rewrite
-    assert len(b.manifest.get("threshold_history", [])) == 1
+    assert len(b.manifest.threshold_history) == 1
     old = json.loads((effnet_bundle / "manifest.json").read_text())["threshold"]["value"]
     assert b.threshold_for("fp32").value != old

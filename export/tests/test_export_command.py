@@ -37,6 +37,6 @@ def test_fused_option_gives_a_plugin_bundle_or_a_clean_refusal(effnet_run, tmp_p
     res = runner.invoke(app, ["export", str(effnet_run), "-o", str(out), "--fused-graph-attention"])
     assert "Traceback" not in res.output
     if res.exit_code == 0:
-        assert load_bundle(out).manifest["plugins"] == ["slsg::GraphAttention"]
+        assert load_bundle(out).manifest.plugins == ["slsg::GraphAttention"]
     else:
         assert res.exit_code == 2 and "fused" in res.output and not out.exists()

@@ -19,7 +19,8 @@ from slsg.checkpoint import load_run
 
 @pytest.fixture(scope="module")
 def fp32_model(trained_run, tmp_path_factory):
-    from export.bundle_writer import BundleOptions, write_bundle
+    from export.job import BundleOptions
+    from export.pipeline import write_bundle
 
     out = tmp_path_factory.mktemp("refit") / "model.slsg"
     write_bundle(trained_run, out, BundleOptions(parity_count=2))
@@ -92,7 +93,7 @@ def test_refitting_for_openvino_undoes_the_move_beside_the_file_and_leaves_the_f
     Runtime read stays byte for byte the one they were gated on."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
     from edge_runtime.backends.openvino_backend import OpenVinoBackend
-    from edge_runtime.bundle import sha256_file
+    from edge_runtime.manifest import sha256_file
     from export.head_refit import refit_head_for_openvino
 
     train, val = images

@@ -10,6 +10,7 @@ import torch
 from edge_runtime.backends.base import Outputs
 from export.onnx_export import ExportConfig, ExportError, deploy_for_run, export_onnx
 from export.parity import ParityLimits, check_parity, compare_outputs, order_kept, parity_frames, synthetic_frames
+from export.run_data import open_run_data
 from export.tests import export_bugs as bugs
 from slsg.inference import DeployModel
 from slsg.model import ModelConfig, build_model
@@ -28,7 +29,7 @@ def trained(trained_run, tmp_path_factory):
     deploy = deploy_for_run(trained_run)
     path = tmp_path_factory.mktemp("trained_onnx") / "m.onnx"
     export_onnx(deploy, path, ExportConfig(simplify=False))
-    frames, source = parity_frames(64, 8, run_config=open_run(trained_run).config)
+    frames, source = parity_frames(64, 8, data=open_run_data(open_run(trained_run).config))
     return deploy, path, frames, source
 
 
@@ -120,7 +121,7 @@ def test_parity_catches_a_graph_of_other_weights(tmp_path):
 
 
 def test_choose_graph_refuses_when_no_graph_passes(tmp_path):
-    from export.bundle_writer import choose_graph
+    from export.graph import choose_graph
 
     path = tmp_path / "m.onnx"
     export_onnx(tiny("efficientnet_lite0", seed=0), path, ExportConfig(simplify=False))

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_runtime.bundle import load_bundle
-from export.bundle_writer import BundleOptions, write_bundle
+from export.job import BundleOptions
+from export.pipeline import write_bundle
 from slsg.cli import app
 
 runner = CliRunner()
@@ -30,14 +31,14 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
     assert not result.left_out, {k: v.reasons for k, v in result.left_out.items()}
     bundle = load_bundle(out)
     assert set(bundle.models) == {"fp32", "int8", "int8-cpu", "fp16"}
-    calib = bundle.manifest["calibration"]
+    calib = bundle.manifest.calibration
     assert calib["n"] == 8 and (out / calib["tensors"]).is_file()
     assert all("/train/" in image["path"] for image in calib["images"])  # never validation or test images
-    gate = bundle.manifest["export"]["gate"]
+    gate = bundle.manifest.export["gate"]
     assert gate["anomalies"].startswith("test anomalies") and gate["n_good"] == 12
     acc = result.precisions.int8["flavours"]["int8"]["accuracy"]
     assert acc["auroc_drop_low"] <= acc["auroc_drop"] <= acc["auroc_drop_high"]  # the drop and its noise
-    refits = bundle.manifest["int8_report"]["adjusted"]  # each INT8 file's global head on its own descriptors
+    refits = bundle.manifest.int8_report["adjusted"]  # each INT8 file's global head on its own descriptors
     assert set(refits) == {"int8", "int8-cpu"}
     assert all(r["refitted"] and r["n_images"] == 16 and r["norm"]["n_good"] == 16 + 12 for r in refits.values())
     from edge_runtime.backends import select_backend
@@ -50,13 +51,13 @@ def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
     out, _ = full_bundle
     bundle = load_bundle(out)
-    ov = bundle.manifest["openvino_int8"]
+    ov = bundle.manifest.openvino_int8
     assert set(ov) == {"int8", "int8-cpu"} and all("map_pearson" in r and "passed" in r for r in ov.values())
     for flavour, r in ov.items():  # a passed flavour has its own threshold from OpenVINO's scores; a failed one none
-        assert (f"openvino:{flavour}" in bundle.manifest["thresholds"]) == r["passed"]
+        assert (f"openvino:{flavour}" in bundle.manifest.thresholds) == r["passed"]
         assert r["head_refit"]["refitted"] and r["head_refit"]["library"] == "OpenVINO"
         head = bundle.head_for(f"openvino:{flavour}")  # its head fitted on OpenVINO's descriptors, hashed, if it passed
-        assert (head is not None and head.relative_to(out).as_posix() in bundle.manifest["files"]) == r["passed"]
+        assert (head is not None and head.relative_to(out).as_posix() in bundle.manifest.files) == r["passed"]
         assert (out / f"heads/openvino.{flavour}.npz").is_file() == r["passed"]  # a refused one's is deleted
     passed = [f for f, r in ov.items() if r["passed"]]
     if passed:
@@ -86,17 +87,17 @@ def test_the_precision_table_shows_each_int8_file_as_openvino_ran_it(full_bundle
 def test_a_head_whose_model_file_was_removed_after_its_openvino_gate_leaves_the_bundle(tmp_path):
     """The TensorRT lint runs after the OpenVINO gate: a symmetric file it removes must not leave its head behind."""
     from edge_runtime.backends.refitted_head import HEADS_DIR, head_file, save_head
-    from export.precisions import _drop_heads_without_model
+    from export.gates import drop_heads_without_model
 
     keys = ("openvino:int8", "openvino:int8-cpu")
     for key in keys:
         save_head(tmp_path / head_file(key), {"x": np.zeros(2, np.float32)})
-    manifest = {"heads": {k: head_file(k) for k in keys}}
-    _drop_heads_without_model(tmp_path, manifest, {"openvino:int8-cpu": "model.int8-cpu.onnx"})
-    assert manifest["heads"] == {"openvino:int8-cpu": head_file("openvino:int8-cpu")}
+    heads = {k: head_file(k) for k in keys}
+    drop_heads_without_model(tmp_path, heads, {"openvino:int8-cpu"})
+    assert heads == {"openvino:int8-cpu": head_file("openvino:int8-cpu")}
     assert not (tmp_path / head_file("openvino:int8")).exists()
-    _drop_heads_without_model(tmp_path, manifest, {})
-    assert "heads" not in manifest and not (tmp_path / HEADS_DIR).exists()
+    drop_heads_without_model(tmp_path, heads, set())
+    assert not heads and not (tmp_path / HEADS_DIR).exists()
 
 
 def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
@@ -105,7 +106,7 @@ def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bu
     inits = {i.name: i.data_type for i in model.graph.initializer}
     dq_types = [inits.get(n.input[0]) for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert dq_types and onnx.TensorProto.INT32 not in dq_types
-    lint = load_bundle(out).manifest["export"]["tensorrt_lint"]
+    lint = load_bundle(out).manifest.export["tensorrt_lint"]
     assert set(lint) == {"model.onnx", "model.int8.onnx", "model.int8-cpu.onnx", "model.fp16.onnx"}
     assert all(lint[f]["ok"] for f in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"))
     cpu = lint["model.int8-cpu.onnx"]  # ONNX Runtime's uint8 flavour: recorded, not for TensorRT
@@ -118,10 +119,10 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, 
 
     out, result = full_bundle
     bundle = load_bundle(out)
-    thresholds = bundle.manifest["thresholds"]
-    as_openvino = {f"openvino:{f}" for f, r in bundle.manifest.get("openvino_int8", {}).items() if r["passed"]}
+    thresholds = bundle.manifest.thresholds
+    as_openvino = {f"openvino:{f}" for f, r in bundle.manifest.openvino_int8.items() if r["passed"]}
     assert set(thresholds) == set(bundle.models) | as_openvino  # INT8 as OpenVINO runs it: a threshold of its own
-    assert bundle.manifest["threshold"] == thresholds["fp32"]
+    assert bundle.manifest.threshold == thresholds["fp32"]
     assert all("validation good images" in t["source"] for t in thresholds.values())
     run_threshold = json.loads((trained_run / "config.json").read_text())["threshold"]
     # FP32 keeps the RUN's threshold (set on more good images than the 12 the models are scored on) ...
@@ -138,7 +139,7 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, 
     assert backend.model == "int8-cpu"
     assert bundle.threshold_for(backend.model).value == values["int8-cpu"]
     assert set(result.precisions.held_out) == set(bundle.models) | as_openvino  # measured on test/good, never to set
-    shift = bundle.manifest["export"]["held_out_shift"]  # and whether test/good looks like the validation images
+    shift = bundle.manifest.export["held_out_shift"]  # and whether test/good looks like the validation images
     assert 0.0 <= shift["low"] <= shift["auroc"] <= shift["high"] <= 1.0 and shift["n_held_out"] > 0
 
 
@@ -169,7 +170,7 @@ def test_a_refused_int8_still_writes_the_fp32_bundle_and_exits_3(trained_run, tm
     assert res.exit_code == 3, res.output
     bundle = load_bundle(out)
     assert set(bundle.models) == {"fp32"} and not (out / "calibration").exists()
-    left = bundle.manifest["export"]["left_out"]["int8"]
+    left = bundle.manifest.export["left_out"]["int8"]
     assert any("refused by the test" in r for r in left["reasons"])
     assert "left out int8" in res.output and "try:" in res.output
     suggested = {w for step in left["next"] for w in re.findall(r"--[a-z0-9-]+", step)}
@@ -196,14 +197,14 @@ def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run
     assert res.exit_code == 3, res.output  # a file asked for is missing
     bundle = load_bundle(out)
     assert set(bundle.models) == {"fp32", "int8"} and (out / "calibration").is_dir()
-    left = bundle.manifest["export"]["left_out"]
+    left = bundle.manifest.export["left_out"]
     assert set(left) == {"int8-cpu"} and any("refused by the test" in r for r in left["int8-cpu"]["reasons"])
     assert "left out int8-cpu" in res.output
     from edge_runtime.backends import select_backend
 
     backend = select_backend(bundle, "onnx-int8")  # ONNX Runtime falls back to the gated symmetric file
-    assert backend.model == "int8" and "int8" in bundle.manifest["thresholds"]
-    assert "int8-cpu" not in bundle.manifest["thresholds"]
+    assert backend.model == "int8" and "int8" in bundle.manifest.thresholds
+    assert "int8-cpu" not in bundle.manifest.thresholds
 
 
 def test_a_tensorrt_model_the_parser_would_refuse_is_left_out(trained_run, tmp_path, monkeypatch):
@@ -219,7 +220,7 @@ def test_a_tensorrt_model_the_parser_would_refuse_is_left_out(trained_run, tmp_p
     assert not (out / "model.int8.onnx").exists()
     reasons = " ".join(result.left_out["int8"].reasons)
     assert "INT32" in reasons and "parser would refuse" in reasons
-    assert not bundle.manifest["export"]["tensorrt_lint"]["model.int8.onnx"]["ok"]
+    assert not bundle.manifest.export["tensorrt_lint"]["model.int8.onnx"]["ok"]
 
 
 def test_int8_without_reachable_training_images_is_left_out_not_fatal(effnet_run, tmp_path):
@@ -241,12 +242,12 @@ def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
     out = tmp_path / "bf16.slsg"
     result = write_bundle(trained_run, out, BundleOptions(bf16=True, parity_count=4))
     bundle = load_bundle(out)
-    assert "bf16_report" in bundle.manifest
+    assert bundle.manifest.bf16_report is not None
     if cpu_has_bf16():
-        assert bundle.models["bf16"] == out / "model.onnx" and "bf16" in bundle.manifest["thresholds"]
+        assert bundle.models["bf16"] == out / "model.onnx" and "bf16" in bundle.manifest.thresholds
         backend = select_backend(bundle, "openvino-bf16")
         assert backend.model == "bf16"
-        assert bundle.manifest["bf16_report"]["head_refit"]["refitted"]  # the RUN has a global head
+        assert bundle.manifest.bf16_report["head_refit"]["refitted"]  # the RUN has a global head
         assert bundle.head_for("bf16") == out / "heads" / "bf16.npz" and backend.head == bundle.head_for("bf16")
         return
     assert "bf16" not in bundle.models and "no bf16" in " ".join(result.left_out["bf16"].reasons)

@@ -55,9 +55,10 @@ def command(
     from rich.markup import escape
 
     from edge_runtime.errors import SlsgError
-    from export.bundle_writer import BundleOptions, write_bundle
+    from export.job import BundleOptions
     from export.onnx_export import ExportConfig
     from export.parity import ParityLimits, parity_table
+    from export.pipeline import write_bundle
 
     console = Console()
     try:
@@ -80,7 +81,7 @@ def command(
         console.print(f"[yellow]note:[/] {escape(note)}")
     if result.precisions is not None:
         _print_precisions(console, result.precisions)
-    models = ", ".join(f"{k}={v}" for k, v in result.manifest.get("models", {}).items())
+    models = ", ".join(f"{k}={v}" for k, v in result.manifest.models.items())
     console.print(f"[green]wrote[/] {result.root} ({models}) in {result.seconds:.1f} s")
     if result.left_out:
         _print_left_out(console, result.left_out)

@@ -138,9 +138,10 @@ def test_a_head_that_barely_varies_cannot_amplify_float_rounding_into_the_fused_
 def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(fused_run, tmp_path) -> None:
     from edge_runtime.backends import select_backend
     from edge_runtime.bundle import load_bundle
-    from export.bundle_writer import BundleOptions, write_bundle
+    from export.job import BundleOptions
     from export.onnx_export import ExportConfig
     from export.parity import synthetic_frames
+    from export.pipeline import write_bundle
     from slsg.inference import TorchPredictor, load_deploy
 
     config = json.loads((fused_run / "config.json").read_text())
@@ -151,9 +152,9 @@ def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(f
     assert config["scores"]["norms"]["global"]["n_good"] == 16 and config["threshold"]["n_good"] == 4
     bundle = load_bundle(write_bundle(fused_run, tmp_path / "m.slsg",
                                       BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
-    assert bundle.size == (96, 64) and set(bundle.manifest["outputs"]) == {"anomaly_map", "score", "score_slsg",
+    assert bundle.size == (96, 64) and set(bundle.manifest.outputs) == {"anomaly_map", "score", "score_slsg",
                                                                            "score_global"}
-    assert bundle.manifest["scores"]["score"]["heads"] == ["slsg", "global"]
+    assert bundle.manifest.scores["score"]["heads"] == ["slsg", "global"]
     frames = synthetic_frames(3, (96, 64), seed=4)
     ort = select_backend(bundle, "onnx").run(frames)
     ref = TorchPredictor(load_deploy(fused_run))(frames)

@@ -106,14 +106,15 @@ def test_the_threshold_rests_only_on_scores_of_images_no_head_has_seen(all_heads
 def test_the_fused_score_and_the_local_map_are_the_same_in_pytorch_and_onnx_runtime(all_heads_run, tmp_path):
     from edge_runtime.backends import select_backend
     from edge_runtime.bundle import load_bundle
-    from export.bundle_writer import BundleOptions, write_bundle
+    from export.job import BundleOptions
     from export.onnx_export import ExportConfig
     from export.parity import synthetic_frames
+    from export.pipeline import write_bundle
     from slsg.inference import TorchPredictor, load_deploy
 
     bundle = load_bundle(write_bundle(all_heads_run, tmp_path / "m.slsg",
                                       BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
-    assert {"score_local", "map_local"} <= set(bundle.manifest["outputs"])
+    assert {"score_local", "map_local"} <= set(bundle.manifest.outputs)
     frames = synthetic_frames(3, (96, 64), seed=4)
     ort = select_backend(bundle, "onnx").run(frames)
     ref = TorchPredictor(load_deploy(all_heads_run))(frames)

@@ -1,4 +1,5 @@
-"""The bundle: manifest per the contract, threshold rules, safe overwrite, and refusal of every damage."""
+"""The export pipeline and its bundle: one pass through the modules in order, the manifest per the contract,
+threshold rules, safe overwrite, and refusal of every damage."""
 
 from __future__ import annotations
 
@@ -8,17 +9,39 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import SCHEMA, SCHEMA_VERSION, BundleError, load_bundle
+from edge_runtime.bundle import load_bundle
+from edge_runtime.manifest import SCHEMA, SCHEMA_VERSION, BundleError
 from edge_runtime.scoring import SCORE_DEFINITION
-from export.bundle_writer import BundleOptions, write_bundle
+from export.job import BundleOptions
 from export.onnx_export import ExportConfig, ExportError
+from export.pipeline import PLUGIN_STEPS, STEPS, write_bundle
 from export.tests.conftest import make_run
 
 FAST = BundleOptions(parity_count=2, export=ExportConfig(simplify=False))
 
 
+def test_the_export_walks_each_module_once_in_order():
+    """Graph, gates, thresholds, manifest: the path never climbs back into a module it has left."""
+    modules = [step.__module__ for step in STEPS]
+    walked = [m for i, m in enumerate(modules) if i == 0 or m != modules[i - 1]]
+    assert walked == ["export.graph", "export.gates", "export.thresholds", "export.pipeline"]
+    assert [s.__name__ for s in STEPS if s.__module__ == "export.gates"] == [
+        "open_gate", "add_int8", "gate_openvino_int8", "add_fp16", "add_bf16", "lint_models"]
+    assert (STEPS[0], STEPS[-1]) == PLUGIN_STEPS  # the fused-plugin graph: exported and described, nothing gated
+
+
+def test_the_manifest_is_written_once(effnet_run, tmp_path, monkeypatch):
+    import export.pipeline as pipeline
+
+    writes = []
+    real = pipeline.write_manifest_file
+    monkeypatch.setattr(pipeline, "write_manifest_file", lambda root, m: (writes.append(root), real(root, m))[1])
+    write_bundle(effnet_run, tmp_path / "m.slsg", FAST)
+    assert len(writes) == 1
+
+
 def test_manifest_follows_the_contract(effnet_bundle, effnet_run):
-    m = load_bundle(effnet_bundle).manifest
+    m = json.loads((effnet_bundle / "manifest.json").read_text())  # the file is the contract
     assert (m["schema"], m["schema_version"]) == (SCHEMA, SCHEMA_VERSION)
     assert m["input"] == {"name": "image", "dtype": "uint8", "shape": [1, 64, 64, 3], "layout": "NHWC",
                           "color": "BGR"}
@@ -62,12 +85,12 @@ def test_run_without_threshold_is_refused_unless_asked(tmp_path):
 def test_existing_target_needs_force_and_only_bundles_are_replaced(effnet_run, tmp_path):
     out = tmp_path / "m.slsg"
     write_bundle(effnet_run, out, FAST)
-    first = load_bundle(out).manifest["created"]
+    first = load_bundle(out).manifest.created
     with pytest.raises(ExportError, match="--force"):
         write_bundle(effnet_run, out, FAST)
     opts = BundleOptions(parity_count=2, force=True, export=ExportConfig(simplify=False))
     write_bundle(effnet_run, out, opts)
-    assert load_bundle(out).manifest["created"] >= first
+    assert load_bundle(out).manifest.created >= first
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
     other = tmp_path / "notes"
     other.mkdir()

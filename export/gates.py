@@ -1,0 +1,300 @@
+"""Every precision gate of `slsg export`, in one home and by one rule.
+
+Each candidate — the two ONNX Runtime INT8 files, each INT8 file as OpenVINO runs it, FP16, bf16 — is compared
+with FP32 on the same images (`GateSet`: validation goods and anomalies, FP32's outputs on them computed once)
+by `calibration.accuracy.compare`: AUROC drop with its bootstrap interval, map correlation, finiteness. Where
+the candidate pools the trunk's maps differently (INT8, bf16), its global head is first refitted on its own
+descriptors (`HeadRefit`). A candidate that fails its gate, or that TensorRT's parser would refuse, is left out
+of the bundle with the reasons and what to try next (`export.precisions.LeftOut`); FP32 is never lost.
+
+Calibration images come from the training split only; the gate's goods are validation images (never seen by
+calibration) and its anomalies the dataset's test anomalies when it has them, else anomalies made by the
+training recipe — a check, not a selection.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibration.accuracy import EvalData, compare, run_backend, run_model
+from calibration.bf16 import bf16_backend, gate_bf16
+from calibration.bundle import CALIBRATION_DIR, quantize_bundle
+from calibration.fp16 import export_fp16
+from calibration.int8 import FLAVOUR_FILES, Int8Config, QuantizationError
+from calibration.selection import select_calibration_set
+from edge_runtime.backends.base import BackendError
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, cpu_has_bf16, openvino_available
+from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
+from export.head_refit import refit_head, refit_head_for_openvino
+from export.job import ExportJob, GateSet, LeftOut, PrecisionReport
+from export.precisions import (
+    FILES,
+    FOR_TENSORRT,
+    FP16_MIN_MAP_CORRELATION,
+    int8_next_steps,
+    lint_next_steps,
+    no_data_next_steps,
+)
+from export.run_data import RunData, gate_anomalies, load_samples
+from export.trt_ops import check_model
+from slsg.heads.global_context import read_head_meta
+
+# ---------------------------------------------------------------- the gate's images and the head refit
+
+
+def gate_set(data: RunData, size, threshold: float, limit: int) -> GateSet | None:
+    """The gate's images at `size` (at most `limit` of each kind); None without validation images."""
+    good = load_samples(data.validation, size, limit, data.seed)
+    if good is None:
+        return None
+    bad, source = gate_anomalies(data, good, size, limit)
+    return GateSet(EvalData(good, bad, threshold, anomalies_source=source), len(good), len(bad), source)
+
+
+@dataclass
+class HeadRefit:
+    """Refits each INT8 file's global head (and bf16's) on the training images the RUN's head was fitted on, as each
+    library computes the descriptors (`export.head_refit`): in the file for ONNX Runtime (what `quantize_bundle`
+    runs on every file it gates), beside it for OpenVINO. The training images are loaded once, on first use."""
+
+    data: RunData
+    validation: np.ndarray
+    size: tuple[int, int]
+    estimator: str
+    say: Callable[[str], None]
+    _train: np.ndarray | None = None
+
+    @classmethod
+    def for_run(cls, run, data: RunData, gate: GateSet, size, say: Callable[[str], None]) -> HeadRefit | None:
+        """None for a RUN without a global head."""
+        meta = read_head_meta(run.root)
+        if meta is None:
+            return None
+        return cls(data, gate.eval.good, size, (meta.get("config") or {}).get("estimator", "ledoit_wolf"), say)
+
+    def train(self) -> np.ndarray | None:
+        if self._train is None:
+            self.say(f"loading {len(self.data.train)} training images to refit the global head per model file")
+            loaded = load_samples(self.data.train, self.size)
+            self._train = loaded if loaded is not None else np.empty((0,), np.uint8)  # loaded once, even if none
+        return self._train if len(self._train) >= 2 else None
+
+    def __call__(self, path: Path) -> dict | None:
+        train = self.train()
+        if train is None:
+            return {"refitted": False, "reason": "fewer than 2 training images reachable"}
+        return self._said(path.name, refit_head(path, train, self.validation, self.estimator))
+
+    def for_openvino(self, path: Path, out: Path, precision: str = "int8") -> dict | None:
+        """`path`'s head fitted on OpenVINO's descriptors at `precision` (int8, or bf16 for model.onnx) into `out`."""
+        train = self.train()
+        if train is None:
+            return {"refitted": False, "reason": "fewer than 2 training images reachable"}
+        return self._said(f"{path.name} (OpenVINO {precision})",
+                          refit_head_for_openvino(path, out, train, self.validation, self.estimator,
+                                                  precision=precision))
+
+    def _said(self, name: str, record: dict | None) -> dict | None:
+        if record and record.get("refitted"):
+            self.say(f"{name}: global head refitted on its own descriptors of {record['n_images']} training images "
+                     f"({record['seconds']} s)")
+        return record
+
+
+def open_gate(job: ExportJob) -> None:
+    """The gate's images and FP32's outputs on them, once for every precision asked; without them each precision
+    asked is left out with the reason."""
+    job.report = PrecisionReport()
+    asked = job.options.asked
+    if not asked:
+        return
+    data = job.data
+    gate = gate_set(data, job.size, job.threshold["value"], job.options.gate_images) if data is not None else None
+    if gate is None:
+        root = (job.run.config.get("data") or {}).get("root")
+        why = (f"the RUN's dataset ({root}) is not reachable from here" if data is None
+               else "the RUN has no validation images for the accuracy gate")
+        for p in asked:
+            job.report.left_out[p] = LeftOut([why], no_data_next_steps(data, root))
+        return
+    gate.reference = run_model(job.stage / FILES["fp32"], gate.eval.images())
+    job.gate = gate
+    job.report.gate = gate.to_dict()
+    if {"int8", "bf16"} & set(asked):
+        job.refit = HeadRefit.for_run(job.run, data, gate, job.size, job.say)
+
+
+def _gating(job: ExportJob, precision: str) -> bool:
+    return precision in job.options.asked and job.gate is not None
+
+
+# ---------------------------------------------------------------- INT8 (ONNX Runtime, then OpenVINO)
+
+
+def add_int8(job: ExportJob) -> None:
+    """model.int8.onnx (symmetric, for TensorRT) and model.int8-cpu.onnx (u8 activations, for ONNX Runtime on
+    x86), calibrated on training images and gated apart: the one that passes ships even when the other does not."""
+    if not _gating(job, "int8"):
+        return
+    opts, data, gate, stage = job.options, job.data, job.gate, job.stage
+    calib_size, strategy = opts.calib_size or 256, opts.calib_strategy or "random"
+    job.say(f"calibrating INT8 on {min(calib_size, len(data.train))} of {len(data.train)} good training images "
+            f"({strategy}, {opts.calib_method})")
+    calib = select_calibration_set(data.train, job.size, n=calib_size, strategy=strategy, seed=data.seed)
+    cfg = Int8Config(method=opts.calib_method, calib_size=calib_size, strategy=strategy, seed=data.seed,
+                     auroc_budget=opts.auroc_budget, auto_fallback=opts.int8_fallback > 0,
+                     max_fallback_nodes=opts.int8_fallback, max_fallback_rounds=max(1, opts.int8_fallback),
+                     backend=opts.int8_backend, modelopt_python=opts.modelopt_python)
+    job.say(f"INT8 gate: {gate.n_good} validation good images + {gate.n_anomalous} anomalies ({gate.anomalies})")
+    try:
+        result = quantize_bundle(stage / FILES["fp32"], calib, stage, cfg, gate.eval, adjust=job.refit,
+                                 reference=gate.reference)
+    except QuantizationError as err:
+        shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
+        job.report.left_out["int8"] = LeftOut([str(err)],
+                                              ["--int8-backend ort (ONNX Runtime's quantiser, no extra install)"])
+        return
+    report = result.to_dict()
+    job.report.int8 = report
+    job.manifest.int8_report = _compact(report)
+    steps = int8_next_steps(opts, data, len(result.fallback_nodes))
+    job.report.left_out.update({f: LeftOut([r[len(f) + 2:] for r in result.failure if r.startswith(f"{f}: ")], steps)
+                                for f, s in result.flavours.items() if not s.kept})
+    for f in result.kept:
+        job.say(f"INT8 {FLAVOUR_FILES[f]} passed its gate ({len(result.flavours[f].fallback_nodes)} layer(s) float)")
+    if not result.passed:
+        shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
+        return
+    spec = calib.manifest()
+    # `tensors` is the bundle-relative file the TensorRT legacy calibrator reads; its layout stays beside it.
+    job.manifest.calibration = {**spec, "folder": CALIBRATION_DIR, "tensors": f"{CALIBRATION_DIR}/tensors.npy",
+                                   "tensors_spec": spec["tensors"], "method": opts.calib_method,
+                                   "int8_backend": opts.int8_backend}
+    job.models.update({f: FILES[f] for f in result.kept})
+
+
+def gate_openvino_int8(job: ExportJob) -> None:
+    """Each INT8 file kept, as OpenVINO runs it, against FP32 by the same rule and images (OpenVINO lowers Q/DQ its
+    own way: ONNX Runtime's verdict does not carry over), its global head first refitted on OpenVINO's descriptors.
+    Without OpenVINO nothing is recorded, and the runtime refuses openvino-int8 for this bundle rather than run an
+    ungated model."""
+    flavours = [f for f in ("int8", "int8-cpu") if f in job.models]
+    if not flavours or not openvino_available():
+        return
+    job.say("gating the INT8 files as OpenVINO runs them (same images, same rule)")
+    gate, stage, out = job.gate, job.stage, {}
+    images = gate.eval.images()
+    for flavour in flavours:
+        key, path = OPENVINO_PREFIX + flavour, stage / FILES[flavour]
+        head = stage / head_file(key)
+        record = job.refit.for_openvino(path, head) if job.refit is not None else None
+        fitted = head if record and record.get("refitted") else None
+        backend = OpenVinoBackend(path, precision="int8", model=key, head=fitted)
+        acc = compare(gate.reference, run_backend(backend, images), gate.eval, job.options.auroc_budget,
+                      Int8Config().min_map_correlation)
+        out[flavour] = {**acc.to_dict(), **({"head_refit": record} if record else {})}
+        if fitted is not None and acc.passed:
+            job.heads[key] = head_file(key)
+        elif fitted is not None:
+            fitted.unlink()  # an empty heads/ goes with `drop_heads_without_model`
+    job.report.openvino_int8 = out
+    job.manifest.openvino_int8 = out
+
+
+# ---------------------------------------------------------------- FP16 and bf16
+
+
+def add_fp16(job: ExportJob) -> None:
+    """model.fp16.onnx (graph block and scoring stay FP32), checked against FP32 by the INT8 rule."""
+    if not _gating(job, "fp16"):
+        return
+    job.say("converting to FP16 (graph block and scoring stay FP32) and gating it like INT8")
+    gate, out = job.gate, job.stage / FILES["fp16"]
+    conversion = export_fp16(job.stage / FILES["fp32"], out, gate.eval.good)
+    acc = compare(gate.reference, run_model(out, gate.eval.images()), gate.eval, job.options.auroc_budget,
+                  FP16_MIN_MAP_CORRELATION)
+    record = {**conversion.to_dict(), "accuracy": acc.to_dict()}
+    job.report.fp16 = job.manifest.fp16_report = record
+    if acc.passed:
+        job.models["fp16"] = FILES["fp16"]
+        return
+    out.unlink(missing_ok=True)
+    job.report.left_out["fp16"] = LeftOut(acc.reasons, ["--auroc-budget (accept a larger drop, knowingly)",
+                                                        "deploy FP32 (model.onnx) or INT8 instead"])
+
+
+def add_bf16(job: ExportJob) -> None:
+    """bf16 (model.onnx in OpenVINO bf16) against FP32 by the INT8 rule, its global head first refitted on bf16's own
+    descriptors (bf16 moves the pooled descriptors as INT8 does). Where it cannot be measured — no OpenVINO, or a
+    CPU without bf16 — it is left out with that reason, never assumed."""
+    if not _gating(job, "bf16"):
+        return
+    job.say("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8")
+    model, head = job.stage / FILES["fp32"], job.stage / head_file("bf16")
+    fitted, refit_record = None, None
+    try:
+        if job.refit is not None and openvino_available() and cpu_has_bf16():
+            refit_record = job.refit.for_openvino(model, head, "bf16")
+            fitted = head if refit_record and refit_record.get("refitted") else None
+        acc, report = gate_bf16(model, job.gate.eval, job.options.auroc_budget,
+                                candidate=bf16_backend(model, head=fitted), reference=job.gate.reference)
+    except BackendError as e:
+        job.report.bf16 = job.manifest.bf16_report = {"error": str(e)}
+        job.report.left_out["bf16"] = LeftOut([str(e)], ["export with --bf16 on a CPU with bf16 (AVX-512 BF16 or "
+                                                         "AMX), e.g. the line PC", "deploy FP32 or INT8 instead"])
+        return
+    record = {**report.to_dict(), **({"head_refit": refit_record} if refit_record else {})}
+    job.report.bf16 = job.manifest.bf16_report = record
+    if acc.passed:
+        job.models["bf16"] = FILES["bf16"]
+        if fitted is not None:
+            job.heads["bf16"] = head_file("bf16")
+        return
+    if fitted is not None:
+        fitted.unlink()
+    job.report.left_out["bf16"] = LeftOut(acc.reasons, ["--auroc-budget (accept a larger drop, knowingly)",
+                                                        "deploy FP32 (openvino) or INT8 instead"])
+
+
+# ---------------------------------------------------------------- TensorRT lint
+
+
+def lint_models(job: ExportJob) -> None:
+    """Every model file TensorRT reads, through TensorRT's ONNX op rules; one the parser would refuse leaves the
+    bundle (ONNX Runtime's u8 file is linted and recorded, never refused: TensorRT does not read it)."""
+    for precision in [p for p in job.models if p != "bf16"]:  # bf16 is model.onnx: linted as fp32
+        path = job.stage / FILES[precision]
+        report = check_model(path, tuple(job.options.trt_versions))
+        job.report.lint[FILES[precision]] = {"file": FILES[precision], "for_tensorrt": FOR_TENSORRT[precision],
+                                             "ok": report.ok, **report.summary()}
+        if report.ok or not FOR_TENSORRT[precision]:
+            continue
+        path.unlink(missing_ok=True)
+        del job.models[precision]
+        reasons = [f"TensorRT {line}" for line in report.message().splitlines()[:20]]
+        job.report.left_out[precision] = LeftOut(["TensorRT's ONNX parser would refuse it:"] + reasons,
+                                                 lint_next_steps())
+    gated = {OPENVINO_PREFIX + f for f, r in (job.report.openvino_int8 or {}).items()
+             if r["passed"] and f in job.models}
+    drop_heads_without_model(job.stage, job.heads, gated | ({"bf16"} if "bf16" in job.models else set()))
+
+
+def drop_heads_without_model(stage: Path, heads: dict[str, str], keep: set[str]) -> None:
+    """A refitted head whose model left the bundle (after its OpenVINO gate, at the TensorRT lint) goes too, and
+    the heads folder with the last of them."""
+    for key in [k for k in heads if k not in keep]:
+        (stage / heads.pop(key)).unlink(missing_ok=True)
+    if not heads:
+        shutil.rmtree(stage / HEADS_DIR, ignore_errors=True)
+
+
+def _compact(report: dict) -> dict:
+    """What the manifest keeps of the INT8 report: the gate's numbers, not the per-node details."""
+    keep = ("passed", "kept", "failure", "fallback_nodes", "fallback_rounds", "fp32", "flavours", "config",
+            "adjusted")
+    return {k: report[k] for k in keep if k in report}
