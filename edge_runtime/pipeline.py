@@ -189,13 +189,18 @@ class _Loop:
         try:
             j = self.judge.judge(item)
         except FrameError as e:
-            self.drop(Dropped(item.id, item.captured, f"bad frame: {e}", item.origin))
+            self.drop(Dropped(item.id, item.captured, f"bad frame: {e}", item.origin, item.part))
             return
         except InferenceFailed as e:
             self.failures += 1
-            self.drop(Dropped(item.id, item.captured, str(e), item.origin))
+            self.drop(Dropped(item.id, item.captured, str(e), item.origin, item.part))
             return
         self.failures = 0
+        late = late_by_ms(item)
+        if late is not None:  # the line has moved on: a verdict now would be read as the next part's
+            self.drop(Dropped(item.id, item.captured, f"no answer within the deadline: ready {late:.0f} ms after it "
+                              f"(it would have been {j.verdict})", item.origin, item.part))
+            return
         self.result.judged += 1
         if not self.aspect_checked:
             self.aspect_checked = True
@@ -208,6 +213,14 @@ class _Loop:
         else:
             self.invalid_run = 0
         self.fan.on_frame(j)
+
+
+def late_by_ms(frame: Frame) -> float | None:
+    """How long after its deadline the frame's answer is ready; None when it has no deadline or is in time."""
+    if frame.deadline is None:
+        return None
+    late = (time.perf_counter() - frame.deadline) * 1e3
+    return late if late > 0 else None
 
 
 def aspect_warning(frame_shape: tuple, model_hw: tuple, tolerance: float = 0.02) -> str | None:

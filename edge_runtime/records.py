@@ -51,6 +51,7 @@ def frame_record(j: Judgement) -> dict:
     return {
         "event": "frame",
         "id": f.id,
+        **({"part": f.part} if f.part is not None else {}),
         "captured": round(f.captured, 6),
         "origin": f.origin,
         "score": _round(j.score),
@@ -75,6 +76,7 @@ def drop_record(d: Dropped) -> dict:
     return {
         "event": "dropped",
         "id": d.id,
+        **({"part": d.part} if d.part is not None else {}),
         "captured": round(d.captured, 6),
         "origin": d.origin,
         "verdict": NO_DECISION,

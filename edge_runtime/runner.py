@@ -41,6 +41,7 @@ from edge_runtime.sources.live import ReconnectPolicy
 from edge_runtime.sources.spec import SourceSpec, blank_frame, open_source
 from edge_runtime.sources.stream import FrameStream
 from edge_runtime.status import StatusTracker
+from edge_runtime.trigger.frames import TriggerConfig, triggered_stream
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 
 
@@ -70,6 +71,7 @@ class RunConfig:
     evidence: EvidencePolicy = field(default_factory=EvidencePolicy)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     max_invalid_in_row: int = 10
+    trigger: TriggerConfig | None = None  # one frame per part, asked for by a trigger; None: every frame
 
 
 class ConsoleNotes:
@@ -168,6 +170,9 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
         backend = select_backend(bundle, cfg.backend, cfg.threads, ProbeConfig(refresh=cfg.reprobe or
                                                                                ProbeConfig.from_env().refresh))
         stream = open_source(cfg.source)
+        trigger = cfg.trigger.open(cfg.modbus, log.write) if cfg.trigger is not None else None
+        if trigger is not None:
+            stream = triggered_stream(stream, trigger, cfg.trigger.deadline_ms)
     except Exception as e:
         log.close({"event": "error", "time": iso(time.time()), "error": f"{type(e).__name__}: {e}"})
         raise
@@ -183,6 +188,8 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
                                                                            ConsoleNotes(cfg.quiet)]
     try:
         line = _line_sinks(cfg, log, stats, judge.threshold)
+        if hasattr(trigger, "on_frame"):  # a trigger that answers each part itself (the Modbus handshake)
+            line.append(trigger)
     except (ValueError, RuntimeError) as e:
         if saver:
             saver.close()
@@ -192,7 +199,8 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     log.write(_start_record(cfg, stream, backend, judge, bundle.root))
     status.start()
     notifier.ready(f"judging {stream.describe}")
-    watchdog = Watchdog.for_stream(stream, cfg.watchdog)
+    # parts come when the line sends them: a quiet line is not a stalled camera (a part without a frame is answered)
+    watchdog = Watchdog.for_stream(stream, cfg.watchdog) if cfg.trigger is None else None
     result = RunResult()
     try:
         with stop_on_signals(stream.stop_event), Dashboard(stats, f"slsg-edge · {backend.name}", cfg.quiet):
@@ -209,7 +217,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
         fan.close(skip=(log,))
         end = summary_record(stats, result)
         end["run_id"] = log.run_id
-        end["stalls"] = watchdog.stalls
+        end["stalls"] = watchdog.stalls if watchdog is not None else 0
         end["status_transitions"] = status.transitions
         end["sinks"] = fan.sink_counts()
         if saver:

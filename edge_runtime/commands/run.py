@@ -32,6 +32,14 @@ def command(
     images: Optional[Path] = typer.Option(
         None, "--images", help="A folder of images, read in name order.", rich_help_panel=SOURCE
     ),
+    trigger: Optional[str] = typer.Option(
+        None, "--trigger", help="One frame per part, asked for by a trigger: `stdin` (one part ID per line; an empty "
+        "line: the next sequence number). Without it every frame is judged.", rich_help_panel=SOURCE
+    ),
+    deadline_ms: float = typer.Option(
+        1000.0, "--deadline-ms", min=1.0, help="With --trigger: a part whose answer is not out this long after its "
+        "trigger is NO-DECISION.", rich_help_panel=SOURCE
+    ),
     width: Optional[int] = typer.Option(
         None, "--width", help="Camera frame width (V4L2, CSI).", rich_help_panel=CAMERA
     ),
@@ -204,6 +212,7 @@ def command(
     from edge_runtime.sources.cameras import CameraSettings
     from edge_runtime.sources.live import ReconnectPolicy
     from edge_runtime.sources.spec import SourceSpec
+    from edge_runtime.trigger.frames import TriggerConfig
     from edge_runtime.watchdog import WatchdogConfig
 
     err = Console(stderr=True, soft_wrap=True)
@@ -285,6 +294,7 @@ def command(
             max_invalid_in_row=max_invalid,
             modbus=modbus_config,
             opcua=opcua_config,
+            trigger=TriggerConfig(trigger, deadline_ms) if trigger else None,
         )
         result, _ = execute(cfg, Console(stderr=quiet))
     except InvalidOutputAlarm as e:

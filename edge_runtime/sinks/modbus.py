@@ -71,7 +71,7 @@ def score_register(score: float, scale: float) -> int:
     return int(min(max(round(score * scale), 0), INVALID_SCORE - 1))
 
 
-def _pymodbus_client() -> Any:
+def modbus_client_class() -> Any:
     try:
         from pymodbus.client import ModbusTcpClient
     except ImportError:
@@ -87,7 +87,7 @@ class ModbusSink:
     name = "modbus"
 
     def __init__(self, cfg: ModbusConfig, report: Report, threshold: float = 0.0) -> None:
-        client_cls = _pymodbus_client()
+        client_cls = modbus_client_class()
         self.cfg = cfg
         self._client = client_cls(cfg.host, port=cfg.port, timeout=cfg.timeout_s)
         params = inspect.signature(self._client.write_coil).parameters

@@ -9,6 +9,7 @@
 | `StatusReason` | String | why |
 | `Threshold` | Double | the decision threshold the verdicts use |
 | `LastPart/ID` | Int64 | the frame's id (−1 before the first) |
+| `LastPart/Part` | String | the part's ID the trigger gave (`--trigger`); empty when every frame is judged |
 | `LastPart/Verdict` | String | OK / NG / NO-DECISION |
 | `LastPart/Score` | Double | the decision score (NaN for an invalid output or no verdict) |
 | `LastPart/Heads` | String | every head's score, as JSON |
@@ -143,6 +144,7 @@ class OpcUaSink:
             "Score": await last.add_variable(idx, "Score", math.nan, v.Double),
             "Heads": await last.add_variable(idx, "Heads", "{}", v.String),
             "Timestamp": await last.add_variable(idx, "Timestamp", datetime.now(timezone.utc), v.DateTime),
+            "Part": await last.add_variable(idx, "Part", "", v.String),
             "ID": await last.add_variable(idx, "ID", -1, v.Int64),
             **{k: await counters.add_variable(idx, k, 0, v.UInt32) for k in self.counts},
         }
@@ -165,7 +167,8 @@ class OpcUaSink:
 
     # ------------------------------------------------------------------ the sink interface
 
-    def _part(self, frame_id: int, verdict: str, score: float, heads: dict, captured: float) -> None:
+    def _part(self, frame_id: int, verdict: str, score: float, heads: dict, captured: float,
+              part: str | None) -> None:
         self.counts["Judged" if verdict != NO_DECISION else "NoDecision"] += 1
         if verdict in (OK, NG):
             self.counts[verdict] += 1
@@ -174,6 +177,7 @@ class OpcUaSink:
             "Score": score,
             "Heads": json.dumps(heads),
             "Timestamp": datetime.fromtimestamp(captured, timezone.utc),
+            "Part": part or "",
             **dict(self.counts),
             "ID": int(frame_id),
         })
@@ -181,11 +185,11 @@ class OpcUaSink:
     def on_frame(self, j: Any) -> None:
         score = float(j.score) if not j.invalid and math.isfinite(j.score) else math.nan
         heads = {k: (float(s) if math.isfinite(s) else None) for k, s in (j.heads or {}).items()}
-        self._part(j.frame.id, NG if j.ng else OK, score, heads, j.frame.captured)
+        self._part(j.frame.id, NG if j.ng else OK, score, heads, j.frame.captured, j.frame.part)
 
     def on_drop(self, d: Any) -> None:
         if needs_answer(d):
-            self._part(d.id, NO_DECISION, math.nan, {}, d.captured)
+            self._part(d.id, NO_DECISION, math.nan, {}, d.captured, d.part)
 
     def on_event(self, ev: Any) -> None:
         pass

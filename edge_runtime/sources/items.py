@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from edge_runtime.errors import SlsgError
 
@@ -21,6 +21,8 @@ class Frame:
     origin: str  # file name, or the source's name
     capture_ms: float  # time spent reading and decoding
     ready: float  # time.perf_counter() when the read completed, for the hand-off latency
+    part: Optional[str] = None  # the part this frame shows, when a trigger asked for it (`edge_runtime.trigger`)
+    deadline: Optional[float] = None  # time.perf_counter() by which its answer must be out; later is NO-DECISION
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Dropped:
     captured: float
     reason: str
     origin: str
+    part: Optional[str] = None  # the part left without a verdict, when a trigger asked for one
 
 
 @dataclass

@@ -61,7 +61,7 @@ class LatestFrameBuffer:
             self._events.clear()
             if self._frame is not None:
                 f, self._frame = self._frame, None
-                out.append(Dropped(f.id, f.captured, reason, f.origin))
+                out.append(Dropped(f.id, f.captured, reason, f.origin, f.part))
             return out
 
 
