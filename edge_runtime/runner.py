@@ -42,6 +42,7 @@ from edge_runtime.sources.spec import SourceSpec, blank_frame, open_source
 from edge_runtime.sources.stream import FrameStream
 from edge_runtime.status import StatusTracker
 from edge_runtime.trigger.frames import TriggerConfig, triggered_stream
+from edge_runtime.trigger.requests import QueueTrigger
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 
 
@@ -125,7 +126,7 @@ def _saver(cfg: RunConfig, log: EventLog) -> NgSaver | None:
         ) from None
 
 
-def _line_sinks(cfg: RunConfig, log: EventLog, stats: RunStats, threshold: float) -> list[Sink]:
+def _line_sinks(cfg: RunConfig, log: EventLog, stats: RunStats, threshold: float, trigger: object = None) -> list[Sink]:
     """The optional outputs to the line; each runs isolated in its own thread."""
     sinks: list[Sink] = []
     if cfg.webhook:
@@ -135,7 +136,9 @@ def _line_sinks(cfg: RunConfig, log: EventLog, stats: RunStats, threshold: float
     if cfg.modbus is not None:
         sinks.append(ModbusSink(cfg.modbus, log.write, threshold=threshold))
     if cfg.opcua is not None:
-        sinks.append(OpcUaSink(cfg.opcua, log.write, threshold=threshold))
+        parts = trigger if isinstance(trigger, QueueTrigger) else None  # --trigger opcua: its Inspect method
+        answer_s = (cfg.trigger.deadline_ms / 1e3 + 2.0) if cfg.trigger is not None else 5.0
+        sinks.append(OpcUaSink(cfg.opcua, log.write, threshold=threshold, parts=parts, answer_timeout_s=answer_s))
     if cfg.show:
         sinks.append(WindowSink(log.write))
     return sinks
@@ -170,7 +173,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
         backend = select_backend(bundle, cfg.backend, cfg.threads, ProbeConfig(refresh=cfg.reprobe or
                                                                                ProbeConfig.from_env().refresh))
         stream = open_source(cfg.source)
-        trigger = cfg.trigger.open(cfg.modbus, log.write) if cfg.trigger is not None else None
+        trigger = cfg.trigger.open(cfg.modbus, cfg.opcua, log.write) if cfg.trigger is not None else None
         if trigger is not None:
             stream = triggered_stream(stream, trigger, cfg.trigger.deadline_ms)
     except Exception as e:
@@ -187,7 +190,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     inline: list[Sink] = [StatsSink(stats)] + ([saver] if saver else []) + [log, status, notifier,
                                                                            ConsoleNotes(cfg.quiet)]
     try:
-        line = _line_sinks(cfg, log, stats, judge.threshold)
+        line = _line_sinks(cfg, log, stats, judge.threshold, trigger)
         if hasattr(trigger, "on_frame"):  # a trigger that answers each part itself (the Modbus handshake)
             line.append(trigger)
     except (ValueError, RuntimeError) as e:

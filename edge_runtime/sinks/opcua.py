@@ -15,6 +15,7 @@
 | `LastPart/Heads` | String | every head's score, as JSON |
 | `LastPart/Timestamp` | DateTime | when the frame was captured |
 | `Counters/{Judged,OK,NG,NoDecision}` | UInt32 | since the run started |
+| `Inspect(PartId) → (Verdict, Score)` | method | with `--trigger opcua`: inspect one part now, return its answer |
 
 A part that was to be judged and could not be is written as NO-DECISION, never left at the previous verdict.
 The last part's nodes are written together (ID last), so a client that reads on a change of `ID` sees one part.
@@ -28,6 +29,7 @@ The server runs its own asyncio loop in its own thread; the frame loop only hand
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
 import threading
@@ -40,6 +42,7 @@ from edge_runtime.errors import SlsgError
 from edge_runtime.pipeline import NG, NO_DECISION, OK
 from edge_runtime.records import needs_answer
 from edge_runtime.sinks.fanout import Report
+from edge_runtime.trigger.requests import QueueTrigger
 
 NAMESPACE = "urn:slsg:edge"
 
@@ -78,7 +81,8 @@ class OpcUaSink:
 
     name = "opcua"
 
-    def __init__(self, cfg: OpcUaConfig, report: Report, threshold: float, timeout_s: float = 15.0) -> None:
+    def __init__(self, cfg: OpcUaConfig, report: Report, threshold: float, timeout_s: float = 15.0,
+                 parts: Optional[QueueTrigger] = None, answer_timeout_s: float = 5.0) -> None:
         cfg.check()
         try:
             import asyncua  # noqa: F401
@@ -86,6 +90,8 @@ class OpcUaSink:
             raise OpcUaError("OPC UA needs asyncua: pip install 'slsg[opcua]'") from None
         self.cfg, self.report, self.threshold = cfg, report, float(threshold)
         self.counts = {"Judged": 0, "OK": 0, "NG": 0, "NoDecision": 0}
+        self._parts, self.answer_timeout_s = parts, answer_timeout_s  # `Inspect` asks `parts` for one part
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()  # Inspect calls, in trigger order
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._error: Optional[BaseException] = None
@@ -148,6 +154,8 @@ class OpcUaSink:
             "ID": await last.add_variable(idx, "ID", -1, v.Int64),
             **{k: await counters.add_variable(idx, k, 0, v.UInt32) for k in self.counts},
         }
+        if self._parts is not None:
+            await root.add_method(idx, "Inspect", self._inspect, [v.String], [v.String, v.Double])
         self._types = {name: await node.read_data_type_as_variant_type() for name, node in self._nodes.items()}
         await server.start()
         self._server = server
@@ -165,6 +173,33 @@ class OpcUaSink:
         except Exception as e:  # noqa: BLE001 — an OPC UA hiccup costs this update, never the line
             self.report({"event": "sink_error", "sink": self.name, "error": f"{type(e).__name__}: {e}"})
 
+    async def _inspect(self, _parent: Any, part_id: Any) -> list:
+        """The trigger method: one part asked for now, its verdict and score returned (NO-DECISION when no answer
+        is out within `answer_timeout_s`; the pipeline's own deadline answers well before)."""
+        from asyncua import ua
+
+        part = str(getattr(part_id, "Value", part_id) or "")
+        future = self._loop.create_future()
+        self._waiting.append(future)  # the loop's own thread: calls are queued in the order their parts are fired
+        self._parts.fire(part or None)
+        try:
+            verdict, score = await asyncio.wait_for(future, self.answer_timeout_s)
+        except asyncio.TimeoutError:
+            verdict, score = NO_DECISION, math.nan
+        return [ua.Variant(verdict, ua.VariantType.String), ua.Variant(score, ua.VariantType.Double)]
+
+    def _answer_call(self, verdict: str, score: float) -> None:
+        """Hands a triggered part's answer to the Inspect call that asked for it (parts are answered in order)."""
+        if not self._waiting:
+            return
+        future = self._waiting.popleft()
+
+        def resolve() -> None:
+            if not future.done():  # a call that timed out has its NO-DECISION already
+                future.set_result((verdict, score))
+
+        self._loop.call_soon_threadsafe(resolve)
+
     # ------------------------------------------------------------------ the sink interface
 
     def _part(self, frame_id: int, verdict: str, score: float, heads: dict, captured: float,
@@ -181,6 +216,8 @@ class OpcUaSink:
             **dict(self.counts),
             "ID": int(frame_id),
         })
+        if part is not None and self._parts is not None:  # after LastPart is written: a caller reads the same part
+            self._answer_call(verdict, score)
 
     def on_frame(self, j: Any) -> None:
         score = float(j.score) if not j.invalid and math.isfinite(j.score) else math.nan

@@ -140,3 +140,41 @@ def test_run_refuses_an_open_server_before_the_camera_opens(bundle_dir: Path, tm
                                    str(tmp_path / "e.jsonl"), "--quiet", "--opcua", "opc.tcp://127.0.0.1:4840"])
     assert res.exit_code == 2 and "--opcua-allow-anonymous" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "e.jsonl").exists()  # refused before anything ran
+
+
+def test_the_inspect_method_triggers_one_part_and_returns_its_own_answer(bundle_dir: Path, tmp_path: Path) -> None:
+    """`--trigger opcua`: a client calls Inspect(PartId) and gets that part's verdict; a part after the video ended is
+    NO-DECISION; LastPart/Part names the part."""
+    from edge_runtime.trigger.frames import triggered_stream
+    from edge_runtime.trigger.requests import QueueTrigger
+
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    b = load_bundle(bundle_dir)
+    judge = Judge(select_backend(b, "onnx", threads=1), b.threshold.value)
+    parts = QueueTrigger("opcua")
+    reports: list = []
+    sink = OpcUaSink(OpcUaConfig(endpoint, allow_anonymous=True), reports.append, threshold=b.threshold.value,
+                     parts=parts, answer_timeout_s=10)
+    fan = Fanout([sink])
+    stream = triggered_stream(open_source(SourceSpec(video=write_video(tmp_path / "v.avi", [20, 220]))), parts, 3000)
+    loop = threading.Thread(target=run_pipeline, args=(stream, judge, fan), daemon=True)
+
+    async def inspect(ids: list[str]) -> tuple[list, str]:
+        async with Client(endpoint, timeout=10) as client:
+            idx = await client.get_namespace_index(NAMESPACE)
+            inspection = await client.nodes.objects.get_child([f"{idx}:Inspection"])
+            method = await inspection.get_child([f"{idx}:Inspect"])
+            answers = [await inspection.call_method(method, part) for part in ids]
+            part = await inspection.get_child([f"{idx}:LastPart", f"{idx}:Part"])
+            return answers, await part.read_value()
+
+    try:
+        loop.start()
+        answers, last_part = asyncio.run(inspect(["SN-7", "SN-8", "SN-9"]))
+    finally:
+        parts.close()
+        loop.join(10)
+        fan.close()
+    assert [a[0] for a in answers] == ["OK", "NG", "NO-DECISION"]
+    assert answers[0][1] == answers[0][1] and answers[2][1] != answers[2][1]  # a score, then NaN for no verdict
+    assert last_part == "SN-9" and not [r for r in reports if r.get("event") == "sink_error"]

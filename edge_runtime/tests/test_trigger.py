@@ -160,9 +160,10 @@ def test_the_plc_triggers_over_modbus_and_reads_each_answer_for_its_own_part(jud
     assert trigger.answered == 4 and not errors
 
 
-def test_a_modbus_trigger_without_a_plc_is_refused_before_anything_runs(tmp_path):
+@pytest.mark.parametrize("trigger, needs", [("modbus", "--modbus"), ("opcua", "--opcua")])
+def test_a_plc_trigger_without_its_plc_connection_is_refused_before_anything_runs(tmp_path, trigger, needs):
     bundle = make_bundle(tmp_path / "m.slsg")
     video = write_video(tmp_path / "line.mkv", [DARK])
-    res = CliRunner().invoke(app, ["run", "-b", str(bundle), "--video", str(video), "--trigger", "modbus",
+    res = CliRunner().invoke(app, ["run", "-b", str(bundle), "--video", str(video), "--trigger", trigger,
                                    "--log", str(tmp_path / "e.jsonl"), "--quiet"])
-    assert res.exit_code == 2 and "--modbus" in res.output
+    assert res.exit_code == 2 and needs in res.output

@@ -23,11 +23,11 @@ from edge_runtime.sinks.modbus import ModbusConfig
 from edge_runtime.sources.items import Dropped, Frame, FrameIds, Item, SourceEvent
 from edge_runtime.sources.stream import FrameStream
 from edge_runtime.trigger.modbus import ModbusTrigger
-from edge_runtime.trigger.requests import LineTrigger, PartRequest, Trigger
+from edge_runtime.trigger.requests import LineTrigger, PartRequest, QueueTrigger, Trigger
 
 DEFAULT_DEADLINE_MS = 1000.0
 #: What `--trigger` may name.
-TRIGGERS = ("stdin", "modbus")
+TRIGGERS = ("stdin", "modbus", "opcua")
 
 
 class TriggerError(SlsgError, ValueError):
@@ -48,10 +48,15 @@ class TriggerConfig:
         if self.deadline_ms <= 0:
             raise TriggerError(f"--deadline-ms must be > 0, got {self.deadline_ms:g}")
 
-    def open(self, modbus: ModbusConfig | None, report: Report) -> Trigger:
-        """The trigger; `modbus` is `--modbus`'s PLC (the Modbus trigger's is the same one)."""
+    def open(self, modbus: ModbusConfig | None, opcua: object | None, report: Report) -> Trigger:
+        """The trigger; `modbus` is `--modbus`'s PLC (the Modbus trigger's is the same one), `opcua` the `--opcua`
+        server whose `Inspect` method fires the parts."""
         if self.name == "stdin":
             return LineTrigger(sys.stdin, "stdin")
+        if self.name == "opcua":
+            if opcua is None:
+                raise TriggerError("--trigger opcua is the Inspect method of the --opcua server: give --opcua too")
+            return QueueTrigger("opcua")
         if modbus is None:
             raise TriggerError("--trigger modbus asks the PLC of --modbus HOST:PORT: give --modbus too")
         return ModbusTrigger(modbus, report)

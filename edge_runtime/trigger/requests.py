@@ -30,10 +30,10 @@ class Trigger(Protocol):
 class QueueTrigger:
     """Parts asked for by a program (or a test): `fire(part)` from any thread; `close()` ends the run."""
 
-    name = "software"
     _END = object()
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "software") -> None:
+        self.name = name
         self._queue: queue.Queue = queue.Queue()
         self._seq = 0
         self._lock = threading.Lock()
