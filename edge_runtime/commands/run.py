@@ -28,6 +28,10 @@ def command(
         None, "--csi", help="Jetson CSI camera sensor id (GStreamer).", rich_help_panel=SOURCE
     ),
     rtsp: Optional[str] = typer.Option(None, "--rtsp", help="RTSP stream URL (read over TCP).", rich_help_panel=SOURCE),
+    genicam: Optional[str] = typer.Option(
+        None, "--genicam", help="A GigE Vision / USB3 Vision camera (Aravis): its device ID or IP address; "
+        "`first` for the first one found.", rich_help_panel=SOURCE
+    ),
     video: Optional[Path] = typer.Option(None, "--video", help="A video file.", rich_help_panel=SOURCE),
     images: Optional[Path] = typer.Option(
         None, "--images", help="A folder of images, read in name order.", rich_help_panel=SOURCE
@@ -53,14 +57,25 @@ def command(
         None, "--fourcc", help="V4L2 pixel format, e.g. MJPG or YUYV.", rich_help_panel=CAMERA
     ),
     exposure_us: Optional[int] = typer.Option(
-        None, "--exposure-us", help="CSI: fixed exposure time in µs (locks auto-exposure).", rich_help_panel=CAMERA
+        None, "--exposure-us", help="CSI, GenICam: fixed exposure time in µs (locks auto-exposure).",
+        rich_help_panel=CAMERA
     ),
-    gain: Optional[float] = typer.Option(None, "--gain", help="CSI: fixed analogue gain.", rich_help_panel=CAMERA),
+    gain: Optional[float] = typer.Option(
+        None, "--gain", help="CSI, GenICam: fixed analogue gain.", rich_help_panel=CAMERA
+    ),
     ae_lock: bool = typer.Option(
         False, "--ae-lock", help="CSI: lock auto-exposure once it settles.", rich_help_panel=CAMERA
     ),
     awb_lock: bool = typer.Option(
         False, "--awb-lock", help="CSI: lock auto white balance once it settles.", rich_help_panel=CAMERA
+    ),
+    genicam_trigger: str = typer.Option(
+        "off", "--genicam-trigger", help="GenICam trigger mode: off (free-running), software (one frame per read), "
+        "line0…line3 (the camera's hardware trigger input: each frame is a part).", rich_help_panel=CAMERA
+    ),
+    pixel_format: Optional[str] = typer.Option(
+        None, "--pixel-format", help="GenICam pixel format: Mono8, BayerRG8, BayerBG8, BayerGR8, BayerGB8, RGB8, BGR8.",
+        rich_help_panel=CAMERA
     ),
     rtsp_latency_ms: int = typer.Option(
         100, "--rtsp-latency-ms", help="RTSP jitter buffer (GStreamer).", rich_help_panel=CAMERA
@@ -210,6 +225,7 @@ def command(
     from edge_runtime.sinks.eventlog import LogPolicy
     from edge_runtime.sinks.evidence import EvidencePolicy
     from edge_runtime.sources.cameras import CameraSettings
+    from edge_runtime.sources.genicam import GenICamSettings
     from edge_runtime.sources.live import ReconnectPolicy
     from edge_runtime.sources.spec import SourceSpec
     from edge_runtime.trigger.frames import TriggerConfig
@@ -234,7 +250,12 @@ def command(
             ae_lock=ae_lock,
             awb_lock=awb_lock,
         )
+        genicam_settings = None
+        if genicam is not None:
+            genicam_settings = GenICamSettings(camera=None if genicam == "first" else genicam, trigger=genicam_trigger,
+                                               exposure_us=exposure_us, gain=gain, pixel_format=pixel_format)
         spec = SourceSpec(
+            genicam=genicam_settings,
             camera=camera,
             csi=csi,
             rtsp=rtsp,

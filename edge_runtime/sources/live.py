@@ -79,7 +79,7 @@ def live_items(opener: Opener, name: str, policy: ReconnectPolicy, stop: threadi
 
 def _opened_detail(name: str, cap: CaptureLike) -> str:
     try:
-        return f"{name}: {describe_capture(cap)}"
+        return f"{name}: {cap.describe() if hasattr(cap, 'describe') else describe_capture(cap)}"
     except Exception:  # a fake or odd capture without properties
         return name
 
@@ -90,9 +90,11 @@ DEFAULT_LIVE_FPS = 30.0
 
 
 def live_stream(
-    opener: Opener, name: str, policy: ReconnectPolicy, describe: str = "", fps: Optional[float] = None
+    opener: Opener, name: str, policy: ReconnectPolicy, describe: str = "", fps: Optional[float] = None,
+    paced: bool = True,
 ) -> FrameStream:
+    """`paced` False: frames come when something outside asks (a hardware trigger), so a quiet camera is no stall."""
     return FrameStream(
         name, lambda stop: live_items(opener, name, policy, stop), threaded=True, describe=describe,
-        frame_period_s=1.0 / (fps or DEFAULT_LIVE_FPS),
+        frame_period_s=1.0 / (fps or DEFAULT_LIVE_FPS) if paced else None,
     )

@@ -17,6 +17,7 @@ from edge_runtime.sources.cameras import (
     rtsp_opener,
 )
 from edge_runtime.sources.files import image_folder_items, video_file_items
+from edge_runtime.sources.genicam import GenICamSettings, genicam_opener
 from edge_runtime.sources.items import SourceError
 from edge_runtime.sources.live import ReconnectPolicy, live_stream
 from edge_runtime.sources.stream import FrameStream
@@ -36,14 +37,15 @@ class SourceSpec:
     reconnect: ReconnectPolicy = None  # type: ignore[assignment]
     camera_settings: CameraSettings = field(default_factory=CameraSettings)
     rtsp_latency_ms: int = 100
+    genicam: GenICamSettings | None = None  # a GigE Vision / USB3 Vision camera through Aravis
 
     def __post_init__(self) -> None:
         if self.reconnect is None:
             self.reconnect = ReconnectPolicy()
-        given = [k for k in ("camera", "csi", "rtsp", "video", "images") if getattr(self, k) is not None]
+        given = [k for k in ("camera", "csi", "rtsp", "video", "images", "genicam") if getattr(self, k) is not None]
         if len(given) != 1:
             raise SourceError(
-                "give exactly one source: --camera N, --csi N, --rtsp URL, --video FILE or "
+                "give exactly one source: --camera N, --csi N, --rtsp URL, --genicam ID, --video FILE or "
                 f"--images DIR (got {', '.join('--' + g for g in given) or 'none'})"
             )
 
@@ -62,6 +64,11 @@ def open_source(spec: SourceSpec) -> FrameStream:
     if spec.csi is not None:
         pipe = csi_pipeline(spec.csi, settings=cam)
         return live_stream(gstreamer_opener(pipe, cam), f"csi{spec.csi}", spec.reconnect, pipe, cam.fps or 30)
+    if spec.genicam is not None:
+        g = spec.genicam
+        return live_stream(genicam_opener(g), "genicam", spec.reconnect,
+                           f"GenICam camera {g.camera or '(first found)'}, trigger {g.trigger}", cam.fps,
+                           paced=not g.trigger.startswith("line"))
     if spec.rtsp is not None:
         opener, describe = rtsp_opener(spec.rtsp, cam, spec.rtsp_latency_ms)
         return live_stream(opener, "rtsp", spec.reconnect, describe, cam.fps)
