@@ -106,6 +106,7 @@ class MqttSink:
         self._mqtt = mqtt
         self.connected = threading.Event()
         self.published = 0
+        self.queued = 0  # QoS-1 messages handed to paho while the broker was away (sent when it is back)
         try:
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.client_id)  # paho-mqtt ≥ 2
         except AttributeError:
@@ -158,7 +159,12 @@ class MqttSink:
     # ------------------------------------------------------------------ publishing
 
     def _publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> None:
+        """Raises for a message that will not go out. With the broker away, paho keeps a QoS-1 message in its
+        bounded queue (sent on reconnect: `queued`); a QoS-0 one is lost, and that is a failure."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == self._mqtt.MQTT_ERR_NO_CONN and qos > 0:
+            self.queued += 1
+            return
         if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
             raise RuntimeError(f"publish to {topic} refused: {self._mqtt.error_string(info.rc)}")
         self.published += 1

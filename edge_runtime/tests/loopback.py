@@ -91,20 +91,26 @@ def start_mosquitto(d: Path):
     os.chmod(d / "passwd", 0o600)
     port, tls_port = free_port(), free_port()
     (d / "mosquitto.conf").write_text(
-        f"user {getpass.getuser()}\npersistence false\nper_listener_settings true\nlog_dest file {d}/broker.log\n"
+        f"user {getpass.getuser()}\npersistence true\npersistence_location {d}/\nper_listener_settings true\n"
+        f"log_dest file {d}/broker.log\n"
         f"listener {port} 127.0.0.1\nallow_anonymous true\n"
         f"listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {d}/passwd\n"
         f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n"
     )
-    proc = subprocess.Popen([exe, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    return run_mosquitto(d, port, tls_port), Broker(port, tls_port, d / "ca.crt", "line1", "s3cret")
+
+
+def run_mosquitto(d: Path, *ports: int) -> subprocess.Popen:
+    """mosquitto with the configuration in `d` (written by `start_mosquitto`): a start, or a restart on its ports."""
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([exe, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for_port(port)
-        wait_for_port(tls_port)
+        for port in ports:
+            wait_for_port(port)
     except RuntimeError:
         proc.kill()
         raise RuntimeError(f"mosquitto did not start: {proc.communicate()[1].decode()[-2000:]}") from None
-    return proc, Broker(port, tls_port, d / "ca.crt", "line1", "s3cret")
+    return proc
 
 
 @dataclass
@@ -161,7 +167,8 @@ class Listener:
 class RecordingServer:
     """A pymodbus TCP server on loopback; every write to coils or holding registers is kept with its time."""
 
-    def __init__(self, size: int = 200) -> None:
+    def __init__(self, size: int = 200, port: Optional[int] = None) -> None:
+        """`port`: the port of a server that went away, to come back on (a PLC restarting)."""
         from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext
 
         try:
@@ -187,7 +194,7 @@ class RecordingServer:
         device = Device(co=coils, hr=regs, di=ModbusSequentialDataBlock(0, [0] * size),
                         ir=ModbusSequentialDataBlock(0, [0] * size))
         self.context = ModbusServerContext(**{devices_kw: device, "single": True})
-        self.port = free_port()
+        self.port = port or free_port()
         self._thread: Optional[threading.Thread] = None
         self._loop: Any = None
         self._server: Any = None
