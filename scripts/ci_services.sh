@@ -3,7 +3,8 @@
 # loopback), openssl (their TLS certificates), Aravis with its fake GigE Vision camera (the GenICam tests start it on
 # loopback) and what PyGObject builds against. The tests start and stop these services themselves.
 set -euo pipefail
-PACKAGES=(mosquitto openssl aravis-tools gir1.2-aravis-0.8 libgirepository1.0-dev libcairo2-dev pkg-config)
+PACKAGES=(mosquitto openssl aravis-tools gir1.2-aravis-0.8 libgirepository1.0-dev libcairo2-dev pkg-config gcc
+          python3-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
