@@ -88,6 +88,22 @@ def threshold_from_good_scores(scores: np.ndarray, false_reject_rate: float = 0.
                      method="exponential tail" if tail is not None else "quantile")
 
 
+def score_map(reference: np.ndarray, own: np.ndarray) -> tuple[float, float, float]:
+    """(slope, offset, r): own ≈ offset + slope · reference for one model's scores against another's on the same good
+    images, by the standardised major axis (slope = σ_own / σ_ref: a tail maps to a tail); r ≤ 0 means no usable map
+    (fewer than 3 images, no spread, or scores that do not rise together)."""
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    y = np.asarray(own, dtype=np.float64).ravel()
+    if ref.shape != y.shape:
+        raise ValueError(f"mapping scores needs the same images' scores, got {ref.size} and {y.size}")
+    usable = ref.size >= 3 and ref.std() > 0 and y.std() > 0
+    r = float(np.corrcoef(ref, y)[0, 1]) if usable else 0.0
+    if not r > 0:
+        return 1.0, 0.0, r
+    slope = float(y.std() / ref.std())
+    return slope, float(y.mean() - slope * ref.mean()), r
+
+
 def transferred_threshold(t: Threshold, reference: np.ndarray, own: np.ndarray) -> tuple[Threshold, dict]:
     """`t`, set on a large good reference, carried to a model whose scores on some of those good images are `own`
     where the reference model's are `reference` (e.g. INT8 against FP32 on the validation images).
@@ -100,18 +116,12 @@ def transferred_threshold(t: Threshold, reference: np.ndarray, own: np.ndarray) 
     flagged instead of 0). Without a usable map (fewer than 3 images, no spread, or scores that
     do not rise together) the threshold is the model's own quantile and the record says so.
     """
-    ref = np.asarray(reference, dtype=np.float64).ravel()
     y = np.asarray(own, dtype=np.float64).ravel()
-    if ref.shape != y.shape:
-        raise ValueError(f"transferring a threshold needs the same images' scores, got {ref.size} and {y.size}")
     quantiles = {f"{q:g}": quantile(y, q) for q in REPORTED_QUANTILES}
-    usable = ref.size >= 3 and ref.std() > 0 and y.std() > 0
-    r = float(np.corrcoef(ref, y)[0, 1]) if usable else 0.0
+    slope, offset, r = score_map(reference, own)
     if not r > 0:
         own_t = threshold_from_good_scores(y, t.false_reject_rate)
         return own_t, {"method": "own quantile", "n": int(y.size), "r": r}
-    slope = float(y.std() / ref.std())
-    offset = float(y.mean() - slope * ref.mean())
     value = offset + slope * t.value
     record = {"method": "transferred", "from": t.value, "slope": slope, "offset": offset, "r": r, "n": int(y.size)}
     return Threshold(value=value, false_reject_rate=t.false_reject_rate, n_good=t.n_good, quantiles=quantiles,

@@ -43,6 +43,7 @@ from export.precisions import (
 from export.run_data import RunData, gate_anomalies, load_samples
 from export.trt_ops import check_model
 from slsg.heads.global_context import read_head_meta
+from slsg.heads.local_patch import LocalHeadConfig, read_local_config
 
 # ---------------------------------------------------------------- the gate's images and the head refit
 
@@ -67,6 +68,7 @@ class HeadRefit:
     size: tuple[int, int]
     estimator: str
     say: Callable[[str], None]
+    local: LocalHeadConfig | None = None  # the RUN's local head, whose memory each file gets from its own patches
     _train: np.ndarray | None = None
 
     @classmethod
@@ -75,7 +77,8 @@ class HeadRefit:
         meta = read_head_meta(run.root)
         if meta is None:
             return None
-        return cls(data, gate.eval.good, size, (meta.get("config") or {}).get("estimator", "ledoit_wolf"), say)
+        local = read_local_config(run.root)
+        return cls(data, gate.eval.good, size, (meta.get("config") or {}).get("estimator", "ledoit_wolf"), say, local)
 
     def train(self) -> np.ndarray | None:
         if self._train is None:
@@ -88,7 +91,8 @@ class HeadRefit:
         train = self.train()
         if train is None:
             return {"refitted": False, "reason": "fewer than 2 training images reachable"}
-        return self._said(path.name, refit_head(path, train, self.validation, self.estimator))
+        return self._said(path.name, refit_head(path, train, self.validation, self.estimator,
+                                                local=self.local))
 
     def for_openvino(self, path: Path, out: Path, precision: str = "int8") -> dict | None:
         """`path`'s head fitted on OpenVINO's descriptors at `precision` (int8, or bf16 for model.onnx) into `out`."""
@@ -97,7 +101,7 @@ class HeadRefit:
             return {"refitted": False, "reason": "fewer than 2 training images reachable"}
         return self._said(f"{path.name} (OpenVINO {precision})",
                           refit_head_for_openvino(path, out, train, self.validation, self.estimator,
-                                                  precision=precision))
+                                                  precision=precision, local=self.local))
 
     def _said(self, name: str, record: dict | None) -> dict | None:
         if record and record.get("refitted"):

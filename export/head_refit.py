@@ -32,10 +32,14 @@ from slsg.heads.global_context import (
     gaussian_from_descriptors,
     mahalanobis,
 )
+from slsg.heads.local_patch import LocalHeadConfig, choose_memory, image_scores, memory_columns
 
 #: Initializers `slsg.inference.DeployModel` exports for the head (its module path, kept by torch.onnx).
 HEAD_TENSORS = {k: f"deploy.global_head.{k}" for k in ("mean", "inv_std", "whiten")}
 GLOBAL_OUTPUT = HEAD_PREFIX + "global"
+LOCAL_OUTPUT = HEAD_PREFIX + "local"
+SLSG_OUTPUT = HEAD_PREFIX + "slsg"
+LOCAL_MEMORY = "deploy.local_head.memory"  # the (D+1)×M columns `slsg.heads.local_patch.memory_columns` makes
 
 
 @dataclass
@@ -46,6 +50,9 @@ class HeadTensors:
     location: str | None = None         # the fusion's per-head location / inverse scale vectors …
     inv_scale: str | None = None
     index: int = 0                      # … and the global head's position in them
+    local_index: int | None = None      # the local head's position in the same vectors, when it is fused
+    local_patches: str | None = None    # the patches (with a 1 appended) the local head's search multiplies
+    slsg_index: int | None = None       # SLSG's position in the fusion vectors
 
 
 def find_head(model: onnx.ModelProto) -> HeadTensors | None:
@@ -68,6 +75,13 @@ def find_head(model: onnx.ModelProto) -> HeadTensors | None:
     fusion = _fusion_of(GLOBAL_OUTPUT, consumers, init)
     if fusion is not None:
         found.location, found.inv_scale, found.index = fusion
+        local = _fusion_of(LOCAL_OUTPUT, consumers, init)
+        search = next((n for n in consumers.get(LOCAL_MEMORY, []) if n.op_type == "MatMul"), None)
+        if local is not None and local[:2] == fusion[:2] and search is not None:
+            found.local_index, found.local_patches = local[2], search.input[0]
+        slsg = _fusion_of(SLSG_OUTPUT, consumers, init)
+        if slsg is not None and slsg[:2] == fusion[:2]:
+            found.slsg_index = slsg[2]
     return found
 
 
@@ -89,60 +103,87 @@ def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, 
 
 @dataclass
 class Describer:
-    """One library's way of computing the pooled descriptor: `run(batch) -> N×D`, with the batch size it takes."""
+    """One library's way of computing what the heads' refit needs — `run(batch) -> {tensor: value}` for the
+    descriptor, the local head's N×P×(D'+1) patches and SLSG's score — with the batch size it takes."""
 
-    run: Callable[[np.ndarray], np.ndarray]
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]
     batch: int = 8
     library: str = "ONNX Runtime"
 
 
-def _probe(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
-    """A copy of the whole graph with `tensor` (the pooled descriptor) as an extra output.
+def _probe(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
+    """A copy of the whole graph with `tensors` (the pooled descriptor, the local head's patches) as extra outputs.
 
     The whole graph, not the trunk alone: ONNX Runtime fuses a Q/DQ graph around what it must compute, and on the
     symmetric INT8 file the trunk cut out on its own gave other descriptors than the file does (juice_bottle
     512×256: up to 17.7 against a mean magnitude of 3.2), so a head fitted on them would not fit the file."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    for tensor in tensors:
+        probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
     return probe
 
 
-def onnxruntime_describer(model: onnx.ModelProto, tensor: str) -> Describer:
-    sess = session(_probe(model, tensor).SerializeToString())
+def _seen(head: HeadTensors) -> list[str]:
+    return ([head.descriptor] + ([head.local_patches] if head.local_patches else [])
+            + ([SLSG_OUTPUT] if head.slsg_index is not None else []))
+
+
+def onnxruntime_describer(model: onnx.ModelProto, head: HeadTensors) -> Describer:
+    wanted = _seen(head)
+    sess = session(_probe(model, wanted).SerializeToString())
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
-    return Describer(lambda batch: sess.run([tensor], {name: batch})[0],
-                     fixed if isinstance(fixed, int) and fixed > 0 else 8)
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(wanted, sess.run(wanted, {name: batch})))
+
+    return Describer(run, fixed if isinstance(fixed, int) and fixed > 0 else 8)
 
 
-def openvino_describer(model: onnx.ModelProto, tensor: str, precision: str = "int8") -> Describer:
-    """The descriptor as `edge_runtime.backends.OpenVinoBackend` computes it at `precision` (int8: an INT8 file,
-    the same in-memory edits and f32 hint; bf16: model.onnx in bf16 arithmetic), one image at a time as the line
-    runs it."""
-
-    probe = _probe(model, tensor)
+def openvino_describer(model: onnx.ModelProto, head: HeadTensors, precision: str = "int8") -> Describer:
+    """What `edge_runtime.backends.OpenVinoBackend` computes at `precision` (int8: an INT8 file, the same in-memory
+    edits and f32 hint; bf16: model.onnx in bf16 arithmetic), one image at a time as the line runs it."""
+    wanted = _seen(head)
+    probe = _probe(model, wanted)
     as_openvino_runs_it(probe, precision)
     request = compile_cpu(probe.SerializeToString(),
                           {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}).create_infer_request()
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
         request.infer({"image": batch})
-        return np.array(request.get_tensor(tensor).data, copy=True)
+        return {t: np.array(request.get_tensor(t).data, copy=True) for t in wanted}
 
     return Describer(run, 1, "OpenVINO" if precision == "int8" else f"OpenVINO {precision}")
 
 
-def descriptors(describe: Describer, images: np.ndarray, label: str = "descriptors") -> np.ndarray:
-    """N×D: the descriptor `describe` computes for each image."""
+@dataclass
+class Seen:
+    """What the refit sees of some images: descriptors N×D, the local head's patch rows (N·P)×D', SLSG's scores."""
 
+    descriptors: np.ndarray
+    rows: np.ndarray | None
+    per_image: int = 0
+    slsg: np.ndarray | None = None
+
+
+def descriptors(describe: Describer, images: np.ndarray, head: HeadTensors, label: str = "descriptors") -> Seen:
+    """What `describe` computes for each image (the local head's patches without their appended 1)."""
     progress = ProgressLines(label, len(images), unit="image")
-    out = []
+    out, rows, slsg, per_image = [], [], [], 0
     for i in range(0, len(images), describe.batch):
-        out.append(describe.run(images[i:i + describe.batch]))
+        got = describe.run(images[i:i + describe.batch])
+        out.append(got[head.descriptor])
+        if head.local_patches in got:
+            patches = got[head.local_patches]
+            per_image = patches.shape[1]
+            rows.append(patches[..., :-1].reshape(-1, patches.shape[2] - 1).astype(np.float32))
+        if SLSG_OUTPUT in got:
+            slsg.append(np.ravel(got[SLSG_OUTPUT]))
         progress.update(advance=len(out[-1]))
     progress.close()
-    return np.concatenate(out).astype(np.float64)
+    return Seen(np.concatenate(out).astype(np.float64), np.concatenate(rows) if rows else None, per_image,
+                np.concatenate(slsg) if slsg else None)
 
 
 def _vector(model: onnx.ModelProto, name: str) -> np.ndarray:
@@ -151,29 +192,52 @@ def _vector(model: onnx.ModelProto, name: str) -> np.ndarray:
 
 def fit_head(model: onnx.ModelProto, head: HeadTensors, describe: Describer, train: np.ndarray,
              validation: np.ndarray | None, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
-             label: str = "model") -> tuple[dict[str, np.ndarray], dict]:
+             label: str = "model", local: LocalHeadConfig | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """(initializer name → new value, the record for the manifest): the head's Gaussian and its normalisation in
     the fused score, fitted on the descriptors `describe` computes. With too few images to cross-fit, the
-    normalisation keeps the model's values."""
+    normalisation keeps the model's values.
+
+    With `local` (the RUN's local-head configuration) the local head's memory is chosen again from this file's own
+    patches of the same training images, and normalised on its own validation scores: quantised features are far
+    from FP32's memory, and not the same distance for every image (juice_bottle 512×256: the u8 file's local scores
+    doubled and did not follow FP32's image by image, r −0.35; its fused AUROC fell to 0.80 with a global head fitted
+    to it). SLSG's place in the fused score is set again from this file's own scores of the validation images, as
+    the RUN set FP32's: quantisation shifts SLSG's scores too, and the max rule lets a shifted head win."""
     t0 = time.perf_counter()
-    x = descriptors(describe, train, label=f"{label}: {describe.library} descriptors of the training images")
+    seen = descriptors(describe, train, head, f"{label}: {describe.library} descriptors of the training images")
+    x = seen.descriptors
     stats, shrinkage, frozen = gaussian_from_descriptors(x, estimator)
     tensors = {name: np.asarray(stats[key]) for key, name in HEAD_TENSORS.items()}
     record: dict = {"refitted": True, "library": describe.library, "n_images": int(len(x)), "estimator": estimator,
                     "shrinkage": shrinkage, "frozen_dims": frozen}
     if head.location is not None and len(x) >= 4:
-        reference = [cross_fitted_distances(x, estimator, seed=seed)]
+        reference, val_seen = [cross_fitted_distances(x, estimator, seed=seed)], None
         if validation is not None and len(validation):
-            val = descriptors(describe, validation, label=f"{label}: {describe.library} descriptors of validation")
-            reference.append(mahalanobis(stats, val))
+            val_seen = descriptors(describe, validation, head, f"{label}: {describe.library} descriptors of validation")
+            reference.append(mahalanobis(stats, val_seen.descriptors))
         norm = HeadNorm.from_good_scores(np.concatenate(reference))
         location, inv_scale = _vector(model, head.location), _vector(model, head.inv_scale)
         location[head.index], inv_scale[head.index] = norm.location, 1.0 / norm.scale
         tensors[head.location], tensors[head.inv_scale] = location, inv_scale
         record["norm"] = {"location": norm.location, "scale": norm.scale, "n_good": norm.n_good,
                           "floored": norm.floored, "min_relative_spread": MIN_RELATIVE_SPREAD}
+        if local is not None and head.local_index is not None and seen.rows is not None and val_seen is not None:
+            fit = choose_memory(seen.rows, local)
+            tensors[LOCAL_MEMORY] = memory_columns(fit.memory)
+            own = image_scores(fit.memory, val_seen.rows, val_seen.per_image)
+            local_norm = HeadNorm.from_good_scores(own)
+            location[head.local_index], inv_scale[head.local_index] = local_norm.location, 1.0 / local_norm.scale
+            record["local"] = {**fit.report(), "norm": _norm_record(local_norm)}
+        if head.slsg_index is not None and val_seen is not None and val_seen.slsg is not None:
+            slsg_norm = HeadNorm.from_good_scores(val_seen.slsg)  # as the RUN's: its validation images only
+            location[head.slsg_index], inv_scale[head.slsg_index] = slsg_norm.location, 1.0 / slsg_norm.scale
+            record["slsg_norm"] = _norm_record(slsg_norm)
     record["seconds"] = round(time.perf_counter() - t0, 1)
     return tensors, record
+
+
+def _norm_record(norm: HeadNorm) -> dict:
+    return {"location": norm.location, "scale": norm.scale, "n_good": norm.n_good, "floored": norm.floored}
 
 
 def _head_of(model: onnx.ModelProto) -> tuple[HeadTensors | None, dict | None]:
@@ -184,7 +248,7 @@ def _head_of(model: onnx.ModelProto) -> tuple[HeadTensors | None, dict | None]:
 
 
 def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, estimator: str = "ledoit_wolf",
-               seed: int = CROSS_FIT_SEED) -> dict | None:
+               seed: int = CROSS_FIT_SEED, local: LocalHeadConfig | None = None) -> dict | None:
     """Refit the head of the model file at `path` in place on ONNX Runtime's descriptors; the record for the
     manifest, None without a head.
 
@@ -194,8 +258,8 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
     head, refused = _head_of(model)
     if head is None:
         return refused
-    tensors, record = fit_head(model, head, onnxruntime_describer(model, head.descriptor), train, validation,
-                               estimator, seed, path.name)
+    tensors, record = fit_head(model, head, onnxruntime_describer(model, head), train, validation,
+                               estimator, seed, path.name, local)
     put_initializers(model, tensors, path)
     onnx.save(model, str(path))
     return record
@@ -203,7 +267,7 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
 
 def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, validation: np.ndarray | None,
                             estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
-                            precision: str = "int8") -> dict | None:
+                            precision: str = "int8", local: LocalHeadConfig | None = None) -> dict | None:
     """The head of the model file at `path` fitted on OpenVINO's descriptors at `precision` (an INT8 file, or
     model.onnx in bf16), written to `out` (`edge_runtime.backends.refitted_head`); the file itself is untouched.
     None without a head."""
@@ -212,8 +276,8 @@ def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, validation
     head, refused = _head_of(model)
     if head is None:
         return refused
-    describer = openvino_describer(model, head.descriptor, precision)
+    describer = openvino_describer(model, head, precision)
     tensors, record = fit_head(model, head, describer, train, validation, estimator, seed,
-                               f"{path.name} ({describer.library})")
+                               f"{path.name} ({describer.library})", local)
     save_head(out, tensors)
     return record

@@ -126,3 +126,4 @@ def test_bf16_gets_its_own_head_fitted_on_openvino_bf16_descriptors(fp32_model, 
     assert record["refitted"] and record["library"] == "OpenVINO bf16"
     refitted = OpenVinoBackend(path, precision="bf16", threads=1, head=tmp_path / "bf16.npz")(val).heads["global"]
     assert np.corrcoef(refitted, reference)[0, 1] > 0.95 and abs(np.median(refitted) / np.median(reference) - 1) < 0.1
+

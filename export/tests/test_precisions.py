@@ -41,6 +41,9 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
     refits = bundle.manifest.int8_report["adjusted"]  # each INT8 file's global head on its own descriptors
     assert set(refits) == {"int8", "int8-cpu"}
     assert all(r["refitted"] and r["n_images"] == 16 and r["norm"]["n_good"] == 16 + 12 for r in refits.values())
+    assert "score_local" in bundle.manifest.outputs  # the default detector: its local memory too, from own patches
+    assert all(r["local"]["memory"] >= 1 and r["local"]["norm"]["n_good"] == 12 for r in refits.values())
+    assert all(r["slsg_norm"]["n_good"] == 12 for r in refits.values())  # SLSG's place in the fusion, from its own
     from edge_runtime.backends import select_backend
 
     maps = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8)).maps

@@ -18,6 +18,7 @@ anomaly of the training recipe), patches on f4's grid (16×16 at 256², f3 avera
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -124,8 +125,15 @@ class LocalPatchHead(nn.Module):
         memory = np.asarray(memory, dtype=np.float32)
         if memory.ndim != 2 or memory.shape[1] != self.dims:
             raise ValueError(f"local head memory: shape {memory.shape}, expected M×{self.dims}")
-        m = torch.from_numpy(np.ascontiguousarray(memory)).double()
-        self.memory = torch.cat([-2.0 * m, (m * m).sum(dim=1, keepdim=True)], dim=1).t().float().contiguous()
+        self.memory = torch.from_numpy(memory_columns(memory))
+
+
+def memory_columns(memory: np.ndarray) -> np.ndarray:
+    """The (D+1)×M matrix the search multiplies patches (with a 1 appended) by: [−2·m; ‖m‖²] per memory patch
+    (what the exported graph stores as `deploy.local_head.memory`)."""
+    m = np.asarray(memory, dtype=np.float64)
+    return np.ascontiguousarray(np.concatenate([-2.0 * m, (m * m).sum(axis=1, keepdims=True)], axis=1).T,
+                                dtype=np.float32)
 
 
 def patch_rows(patches: torch.Tensor) -> np.ndarray:
@@ -226,6 +234,14 @@ def save_local_head(head: LocalPatchHead, run: Path, report: dict) -> None:
     meta = {"backbone": head.backbone, "config": head.cfg.to_dict(), "dims": head.dims,
             "memory": head.memory_size, "fit": report}
     save_head_files(head, run, LOCAL_FILE, LOCAL_CONFIG, meta, "local_head")
+
+
+def read_local_config(run: Path) -> LocalHeadConfig | None:
+    """The RUN's local-head configuration (what a refit per model file chooses its memory by), None without one."""
+    path = Path(run) / LOCAL_CONFIG
+    if not path.is_file():
+        return None
+    return LocalHeadConfig.from_dict(json.loads(path.read_text())["config"])
 
 
 def load_local_head(run: Path) -> LocalPatchHead | None:
