@@ -26,7 +26,6 @@ import collections
 import json
 import logging
 import platform
-import shutil
 import sys
 import tempfile
 import threading
@@ -36,7 +35,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from benchmarks.soak import NAN_VALUE, SIDE, Disk, DroppingCamera, loop_values, truth
+from benchmarks.soak import NAN_VALUE, SIDE, Disk, DroppingCamera, finish, loop_values, truth
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import NO_DECISION, Judge, run_pipeline
@@ -251,16 +250,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     report = parts_soak(args.parts, args.fps, args.drop_every, args.raise_every, args.broker_down_at,
                         args.plc_down_at, args.down_s, args.disk_full_at, args.disk_full_s, args.deadline_ms, work)
-    for k, v in report.items():
-        if k != "checks":
-            print(f"{k:<32} {v}")
-    for name, ok in report["checks"].items():
-        print(f"{'PASS' if ok else 'FAIL'}  {name}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.keep is None:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0 if report["passed"] else 1
+    return finish(report, args.json, work, keep=args.keep is not None)
 
 
 if __name__ == "__main__":

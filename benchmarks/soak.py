@@ -350,14 +350,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     report = soak(args.frames, args.fps, args.drop_every, args.nan_every, args.sink_fail, args.disk_full_at,
                   args.disk_full_s, work, modbus=not args.no_modbus, mqtt=not args.no_mqtt)
+    return finish(report, args.json, work, keep=args.keep is not None)
+
+
+def finish(report: dict[str, Any], json_path: Optional[Path], work: Path, keep: bool) -> int:
+    """A soak's end: its figures and each check (PASS/FAIL) printed, the JSON written; exit 0 only if all passed."""
     for k, v in report.items():
         if k != "checks":
-            print(f"{k:<28} {v}")
+            print(f"{k:<32} {v}")
     for name, ok in report["checks"].items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.keep is None:
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if report["passed"] else 1
 
