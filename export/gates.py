@@ -31,7 +31,7 @@ from edge_runtime.backends.base import BackendError
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, cpu_has_bf16, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
 from export.head_refit import refit_head, refit_head_for_openvino
-from export.job import ExportJob, GateSet, LeftOut, PrecisionReport
+from export.job import ExportJob, GateSet, LeftOut
 from export.precisions import (
     FILES,
     FOR_TENSORRT,
@@ -113,7 +113,6 @@ class HeadRefit:
 def open_gate(job: ExportJob) -> None:
     """The gate's images and FP32's outputs on them, once for every precision asked; without them each precision
     asked is left out with the reason."""
-    job.report = PrecisionReport()
     asked = job.options.asked
     if not asked:
         return

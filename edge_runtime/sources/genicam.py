@@ -92,6 +92,7 @@ class GenICamCapture:
         self._arv = aravis()
         self._camera = self._arv.Camera.new(settings.camera)
         self._apply(settings)
+        self._format = self._camera.get_pixel_format_as_string()  # read once: a feature read is a network round trip
         self._stream = self._camera.create_stream(None, None)
         payload = self._camera.get_payload()
         for _ in range(max(2, settings.buffers)):
@@ -151,7 +152,7 @@ class GenICamCapture:
             if buffer.get_status() != self._arv.BufferStatus.SUCCESS:
                 return False, None
             image = to_bgr(bytes(buffer.get_data()), buffer.get_image_width(), buffer.get_image_height(),
-                           self._camera.get_pixel_format_as_string())
+                           self._format)
             return True, image
         finally:
             self._stream.push_buffer(buffer)
@@ -174,7 +175,7 @@ class GenICamCapture:
     def describe(self) -> str:
         s = self.settings
         return (f"{self._camera.get_vendor_name()} {self._camera.get_model_name()} ({self._camera.get_device_id()}), "
-                f"{self._camera.get_pixel_format_as_string()}, trigger {s.trigger}")
+                f"{self._format}, trigger {s.trigger}")
 
 
 def genicam_opener(settings: GenICamSettings) -> Opener:
