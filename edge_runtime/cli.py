@@ -21,6 +21,9 @@ COMMANDS = {
     "run": "edge_runtime.commands.run",
     "bench": "edge_runtime.commands.bench",
     "threshold": "edge_runtime.commands.threshold",
+    "refit": "edge_runtime.commands.refit",
+    "rollback": "edge_runtime.commands.rollback",
+    "versions": "edge_runtime.commands.versions",
 }
 #: old command name → new one (the old name still runs, and says the new one)
 RENAMED = {"calibrate": "threshold"}

@@ -89,6 +89,7 @@ class Manifest:
     openvino_int8: dict[str, dict] = field(default_factory=dict)     # flavour → its OpenVINO gate
     threshold_history: list[dict] = field(default_factory=list)      # thresholds replaced on the line
     good_reference: Optional[dict] = None                            # FP32's out-of-sample good scores
+    lineage: Optional[dict] = None                                   # a line version: its number, parent, who, why
     data_fingerprint: Optional[dict] = None
     versions: dict[str, str] = field(default_factory=dict)
     export: dict = field(default_factory=dict)                       # the export's record (parity, gates, lint)

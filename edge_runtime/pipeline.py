@@ -57,6 +57,7 @@ class Judgement:
     reason: str | None = None  # INVALID_OUTPUT when the model's output was not finite
     detail: str | None = None  # what was not finite
     evidence: str | None = None  # what the NG saver did with the image: "queued" or why not
+    version: int = 1  # the bundle version that judged it (a line refit makes new ones)
 
     @property
     def verdict(self) -> str:
@@ -93,6 +94,17 @@ def non_finite(score: float, heads: dict, amap: np.ndarray, head_maps: dict | No
     return ", ".join(bad) + " not finite" if bad else None
 
 
+@dataclass(frozen=True)
+class ActiveModel:
+    """What judges a frame: the backend, its effective threshold, the heads' map normalisation and the bundle version.
+    Swapped as one object (`Judge.use`), so a frame never meets one version's model with another's threshold."""
+
+    backend: Backend
+    threshold: float  # effective threshold (bundle threshold / sensitivity)
+    map_norms: dict
+    version: int = 1
+
+
 class Judge:
     """One frame's trip through pre-processing, inference and the verdict."""
 
@@ -104,22 +116,46 @@ class Judge:
         overlay_alpha: float = 0.5,
         overlay_ng: bool = False,
         map_norms: dict[str, dict] | None = None,
+        version: int = 1,
     ) -> None:
-        self.backend = backend
         self.size = input_size_of(backend)
-        self.threshold = effective_threshold(float(threshold), sensitivity)
+        self.sensitivity = sensitivity
+        self.active = ActiveModel(backend, effective_threshold(float(threshold), sensitivity), map_norms or {},
+                                  version)
         self.overlay_alpha = overlay_alpha
         self.overlay_ng = overlay_ng  # inline overlay (benchmarks); the NG saver makes its own off the loop
-        self.map_norms = map_norms or {}  # the fused score's per-head normalisation: heads' own maps on one scale
+
+    @property
+    def backend(self) -> Backend:
+        return self.active.backend
+
+    @property
+    def threshold(self) -> float:
+        return self.active.threshold
+
+    @property
+    def map_norms(self) -> dict:
+        return self.active.map_norms  # the fused score's per-head normalisation: heads' own maps on one scale
+
+    def use(self, backend: Backend, threshold: float, map_norms: dict | None, version: int) -> None:
+        """Judge the next frame with another bundle version's model (a refit or a rollback); the frame in hand
+        finishes with the one it started with."""
+        size = input_size_of(backend)
+        if size != self.size:
+            raise ValueError(f"version {version} takes {size[1]}×{size[0]} frames, the running one "
+                             f"{self.size[1]}×{self.size[0]}: a line version keeps the input size")
+        self.active = ActiveModel(backend, effective_threshold(float(threshold), self.sensitivity), map_norms or {},
+                                  version)
 
     def judge(self, frame: Frame) -> Judgement:
         """Raises FrameError for a frame that cannot be judged and InferenceFailed when the backend fails."""
+        model = self.active
         t0 = time.perf_counter()
         image = to_bgr_uint8(frame.image)
         prepared = resize(image, self.size)  # image is already uint8 BGR: prepare() minus the second conversion
         t1 = time.perf_counter()
         try:
-            out = self.backend.run(prepared[None])
+            out = model.backend.run(prepared[None])
         except Exception as e:  # any backend error costs one frame, not the line
             raise InferenceFailed(f"inference failed: {type(e).__name__}: {e}") from e
         t2 = time.perf_counter()
@@ -127,8 +163,8 @@ class Judge:
         head_maps = {k: v[0] for k, v in out.head_maps.items()}
         bad = non_finite(score, heads, amap, head_maps)
         if head_maps and bad is None:
-            amap = display_map(amap, head_maps, self.map_norms)
-        ng = bad is not None or bool(score > self.threshold)  # NaN > t is False: test finiteness first
+            amap = display_map(amap, head_maps, model.map_norms)
+        ng = bad is not None or bool(score > model.threshold)  # NaN > t is False: test finiteness first
         overlay = (
             heatmap_overlay(image, np.nan_to_num(amap), self.overlay_alpha) if ng and self.overlay_ng else None
         )
@@ -142,9 +178,9 @@ class Judge:
         }
         timings["total"] = sum(timings.values())
         return Judgement(
-            frame, score, ng, self.threshold, amap, timings,
+            frame, score, ng, model.threshold, amap, timings,
             image=image if ng else None, overlay=overlay, heads=heads,
-            reason=INVALID_OUTPUT if bad else None, detail=bad,
+            reason=INVALID_OUTPUT if bad else None, detail=bad, version=model.version,
         )
 
 

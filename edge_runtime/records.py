@@ -58,6 +58,7 @@ def frame_record(j: Judgement) -> dict:
         **({"heads": {k: _round(v) for k, v in j.heads.items()}} if j.heads else {}),
         "threshold": round(j.threshold, 6),
         "verdict": j.verdict,
+        "version": j.version,
         **({"reason": j.reason, "detail": j.detail} if j.reason else {}),
         "latency_ms": {k: round(v, 3) for k, v in j.timings_ms.items()},
         **({"evidence": j.evidence} if j.evidence else {}),

@@ -48,7 +48,11 @@ class RunStats:
 
     def add_drop(self, reason: str) -> None:
         self.dropped += 1
-        self.drop_reasons[_reason_key(reason)] += 1
+        self.drop_reasons[reason_key(reason)] += 1
+
+    def dropped_for(self, reason: str) -> int:
+        """Frames dropped for `reason` (grouped as the summary groups them)."""
+        return self.drop_reasons.get(reason_key(reason), 0)
 
     @property
     def judged(self) -> int:
@@ -74,6 +78,6 @@ class RunStats:
         return percentile_ms(self.latencies[stage], q)
 
 
-def _reason_key(reason: str) -> str:
+def reason_key(reason: str) -> str:
     """Group reasons for the summary (file names and error details vary)."""
     return reason.split(":")[0]

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from edge_runtime.backends import select_backend
 from edge_runtime.backends.probe import ProbeConfig
+from edge_runtime.backends.select import BACKENDS
 from edge_runtime.bundle import load_bundle
 from edge_runtime.dashboard import Dashboard, summary_record, summary_table
 from edge_runtime.errors import SlsgError
@@ -41,9 +42,13 @@ from edge_runtime.sources.live import ReconnectPolicy
 from edge_runtime.sources.spec import SourceSpec, blank_frame, open_source
 from edge_runtime.sources.stream import FrameStream
 from edge_runtime.status import StatusTracker
+from edge_runtime.teach.follow import VersionFollower
+from edge_runtime.teach.store import LineStore, line_folder
 from edge_runtime.trigger.frames import TriggerConfig, triggered_stream
 from edge_runtime.trigger.requests import QueueTrigger
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
+from edge_runtime.web.page import LinePage
+from edge_runtime.web.server import WebConfig
 
 
 class OutputError(SlsgError, RuntimeError):
@@ -73,6 +78,7 @@ class RunConfig:
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     max_invalid_in_row: int = 10
     trigger: TriggerConfig | None = None  # one frame per part, asked for by a trigger; None: every frame
+    web: WebConfig | None = None  # the line-side page; None: no page
 
 
 class ConsoleNotes:
@@ -144,6 +150,20 @@ def _line_sinks(cfg: RunConfig, log: EventLog, stats: RunStats, threshold: float
     return sinks
 
 
+def open_store(cfg: RunConfig) -> LineStore | None:
+    """The line's store of reviews and versions: made for a run with the page, used whenever it exists (a version
+    made by a refit keeps running after a restart)."""
+    if cfg.web is None and not line_folder(cfg.bundle).is_dir():
+        return None
+    return LineStore(cfg.bundle)
+
+
+def _reopen(bundle, running, cfg: RunConfig):
+    """The backend the running one is, opened on another version of the bundle."""
+    name = str(getattr(running, "name", "")).split(":")[0]
+    return select_backend(bundle, name if name in BACKENDS and name != "auto" else cfg.backend, cfg.threads)
+
+
 def _start_record(cfg: RunConfig, stream: FrameStream, backend, judge: Judge, bundle_root: Path) -> dict:
     return {
         "event": "start",
@@ -157,6 +177,7 @@ def _start_record(cfg: RunConfig, stream: FrameStream, backend, judge: Judge, bu
         "selection": getattr(backend, "selection", None),  # what auto picked and why (measured p50s), or "asked"
         "sensitivity": cfg.sensitivity,
         "input_size": list(judge.size),
+        "version": judge.active.version,
         "frame_period_s": stream.frame_period_s,
     }
 
@@ -169,7 +190,8 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     log = open_outputs(cfg)
     try:
         saver = _saver(cfg, log)
-        bundle = load_bundle(cfg.bundle)
+        store = open_store(cfg)
+        bundle = store.open_current() if store is not None else load_bundle(cfg.bundle)
         backend = select_backend(bundle, cfg.backend, cfg.threads, ProbeConfig(refresh=cfg.reprobe or
                                                                                ProbeConfig.from_env().refresh))
         stream = open_source(cfg.source)
@@ -182,24 +204,39 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     if cfg.source.csi is not None and not cfg.quiet:
         console.print(f"GStreamer pipeline: {stream.describe}", markup=False)
     threshold = bundle.threshold_for(getattr(backend, "model", "fp32")).value
-    judge = Judge(backend, threshold, cfg.sensitivity, map_norms=bundle.score_norms)
+    version = store.current if store is not None else 1
+    judge = Judge(backend, threshold, cfg.sensitivity, map_norms=bundle.score_norms, version=version)
     backend.run(blank_frame(judge.size)[None])  # warm-up: the first real frame should not pay for it
     stats = RunStats()
     status = StatusTracker()
     notifier = SystemdNotifier()
     inline: list[Sink] = [StatsSink(stats)] + ([saver] if saver else []) + [log, status, notifier,
                                                                            ConsoleNotes(cfg.quiet)]
+    page = None
     try:
         line = _line_sinks(cfg, log, stats, judge.threshold, trigger)
         if hasattr(trigger, "on_frame"):  # a trigger that answers each part itself (the Modbus handshake)
             line.append(trigger)
-    except (ValueError, RuntimeError) as e:
+        if cfg.web is not None:
+            page = LinePage.open(cfg.web, store, judge, stats, log.run_id, cfg.threads, cfg.trigger is not None)
+            inline.append(page.metrics)
+            line.append(page.view)
+    except (ValueError, RuntimeError, OSError) as e:
         if saver:
             saver.close()
         log.close({"event": "error", "time": iso(time.time()), "error": str(e)})
         raise
     fan = Fanout(inline + line, report=log.write)
+    follower = None
+    if store is not None:
+        follower = VersionFollower(store, judge, lambda b: _reopen(b, backend, cfg), log.write,
+                                   announce=page.view.note if page is not None else None).start()
     log.write(_start_record(cfg, stream, backend, judge, bundle.root))
+    if page is not None:
+        page.start()
+        log.write({"event": "page", "time": iso(time.time()), "url": page.url})
+        if not cfg.quiet:
+            console.print(f"line-side page: {page.url}")
     status.start()
     notifier.ready(f"judging {stream.describe}")
     # parts come when the line sends them: a quiet line is not a stalled camera (a part without a frame is answered)
@@ -217,6 +254,10 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     finally:
         status.stop(f"alarm: {result.alarm}" if result.alarm else
                     "the source gave up" if result.gave_up else "the run ended")
+        if follower is not None:
+            follower.stop()
+        if page is not None:
+            page.stop()
         fan.close(skip=(log,))
         end = summary_record(stats, result)
         end["run_id"] = log.run_id

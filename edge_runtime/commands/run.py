@@ -15,6 +15,7 @@ EXIT_LOST, EXIT_SETUP, EXIT_ALARM = 1, 2, 3
 #: `--help` groups the options by what they are about
 SOURCE, CAMERA, MODEL, DECISION = "Source", "Camera settings", "Model and backend", "Decision"
 OUTPUTS, EVIDENCE, HEALTH = "Line outputs", "Event log and NG images", "Health and display"
+PAGE = "Line-side page"
 
 
 def command(
@@ -215,6 +216,17 @@ def command(
     realtime: bool = typer.Option(
         False, "--realtime", help="--video: pace at the file's fps (late frames drop).", rich_help_panel=SOURCE
     ),
+    web: Optional[str] = typer.Option(
+        None, "--web", help="Serve the line-side page at HOST:PORT (a bare PORT listens on 127.0.0.1 only).",
+        rich_help_panel=PAGE,
+    ),
+    web_users: Optional[Path] = typer.Option(
+        None, "--web-users", help="JSON file of users (name, role viewer|operator, token): needed beyond loopback "
+        "and for reviewing and refitting.", rich_help_panel=PAGE,
+    ),
+    web_cert: Optional[Path] = typer.Option(None, "--web-cert", help="TLS certificate (PEM): HTTPS.",
+                                            rich_help_panel=PAGE),
+    web_key: Optional[Path] = typer.Option(None, "--web-key", help="TLS private key (PEM).", rich_help_panel=PAGE),
 ) -> None:
     """Judge every frame OK, NG or NO-DECISION; log each one (or why it was dropped); tell the line."""
     from rich.console import Console
@@ -230,6 +242,7 @@ def command(
     from edge_runtime.sources.spec import SourceSpec
     from edge_runtime.trigger.frames import TriggerConfig
     from edge_runtime.watchdog import WatchdogConfig
+    from edge_runtime.web.server import WebConfig
 
     err = Console(stderr=True, soft_wrap=True)
 
@@ -316,6 +329,7 @@ def command(
             modbus=modbus_config,
             opcua=opcua_config,
             trigger=TriggerConfig(trigger, deadline_ms) if trigger else None,
+            web=WebConfig.parse(web, users=web_users, cert=web_cert, key=web_key) if web else None,
         )
         result, _ = execute(cfg, Console(stderr=quiet))
     except InvalidOutputAlarm as e:

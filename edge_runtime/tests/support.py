@@ -133,8 +133,7 @@ _EDGE_CLI = r"""
 import json, sys
 from edge_runtime.cli import app
 try:
-    app(sys.argv[1:], standalone_mode=False)
-    code = 0
+    code = app(sys.argv[1:], standalone_mode=False) or 0  # click returns a typer.Exit's status here
 except SystemExit as e:
     code = e.code
 print(json.dumps({"torch": "torch" in sys.modules, "code": code}))

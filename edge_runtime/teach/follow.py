@@ -1,0 +1,75 @@
+"""The running line follows its store's current version: a refit or a rollback (from the page or the CLI, in this
+process or another) changes `current.json`; the follower opens that version's model beside the running one, warms
+it up, and hands it to the judge in one step. A version that cannot be opened is refused and the line keeps judging
+with the one it has; the event log says either way."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional
+
+from edge_runtime.backends.base import Backend
+from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.pipeline import Judge
+from edge_runtime.records import iso
+from edge_runtime.sources.spec import blank_frame
+from edge_runtime.teach.store import LineStore
+
+
+def switch_judge(judge: Judge, bundle: Bundle, backend: Backend, version: int) -> None:
+    """Warm `backend` up (its first run pays for allocation), then let `judge` use it with `bundle`'s threshold."""
+    backend.run(blank_frame(judge.size)[None])
+    judge.use(backend, bundle.threshold_for(getattr(backend, "model", "fp32")).value, bundle.score_norms, version)
+
+
+class VersionFollower:
+    """Polls the store's current version (a file read every `poll_s`) in a daemon thread."""
+
+    def __init__(self, store: LineStore, judge: Judge, open_backend: Callable[[Bundle], Backend],
+                 report: Callable[[dict], None], poll_s: float = 0.5,
+                 announce: Optional[Callable[[str, str], None]] = None) -> None:
+        self.store, self.judge, self.open_backend, self.report = store, judge, open_backend, report
+        self.poll_s, self.announce = poll_s, announce
+        self.refused: Optional[int] = None  # a version that failed to open: not retried until current changes
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="version-follower", daemon=True)
+
+    def start(self) -> VersionFollower:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def check(self) -> None:
+        """Switch now if the current version is not the one judging (also what the thread does each poll)."""
+        try:
+            wanted = self.store.current
+        except (OSError, ValueError) as e:
+            self._say("version_refused", f"cannot read the line's current version: {e}", None)
+            return
+        running = self.judge.active.version
+        if wanted == running or wanted == self.refused:
+            return
+        try:
+            bundle = load_bundle(self.store.version_path(wanted))
+            switch_judge(self.judge, bundle, self.open_backend(bundle), wanted)
+        except Exception as e:  # any failure keeps the running version: the line never stops for a refit
+            self.refused = wanted
+            self._say("version_refused", f"version {wanted} not used, still judging with version {running}: "
+                      f"{type(e).__name__}: {e}", wanted)
+            return
+        self.refused = None
+        self._say("version", f"now judging with version {wanted} (was {running}), threshold "
+                  f"{self.judge.threshold:.5g}", wanted)
+
+    def _say(self, event: str, detail: str, version: Optional[int]) -> None:
+        self.report({"event": event, "time": iso(time.time()), "version": version, "detail": detail})
+        if self.announce is not None:
+            self.announce(event, detail)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.check()
