@@ -3,7 +3,8 @@
 A bundle meets the test images of its dataset changed the way a line changes — darker light, or a new supplier's
 colour. The operator reviews the rejects: the first N drifted good parts that were rejected are confirmed good, the
 first few rejected defects confirmed defective, and `edge_runtime.teach.refit` makes a new version through its gate
-(torch-free, the bundle's ONNX Runtime model). Both versions then judge the parts nobody reviewed: false rejects on
+(torch-free, the bundle's ONNX Runtime model), once with thresholds only and once with the heads' statistics too.
+Both versions then judge the parts nobody reviewed: false rejects on
 the held-out drifted good parts, defects caught among the held-out drifted defects, with 95 % intervals. Refit wall
 time is the refit itself (scoring the confirmed frames, the gate, writing the version).
 
@@ -85,11 +86,11 @@ def rate(k: int, n: int) -> dict:
 
 
 def one_round(bundle: Path, parts: Parts, good_scores: np.ndarray, defect_scores: np.ndarray, threshold: float,
-              n_confirm: int, n_defects: int, threads: int, work: Path) -> dict:
+              n_confirm: int, n_defects: int, threads: int, work: Path, heads: bool = True) -> dict:
     """Confirm the first `n_confirm` rejected goods and `n_defects` rejected defects, refit, judge the rest."""
     rejected_goods = [i for i, s in enumerate(good_scores) if s > threshold][:n_confirm]  # in the order they came
     rejected_defects = [i for i, s in enumerate(defect_scores) if s > threshold][:n_defects]
-    copy = work / f"n{n_confirm}" / "model.slsg"
+    copy = work / f"n{n_confirm}-{heads}" / "model.slsg"
     shutil.copytree(bundle, copy)
     store = LineStore(copy)
     for i in rejected_goods:
@@ -97,11 +98,12 @@ def one_round(bundle: Path, parts: Parts, good_scores: np.ndarray, defect_scores
     for i in rejected_defects:
         store.review(f"defect{i}", parts.defects[i], {"score": float(defect_scores[i])}, DEFECT, "benchmark")
     t0 = time.perf_counter()
-    report = refit(store, "benchmark", threads)
+    report = refit(store, "benchmark", threads, heads=heads)
     wall = time.perf_counter() - t0
     held_goods = np.setdiff1d(np.arange(len(parts.goods)), rejected_goods)
     held_defects = np.setdiff1d(np.arange(len(parts.defects)), rejected_defects)
-    result = {"confirmed_goods": len(rejected_goods), "confirmed_defects": len(rejected_defects),
+    result = {"refit": "heads and thresholds" if heads else "thresholds only",
+              "confirmed_goods": len(rejected_goods), "confirmed_defects": len(rejected_defects),
               "accepted": report.accepted, "reasons": report.reasons, "refit_s": wall,
               "before": {"false_rejects": rate(int((good_scores[held_goods] > threshold).sum()), len(held_goods)),
                          "caught": rate(int((defect_scores[held_defects] > threshold).sum()), len(held_defects))}}
@@ -120,12 +122,12 @@ def _pct(r: dict) -> str:
 
 def report_table(results: list[dict], title: str) -> Table:
     table = Table(title=title)
-    for col in ("confirmed good / defect", "refit", "false rejects before", "after", "defects caught before", "after",
-                "refit s"):
+    for col in ("refit", "confirmed good / defect", "result", "false rejects before", "after",
+                "defects caught before", "after", "refit s"):
         table.add_column(col)
     for r in results:
         after = r.get("after")
-        table.add_row(f"{r['confirmed_goods']} / {r['confirmed_defects']}",
+        table.add_row(r["refit"], f"{r['confirmed_goods']} / {r['confirmed_defects']}",
                       "accepted" if r["accepted"] else "refused: " + "; ".join(r["reasons"]),
                       _pct(r["before"]["false_rejects"]), _pct(after["false_rejects"]) if after else "–",
                       _pct(r["before"]["caught"]), _pct(after["caught"]) if after else "–", f"{r['refit_s']:.2f}")
@@ -149,10 +151,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     defect_scores, _ = scores(args.bundle, parts.defects, args.threads)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (int(x) for x in args.confirm.split(",")):
-            results.append(one_round(args.bundle, parts, good_scores, defect_scores, threshold, n, args.defects,
-                                     args.threads, Path(tmp)))
-            console.print(f"confirmed {n}: {'accepted' if results[-1]['accepted'] else 'refused'}")
+        for heads in (False, True):
+            for n in (int(x) for x in args.confirm.split(",")):
+                results.append(one_round(args.bundle, parts, good_scores, defect_scores, threshold, n, args.defects,
+                                         args.threads, Path(tmp), heads))
+                console.print(f"{results[-1]['refit']}, {n} confirmed: "
+                              f"{'accepted' if results[-1]['accepted'] else 'refused'}")
     console.print(report_table(results, f"Teach loop on {args.data.name}, drift {args.drift}: parts nobody reviewed"))
     if args.json:
         args.json.write_text(json.dumps({"bundle": str(args.bundle), "data": str(args.data), "drift": args.drift,

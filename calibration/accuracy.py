@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_runtime.backends.base import HEAD_PREFIX, SCORE_OUTPUT, Outputs, outputs_from_named
+from edge_runtime.backends.onnxruntime_backend import cpu_session
 from edge_runtime.scoring import is_anomalous, threshold_from_good_scores
 from edge_runtime.statistics import auroc, paired_auroc_difference, pearson, spearman
 
@@ -101,18 +102,9 @@ class AccuracyReport:
                 f"{self.auroc_drop_high:+.4f})")
 
 
-def session(model: Path | bytes, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session on a model file or a serialised model (a probe graph with extra outputs)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
-                                providers=["CPUExecutionProvider"])
-
-
 def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size: int = 8) -> Outputs:
     """Every output of the model on `images`, as the runtime's `Outputs` (map, `score`, each `score_<head>`)."""
-    sess = model if isinstance(model, ort.InferenceSession) else session(model)
+    sess = model if isinstance(model, ort.InferenceSession) else cpu_session(model)
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
     if isinstance(fixed, int) and fixed > 0:  # a static-batch export takes exactly that many frames
@@ -195,7 +187,7 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
 
 def latency_ms(model: Path, image: np.ndarray, runs: int = 10, threads: int = 0) -> float:
     """Median wall time of one batch-1 inference after two warm-up runs (CPU, ONNX Runtime)."""
-    sess = session(model, threads)
+    sess = cpu_session(model, threads)
     name = sess.get_inputs()[0].name
     batch = image[None] if image.ndim == 3 else image[:1]
     for _ in range(2):

@@ -21,6 +21,18 @@ from edge_runtime.backends.base import (
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def cpu_session(model: Path | bytes, threads: int = 0):
+    """A plain CPU session (`onnxruntime.InferenceSession`) on a model file or a serialised model (a probe graph
+    with extra outputs), quiet."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                providers=["CPUExecutionProvider"])
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 

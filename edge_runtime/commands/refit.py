@@ -34,8 +34,10 @@ def command(
         table.add_column(col, justify="left" if col in ("model", "backend") else "right")
     for m in report.models:
         table.add_row(m.model, m.backend, f"{m.old:.5g}", f"{m.new:.5g}", str(m.goods_flagged_before),
-                      str(m.goods_flagged_after), f"{m.defects_caught_after}/{len(m.defect_scores)}")
+                      str(m.goods_flagged_after), f"{m.defects_caught_after}/{len(m.defect_after)}")
     console.print(table)
+    for note in report.notes:
+        Console(stderr=True).print(f"[yellow]note:[/] {note}", highlight=False)
     if not report.accepted:
         for reason in report.reasons:
             Console(stderr=True).print(f"[red]refused:[/] {reason}", highlight=False)

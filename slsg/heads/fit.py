@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from edge_runtime.heads.memory import image_scores
 from slsg.heads.folds import CROSS_FIT_FOLDS, CROSS_FIT_SEED, fold_indices
 from slsg.heads.global_context import (
     FitReport,
@@ -22,7 +23,7 @@ from slsg.heads.global_context import (
     cross_fitted_distances,
     gaussian_from_descriptors,
 )
-from slsg.heads.local_patch import LocalHeadConfig, LocalPatchHead, choose_memory, image_scores, patch_rows
+from slsg.heads.local_patch import LocalHeadConfig, LocalPatchHead, choose_memory, patch_rows
 from slsg.model import SLSGNet
 from slsg.model.preprocess import InputAdapter, normalization_for
 

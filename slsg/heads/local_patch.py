@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_runtime.heads.memory import greedy_coreset, memory_columns
 from slsg.heads.files import read_head_files, save_head_files
 from slsg.model.backbones import Features, backbone_spec
 
@@ -128,74 +129,9 @@ class LocalPatchHead(nn.Module):
         self.memory = torch.from_numpy(memory_columns(memory))
 
 
-def memory_columns(memory: np.ndarray) -> np.ndarray:
-    """The (D+1)×M matrix the search multiplies patches (with a 1 appended) by: [−2·m; ‖m‖²] per memory patch
-    (what the exported graph stores as `deploy.local_head.memory`)."""
-    m = np.asarray(memory, dtype=np.float64)
-    return np.ascontiguousarray(np.concatenate([-2.0 * m, (m * m).sum(axis=1, keepdims=True)], axis=1).T,
-                                dtype=np.float32)
-
-
 def patch_rows(patches: torch.Tensor) -> np.ndarray:
     """N×D×h×w patch features → (N·h·w)×D float32 rows, image by image."""
     return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).float().cpu().numpy()
-
-
-@dataclass
-class Coreset:
-    """The rows picked, in order, and after each pick the coverage radius: the largest distance of any row to its
-    nearest pick (in the projection the picks were made in). The radius curve is what the memory size is read
-    from: it falls fast while the picks cover new kinds of patch and flattens once they only split fine ones."""
-
-    indices: np.ndarray
-    radius: np.ndarray
-
-
-def greedy_coreset(x: np.ndarray, size: int, projection: int = 128, seed: int = 0) -> Coreset:
-    """`size` rows of `x` chosen farthest-point first (Gonzalez' greedy k-center, as PatchCore).
-
-    Each pick is the row farthest from every row picked so far, so the memory covers the rare patches a random
-    sample would miss; the coverage radius is at most twice the optimum for that size. The distances are taken in
-    a seeded Gaussian random projection to `projection` dims when the rows are wider (Johnson–Lindenstrauss:
-    pairwise distances are kept to a few percent), which makes each pick one pass over the rows."""
-    x = np.asarray(x, dtype=np.float32)
-    n = x.shape[0]
-    size = min(int(size), n)
-    rng = np.random.default_rng(seed)
-    z = torch.from_numpy(x)
-    if 0 < projection < x.shape[1]:
-        proj = (rng.standard_normal((x.shape[1], projection)) / np.sqrt(projection)).astype(np.float32)
-        z = z @ torch.from_numpy(proj)
-    z = z.contiguous()
-    zz = (z * z).sum(dim=1)
-    nearest = torch.full((n,), float("inf"))
-    buf = torch.empty(n)
-    picks = np.empty(size, dtype=np.int64)
-    radius = np.empty(size, dtype=np.float64)
-    i = int(rng.integers(n))
-    for k in range(size):
-        picks[k] = i
-        torch.mv(z, z[i], out=buf)  # ‖z − zᵢ‖² = ‖z‖² − 2 z·zᵢ + ‖zᵢ‖²: one pass, no N×D temporary
-        buf.mul_(-2.0).add_(zz).add_(zz[i])
-        torch.minimum(nearest, buf, out=nearest)
-        nearest[i] = -1.0  # a picked row is never picked again, even where rounding leaves it a little above 0
-        i = int(torch.argmax(nearest))
-        radius[k] = float(nearest[i].clamp_min(0.0).sqrt())
-    return Coreset(picks, radius)
-
-
-def nearest_distances(memory: np.ndarray, rows: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Each row's Euclidean distance to its nearest memory row (the head's `distances` outside the graph)."""
-    m = torch.from_numpy(np.asarray(memory, np.float32))
-    msq = (m.double() ** 2).sum(dim=1)
-    out = []
-    for i in range(0, len(rows), chunk):
-        q = torch.from_numpy(np.asarray(rows[i:i + chunk], np.float32))
-        # the products in float32 (the graph's arithmetic, and 2× faster over every training patch), the sums in
-        # float64: the result is off by ~√(ε·‖q‖²) ≈ 1e-3, nothing beside distances of whole units
-        sq = (q.double() ** 2).sum(dim=1, keepdim=True) - 2.0 * (q @ m.t()).double() + msq
-        out.append(sq.amin(dim=1).clamp_min(0.0).sqrt())
-    return torch.cat(out).numpy() if out else np.zeros(0)
 
 
 @dataclass
@@ -222,12 +158,6 @@ def choose_memory(rows: np.ndarray, cfg: LocalHeadConfig, seed: int | None = Non
         pool = rows[np.sort(np.random.default_rng(seed).choice(len(rows), cfg.max_pool, replace=False))]
     core = greedy_coreset(pool, cfg.memory, cfg.projection, seed)
     return MemoryFit(pool[core.indices], len(pool), core.radius)
-
-
-def image_scores(memory: np.ndarray, rows: np.ndarray, per_image: int) -> np.ndarray:
-    """Each image's score (the maximum patch distance) from its rows, `per_image` rows an image."""
-    d = nearest_distances(memory, rows)
-    return d.reshape(-1, per_image).max(axis=1)
 
 
 def save_local_head(head: LocalPatchHead, run: Path, report: dict) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from edge_runtime.heads.memory import greedy_coreset, nearest_distances
 from slsg.heads.fit import fit_heads
-from slsg.heads.local_patch import LocalHeadConfig, LocalPatchHead, greedy_coreset, nearest_distances
+from slsg.heads.local_patch import LocalHeadConfig, LocalPatchHead
 from slsg.model import ModelConfig, build_model
 from slsg.training import TrainConfig, train
 

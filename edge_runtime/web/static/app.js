@@ -146,7 +146,9 @@ async function refit() {
   $("refit-result").textContent = "refitting…";
   try {
     const r = await api("/api/refit", {});
-    const lines = [r.summary, ...(r.models || []).map((m) => `${m.model} (${m.backend}): threshold ${fmt(m.old)} → ${fmt(m.new)}; confirmed good flagged ${m.goods_flagged_before} → ${m.goods_flagged_after}; confirmed defects caught ${m.defects_caught_after}/${m.defect_scores.length}`)];
+    const lines = [r.summary, ...(r.models || []).map((m) => `${m.model} (${m.backend}): threshold ${fmt(m.old)} → ${fmt(m.new)}; confirmed good flagged ${m.goods_flagged_before} → ${m.goods_flagged_after}; confirmed defects caught ${m.defects_caught_after}/${m.defect_after.length}`),
+      ...(r.heads || []).map((h) => `${h.file}: head statistics updated from ${h.frames} frames (${h.library})` + (h.local ? `, ${h.local.new_kept} of ${h.local.new_patches} new patches kept in the memory` : "")),
+      ...(r.notes || [])];
     $("refit-result").textContent = lines.join("\n");
   } catch (e) { $("refit-result").textContent = e.message; }
   $("refit").disabled = !me.may_operate;
