@@ -5,7 +5,7 @@ the second a client follows the page as a browser does (server-sent events, and 
 update). Reported per case: the frame loop's p50 and p95 time per frame (all stages) and frames judged per second,
 and the ratios with the page to without. The target is within 5 %.
 
-    python -m benchmarks.page_overhead BUNDLE [--frames 300] [--rounds 3] [--threads 1]
+    python -m benchmarks.page_overhead BUNDLE [--frames 300] [--rounds 3] [--threads 1] [--fps 20]
     python -m benchmarks.page_overhead --tiny     # a brightness model: the loop's own costs dominate there
 """
 
@@ -62,10 +62,11 @@ class Client(threading.Thread):
                 time.sleep(0.05)  # the page is not up yet, or the run ended
 
 
-def one_run(bundle: Path, video: Path, frames: int, threads: Optional[int], page: bool, work: Path) -> dict:
+def one_run(bundle: Path, video: Path, frames: int, threads: Optional[int], page: bool, work: Path,
+            paced: bool = False) -> dict:
     port = free_port()
-    cfg = RunConfig(bundle=bundle, source=SourceSpec(video=video), log=work / f"events-{page}.jsonl", backend="onnx",
-                    threads=threads, max_frames=frames, quiet=True,
+    cfg = RunConfig(bundle=bundle, source=SourceSpec(video=video, realtime=paced), log=work / f"events-{page}.jsonl",
+                    backend="onnx", threads=threads, max_frames=frames, quiet=True,
                     web=WebConfig("127.0.0.1", port) if page else None)
     client = Client(port) if page else None
     if client:
@@ -81,17 +82,19 @@ def one_run(bundle: Path, video: Path, frames: int, threads: Optional[int], page
             "pictures": client.pictures if client else 0}
 
 
-def measure(bundle: Path, frames: int, rounds: int, threads: Optional[int]) -> dict:
+def measure(bundle: Path, frames: int, rounds: int, threads: Optional[int], fps: float = 0.0) -> dict:
+    """`fps` 0: the video read flat out (the loop's throughput, the worst case for the page); else paced at that
+    rate as a camera delivers it (the latency a line sees)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         copy = work / "model.slsg"  # the page keeps its store beside the bundle: not beside the user's
         shutil.copytree(bundle, copy)
-        video = scene_video(work / "line.avi", frames)
+        video = scene_video(work / "line.avi", frames, fps=fps or 30.0)
         one_run(copy, video, min(frames, 30), threads, False, work)  # warm caches (file system, ONNX Runtime)
         runs: dict[str, list[dict]] = {"without page": [], "with page and a client": []}
         for _ in range(rounds):
-            runs["without page"].append(one_run(copy, video, frames, threads, False, work))
-            runs["with page and a client"].append(one_run(copy, video, frames, threads, True, work))
+            runs["without page"].append(one_run(copy, video, frames, threads, False, work, fps > 0))
+            runs["with page and a client"].append(one_run(copy, video, frames, threads, True, work, fps > 0))
     summary = {}
     for case, rs in runs.items():
         summary[case] = {k: percentile([r[k] for r in rs], 50) for k in ("p50_ms", "p95_ms", "fps")}
@@ -115,16 +118,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--fps", type=float, default=0.0, help="pace the video like a camera (0: read it flat out)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if (args.bundle is None) == (not args.tiny):
         ap.error("give a BUNDLE or --tiny")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = tiny_bundle(Path(tmp)) if args.tiny else args.bundle
-        result = measure(bundle, args.frames, args.rounds, args.threads)
+        result = measure(bundle, args.frames, args.rounds, args.threads, args.fps)
     s = result["summary"]
-    table = Table(title=f"The frame loop with and without the page ({args.frames} frames × {args.rounds} rounds, "
-                        "medians of the rounds)")
+    pace = f"paced at {args.fps:g} fps" if args.fps else "read flat out"
+    table = Table(title=f"The frame loop with and without the page ({args.frames} frames {pace} × {args.rounds} "
+                        "rounds, medians of the rounds)")
     for col in ("case", "p50 ms/frame", "p95 ms/frame", "frames/s", "page updates", "pictures sent"):
         table.add_column(col)
     for case in ("without page", "with page and a client"):

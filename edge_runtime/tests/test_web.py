@@ -27,7 +27,7 @@ from edge_runtime.tests.conftest import make_bundle, write_video
 from edge_runtime.web.access import Access, AccessError, read_users
 from edge_runtime.web.page import LinePage
 from edge_runtime.web.server import WebConfig
-from edge_runtime.web.view import ViewConfig
+from edge_runtime.web.view import ViewConfig, flagged_by
 
 OPERATOR_TOKEN, VIEWER_TOKEN = "operator-token-123456", "viewer-token-1234567"
 # brightness / 255 is the test model's score, threshold 0.5: 100 OK, 140 a false reject, 230 a real defect
@@ -233,3 +233,10 @@ def test_the_page_never_holds_up_the_frame_loop(tmp_path):
         stalled.set()
     finally:
         line.close()
+
+
+def test_the_head_that_flagged_a_reject_is_the_one_with_the_largest_normalised_score():
+    norms = {"slsg": {"location": 0.01, "scale": 0.05}, "global": {"location": 30.0, "scale": 8.0}}
+    assert flagged_by({"slsg": 0.2, "global": 45.0}, norms) == "slsg"      # z 3.8 against 1.9: raw sizes mislead
+    assert flagged_by({"slsg": 0.05, "global": 70.0}, norms) == "global"
+    assert flagged_by({"local": 3.0}, norms) is None and flagged_by({}, norms) is None

@@ -86,9 +86,10 @@ class LineView:
     wants_images = True
 
     def __init__(self, stats: RunStats, rejects_dir: Path, run_id: str, cfg: Optional[ViewConfig] = None,
-                 version: Callable[[], int] = lambda: 1, threshold: Callable[[], float] = lambda: float("nan")) -> None:
+                 version: Callable[[], int] = lambda: 1, threshold: Callable[[], float] = lambda: float("nan"),
+                 norms: Callable[[], dict] = dict) -> None:
         self.stats, self.cfg, self.run_id = stats, cfg or ViewConfig(), run_id
-        self.version, self.threshold = version, threshold
+        self.version, self.threshold, self.norms = version, threshold, norms
         self.rejects_dir = Path(rejects_dir)
         self.rejects_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
@@ -158,7 +159,8 @@ class LineView:
     def _add_reject(self, record: dict, image: Optional[np.ndarray], amap: Optional[np.ndarray] = None) -> None:
         key = f"{self.run_id}_{record['id']}"
         if image is not None:
-            cv2.imwrite(str(self.rejects_dir / f"{key}.png"), image)
+            # lossless (it may teach the model) but fast: level 1 costs a third of the default's time
+            cv2.imwrite(str(self.rejects_dir / f"{key}.png"), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
             (self.rejects_dir / f"{key}.jpg").write_bytes(_jpeg(image, 320, self.cfg.jpeg_quality, amap))
         with self._lock:
             self._rejects.append(Reject(key, record, image is not None))
@@ -214,7 +216,8 @@ class LineView:
         with self._lock:
             cards = [r.card() for r in reversed(self._rejects)]
         if head:
-            cards = [c for c in cards if c["heads"] and max(c["heads"], key=lambda k: c["heads"][k] or 0) == head]
+            norms = self.norms()
+            cards = [c for c in cards if flagged_by(c["heads"], norms) == head]
         return cards[:limit]
 
     def reject(self, key: str) -> Optional[Reject]:
@@ -240,6 +243,14 @@ def histogram(scores: list[float], threshold: float, bins: int = 30) -> dict[str
         hi = lo + 1e-6
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi * 1.05 if hi > 0 else hi + 1e-6))
     return {"edges": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def flagged_by(heads: dict, norms: dict) -> Optional[str]:
+    """The head whose own normalised score, (score − good median) / scale as in the fused score, is the largest: the
+    head that flagged the part. None without per-head scores or their normalisation."""
+    z = {h: (s - norms[h]["location"]) / norms[h]["scale"] for h, s in (heads or {}).items()
+         if s is not None and h in norms and norms[h].get("scale")}
+    return max(z, key=z.get) if z else None
 
 
 def verdict_counts(stats: RunStats) -> dict[str, int]:
