@@ -227,6 +227,10 @@ def command(
     web_cert: Optional[Path] = typer.Option(None, "--web-cert", help="TLS certificate (PEM): HTTPS.",
                                             rich_help_panel=PAGE),
     web_key: Optional[Path] = typer.Option(None, "--web-key", help="TLS private key (PEM).", rich_help_panel=PAGE),
+    web_shifts: Optional[str] = typer.Option(
+        None, "--web-shifts", help="Local times shifts start, e.g. 06:00,14:00,22:00: the page counts per shift.",
+        rich_help_panel=PAGE,
+    ),
 ) -> None:
     """Judge every frame OK, NG or NO-DECISION; log each one (or why it was dropped); tell the line."""
     from rich.console import Console
@@ -329,7 +333,8 @@ def command(
             modbus=modbus_config,
             opcua=opcua_config,
             trigger=TriggerConfig(trigger, deadline_ms) if trigger else None,
-            web=WebConfig.parse(web, users=web_users, cert=web_cert, key=web_key) if web else None,
+            web=WebConfig.parse(web, users=web_users, cert=web_cert, key=web_key,
+                                shifts=tuple(web_shifts.split(",")) if web_shifts else ()) if web else None,
         )
         result, _ = execute(cfg, Console(stderr=quiet))
     except InvalidOutputAlarm as e:

@@ -27,7 +27,7 @@ from edge_runtime.tests.conftest import make_bundle, write_video
 from edge_runtime.web.access import Access, AccessError, read_users
 from edge_runtime.web.page import LinePage
 from edge_runtime.web.server import WebConfig
-from edge_runtime.web.view import ViewConfig, flagged_by
+from edge_runtime.web.view import ViewConfig, flagged_by, shift_start
 
 OPERATOR_TOKEN, VIEWER_TOKEN = "operator-token-123456", "viewer-token-1234567"
 # brightness / 255 is the test model's score, threshold 0.5: 100 OK, 140 a false reject, 230 a real defect
@@ -53,7 +53,7 @@ class Line:
         cfg = WebConfig("127.0.0.1", 0, users=_users(tmp_path), **web)
         # every reject's picture kept unless asked (the line keeps two a second; this video runs as fast as it can)
         self.page = LinePage.open(cfg, self.store, self.judge, self.stats, "run1",
-                                  view_cfg=ViewConfig(reject_pictures_per_s=pictures_per_s))
+                                  view_cfg=ViewConfig(reject_pictures_per_s=pictures_per_s, shifts=cfg.shifts))
         self.page.server.access.open_viewing = open_viewing
         self.page.start()
         self.follower = VersionFollower(self.store, self.judge, lambda b: select_backend(b, "onnx"), lambda r: None)
@@ -240,3 +240,30 @@ def test_the_head_that_flagged_a_reject_is_the_one_with_the_largest_normalised_s
     assert flagged_by({"slsg": 0.2, "global": 45.0}, norms) == "slsg"      # z 3.8 against 1.9: raw sizes mislead
     assert flagged_by({"slsg": 0.05, "global": 70.0}, norms) == "global"
     assert flagged_by({"local": 3.0}, norms) is None and flagged_by({}, norms) is None
+
+
+def test_a_shift_starts_at_the_latest_start_time_before_now_and_its_counts_start_there(tmp_path):
+    from datetime import datetime
+
+    at = datetime(2026, 3, 4, 7, 30).timestamp()
+    assert shift_start(("06:00", "14:00", "22:00"), at) == datetime(2026, 3, 4, 6, 0).timestamp()
+    assert shift_start(("22:00",), at) == datetime(2026, 3, 3, 22, 0).timestamp()  # the night shift began yesterday
+    assert shift_start((), at) is None
+    with pytest.raises(ValueError, match="HH:MM"):
+        WebConfig(shifts=("25:00",))
+    line = Line(tmp_path, shifts=("06:00", "14:00"))
+    now = [datetime(2026, 3, 4, 13, 50).timestamp()]
+    line.page.view.clock = lambda: now[0]
+    try:
+        line.run()  # the run started mid-shift: what it counted so far is that shift's
+        first = json.loads(line.get("/api/state").read())["shift"]
+        assert first["since"] == datetime(2026, 3, 4, 6, 0).timestamp()
+        assert first["counts"] == {"OK": 4, "NG": 8, "NO-DECISION": 0}
+        now[0] = datetime(2026, 3, 4, 14, 1).timestamp()
+        line.run()
+        shift = json.loads(line.get("/api/state").read())
+        assert shift["shift"]["since"] == datetime(2026, 3, 4, 14, 0).timestamp()
+        assert shift["shift"]["counts"]["OK"] + shift["shift"]["counts"]["NG"] <= 12  # only the second run's frames
+        assert shift["counts"]["OK"] == 8  # the run's own counts go on
+    finally:
+        line.close()

@@ -28,6 +28,7 @@ class LinePage:
         access = Access.for_page(cfg.host, cfg.users)
         version = lambda: judge.active.version  # noqa: E731 — read at each request: a refit changes it
         threshold = lambda: judge.threshold  # noqa: E731
+        view_cfg = view_cfg or ViewConfig(shifts=tuple(cfg.shifts))
         view = LineView(stats, store.folder / "rejects", run_id, view_cfg, version=version, threshold=threshold,
                         norms=lambda: judge.map_norms)
         metrics = LineMetrics(threshold, version, triggered)

@@ -42,6 +42,12 @@ class WebConfig:
     users: Optional[Path] = None  # the users file (names, roles, tokens): `web.access`
     cert: Optional[Path] = None   # TLS certificate and key (PEM): HTTPS when given
     key: Optional[Path] = None
+    shifts: tuple = ()            # local "HH:MM" times a shift starts: the page counts per shift
+
+    def __post_init__(self) -> None:
+        for start in self.shifts:
+            if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", str(start)):
+                raise ValueError(f"shift start {start!r} is not a time of day: give HH:MM, e.g. 06:00,14:00,22:00")
 
     @classmethod
     def parse(cls, address: str, **kw) -> WebConfig:
@@ -92,7 +98,13 @@ class PageServer(ThreadingHTTPServer):
         self.server_close()
 
 
+#: who may ask for what: the role each route needs (None: anyone — the page's files and the login)
+PUBLIC = None
+
+
 class Handler(BaseHTTPRequestHandler):
+    """Each route names the role it needs; the request is checked once, before its handler runs."""
+
     server: PageServer
     protocol_version = "HTTP/1.1"
 
@@ -107,14 +119,6 @@ class Handler(BaseHTTPRequestHandler):
             return self.server.access.who(auth[7:].strip())
         cookie = SimpleCookie(self.headers.get("Cookie", ""))
         return self.server.access.who(cookie[COOKIE].value if COOKIE in cookie else None)
-
-    def _allowed(self, role: str) -> Optional[User]:
-        user = self._user()
-        if not self.server.access.may(user, role):
-            status = HTTPStatus.UNAUTHORIZED if user is None else HTTPStatus.FORBIDDEN
-            self._json({"error": self.server.access.refusal(user, role)}, status)
-            raise _Answered
-        return user
 
     def _send(self, body: bytes, ctype: str, status: int = HTTPStatus.OK, headers: Optional[dict] = None) -> None:
         self.send_response(status)
@@ -131,55 +135,58 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, data, status: int = HTTPStatus.OK, headers: Optional[dict] = None) -> None:
         self._send(json.dumps(data, default=str, allow_nan=False).encode(), "application/json", status, headers)
 
-    def _body(self) -> dict:
+    def _body(self) -> tuple[Optional[dict], str]:
+        """(the JSON object sent, "") or (None, what is wrong with it)."""
         n = int(self.headers.get("Content-Length") or 0)
         if n > MAX_BODY:
-            self._json({"error": f"request body over {MAX_BODY} bytes"}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-            raise _Answered
+            return None, f"request body over {MAX_BODY} bytes"
         if n and "application/json" not in self.headers.get("Content-Type", ""):
-            self._json({"error": "send JSON (Content-Type: application/json)"}, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
-            raise _Answered
+            return None, "send JSON (Content-Type: application/json)"
         try:
             data = json.loads(self.rfile.read(n) or b"{}")
         except ValueError:
-            self._json({"error": "the body is not JSON"}, HTTPStatus.BAD_REQUEST)
-            raise _Answered from None
-        if not isinstance(data, dict):
-            self._json({"error": "the body must be a JSON object"}, HTTPStatus.BAD_REQUEST)
-            raise _Answered
-        return data
+            return None, "the body is not JSON"
+        return (data, "") if isinstance(data, dict) else (None, "the body must be a JSON object")
 
     def _route(self, routes: dict) -> None:
+        """`routes`: path → (role, handler(user)); the reject pictures and the page's files by pattern."""
         path = urlparse(self.path).path
+        m = _REJECT_IMAGE.match(path)
+        if path in routes:
+            role, handler = routes[path]
+        elif m and self.command in ("GET", "HEAD"):
+            role, handler = VIEWER, lambda _user: self._reject_image(m.group(1), m.group(2))
+        elif path.startswith("/static/") and self.command in ("GET", "HEAD"):
+            role, handler = PUBLIC, lambda _user: self._static(path[len("/static/"):])
+        else:
+            return self._json({"error": f"no such page: {path}"}, HTTPStatus.NOT_FOUND)
+        user = self._user()
+        if role is not PUBLIC and not self.server.access.may(user, role):
+            status = HTTPStatus.UNAUTHORIZED if user is None else HTTPStatus.FORBIDDEN
+            return self._json({"error": self.server.access.refusal(user, role)}, status)
+        if role == OPERATOR and self.server.teacher is None:
+            return self._json({"error": "reviewing is off for this run"}, HTTPStatus.NOT_FOUND)
         try:
-            handler = routes.get(path)
-            if handler is None:
-                m = _REJECT_IMAGE.match(path)
-                if m and self.command in ("GET", "HEAD"):
-                    return self._reject_image(m.group(1), m.group(2))
-                if path.startswith("/static/") and self.command in ("GET", "HEAD"):
-                    return self._static(path[len("/static/"):])
-                return self._json({"error": f"no such page: {path}"}, HTTPStatus.NOT_FOUND)
-            handler()
-        except _Answered:
-            pass
+            handler(user)
         except SlsgError as e:
             self._json({"error": str(e)}, HTTPStatus.CONFLICT)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
     def do_GET(self) -> None:  # noqa: N802 — the standard library's name
-        self._route({"/": self._index, "/api/me": self._me, "/api/state": self._state, "/api/events": self._events,
-                     "/api/live.jpg": self._live, "/api/rejects": self._rejects, "/api/versions": self._versions,
-                     "/metrics": self._metrics})
+        self._route({"/": (PUBLIC, self._index), "/api/me": (PUBLIC, self._me), "/api/state": (VIEWER, self._state),
+                     "/api/events": (VIEWER, self._events), "/api/live.jpg": (VIEWER, self._live),
+                     "/api/rejects": (VIEWER, self._rejects), "/api/versions": (VIEWER, self._versions),
+                     "/metrics": (VIEWER, self._metrics)})
 
     do_HEAD = do_GET
 
     def do_POST(self) -> None:  # noqa: N802
-        self._route({"/api/login": self._login, "/api/logout": self._logout, "/api/review": self._review,
-                     "/api/refit": self._refit, "/api/rollback": self._rollback})
+        self._route({"/api/login": (PUBLIC, self._login), "/api/logout": (PUBLIC, self._logout),
+                     "/api/review": (OPERATOR, self._review), "/api/refit": (OPERATOR, self._refit),
+                     "/api/rollback": (OPERATOR, self._rollback)})
 
-    # ------------------------------------------------------------------ pages
+    # ------------------------------------------------------------------ pages (anyone: no data in them)
 
     def _static(self, name: str) -> None:
         path = (STATIC / name).resolve()
@@ -187,18 +194,20 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"error": f"no such file: {name}"}, HTTPStatus.NOT_FOUND)
         self._send(path.read_bytes(), _STATIC_TYPES[path.suffix])
 
-    def _index(self) -> None:
+    def _index(self, _user: Optional[User]) -> None:
         self._static("index.html")
 
-    def _me(self) -> None:
-        user = self._user()
+    def _me(self, user: Optional[User]) -> None:
         access = self.server.access
         self._json({"name": user.name if user else None, "role": user.role if user else None,
                     "may_view": access.may(user, VIEWER), "may_operate": access.may(user, OPERATOR),
                     "teach": self.server.teacher is not None})
 
-    def _login(self) -> None:
-        token = str(self._body().get("token", ""))
+    def _login(self, _user: Optional[User]) -> None:
+        body, problem = self._body()
+        if body is None:
+            return self._json({"error": problem}, HTTPStatus.BAD_REQUEST)
+        token = str(body.get("token", ""))
         user = self.server.access.who(token)
         if user is None:
             return self._json({"error": "unknown token"}, HTTPStatus.UNAUTHORIZED)
@@ -206,16 +215,16 @@ class Handler(BaseHTTPRequestHandler):
         cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}"
         self._json({"name": user.name, "role": user.role}, headers={"Set-Cookie": cookie})
 
-    def _logout(self) -> None:
+    def _logout(self, _user: Optional[User]) -> None:
         self._json({"ok": True}, headers={"Set-Cookie": f"{COOKIE}=; Max-Age=0; Path=/"})
 
-    def _state(self) -> None:
-        self._allowed(VIEWER)
+    # ------------------------------------------------------------------ what the line does (viewers)
+
+    def _state(self, _user: Optional[User]) -> None:
         self._json(self.server.view.state())
 
-    def _events(self) -> None:
+    def _events(self, _user: Optional[User]) -> None:
         """Server-sent events: the state whenever it changed, at most max_fps a second, a comment every 15 s."""
-        self._allowed(VIEWER)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
@@ -234,15 +243,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(period)
 
-    def _live(self) -> None:
-        self._allowed(VIEWER)
+    def _live(self, _user: Optional[User]) -> None:
         frame_id, jpeg = self.server.view.live_jpeg()
         if not jpeg:
             return self._json({"error": "no frame judged yet"}, HTTPStatus.NOT_FOUND)
         self._send(jpeg, "image/jpeg", headers={"X-Frame-Id": str(frame_id)})
 
-    def _rejects(self) -> None:
-        self._allowed(VIEWER)
+    def _rejects(self, _user: Optional[User]) -> None:
         query = parse_qs(urlparse(self.path).query)
         head = (query.get("head") or [None])[0]
         cards = self.server.view.rejects(head=head or None)
@@ -252,45 +259,31 @@ class Handler(BaseHTTPRequestHandler):
         self._json({"rejects": cards})
 
     def _reject_image(self, key: str, kind: str) -> None:
-        self._allowed(VIEWER)
         data = self.server.view.reject_image(key, kind)
         if data is None:
             return self._json({"error": f"no kept picture of {key}"}, HTTPStatus.NOT_FOUND)
         self._send(data, "image/jpeg" if kind == "jpg" else "image/png")
 
-    def _versions(self) -> None:
-        self._allowed(VIEWER)
+    def _versions(self, _user: Optional[User]) -> None:
         teacher = self.server.teacher
         if teacher is None:
             return self._json({"versions": [], "current": None, "audit": []})
         self._json(teacher.versions())
 
-    def _metrics(self) -> None:
-        self._allowed(VIEWER)
+    def _metrics(self, _user: Optional[User]) -> None:
         self._send(self.server.metrics.exposition(), CONTENT_TYPE)
 
-    # ------------------------------------------------------------------ actions (operators)
+    # ------------------------------------------------------------------ what changes the model (operators)
 
-    def _teacher(self) -> Teacher:
-        if self.server.teacher is None:
-            self._json({"error": "reviewing is off for this run"}, HTTPStatus.NOT_FOUND)
-            raise _Answered
-        return self.server.teacher
+    def _review(self, user: User) -> None:
+        body, problem = self._body()
+        if body is None:
+            return self._json({"error": problem}, HTTPStatus.BAD_REQUEST)
+        self._json(self.server.teacher.review(str(body.get("key", "")), str(body.get("label", "")), user.name))
 
-    def _review(self) -> None:
-        user = self._allowed(OPERATOR)
-        body = self._body()
-        self._json(self._teacher().review(str(body.get("key", "")), str(body.get("label", "")), user.name))
-
-    def _refit(self) -> None:
-        user = self._allowed(OPERATOR)
-        report = self._teacher().refit(user.name)
+    def _refit(self, user: User) -> None:
+        report = self.server.teacher.refit(user.name)
         self._json(report, HTTPStatus.OK if report["accepted"] else HTTPStatus.UNPROCESSABLE_ENTITY)
 
-    def _rollback(self) -> None:
-        user = self._allowed(OPERATOR)
-        self._json(self._teacher().rollback(user.name))
-
-
-class _Answered(Exception):
-    """The request was already answered (refused); stop handling it."""
+    def _rollback(self, user: User) -> None:
+        self._json(self.server.teacher.rollback(user.name))

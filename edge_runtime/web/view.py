@@ -15,6 +15,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -40,6 +41,21 @@ class ViewConfig:
     keep_rejects: int = 300       # reject frames kept on disk for review; the oldest unreviewed go first
     reject_pictures_per_s: float = 2.0  # pictures kept of rejects, at most (a burst of NG must not load the CPU)
     jpeg_quality: int = 80
+    shifts: tuple = ()            # local times a shift starts ("06:00", "14:00", "22:00"): counts per shift
+
+
+def shift_start(starts: tuple, now: float) -> Optional[float]:
+    """The epoch time the shift running at `now` began: the latest of the `starts` (local "HH:MM") at or before now,
+    today or yesterday; None without shifts."""
+    if not starts:
+        return None
+    today = datetime.fromtimestamp(now).replace(second=0, microsecond=0)
+    times = []
+    for start in starts:
+        hour, minute = (int(x) for x in str(start).split(":"))
+        at = today.replace(hour=hour, minute=minute)
+        times += [at.timestamp(), (at - timedelta(days=1)).timestamp()]
+    return max(t for t in times if t <= now)
 
 
 @dataclass
@@ -90,12 +106,13 @@ class LineView:
                  norms: Callable[[], dict] = dict) -> None:
         self.stats, self.cfg, self.run_id = stats, cfg or ViewConfig(), run_id
         self.version, self.threshold, self.norms = version, threshold, norms
+        self.clock: Callable[[], float] = time.time  # wall clock of shifts and records (a test sets its own)
         self.rejects_dir = Path(rejects_dir)
         self.rejects_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
         self._latest: Optional[Judgement] = None
         self._latest_at = 0.0
-        self._tokens, self._refilled = max(self.cfg.reject_pictures_per_s, 1.0), time.time()
+        self._tokens, self._refilled = max(self.cfg.reject_pictures_per_s, 1.0), self.clock()
         self._live: tuple = (-1, b"")  # (frame id, JPEG) of the newest picture made
         self._scores: collections.deque[float] = collections.deque(maxlen=WINDOW)
         self._latency: collections.deque[float] = collections.deque(maxlen=WINDOW)
@@ -103,11 +120,14 @@ class LineView:
         self._status: dict = {"status": "stalled", "reason": "starting"}
         self._notes: collections.deque[dict] = collections.deque(maxlen=20)
         self._seq = 0
+        self._shift: Optional[float] = None     # when the current shift began (None: counted since the run started)
+        self._baseline: dict = {}               # the run's counts when it began
 
     # ------------------------------------------------------------------ sink (the view's own thread)
 
     def on_frame(self, j: Judgement) -> None:
-        now = time.time()
+        now = self.clock()
+        self._roll_shift(now)
         with self._lock:
             self._latest, self._latest_at = j, now
             if j.score == j.score:
@@ -119,6 +139,14 @@ class LineView:
             picture = self._picture_due(now)
             image = (to_bgr_uint8(j.frame.image) if j.frame.image is not None else j.image) if picture else None
             self._add_reject(record, image, j.anomaly_map)
+
+    def _roll_shift(self, now: float) -> None:
+        """At a shift's start, the run's counts so far become the baseline the shift's counts are taken from."""
+        start = shift_start(self.cfg.shifts, now)
+        with self._lock:
+            if start != self._shift:
+                self._baseline = verdict_counts(self.stats) if self._shift is not None else {}
+                self._shift = start
 
     def _picture_due(self, now: float) -> bool:
         """Whether this reject's picture is kept: at most `reject_pictures_per_s` (a token bucket of one second)."""
@@ -133,7 +161,7 @@ class LineView:
     def on_drop(self, d: Dropped) -> None:
         if not needs_answer(d):
             return
-        self._add_reject({**drop_record(d), "time": time.time(), "version": self.version()}, None)
+        self._add_reject({**drop_record(d), "time": self.clock(), "version": self.version()}, None)
 
     def on_event(self, ev: SourceEvent) -> None:
         if ev.channel in ("warning", "alarm"):
@@ -149,7 +177,7 @@ class LineView:
     def note(self, kind: str, detail: str) -> None:
         """A line on the page from the runtime itself (a version switch, a refit)."""
         with self._lock:
-            self._notes.append({"kind": kind, "channel": "info", "detail": detail, "at": time.time()})
+            self._notes.append({"kind": kind, "channel": "info", "detail": detail, "at": self.clock()})
             self._changed()
 
     def _changed(self) -> None:
@@ -187,7 +215,12 @@ class LineView:
             state = {"seq": self._seq, "status": dict(self._status), "latest": latest, "notes": list(self._notes),
                      "rejects": len(self._rejects),
                      "newest_reject": newest}
-        state["counts"] = verdict_counts(self.stats)
+        self._roll_shift(self.clock())
+        counts = verdict_counts(self.stats)
+        state["counts"] = counts
+        with self._lock:
+            state["shift"] = {"since": self._shift, "counts": {k: counts[k] - self._baseline.get(k, 0)
+                                                              for k in ("OK", "NG", NO_DECISION)}}
         state["threshold"] = self.threshold()
         state["version"] = self.version()
         state["latency_ms"] = [round(x, 2) for x in latency[-120:]]

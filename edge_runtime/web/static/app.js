@@ -73,6 +73,13 @@ function render(s) {
   $("count-ng").textContent = s.counts.NG;
   $("count-nd").textContent = s.counts["NO-DECISION"];
   $("fps").textContent = s.counts.fps;
+  const shift = s.shift || {};
+  $("shift").hidden = !shift.since;
+  if (shift.since) {
+    const c = shift.counts;
+    $("shift").textContent = `this shift, since ${new Date(shift.since * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}: ` +
+      `OK ${c.OK} · NG ${c.NG} · NO-DECISION ${c["NO-DECISION"]}`;
+  }
   $("reject-count").textContent = s.rejects;
   const l = s.latest || {};
   if (l.verdict) {
