@@ -127,10 +127,13 @@ def _refine(
     for g in groups.values():
         for parent_level, parents in by_level.items():
             g.hist.remove(parent_level, parents)
+        merged: dict[int, list] = {}  # one merge per level: merging image by image re-sorts the level every time
         for channel, lv, ids, sums in g.pending:
             w = np.zeros((3, ids.size))
             w[channel] = sums
-            g.hist.merge(lv, ids, w)
+            merged.setdefault(lv, []).append((ids, w))
+        for lv, parts in merged.items():
+            g.hist.merge(lv, np.concatenate([ids for ids, _ in parts]), np.concatenate([w for _, w in parts], axis=1))
         g.pending = []
 
 
