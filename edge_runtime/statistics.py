@@ -151,7 +151,28 @@ def paired_auroc_difference(
     y = np.asarray(labels).astype(bool).ravel()
     if y.size != r.size:
         raise ValueError(f"{r.size} scores but {y.size} labels")
-    return bootstrap(lambda i: auroc(r[i], y[i]) - auroc(c[i], y[i]), r.size, n_boot, level, seed, strata=y)
+    neg, pos = np.flatnonzero(~y), np.flatnonzero(y)
+    if not neg.size or not pos.size:
+        return bootstrap(lambda i: auroc(r[i], y[i]) - auroc(c[i], y[i]), r.size, n_boot, level, seed, strata=y)
+    # A resample's AUROC is Σ m_p·m_n·[pos beats neg] / (P·N) over the draws' multiplicities, so every resample is
+    # one product with the pairs' outcomes (what `bootstrap` with these strata computes, the same draws, ~50× faster).
+    wins = _pairs_won(r[pos], r[neg]) - _pairs_won(c[pos], c[neg])
+    rng = np.random.default_rng(seed)
+    draws = np.empty(n_boot, dtype=np.float64)
+    for b in range(n_boot):  # the draws `bootstrap` makes: the negatives first (np.unique's order), then the positives
+        m_neg = np.bincount(rng.integers(0, neg.size, neg.size), minlength=neg.size)
+        m_pos = np.bincount(rng.integers(0, pos.size, pos.size), minlength=pos.size)
+        draws[b] = float(m_pos @ wins @ m_neg)
+    draws /= pos.size * neg.size
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [alpha, 1.0 - alpha])
+    return Interval(float(wins.mean()), float(low), float(high), level, n_boot)
+
+
+def _pairs_won(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """P×N: 1 where the positive scores above the negative, ½ on a tie, 0 below (the Mann–Whitney count)."""
+    d = pos[:, None] - neg[None, :]
+    return (d > 0).astype(np.float64) + 0.5 * (d == 0)
 
 
 def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -81,3 +81,15 @@ def test_score_shift_finds_new_good_images_that_score_higher_and_only_those() ->
     assert score_shift(rng.normal(0, 1, 60), rng.normal(1.5, 1, 30)).shifted
     assert not score_shift(rng.normal(0, 1, 60), rng.normal(0, 1, 30)).shifted
     assert not score_shift(rng.normal(1.5, 1, 60), rng.normal(0, 1, 30)).shifted
+
+
+def test_the_paired_auroc_bootstrap_is_the_stratified_bootstrap_of_the_difference_draw_for_draw():
+    """The fast path (pair outcomes × draw multiplicities) gives what resampling the scores gives, ties included."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(40), np.ones(25)].astype(bool)
+    r = np.round(rng.normal(size=65) + y, 1)  # rounded: ties within and across the classes
+    c = np.round(r + rng.normal(scale=0.4, size=65), 1)
+    fast = st.paired_auroc_difference(r, c, y, n_boot=500, seed=7)
+    slow = st.bootstrap(lambda i: st.auroc(r[i], y[i]) - st.auroc(c[i], y[i]), r.size, 500, 0.95, 7, strata=y)
+    assert fast.estimate == pytest.approx(slow.estimate, abs=1e-12)
+    assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high), abs=1e-12)

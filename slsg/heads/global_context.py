@@ -138,7 +138,7 @@ def gaussian_from_descriptors(x: np.ndarray, estimator: str = "ledoit_wolf") -> 
     `whiten` is the Cholesky factor L of the precision P = L·Lᵀ, so the squared Mahalanobis distance of a
     standardised row z is ‖z·L‖² — one matrix product in the exported graph.
     """
-    from sklearn.covariance import OAS, LedoitWolf
+    from sklearn.covariance import ledoit_wolf, oas  # the functions: the estimators also invert the matrix (eigh)
 
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
@@ -149,15 +149,14 @@ def gaussian_from_descriptors(x: np.ndarray, estimator: str = "ledoit_wolf") -> 
     frozen = std < floor
     inv_std = np.where(frozen, 0.0, 1.0 / np.maximum(std, floor))
     z = (x - mean) * inv_std
-    est = (LedoitWolf if estimator == "ledoit_wolf" else OAS)(assume_centered=True).fit(z)
-    cov = est.covariance_
+    cov, shrinkage = (ledoit_wolf if estimator == "ledoit_wolf" else oas)(z, assume_centered=True)
     cov[frozen, :] = 0.0
     cov[:, frozen] = 0.0
     cov[frozen, frozen] = 1.0  # frozen dims are 0 after standardisation: any unit variance leaves them at 0
     precision = np.linalg.inv(cov)
     precision = 0.5 * (precision + precision.T)
     whiten = np.linalg.cholesky(precision)
-    return {"mean": mean, "inv_std": inv_std, "whiten": whiten}, float(est.shrinkage_), int(frozen.sum())
+    return {"mean": mean, "inv_std": inv_std, "whiten": whiten}, float(shrinkage), int(frozen.sum())
 
 
 def mahalanobis(stats: dict, x: np.ndarray) -> np.ndarray:
