@@ -21,7 +21,6 @@ from rich.console import Console
 
 from edge_runtime.backends import select_backend
 from edge_runtime.backends.probe import ProbeConfig
-from edge_runtime.backends.select import BACKENDS
 from edge_runtime.bundle import load_bundle
 from edge_runtime.dashboard import Dashboard, summary_record, summary_table
 from edge_runtime.errors import SlsgError
@@ -42,7 +41,7 @@ from edge_runtime.sources.live import ReconnectPolicy
 from edge_runtime.sources.spec import SourceSpec, blank_frame, open_source
 from edge_runtime.sources.stream import FrameStream
 from edge_runtime.status import StatusTracker
-from edge_runtime.teach.follow import VersionFollower
+from edge_runtime.teach.follow import VersionFollower, reopen
 from edge_runtime.teach.store import LineStore, line_folder
 from edge_runtime.trigger.frames import TriggerConfig, triggered_stream
 from edge_runtime.trigger.requests import QueueTrigger
@@ -158,12 +157,6 @@ def open_store(cfg: RunConfig) -> LineStore | None:
     return LineStore(cfg.bundle)
 
 
-def _reopen(bundle, running, cfg: RunConfig):
-    """The backend the running one is, opened on another version of the bundle."""
-    name = str(getattr(running, "name", "")).split(":")[0]
-    return select_backend(bundle, name if name in BACKENDS and name != "auto" else cfg.backend, cfg.threads)
-
-
 def _start_record(cfg: RunConfig, stream: FrameStream, backend, judge: Judge, bundle_root: Path) -> dict:
     return {
         "event": "start",
@@ -229,7 +222,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     fan = Fanout(inline + line, report=log.write)
     follower = None
     if store is not None:
-        follower = VersionFollower(store, judge, lambda b: _reopen(b, backend, cfg), log.write,
+        follower = VersionFollower(store, judge, lambda b: reopen(b, backend, cfg.backend, cfg.threads), log.write,
                                    announce=page.view.note if page is not None else None).start()
     log.write(_start_record(cfg, stream, backend, judge, bundle.root))
     if page is not None:

@@ -5,16 +5,37 @@ with the one it has; the event log says either way."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from typing import Callable, Optional
 
+from rich.console import Console
+
+from edge_runtime.backends import select_backend
 from edge_runtime.backends.base import Backend
+from edge_runtime.backends.select import BACKENDS
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.pipeline import Judge
 from edge_runtime.records import iso
 from edge_runtime.sources.spec import blank_frame
 from edge_runtime.teach.store import LineStore
+from edge_runtime.tensorrt import BuildSettings, build_engine  # loads TensorRT only when an engine is built
+
+TENSORRT_PREFIX = "tensorrt-"  # what a TensorRT backend calls itself: tensorrt-fp16, tensorrt-int8
+
+
+def reopen(bundle: Bundle, running: Backend, asked: str, threads: Optional[int] = None) -> Backend:
+    """The backend the line runs, opened on another version of its bundle: the same backend by name — on TensorRT
+    after building the version's engine here (minutes on a Jetson, while the line keeps judging with the running
+    one) — or `asked` (`--backend`) when the running one is not a name `select_backend` takes."""
+    name = str(getattr(running, "name", ""))
+    if name.startswith(TENSORRT_PREFIX):
+        precision = name[len(TENSORRT_PREFIX):]
+        build_engine(bundle, BuildSettings(precision=precision), console=Console(file=io.StringIO()))
+        return select_backend(bundle, f"trt-{precision}", threads)
+    base = name.split(":")[0]
+    return select_backend(bundle, base if base in BACKENDS and base != "auto" else asked, threads)
 
 
 def switch_judge(judge: Judge, bundle: Bundle, backend: Backend, version: int) -> None:

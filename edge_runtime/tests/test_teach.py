@@ -133,3 +133,31 @@ def test_refit_and_rollback_commands_run_torch_free(tmp_path):
     _review(store, {"g2": (240, GOOD)})  # now no defect would be caught: refused, exit 3
     out, proc = run_edge_cli(["refit", str(bundle), "--who", "ana"])
     assert out["code"] == 3 and "refused" in proc.stdout + proc.stderr
+
+
+def test_a_line_on_tensorrt_builds_the_new_versions_engine_and_stays_on_tensorrt(tmp_path, fake_trt):
+    """A refit on a Jetson: the new version has no engine yet; the follower builds it while the line keeps judging,
+    and the line stays on TensorRT (never a silent fall-back to the CPU)."""
+    import io
+
+    from rich.console import Console
+
+    from edge_runtime.teach.follow import reopen
+    from edge_runtime.tensorrt import BuildSettings, build_engine
+    from edge_runtime.tests.trt_bundles import H, W, make_trt_bundle
+
+    fake_trt("10.3")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    build_engine(bundle, BuildSettings(precision="fp16"), console=Console(file=io.StringIO()))
+    running = select_backend(bundle, "trt-fp16")
+    judge = Judge(running, bundle.threshold.value)
+    store = LineStore(bundle.root)
+    store.review("g", gray(140, H, W), {}, GOOD, "ana")
+    store.review("d", gray(230, H, W), {}, DEFECT, "ana")
+    report = refit(store, "ana")
+    assert report.accepted, report.reasons
+    store.switch(report.version, "ana")
+    events: list[dict] = []
+    VersionFollower(store, judge, lambda b: reopen(b, running, "auto"), events.append).check()
+    assert judge.active.version == report.version and judge.backend.name == "tensorrt-fp16", events
+    assert list((store.version_path(report.version) / "engines").glob("*.engine"))
