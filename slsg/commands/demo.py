@@ -7,20 +7,23 @@ from pathlib import Path
 import typer
 
 from slsg.commands._common import console, user_errors
+from slsg.demo import DemoConfig
+
+DEFAULT = DemoConfig()
 
 
 def command(
-    out: Path = typer.Argument(Path("slsg-demo"), help="working folder (data, run, bundle, video, logs)"),
-    steps: int = typer.Option(1000, help="training steps (a budget that fits the 10 minutes on a 2-core CPU)"),
-    size: int = typer.Option(128, help="model input size (a multiple of 32)"),
-    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline weights) | resnet18"),
-    seed: int = typer.Option(0),
+    out: Path = typer.Argument(DEFAULT.out, help="working folder (data, run, bundle, video, logs)"),
+    steps: int = typer.Option(DEFAULT.steps, help="training steps (a budget that fits the 10 minutes on a 2-core CPU)"),
+    size: int = typer.Option(DEFAULT.size, help="model input size (a multiple of 32)"),
+    backbone: str = typer.Option(DEFAULT.backbone, help="efficientnet_lite0 (offline weights) | resnet18"),
+    seed: int = typer.Option(DEFAULT.seed),
 ) -> None:
     """synth → train → evaluate → predict → export --int8 → slsg-edge run on a simulated camera → results."""
     with user_errors(RuntimeError):
         import json
 
-        from slsg.demo import DemoConfig, run_demo, summary_table
+        from slsg.demo import run_demo, summary_table
 
         report = run_demo(DemoConfig(out=out, steps=steps, size=size, backbone=backbone, seed=seed), console)
         (out / "demo_report.json").write_text(json.dumps(report, indent=2, default=str))
