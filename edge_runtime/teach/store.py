@@ -88,8 +88,7 @@ class LineStore:
 
     def __init__(self, bundle: Path, folder: Optional[Path] = None) -> None:
         self.original = Path(bundle).resolve()
-        if not (self.original / MANIFEST_NAME).is_file():
-            raise TeachError(f"{bundle} is not a bundle (no {MANIFEST_NAME}): give the model.slsg/ folder")
+        read_manifest(self.original)  # BundleError with what is wrong: no such folder, a file, no manifest, …
         self.folder = Path(folder) if folder is not None else line_folder(self.original)
         for sub in ("versions", *(f"line-{label}" for label in LABELS)):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
