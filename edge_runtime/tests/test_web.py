@@ -180,6 +180,19 @@ def test_actions_need_an_operator_and_viewing_beyond_loopback_needs_a_token(tmp_
     assert not Access.for_page("0.0.0.0", _users(tmp_path)).open_viewing
 
 
+def test_rejects_of_an_earlier_run_do_not_pile_up_on_the_disk(tmp_path):
+    line = Line(tmp_path)
+    try:
+        line.run()
+        kept = sorted(p.name for p in line.page.view.rejects_dir.iterdir())
+        assert len(kept) == 16  # 8 rejects: a picture and a thumbnail each
+    finally:
+        line.close()
+    restarted = LinePage.open(WebConfig("127.0.0.1", 0), line.store, line.judge, RunStats(), "run2")
+    assert list(restarted.view.rejects_dir.iterdir()) == [] and line.store.labels() == {}
+    restarted.server.server_close()
+
+
 def test_a_burst_of_rejects_keeps_pictures_at_the_set_rate_and_lists_every_reject(tmp_path):
     line = Line(tmp_path, pictures_per_s=2.0)
     try:

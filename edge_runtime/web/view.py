@@ -109,6 +109,8 @@ class LineView:
         self.clock: Callable[[], float] = time.time  # wall clock of shifts and records (a test sets its own)
         self.rejects_dir = Path(rejects_dir)
         self.rejects_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.rejects_dir.glob("*.[jp][pn]g"):  # an earlier run's working set: reviews were copied out
+            old.unlink(missing_ok=True)
         self._lock = threading.Condition()
         self._latest: Optional[Judgement] = None
         self._latest_at = 0.0
