@@ -114,7 +114,7 @@ class LineView:
         self._lock = threading.Condition()
         self._latest: Optional[Judgement] = None
         self._latest_at = 0.0
-        self._tokens, self._refilled = max(self.cfg.reject_pictures_per_s, 1.0), self.clock()
+        self._tokens, self._refilled = max(self.cfg.reject_pictures_per_s, 1.0), time.monotonic()
         self._live: tuple = (-1, b"")  # (frame id, JPEG) of the newest picture made
         self._scores: collections.deque[float] = collections.deque(maxlen=WINDOW)
         self._latency: collections.deque[float] = collections.deque(maxlen=WINDOW)
@@ -123,7 +123,7 @@ class LineView:
         self._notes: collections.deque[dict] = collections.deque(maxlen=20)
         self._seq = 0
         self._shift: Optional[float] = None     # when the current shift began (None: counted since the run started)
-        self._baseline: dict = {}               # the run's counts when it began
+        self._baseline: dict = {}               # the run's counts when the shift began
 
     # ------------------------------------------------------------------ sink (the view's own thread)
 
@@ -138,7 +138,7 @@ class LineView:
             self._changed()
         if j.ng:
             record = {**frame_record(j), "time": now}
-            picture = self._picture_due(now)
+            picture = self._picture_due(time.monotonic())
             image = (to_bgr_uint8(j.frame.image) if j.frame.image is not None else j.image) if picture else None
             self._add_reject(record, image, j.anomaly_map)
 
@@ -151,7 +151,8 @@ class LineView:
                 self._shift = start
 
     def _picture_due(self, now: float) -> bool:
-        """Whether this reject's picture is kept: at most `reject_pictures_per_s` (a token bucket of one second)."""
+        """Whether this reject's picture is kept: at most `reject_pictures_per_s` (a token bucket of one second, on
+        the monotonic clock: a wall clock set back must not starve it)."""
         rate = self.cfg.reject_pictures_per_s
         self._tokens = min(max(rate, 1.0), self._tokens + (now - self._refilled) * rate)
         self._refilled = now
