@@ -27,7 +27,8 @@ class Teacher:
             raise TeachError(f"{key} is not among the kept rejects (it may have been pushed out): nothing to review")
         png = self.view.reject_image(key, "png")
         if png is None:
-            raise TeachError(f"{key} has no picture (a part without a judged frame): it cannot teach the model")
+            raise TeachError(f"{key} has no kept picture (a part without a judged frame, or a reject beyond the "
+                             "pictures kept per second): it cannot teach the model; review another")
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
         path = self.store.review(key, image, reject.record, label, who)
         self.view.note("review", f"{who} marked {key} {label}")
