@@ -30,6 +30,7 @@ from benchmarks.edge_overhead import scene_video
 from edge_runtime.runner import RunConfig, execute
 from edge_runtime.sources.spec import SourceSpec
 from edge_runtime.statistics import percentile
+from edge_runtime.tests.support import make_bundle
 from edge_runtime.web.server import WebConfig
 
 
@@ -106,8 +107,6 @@ def measure(bundle: Path, frames: int, rounds: int, threads: Optional[int], fps:
 
 
 def tiny_bundle(work: Path) -> Path:
-    from edge_runtime.tests.support import make_bundle
-
     return make_bundle(work / "tiny.slsg", size=256)
 
 
