@@ -35,8 +35,7 @@ from edge_runtime.rethreshold import score_frames
 from edge_runtime.statistics import binomial_interval
 from edge_runtime.teach.refit import refit
 from edge_runtime.teach.store import DEFECT, GOOD, LineStore
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from slsg.data import open_dataset, read_image
 
 
 def darker(image: np.ndarray) -> np.ndarray:
@@ -62,14 +61,10 @@ class Parts:
 
 
 def read_parts(data: Path, drift: Callable[[np.ndarray], np.ndarray]) -> Parts:
-    """test/good and every other test/<type>/ folder of an MVTec-style dataset, drifted."""
-    def images(folder: Path) -> list[np.ndarray]:
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        return [drift(cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in paths]
-
-    test = data / "test"
-    defects = [im for d in sorted(test.iterdir()) if d.is_dir() and d.name != "good" for im in images(d)]
-    return Parts(images(test / "good"), defects)
+    """The test images of the dataset (any layout `slsg train` reads), drifted: the good ones and the defective."""
+    test = open_dataset(data)[0].test
+    return Parts([drift(read_image(s.path)) for s in test if s.is_good],
+                 [drift(read_image(s.path)) for s in test if not s.is_good])
 
 
 def scores(bundle_dir: Path, images: list[np.ndarray], threads: int) -> tuple[np.ndarray, float]:

@@ -111,6 +111,13 @@ class Manifest:
     def normalization(self) -> Normalization:
         return Normalization.from_dict(self.preprocess)
 
+    def set_threshold(self, model: str, record: dict) -> None:
+        """`model`'s threshold record (a `Threshold` as a dict, with where it came from); fp32's is also the bundle's
+        `threshold`."""
+        self.thresholds[model] = record
+        if model == "fp32":
+            self.threshold = record
+
     def threshold_for(self, model: str) -> Threshold:
         """The threshold set from `model`'s own scores ("fp32", "int8", "openvino:int8", …); bundles written before
         per-model thresholds have one for all."""
@@ -192,13 +199,15 @@ def bundle_files(root: Path) -> list[str]:
     return names
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    """Write beside the target and rename, so a crash never leaves half a manifest."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".tmp")
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write beside the target, flush to disk and rename, so a crash or a power cut never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -218,7 +227,7 @@ def write_manifest(root: Path, manifest: Manifest, rehash: bool = True) -> Manif
             raise BundleError(f"manifest names {name} as the {precision} model but {root / name} is missing")
     if rehash:
         manifest.files = {name: FileRecord.of(root / name) for name in bundle_files(root)}
-    _write_json_atomic(root / MANIFEST_NAME, manifest.to_dict())
+    write_json_atomic(root / MANIFEST_NAME, manifest.to_dict())
     return manifest
 
 

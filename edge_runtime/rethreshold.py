@@ -178,10 +178,8 @@ def write_thresholds(bundle: Bundle, results: list[NewThreshold], source: str) -
         manifest.threshold_history.append({
             "model": r.model, "replaced": when, "previous": manifest.thresholds.get(r.model, manifest.threshold),
             "by": f"slsg-edge threshold ({r.backend}) on {source}"})
-        manifest.thresholds[r.model] = {**r.new.to_dict(), "source": f"slsg-edge threshold ({r.backend}) on {source}",
-                                        "calibrated": when}
-        if r.model == "fp32":
-            manifest.threshold = manifest.thresholds["fp32"]
+        manifest.set_threshold(r.model, {**r.new.to_dict(), "source": f"slsg-edge threshold ({r.backend}) on {source}",
+                                         "calibrated": when})
     manifest.thresholds.setdefault("fp32", manifest.threshold)
     out = write_manifest(bundle.root, manifest, rehash=False)
     load_bundle(bundle.root)

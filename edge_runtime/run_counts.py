@@ -24,6 +24,7 @@ class RunStats:
     ng: int = 0  # NG by score (invalid outputs are counted apart, though their verdict is NG too)
     invalid: int = 0  # NG because the model's output was not finite
     dropped: int = 0
+    no_decision: int = 0  # dropped frames the line was answered NO-DECISION for (a superseded one is not)
     status: str = "stalled"
     last_ng: dict = field(default_factory=dict)  # score and per-head scores of the latest NG: which head flagged it
     drop_reasons: collections.Counter = field(default_factory=collections.Counter)
@@ -46,13 +47,11 @@ class RunStats:
                 self.latencies[stage].append(ms)
         self._recent.append(time.perf_counter())
 
-    def add_drop(self, reason: str) -> None:
+    def add_drop(self, reason: str, answered: bool = True) -> None:
+        """`answered`: the line is told NO-DECISION for it (`records.needs_answer`)."""
         self.dropped += 1
+        self.no_decision += int(answered)
         self.drop_reasons[reason_key(reason)] += 1
-
-    def dropped_for(self, reason: str) -> int:
-        """Frames dropped for `reason` (grouped as the summary groups them)."""
-        return self.drop_reasons.get(reason_key(reason), 0)
 
     @property
     def judged(self) -> int:

@@ -197,7 +197,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
     if cfg.source.csi is not None and not cfg.quiet:
         console.print(f"GStreamer pipeline: {stream.describe}", markup=False)
     threshold = bundle.threshold_for(getattr(backend, "model", "fp32")).value
-    version = store.current if store is not None else 1
+    version = (bundle.manifest.lineage or {}).get("version", 1)  # the bundle opened, not a second read of the store
     judge = Judge(backend, threshold, cfg.sensitivity, map_norms=bundle.score_norms, version=version)
     backend.run(blank_frame(judge.size)[None])  # warm-up: the first real frame should not pay for it
     stats = RunStats()

@@ -133,6 +133,11 @@ def bootstrap(
     for b in range(n_boot):
         idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
         draws[b] = statistic(idx)
+    return _percentile_interval(estimate, draws, level)
+
+
+def _percentile_interval(estimate: float, draws: np.ndarray, level: float) -> Interval:
+    """The central `level` of the resamples' statistics (nan resamples left out)."""
     draws = draws[~np.isnan(draws)]
     if not draws.size:
         return Interval(estimate, NAN, NAN, level, 0)
@@ -155,7 +160,7 @@ def paired_auroc_difference(
     if not neg.size or not pos.size:
         return bootstrap(lambda i: auroc(r[i], y[i]) - auroc(c[i], y[i]), r.size, n_boot, level, seed, strata=y)
     # A resample's AUROC is Σ m_p·m_n·[pos beats neg] / (P·N) over the draws' multiplicities, so every resample is
-    # one product with the pairs' outcomes (what `bootstrap` with these strata computes, the same draws, ~50× faster).
+    # one product with the pairs' outcomes (what `bootstrap` with these strata computes, the same draws, ~5× faster).
     wins = _pairs_won(r[pos], r[neg]) - _pairs_won(c[pos], c[neg])
     rng = np.random.default_rng(seed)
     draws = np.empty(n_boot, dtype=np.float64)
@@ -163,10 +168,7 @@ def paired_auroc_difference(
         m_neg = np.bincount(rng.integers(0, neg.size, neg.size), minlength=neg.size)
         m_pos = np.bincount(rng.integers(0, pos.size, pos.size), minlength=pos.size)
         draws[b] = float(m_pos @ wins @ m_neg)
-    draws /= pos.size * neg.size
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(draws, [alpha, 1.0 - alpha])
-    return Interval(float(wins.mean()), float(low), float(high), level, n_boot)
+    return _percentile_interval(float(wins.mean()), draws / (pos.size * neg.size), level)
 
 
 def _pairs_won(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge_runtime.pipeline import Judgement
+from edge_runtime.records import needs_answer
 from edge_runtime.run_counts import RunStats
 from edge_runtime.sources.items import Dropped, SourceEvent
 
@@ -20,7 +21,7 @@ class StatsSink:
         self.stats.add_frame(j)
 
     def on_drop(self, d: Dropped) -> None:
-        self.stats.add_drop(d.reason)
+        self.stats.add_drop(d.reason, needs_answer(d))
 
     def on_event(self, ev: SourceEvent) -> None:
         pass

@@ -53,6 +53,7 @@ class VersionFollower:
         self.store, self.judge, self.open_backend, self.report = store, judge, open_backend, report
         self.poll_s, self.announce = poll_s, announce
         self.refused: Optional[int] = None  # a version that failed to open: not retried until current changes
+        self._retired: Optional[Backend] = None  # the backend switched away from: closed at the next switch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="version-follower", daemon=True)
 
@@ -63,6 +64,7 @@ class VersionFollower:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
+        self._retire(None)
 
     def check(self) -> None:
         """Switch now if the current version is not the one judging (also what the thread does each poll)."""
@@ -74,17 +76,27 @@ class VersionFollower:
         running = self.judge.active.version
         if wanted == running or wanted == self.refused:
             return
+        opened, previous = None, self.judge.backend
         try:
             bundle = load_bundle(self.store.version_path(wanted))
-            switch_judge(self.judge, bundle, self.open_backend(bundle), wanted)
+            opened = self.open_backend(bundle)
+            switch_judge(self.judge, bundle, opened, wanted)
         except Exception as e:  # any failure keeps the running version: the line never stops for a refit
+            _close(opened)
             self.refused = wanted
             self._say("version_refused", f"version {wanted} not used, still judging with version {running}: "
                       f"{type(e).__name__}: {e}", wanted)
             return
         self.refused = None
+        self._retire(previous)
         self._say("version", f"now judging with version {wanted} (was {running}), threshold "
                   f"{self.judge.threshold:.5g}", wanted)
+
+    def _retire(self, backend: Optional[Backend]) -> None:
+        """Keep the backend just switched away from (a frame in flight may still be using it) and close the one
+        retired before (a TensorRT engine holds GPU memory: a line refitted every day must not pile them up)."""
+        _close(self._retired)
+        self._retired = backend
 
     def _say(self, event: str, detail: str, version: Optional[int]) -> None:
         self.report({"event": event, "time": iso(time.time()), "version": version, "detail": detail})
@@ -94,3 +106,10 @@ class VersionFollower:
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.check()
+
+
+def _close(backend: Optional[Backend]) -> None:
+    """Release what a backend holds, where it holds something (TensorRT: the engine, CUDA buffers)."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()

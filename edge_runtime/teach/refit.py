@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.bundle import Bundle, load_bundle
-from edge_runtime.manifest import Manifest, write_manifest
+from edge_runtime.manifest import Manifest, read_manifest, write_manifest
 from edge_runtime.preprocess import FrameError, prepare
 from edge_runtime.rethreshold import open_backends, score_frames
 from edge_runtime.scoring import Threshold, threshold_from_good_scores
@@ -145,11 +145,10 @@ def _scores(bundle: Bundle, goods: np.ndarray, defects: np.ndarray, threads: Opt
 
 
 def _set_thresholds(root: Path, thresholds: dict[str, Threshold], source: str) -> Manifest:
-    manifest = load_bundle(root).manifest
+    """Into a version just made (and verified by `new_version`); verified once more after the rewrite."""
+    manifest = read_manifest(root)
     for model, t in thresholds.items():
-        manifest.thresholds[model] = {**t.to_dict(), "source": source}
-        if model == "fp32":
-            manifest.threshold = manifest.thresholds["fp32"]
+        manifest.set_threshold(model, {**t.to_dict(), "source": source})
     out = write_manifest(root, manifest, rehash=False)
     load_bundle(root)
     return out
@@ -187,8 +186,8 @@ def refit(store: LineStore, who: str, threads: Optional[int] = None, heads: bool
     version = store.new_version(parent, edit, {"by": who, "why": "refit", "goods": report.goods,
                                                "defects": report.defects})
     thresholds = {}
-    for key, (backend, good, defect) in _scores(load_bundle(version.path), good_frames, defect_frames,
-                                                threads).items():
+    candidate = Bundle(version.path, read_manifest(version.path))  # verified as `new_version` made it
+    for key, (backend, good, defect) in _scores(candidate, good_frames, defect_frames, threads).items():
         old = bundle.threshold_for(key)
         new = new_threshold(old, good)
         _, good_before, defect_before = before.get(key, (backend, good, defect))

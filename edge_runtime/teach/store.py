@@ -31,7 +31,7 @@ import numpy as np
 
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.errors import SlsgError
-from edge_runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from edge_runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, write_json_atomic, write_manifest
 from edge_runtime.records import iso
 
 GOOD, DEFECT = "good", "defect"
@@ -59,20 +59,6 @@ def line_folder(bundle: Path) -> Path:
     """Where the line's memory of `bundle` lives: `model.slsg.line/` beside `model.slsg/`."""
     bundle = Path(bundle).resolve()
     return bundle.parent / f"{bundle.name}.line"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -157,7 +143,7 @@ class LineStore:
             if pointer["version"] != number:
                 before = [*pointer.get("before", []), pointer["version"]] if action != "rollback" else \
                     pointer.get("before", [])[:-1]
-                _write_json_atomic(self.folder / "current.json", {"version": number, "before": before})
+                write_json_atomic(self.folder / "current.json", {"version": number, "before": before})
             self.audit(who, action, {"from": pointer["version"], "to": number})
             return bundle
 
@@ -185,7 +171,7 @@ class LineStore:
             if not cv2.imwrite(str(target), image):
                 raise TeachError(f"cannot write {target}: check the disk and the folder's permissions")
             meta = {**record, "label": label, "reviewed_by": who, "reviewed": iso(time.time())}
-            _write_json_atomic(target.with_suffix(".json"), meta)
+            write_json_atomic(target.with_suffix(".json"), meta)
             self.audit(who, "review", {"frame": frame_id, "label": label, "score": record.get("score"),
                                        "verdict": record.get("verdict"), "version": record.get("version")})
             return target

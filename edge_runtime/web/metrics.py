@@ -21,6 +21,7 @@ from edge_runtime.status import STATUSES
 #: Latency buckets in seconds: a frame takes milliseconds on a GPU and up to a second on a small CPU.
 BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+VERDICTS = ("OK", "NG", NO_DECISION)
 
 
 class LineMetrics:
@@ -32,7 +33,6 @@ class LineMetrics:
     def __init__(self, threshold: Callable[[], float], version: Callable[[], int], triggered: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.triggered = triggered
         self.frames = Counter("slsg_frames", "Frames judged or dropped, by verdict", ["verdict"], registry=r)
         self.parts = Counter("slsg_parts", "Parts answered (triggered inspection), by verdict", ["verdict"], registry=r)
         self.dropped = Counter("slsg_dropped", "Frames without a verdict, by reason", ["reason"], registry=r)
@@ -45,26 +45,29 @@ class LineMetrics:
         version_gauge.set_function(lambda: float(version()))
         for s in STATUSES:
             self.status.labels(s).set(0)
-        for v in ("OK", "NG", NO_DECISION):
-            self.frames.labels(v)
-            if triggered:
-                self.parts.labels(v)
+        # each labelled series looked up once here, not per frame (a lookup takes the metric's lock)
+        self._frames = {v: self.frames.labels(v) for v in VERDICTS}
+        self._parts = {v: self.parts.labels(v) for v in VERDICTS} if triggered else {}
+        self._stages = {s: self.latency.labels(s) for s in STAGES}
+
+    def _part(self, verdict: str) -> None:
+        (self._parts.get(verdict) or self.parts.labels(verdict)).inc()
 
     def on_frame(self, j: Judgement) -> None:
-        self.frames.labels(j.verdict).inc()
+        self._frames[j.verdict].inc()
         if j.frame.part is not None:
-            self.parts.labels(j.verdict).inc()
-        for stage in STAGES:
+            self._part(j.verdict)
+        for stage, series in self._stages.items():
             ms = j.timings_ms.get(stage)
             if ms is not None:
-                self.latency.labels(stage).observe(ms / 1e3)
+                series.observe(ms / 1e3)
 
     def on_drop(self, d: Dropped) -> None:
         self.dropped.labels(reason_key(d.reason)).inc()
         if needs_answer(d):
-            self.frames.labels(NO_DECISION).inc()
+            self._frames[NO_DECISION].inc()
             if d.part is not None:
-                self.parts.labels(NO_DECISION).inc()
+                self._part(NO_DECISION)
 
     def on_event(self, ev: SourceEvent) -> None:
         pass

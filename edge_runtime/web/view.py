@@ -4,9 +4,9 @@
 reference to the newest judgement, a score and a latency in rolling windows, and — for an NG frame — lists it as a
 reject, writing its picture to the rejects folder at most `reject_pictures_per_s` times a second (a burst of NG
 must not load the CPU the frame loop needs). NO-DECISION parts are rejects too, without a picture.
-Pictures are made when a browser asks for them, downscaled JPEG, at most `max_fps` per second for all clients
-together; the counts come from the run's own counters (`RunStats`), which count every frame inline, so the page's
-numbers are exact even when the view's queue skips a notification.
+Pictures are made when a browser asks for them, downscaled JPEG, once per frame however many clients ask; each
+client gets at most `max_fps` updates a second. The counts come from the run's own counters (`RunStats`), which
+count every frame inline, so the page's numbers are exact even when the view's queue skips a notification.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from edge_runtime.preprocess import to_bgr_uint8
 from edge_runtime.records import drop_record, frame_record, needs_answer
 from edge_runtime.run_counts import RunStats
 from edge_runtime.sources.items import Dropped, SourceEvent
-from edge_runtime.sources.stream import SUPERSEDED
 
 #: Scores and total latencies kept for the page's plots.
 WINDOW = 600
@@ -36,7 +35,7 @@ WINDOW = 600
 
 @dataclass
 class ViewConfig:
-    max_fps: float = 4.0          # live pictures and page updates per second, all clients together
+    max_fps: float = 4.0          # page updates per second and client (each may fetch the newest picture)
     width: int = 480              # live pictures are downscaled to this width (JPEG): a slow link keeps up
     keep_rejects: int = 300       # reject frames kept on disk for review; the oldest unreviewed go first
     reject_pictures_per_s: float = 2.0  # pictures kept of rejects, at most (a burst of NG must not load the CPU)
@@ -292,5 +291,5 @@ def flagged_by(heads: dict, norms: dict) -> Optional[str]:
 def verdict_counts(stats: RunStats) -> dict[str, int]:
     """OK / NG / NO-DECISION since the run started, from the run's own counters (exact; they count inline).
     NO-DECISION counts every frame or part that was to be judged and was not (`records.needs_answer`)."""
-    return {"OK": stats.ok, "NG": stats.ng + stats.invalid, NO_DECISION: stats.dropped - stats.dropped_for(SUPERSEDED),
+    return {"OK": stats.ok, "NG": stats.ng + stats.invalid, NO_DECISION: stats.no_decision,
             "fps": round(stats.fps(), 2)}
