@@ -27,9 +27,17 @@ from edge_runtime.bench import (
     open_backends,
     runtime_cases,
 )
+from edge_runtime.bundle import load_bundle
 from edge_runtime.manifest import Manifest
-from edge_runtime.preprocess import bench_frame
-from edge_runtime.timing import machine_facts, peak_rss_mb, run_alternating
+from edge_runtime.preprocess import bench_frame, prepare
+from edge_runtime.timing import machine_facts, peak_rss_mb, run_alternating, take_turns_fairly
+from export.job import BundleOptions
+from export.onnx_export import ExportError
+from export.pipeline import write_bundle
+from slsg.checkpoint import load_run
+from slsg.inference import TorchPredictor
+from slsg.model import ModelConfig, build_model
+from slsg.model.macs import count_macs
 
 TORCH = "torch"
 
@@ -60,9 +68,6 @@ def is_run(path: Path) -> bool:
 
 def export_for_bench(run_dir: Path, out: Path, int8: bool, say: Callable[[str], None]) -> tuple[Path, list[str]]:
     """RUN → bundle with `slsg export`'s writer, INT8 included unless its accuracy gate refuses it."""
-    from export.job import BundleOptions
-    from export.onnx_export import ExportError
-    from export.pipeline import write_bundle
 
     notes = []
     if int8:
@@ -78,7 +83,6 @@ def export_for_bench(run_dir: Path, out: Path, int8: bool, say: Callable[[str], 
 
 def resolve(target: Path, cfg: BenchConfig, stack: ExitStack, say: Callable[[str], None]):
     """(model or None, bundle folder, notes) for a RUN or a bundle target."""
-    from slsg.checkpoint import load_run
 
     notes: list[str] = []
     run_dir = target if is_run(target) else cfg.run
@@ -97,8 +101,6 @@ def resolve(target: Path, cfg: BenchConfig, stack: ExitStack, say: Callable[[str
 
 def model_macs(model, manifest: Manifest) -> int:
     """MACs of one 1×3×H×W forward, counted by the repo's counter (weights do not change the count)."""
-    from slsg.model import ModelConfig, build_model
-    from slsg.model.macs import count_macs
 
     if model is None:
         model = build_model(ModelConfig.from_dict(manifest.model)).eval()
@@ -177,9 +179,6 @@ def overheads(cases: dict) -> dict[str, float]:
 
 def run_bench(target: Path, cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> tuple[dict, dict]:
     """(report, raw end-to-end ms per case). The report is JSON-ready."""
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.timing import take_turns_fairly
-    from slsg.inference import TorchPredictor
 
     take_turns_fairly()
     torch.set_num_threads(cfg.threads)
@@ -236,6 +235,4 @@ def run_bench(target: Path, cfg: BenchConfig, say: Callable[[str], None] = lambd
 
 
 def frame_batch(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from edge_runtime.preprocess import prepare
-
     return prepare(frame, size)[None]

@@ -31,6 +31,7 @@ from edge_runtime.sources.files import video_file_items
 from edge_runtime.sources.items import Frame
 from edge_runtime.sources.stream import FrameStream
 from edge_runtime.statistics import percentile
+from edge_runtime.tests.support import make_bundle
 
 PARTS = ("handoff", "preprocess", "inference", "postprocess", "logging")
 
@@ -146,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         bundle = args.bundle
         if args.tiny:
-            from edge_runtime.tests.support import make_bundle
-
             bundle = make_bundle(work / "tiny.slsg", size=256)
         r = measure(bundle, args.frames, args.warmup, args.threads, args.backend, work)
     print_table(r)

@@ -15,6 +15,17 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+
+from slsg.model import ModelConfig, build_model
+from slsg.ops.graph_attention import (
+    graph_attention_fused,
+    graph_attention_op,
+    graph_attention_reference,
+    knn_neighbours_reference,
+    max_relative_reference,
+)
+
 CASES = [  # label, batch, N, C, CQ
     ("B1 N256 C512", 1, 256, 512, 256),
     ("B8 N256 C512", 8, 256, 512, 256),
@@ -26,8 +37,6 @@ WARMUP = 5
 
 
 def _time_ms(fn, repeats: int) -> float:
-    import torch
-
     for _ in range(WARMUP):
         fn()
     torch.cuda.synchronize()
@@ -44,9 +53,7 @@ def _time_ms(fn, repeats: int) -> float:
 
 def _neighbour_check(idx, q, rel) -> tuple[int, bool]:
     """(rows whose neighbours differ from the reference, whether all of them are float near-ties)."""
-    import torch
 
-    from slsg.ops.graph_attention import knn_neighbours_reference
 
     differ = (idx != knn_neighbours_reference(q, rel)).any(dim=-1)
     if not differ.any():
@@ -64,9 +71,7 @@ def _rel_err(a, b) -> float:
 def compiled_reference():
     """The reference through torch.compile(mode="reduce-overhead"): CUDA-graph trees replay it. Each call marks a
     new step, so a replay may reuse the memory of the outputs of the call before (the timing keeps none)."""
-    import torch
 
-    from slsg.ops.graph_attention import graph_attention_reference
 
     compiled = torch.compile(graph_attention_reference, mode="reduce-overhead", dynamic=False)
 
@@ -78,14 +83,7 @@ def compiled_reference():
 
 
 def graph_block_rows(repeats: int) -> list[str]:
-    import torch
 
-    from slsg.ops.graph_attention import (
-        graph_attention_fused,
-        graph_attention_op,
-        graph_attention_reference,
-        max_relative_reference,
-    )
 
     rows = []
     compiled = compiled_reference()
@@ -110,12 +108,6 @@ def graph_block_rows(repeats: int) -> list[str]:
 
 
 def model_rows(repeats: int) -> list[str]:
-    import torch
-
-    try:
-        from slsg.model import ModelConfig, build_model
-    except ImportError:
-        return ["(slsg.model.build_model not available: whole-model timing skipped)"]
     rows = []
     x = torch.randn(1, 3, 256, 256, device="cuda")
     for kernel in ("reference", "fused"):

@@ -15,6 +15,8 @@ import numpy as np
 
 from edge_runtime.preprocess import as_hw
 from edge_runtime.statistics import pearson
+from slsg.data import open_dataset
+from slsg.data.synthetic_scene import SMALL, write_dataset
 from slsg.evaluation import as_outputs, evaluate_category
 
 Predictor = Callable[[np.ndarray], object]  # → Outputs (or bare maps)
@@ -79,13 +81,10 @@ def evaluate_backends(predictors: dict[str, Predictor], category, size: tuple[in
 
 def open_parity_set(data: Path | None, category: str | None, size: int | tuple[int, int], stack: ExitStack):
     """The given set; else the shared MVTec AD bottle set when present; else a small synthetic set."""
-    from slsg.data import open_dataset
 
     if data is None and SHARED_SET.is_dir():
         data, category = SHARED_SET, category or "bottle"
     if data is None:
-        from slsg.data.synthetic_scene import SMALL, write_dataset
-
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slsg-bench-data-")))
         data = write_dataset(tmp, seed=0, counts=SMALL, size=max(as_hw(size)))
     cats = open_dataset(Path(data), category)

@@ -43,6 +43,7 @@ from edge_runtime.sinks.eventlog import EventLog, LogPolicy
 from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
 from edge_runtime.sinks.fanout import Fanout
 from edge_runtime.sinks.modbus import VERDICT_INVALID, VERDICT_NG, VERDICT_NO_DECISION, VERDICT_OK, ModbusConfig
+from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
 from edge_runtime.sources.live import ReconnectPolicy, live_stream
 from edge_runtime.tests.loopback import RecordingServer, run_mosquitto, start_mosquitto
 from edge_runtime.tests.support import make_bundle, write_video
@@ -132,7 +133,6 @@ def parts_soak(parts: int, fps: float, drop_every: int, raise_every: int, broker
     disk = Disk(disk_full_at, disk_full_s)
     saver = NgSaver(work / "ng", EvidencePolicy(quota_mb=20, min_free_mb=64, burst_keep=5, queue_frames=8),
                     log.write, free_bytes=disk.free_bytes)
-    from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
 
     mqtt_got: list[dict] = []
     mqtt_sub = _subscriber(broker.port, mqtt_got)

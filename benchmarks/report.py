@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 
 def _f(value, fmt: str = ".2f") -> str:
     return "—" if value is None else format(value, fmt)
@@ -99,10 +102,7 @@ def markdown(report: dict) -> str:
 
 
 def latency_png(report: dict, raw_ms: dict[str, list[float]], path: Path) -> Path:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = list(raw_ms)
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4))
@@ -119,10 +119,8 @@ def latency_png(report: dict, raw_ms: dict[str, list[float]], path: Path) -> Pat
 
 def parity_png(report: dict, path: Path) -> Path:
     """Each backend's image scores against the reference's: on the diagonal means the same verdicts."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     ref = report["parity"]["reference"]
     scores = {n: b["image_scores"] for n, b in report["parity"]["backends"].items()}

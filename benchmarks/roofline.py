@@ -19,6 +19,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_runtime.backends.openvino_backend import (
+    INFERENCE_PRECISION,
+    compile_cpu,
+    cpu_capabilities,
+    openvino_available,
+)
+from edge_runtime.timing import Case, percentile, timed
 
 GEMM_KINDS = ("fp32", "int8-matmulinteger", "int8-qlinearmatmul")
 #: OpenVINO peaks: (model kind, inference precision).
@@ -31,7 +41,6 @@ OPENVINO_GEMMS = {
 
 def gemm_model(kind: str, n: int):
     """An ONNX model `a [n,n] → y = a·B` with B a constant (weights), in the given arithmetic."""
-    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     if kind == "fp32":
@@ -80,7 +89,6 @@ def _gemm_input(kind: str, n: int) -> np.ndarray:
 
 def ort_gemm(kind: str, n: int, threads: int | None) -> Callable[[], object]:
     """One product in an ONNX Runtime CPU session, ready to call (spinning off: it takes turns with others)."""
-    import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads is not None:
@@ -95,12 +103,6 @@ def ort_gemm(kind: str, n: int, threads: int | None) -> Callable[[], object]:
 
 def openvino_gemm(peak: str, n: int, threads: int | None) -> Callable[[], object] | None:
     """One product compiled by OpenVINO's CPU plugin (None where OpenVINO or, for bf16, the CPU lacks it)."""
-    from edge_runtime.backends.openvino_backend import (
-        INFERENCE_PRECISION,
-        compile_cpu,
-        cpu_capabilities,
-        openvino_available,
-    )
 
     if not openvino_available():
         return None
@@ -177,7 +179,6 @@ PRODUCT_STAGE = "product"
 
 def warm_product_ms(run: Callable[[], object], burst: int = PEAK_BURST) -> dict[str, float]:
     """Run `burst` products back to back; {PRODUCT_STAGE: median ms of all but the first} (the only one, if 1)."""
-    from edge_runtime.timing import percentile, timed
 
     times = [timed(run)[1] for _ in range(max(1, burst))]
     return {PRODUCT_STAGE: percentile(times[1:] or times, 50.0)}
@@ -185,7 +186,6 @@ def warm_product_ms(run: Callable[[], object], burst: int = PEAK_BURST) -> dict[
 
 def peak_cases(runners: dict[str, Callable[[], object]]):
     """The products as cases for `edge_runtime.timing.run_alternating`, named `peak <name>`; each turn a burst."""
-    from edge_runtime.timing import Case
 
     return [Case(PEAK_PREFIX + name, (lambda run=run: warm_product_ms(run)), "gemm")
             for name, run in runners.items()]
@@ -195,7 +195,6 @@ def peaks_from_timings(timings: dict, n: int, threads: int | None) -> Peaks:
     """Peaks from the p50 over rounds of the interleaved `peak <name>` cases' warm products: measured in the same
     rounds, under the same load, as the cases judged against them (best-of peaks taken apart moved by 45 % between
     runs here)."""
-    from edge_runtime.timing import percentile
 
     def product_ms(t) -> list[float]:
         return t.stages_ms.get(PRODUCT_STAGE) or t.end_to_end_ms

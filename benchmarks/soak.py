@@ -45,8 +45,11 @@ from edge_runtime.sinks.counters import StatsSink
 from edge_runtime.sinks.eventlog import EventLog, LogPolicy
 from edge_runtime.sinks.evidence import EvidencePolicy, NgSaver
 from edge_runtime.sinks.fanout import Fanout
+from edge_runtime.sinks.modbus import ModbusConfig, ModbusSink
+from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
 from edge_runtime.sources.live import ReconnectPolicy, live_stream
 from edge_runtime.status import StatusTracker
+from edge_runtime.tests.loopback import Listener, RecordingServer, start_mosquitto
 from edge_runtime.tests.support import THRESHOLD, make_bundle, write_video
 from edge_runtime.watchdog import Watchdog, WatchdogConfig
 
@@ -200,10 +203,6 @@ class Referee:
 
 def _mqtt(work: Path):
     """mosquitto on loopback and a subscriber on the status topic, when mosquitto is installed."""
-    try:
-        from edge_runtime.tests.loopback import Listener, start_mosquitto
-    except ImportError:
-        return None, None, None
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         return None, None, None
     try:
@@ -246,17 +245,12 @@ def soak(frames: int, fps: float, drop_every: int, nan_every: int, sink_fail: fl
     if mqtt:
         proc, broker, listener = _mqtt(work)
         if broker is not None:
-            from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
-
             sinks.append(MqttSink(MqttConfig(f"mqtt://127.0.0.1:{broker.port}/soak", heartbeat_s=1.0), log.write,
                                   run_id=log.run_id, counts=stats.snapshot))
             sinks[-1].connected.wait(10)
     plc = None
     if modbus:
         try:
-            from edge_runtime.sinks.modbus import ModbusConfig, ModbusSink
-            from edge_runtime.tests.loopback import RecordingServer
-
             plc = RecordingServer().start()
             sinks.append(ModbusSink(ModbusConfig("127.0.0.1", plc.port, pulse_ms=2), log.write,
                                     threshold=judge.threshold))

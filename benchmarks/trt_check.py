@@ -25,14 +25,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from edge_runtime.backends import OnnxRuntimeBackend
+from edge_runtime.bundle import load_bundle
+from edge_runtime.preprocess import prepare
+from edge_runtime.tensorrt import (
+    BuildSettings,
+    PrecisionError,
+    TensorRTBackend,
+    TensorRTError,
+    TensorRTMissing,
+    build_engine,
+    current_target,
+)
+from edge_runtime.tensorrt.parity import (
+    latency_ms,
+    map_correlation,
+    max_abs_error,
+    score_rank_correlation,
+    verdict_agreement,
+)
+from edge_runtime.tensorrt.recipe import required_plugins
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 def _read_images(folder: Path, limit: int) -> list[np.ndarray]:
-    import cv2
-
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     images = [img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths) if img is not None]
     if not images:
@@ -47,8 +70,6 @@ def _run_all(backend, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _end_to_end(backend, raw: list[np.ndarray], size: tuple[int, int], iterations: int) -> list[float]:
-    from edge_runtime.preprocess import prepare
-
     out = []
     for i in range(iterations):
         t0 = time.perf_counter()
@@ -80,14 +101,6 @@ def engine_path_text(key) -> str:
 
 def _one_precision(bundle, precision: str, frames, raw, ref: dict, args, prefix: str = "tensorrt") -> dict:
     """Build + run one precision; every failure becomes a row with its stage and reason."""
-    from edge_runtime.tensorrt import BuildSettings, PrecisionError, TensorRTBackend, build_engine
-    from edge_runtime.tensorrt.parity import (
-        latency_ms,
-        map_correlation,
-        max_abs_error,
-        score_rank_correlation,
-        verdict_agreement,
-    )
 
     name = f"{prefix}-{precision}"
     try:
@@ -118,8 +131,6 @@ def _one_precision(bundle, precision: str, frames, raw, ref: dict, args, prefix:
 def fused_rows(fused_dir: Optional[Path], bundle, api, precisions: list[str]) -> Optional[list[dict]]:
     """Rows for a fused bundle that cannot be built here (None: build it): absent, another size, or a TensorRT
     without ahead-of-time plugins (< 10.9)."""
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.tensorrt.recipe import required_plugins
 
     if fused_dir is None:
         return []
@@ -142,11 +153,6 @@ def check(bundle_dir: Path, images: Path, precisions: list[str], args,
           api=None) -> list[dict]:
     """The reference row, a row per precision of BUNDLE, then (with `fused_dir`) a row per precision of the
     fused-plugin bundle — built where `api` (this TensorRT) has ahead-of-time plugins."""
-    from edge_runtime.backends import OnnxRuntimeBackend
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.preprocess import prepare
-    from edge_runtime.tensorrt.parity import latency_ms
-    from edge_runtime.tensorrt.recipe import required_plugins
 
     start = time.monotonic()
     bundle = load_bundle(bundle_dir)
@@ -195,10 +201,6 @@ def _num(r: dict, key: str, fmt: str) -> str:
 
 
 def print_table(rows: list[dict], header: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     table = Table(title=" · ".join(f"{k} {v}" for k, v in header.items()))
     for col in ("backend", "path", "map corr", "max |Δmap|", "score ρ", "verdicts", "engine p50/p99 ms",
                 "end-to-end p50/p99 ms", "note"):
@@ -239,7 +241,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--json", type=Path, default=Path("trt_check.json"), help="default: ./trt_check.json")
     args = ap.parse_args(argv)
 
-    from edge_runtime.tensorrt import TensorRTError, TensorRTMissing, current_target
 
     try:
         target = current_target()

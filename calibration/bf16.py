@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,6 @@ def gate_bf16(fp32_onnx: Path, data: EvalData, auroc_budget: float,
     """bf16 (`candidate`, default OpenVINO bf16 over `fp32_onnx`) against FP32 (ONNX Runtime; `reference`, where the
     caller has its outputs on the gate's images already) by the INT8 rule; the verdict is `AccuracyReport.passed`
     and its `reasons`."""
-    from importlib.metadata import version
 
 
     candidate = candidate or bf16_backend(fp32_onnx)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from calibration.accuracy import AccuracyReport, EvalData, Outputs, compare, latency_ms, run_model
 from calibration.float_regions import FloatRegions
@@ -85,7 +86,6 @@ def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: 
     out = {}
     for f in flavours:
         if f == TRT and cfg.backend == "modelopt":
-
             out[f] = quantize_with_modelopt(pre, calib, out_dir / FLAVOUR_FILES[TRT], cfg.modelopt_python,
                                             FROM_ORT_METHOD[cfg.method], list(exclude[f]))
         else:
@@ -188,8 +188,6 @@ def _badness(report: AccuracyReport) -> float:
 
 
 def _quantizable_nodes(pre: Path) -> list[str]:
-    import onnx
-
     return [n.name for n in onnx.load(str(pre)).graph.node
             if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Resize", "Concat")]
 

@@ -10,13 +10,19 @@ functions; the command and its table live in `edge_runtime/commands/bench.py`.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
-from edge_runtime.timing import Case, machine_facts, run_alternating, timed
+from edge_runtime.backends import BackendError, input_size_of, select_backend
+from edge_runtime.backends.openvino_backend import compile_cpu, openvino_source
+from edge_runtime.bundle import load_bundle
+from edge_runtime.preprocess import bench_frame, prepare, to_bgr_uint8
+from edge_runtime.timing import Case, machine_facts, peak_rss_mb, run_alternating, take_turns_fairly, timed
 
 #: What `--backends` tries by default; a backend whose model or engine is missing is skipped, with why.
 DEFAULT_BACKENDS = ("onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8", "trt-fp16", "trt-int8")
@@ -50,8 +56,6 @@ def _engine_step(backend, batch: np.ndarray):
 
 def runtime_cases(name: str, backend, frame: np.ndarray, threshold: float) -> list[Case]:
     """End-to-end (pre / infer / post timed inside) and, where the backend allows, engine-only."""
-    from edge_runtime.backends import input_size_of
-    from edge_runtime.preprocess import prepare, to_bgr_uint8
 
     size = input_size_of(backend)
 
@@ -70,7 +74,6 @@ def runtime_cases(name: str, backend, frame: np.ndarray, threshold: float) -> li
 
 def open_backends(bundle, names: list[str], threads: int | None) -> tuple[dict, dict[str, str]]:
     """{name: backend} for those that open here, and {name: why not} for the rest."""
-    from edge_runtime.backends import BackendError, select_backend
 
     opened, skipped = {}, {}
     for name in names:
@@ -116,7 +119,6 @@ def openvino_op_profile(backend, batch: np.ndarray, runs: int = 10, top: int = 1
     """OpenVINO's per-node counters (`PERF_COUNT`) of the backend's model, aggregated by executed layer type and
     precision ("Convolution i8"), first run dropped; a separate compiled model of the same graph, so the timed one is
     untouched."""
-    from edge_runtime.backends.openvino_backend import compile_cpu, openvino_source
 
     config = {"PERFORMANCE_HINT": backend.hint, "INFERENCE_NUM_THREADS": backend.threads, "PERF_COUNT": True,
               "INFERENCE_PRECISION_HINT": backend.compiled.get_property("INFERENCE_PRECISION_HINT")}
@@ -154,9 +156,7 @@ def op_profile(backend, batch: np.ndarray, threads: int | None, runs: int = 10) 
 
 def ort_op_profile(model: Path, batch: np.ndarray, threads: int | None, runs: int = 10, top: int = 10) -> dict:
     """Run `model` under ONNX Runtime's profiler (CPU) and aggregate kernel time by op type."""
-    import tempfile
 
-    import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="slsg-ort-profile-") as tmp:
         opts = ort.SessionOptions()
@@ -182,11 +182,8 @@ def bench_bundle(
     profile_runs: int = 10,
 ) -> dict:
     """Time every backend that opens; the report's `cases` come from `CaseTimings.summary()`."""
-    from edge_runtime.timing import take_turns_fairly
 
     take_turns_fairly()
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.preprocess import bench_frame, prepare
 
     bundle = load_bundle(bundle_dir)
     opened, skipped = open_backends(bundle, backends, threads)
@@ -199,7 +196,6 @@ def bench_bundle(
         prof = op_profile(be, batch, threads, profile_runs) if profile_runs > 0 else None
         if prof is not None:
             profiles[name] = prof
-    from edge_runtime.timing import peak_rss_mb
 
     return {
         "bundle": str(bundle.root),

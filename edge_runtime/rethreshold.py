@@ -17,10 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.backends import BackendError, select_backend
+from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, openvino_available
+from edge_runtime.backends.select import openvino_int8, openvino_int8_gated
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.manifest import BundleError, Manifest, write_manifest
 from edge_runtime.preprocess import FrameError, prepare
 from edge_runtime.scoring import Threshold, threshold_from_good_scores, threshold_warning
+from edge_runtime.sources.files import image_folder_items, video_file_items
+from edge_runtime.sources.items import Dropped, Frame
 
 BATCH = 8
 log = logging.getLogger(__name__)
@@ -48,8 +54,6 @@ class NewThreshold:
 
 
 def _items(source: Path, stop: threading.Event) -> Iterator:
-    from edge_runtime.sources.files import image_folder_items, video_file_items
-
     if source.is_dir():
         return image_folder_items(source, stop)
     if source.is_file():
@@ -59,7 +63,6 @@ def _items(source: Path, stop: threading.Event) -> Iterator:
 
 def read_good_frames(source: Path, size, every: int = 1, limit: int | None = None) -> GoodFrames:
     """Every `every`-th frame of a folder (name order) or video, up to `limit`; unreadable ones are listed."""
-    from edge_runtime.sources.items import Dropped, Frame
 
     source, stop = Path(source), threading.Event()
     frames, dropped, seen = [], [], 0
@@ -96,7 +99,6 @@ def score_frames(backend, frames: np.ndarray, batch: int = BATCH) -> np.ndarray:
 
 def _bf16_backend(bundle: Bundle, threads: int | None) -> list:
     """The bf16 model's own backend, or none (its threshold is then left as it is, with a warning)."""
-    from edge_runtime.backends import BackendError, select_backend
 
     try:
         return [select_backend(bundle, "openvino-bf16", threads)]
@@ -108,9 +110,6 @@ def _bf16_backend(bundle: Bundle, threads: int | None) -> list:
 def _openvino_int8_backends(bundle: Bundle, threads: int | None) -> list:
     """Each INT8 file as OpenVINO was gated to run it; where OpenVINO cannot open it here, its threshold is left as
     it is, with a warning (as for bf16)."""
-    from edge_runtime.backends import BackendError
-    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, openvino_available
-    from edge_runtime.backends.select import openvino_int8, openvino_int8_gated
 
     gated = openvino_int8_gated(bundle)
     missed = [k for k in bundle.manifest.thresholds if k.startswith(OPENVINO_PREFIX)]
@@ -129,8 +128,6 @@ def _openvino_int8_backends(bundle: Bundle, threads: int | None) -> list:
 def open_backends(bundle: Bundle, names: list[str], threads: int | None = None) -> list:
     """The backends to calibrate: by `slsg-edge run --backend` name; 'all' = every model file here, and each INT8
     file OpenVINO was gated to run (its own threshold)."""
-    from edge_runtime.backends import select_backend
-    from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     out = []
     for name in names:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Callable, Optional, Sequence, Union  # noqa: UP035 — evaluated at run time on Python 3.8
 
 import numpy as np
@@ -182,7 +183,6 @@ def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float
     inside [0, 1] and is not empty at k = 0, which is the common case on good images."""
     if n <= 0:
         return (NAN, NAN)
-    from statistics import NormalDist
 
     z = NormalDist().inv_cdf(0.5 + level / 2.0)
     p = k / n

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict
 
+from edge_runtime.progress import ProgressLines
+from edge_runtime.statistics import percentile as _percentile
+
 PERCENTILES = (50.0, 90.0, 99.0)
 #: Stage names a step may report; anything else it reports is kept too.
 STAGES = ("pre", "infer", "post")
@@ -23,7 +26,6 @@ STAGES = ("pre", "infer", "post")
 
 def percentile(samples: Sequence[float], q: float) -> float:
     """q in percent (99 means p99): `edge_runtime.statistics.percentile`; latencies need at least one sample."""
-    from edge_runtime.statistics import percentile as _percentile
 
     values = list(samples)
     if not values:
@@ -116,7 +118,6 @@ def run_alternating(
     """Warm every case up (alternating), then time `iterations` rounds of all cases (alternating).
 
     A run longer than ~10 s reports plain progress lines (`edge_runtime.progress`), between timed calls."""
-    from edge_runtime.progress import ProgressLines
 
     if iterations < 1:
         raise ValueError(f"iterations must be ≥ 1, got {iterations}")

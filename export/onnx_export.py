@@ -8,16 +8,21 @@ a Cast to float before anything else touches it (the transpose and colour flip t
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
+from onnx import helper, numpy_helper
 from torch import nn
 
 from edge_runtime.errors import SlsgError
@@ -99,8 +104,6 @@ def graph_kernel(model: SLSGNet, kernel: str) -> Iterator[None]:
 
 
 def _plugin_module():
-    import importlib
-
     try:
         return importlib.import_module(PLUGIN_MODULE)
     except ImportError as e:
@@ -111,7 +114,6 @@ def _plugin_module():
 
 def _root_cause(e: Exception) -> str:
     """torch.export wraps the real error in pages of advice; keep the exception it summarises."""
-    import re
 
     found = re.search(r"<class '([\w.]+)'>: (.+)", str(e))
     return f"{found.group(1)}: {found.group(2).strip()}" if found else f"{type(e).__name__}: {e}"
@@ -206,9 +208,6 @@ def freeze_topk_k(path: Path, batches: tuple[int, ...], size: int | tuple[int, i
     static (EfficientNet's same-padding hides it). Such a K depends on H and W only: it is evaluated once
     per batch size in `batches`, must agree, and is stored as an initializer. Returns how many were frozen.
     """
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
 
     model = onnx.load(str(path))
     g = model.graph

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from rich.table import Table
 
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT, SCORE_OUTPUT, Outputs, outputs_from_named
 from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -275,7 +277,6 @@ def output_names(deploy) -> tuple[str, ...]:
 
 def torch_outputs(deploy, frames: np.ndarray) -> Outputs:
     """DeployModel on the frames one at a time (the batch the static ONNX graph takes), as `Outputs`."""
-    import torch
 
     names, parts = output_names(deploy), []
     size = tuple(frames.shape[1:3])
@@ -298,7 +299,6 @@ def check_parity(deploy, onnx_path: Path, frames: np.ndarray, source: str, limit
 
 def parity_table(report: ParityReport, title: str = "Parity: ONNX Runtime vs PyTorch"):
     """A rich table for the export command."""
-    from rich.table import Table
 
     lim, m = report.limits, report.map
     t = Table(title=title)

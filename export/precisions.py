@@ -4,6 +4,7 @@ left out, and the table that shows them. The gates themselves are in `export.gat
 from __future__ import annotations
 
 import numpy as np
+from rich.table import Table
 
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
 from export.job import BundleOptions, PrecisionReport
@@ -62,7 +63,6 @@ def lint_next_steps() -> list[str]:
 def precision_table(report: PrecisionReport):
     """Each model kept: AUROC and its drop with the bootstrap interval, map correlation, score ρ, its own
     threshold, the false-reject rate on held-out good images, size and CPU latency."""
-    from rich.table import Table
 
     table = Table(title="precisions (ONNX Runtime unless named, this CPU)")
     for col in ("model", "AUROC", "ΔAUROC (95% interval)", "map r", "score ρ", "threshold",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from edge_runtime.errors import SlsgError
 from edge_runtime.scoring import Threshold
@@ -46,7 +47,6 @@ def state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_run(root: Path, model: SLSGNet, config: dict) -> None:
     """Write weights and config atomically (temp file + rename), so an interrupted save never corrupts a RUN."""
-    from safetensors.torch import save_file
 
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / (WEIGHTS_FILE + ".tmp")
@@ -62,8 +62,6 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: is this a RUN folder made by `slsg train`?")
     try:

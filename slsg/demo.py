@@ -6,6 +6,7 @@ so the demo also proves that the deployed side needs no torch.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -14,8 +15,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from rich.table import Table
 
+from edge_runtime.bundle import load_bundle
 from edge_runtime.statistics import percentile
+from slsg.data import open_dataset, read_image
+from slsg.data.synthetic_scene import write_dataset
+from slsg.evaluation import evaluate_category
+from slsg.model import ModelConfig
+from slsg.predictors import load_predictor
+from slsg.reports import head_table, render_table, score_histogram_png
+from slsg.training import TrainConfig, train
+from slsg.training.state import has_state
 
 
 @dataclass
@@ -32,7 +43,6 @@ class DemoConfig:
 
 def write_line_video(images: list[Path], path: Path, size: int, frames_per_image: int, fps: float = 10.0) -> int:
     """A lossless (FFV1) "camera" video: each test image held for a few frames, as a part passing the camera."""
-    from slsg.data import read_image
 
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (size, size))
     if not writer.isOpened():
@@ -53,15 +63,6 @@ def _stage(console, name: str):
 
 
 def run_demo(cfg: DemoConfig, console) -> dict:
-    from edge_runtime.bundle import load_bundle
-    from slsg.data import open_dataset
-    from slsg.data.synthetic_scene import write_dataset
-    from slsg.evaluation import evaluate_category
-    from slsg.model import ModelConfig
-    from slsg.predictors import load_predictor
-    from slsg.reports import head_table, render_table, score_histogram_png
-    from slsg.training import TrainConfig, train
-
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -79,7 +80,6 @@ def run_demo(cfg: DemoConfig, console) -> dict:
     run = out / "run"
     model_cfg = ModelConfig(backbone=cfg.backbone, size=cfg.size)
     train_cfg = TrainConfig(steps=cfg.steps, batch=cfg.batch, seed=cfg.seed, checkpoint_every=100)
-    from slsg.training.state import has_state
 
     done = (run / "model.safetensors").is_file()
     if not done:
@@ -137,7 +137,6 @@ def _cli(cmd: list[str], check: bool = True) -> int:
 
 def line_verdicts(log: Path, anomalous: list[bool], frames_per_image: int) -> dict:
     """Compare the runtime's per-frame verdicts with the ground truth of the image each frame shows."""
-    import json
 
     counts = {"frames": 0, "dropped": 0, "OK": 0, "NG": 0, "caught": 0, "missed": 0, "false_alarms": 0}
     latencies = []
@@ -160,8 +159,6 @@ def line_verdicts(log: Path, anomalous: list[bool], frames_per_image: int) -> di
 
 
 def summary_table(report: dict):
-    from rich.table import Table
-
     m, line, t = report["metrics"], report["line"], report["timings"]
     table = Table(title="slsg main job — results", show_header=False)
     table.add_column(style="bold")

@@ -25,6 +25,7 @@ from edge_runtime.preprocess import prepare
 from edge_runtime.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from edge_runtime.scoring import image_score, is_anomalous
 from edge_runtime.statistics import ScoreShift, binomial_interval, score_shift
+from slsg.data import read_defect_masks, read_image
 from slsg.metrics import (
     DEFAULT_LIMITS,
     Defect,
@@ -51,7 +52,6 @@ class Readers:
     def resolved(self) -> Readers:
         if self.image is not None and self.defect_masks is not None:
             return self
-        from slsg.data import read_defect_masks, read_image
 
         return Readers(self.image or read_image, self.defect_masks or read_defect_masks)
 

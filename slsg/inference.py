@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_PREFIX, Outputs
-from slsg.heads import FusionConfig, GlobalContextHead, ScoreFusion
-from slsg.heads.local_patch import LocalPatchHead
+from edge_runtime.scoring import SCORE_DEFINITION, TOP_K
+from slsg.checkpoint import open_run
+from slsg.heads import FusionConfig, GlobalContextHead, ScoreFusion, load_head
+from slsg.heads.local_patch import LocalPatchHead, load_local_head
 from slsg.model import SLSGNet, anomaly_map
 from slsg.model.preprocess import InputAdapter, normalization_for
 
@@ -39,7 +41,6 @@ class DeployModel(nn.Module):
     def __init__(self, model: SLSGNet, global_head: GlobalContextHead | None = None,
                  fusion: FusionConfig | None = None, local_head: LocalPatchHead | None = None) -> None:
         super().__init__()
-        from edge_runtime.scoring import TOP_K
 
         self.adapter = InputAdapter(normalization_for(model.cfg.normalization_name))
         self.model = model
@@ -70,7 +71,6 @@ class DeployModel(nn.Module):
 
     def score_spec(self) -> dict:
         """What each score output means: the bundle manifest's `scores` section and the ONNX metadata."""
-        from edge_runtime.scoring import SCORE_DEFINITION
 
         spec = {"score": {"heads": list(self.fusion_cfg.heads), "rule": self.fusion_cfg.rule,
                           "norms": self.fusion_cfg.to_dict()["norms"], "definition": self.fusion_cfg.describe()},
@@ -132,9 +132,6 @@ class TorchPredictor:
 
 def load_deploy(run: Path, device: str | torch.device = "cpu") -> DeployModel:
     """A RUN's whole detector: network, fitted heads (where fitted) and the fusion its config.json records."""
-    from slsg.checkpoint import open_run
-    from slsg.heads import load_head
-    from slsg.heads.local_patch import load_local_head
 
     r = open_run(run)
     fusion = FusionConfig.from_dict(r.config["scores"]) if "scores" in r.config else None

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.backends import select_backend
 from edge_runtime.backends.base import Outputs  # noqa: F401  (the Predictor contract's result)
+from edge_runtime.bundle import load_bundle
 from edge_runtime.scoring import Threshold
+from slsg.checkpoint import open_run
+from slsg.inference import TorchPredictor, load_deploy
 
 BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8", "trt-fp16",
             "trt-int8", "auto")
@@ -48,14 +52,9 @@ def load_predictor(run: Path, backend: str = "torch", bundle: Path | None = None
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
-        from slsg.checkpoint import open_run
-        from slsg.inference import TorchPredictor, load_deploy
-
         r = open_run(run)
         return Loaded(TorchPredictor(load_deploy(run, device), device), r.model_config.hw, r.threshold, "torch",
                       r.config.get("scores"), r.config.get("good_reference"))
-    from edge_runtime.backends import select_backend
-    from edge_runtime.bundle import load_bundle
 
     b = load_bundle(find_bundle(run, bundle))
     runtime = select_backend(b, backend, threads=threads)

@@ -9,6 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 from rich.table import Table
 
@@ -117,10 +119,8 @@ def results_to_json(results: Sequence[CategoryResult], include_images: bool = Tr
 
 def score_histogram_png(result: CategoryResult, threshold: float | None, path: Path) -> Path:
     """Histogram of image scores: good against each anomaly type, the decision threshold drawn as a line."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

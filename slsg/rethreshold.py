@@ -19,6 +19,10 @@ import torch
 
 from edge_runtime.scoring import Threshold, threshold_from_good_scores, threshold_warning
 from slsg.checkpoint import CONFIG_FILE, open_run, write_json
+from slsg.data.layouts import open_dataset
+from slsg.data.loading import load_images
+from slsg.training.config import TrainConfig
+from slsg.training.data import split_validation
 
 BATCH = 8
 
@@ -34,9 +38,6 @@ class Calibrated:
 
 def good_samples(run_config: dict, data: Path, category: str | None, all_good: bool) -> tuple[list, object, str]:
     """(samples, category, split name): DATA's validation split as training makes it, or all its good images."""
-    from slsg.data.layouts import open_dataset
-    from slsg.training.config import TrainConfig
-    from slsg.training.data import split_validation
 
     cats = open_dataset(Path(data), category)
     if len(cats) != 1:
@@ -57,7 +58,6 @@ def good_samples(run_config: dict, data: Path, category: str | None, all_good: b
 @torch.no_grad()
 def score_good(deploy, samples: list, size, batch: int = BATCH) -> np.ndarray:
     """`score` (the DeployModel's second output) of every sample; an unreadable image raises with its name."""
-    from slsg.data.loading import load_images
 
     images, _ = load_images(samples, size)
     scores = []

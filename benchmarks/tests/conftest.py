@@ -11,6 +11,9 @@ from edge_runtime.manifest import Manifest, write_manifest
 from edge_runtime.preprocess import IMAGENET, preprocess_spec
 from edge_runtime.scoring import SCORE_DEFINITION, Threshold
 from edge_runtime.tests.conftest import fake_trt  # noqa: F401 — the fake NVIDIA bindings, for test_trt_check
+from slsg.checkpoint import load_run, save_run
+from slsg.inference import DeployModel
+from slsg.model import ModelConfig, build_model
 
 SIZE = 64
 
@@ -22,9 +25,6 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from slsg.checkpoint import save_run
-    from slsg.model import ModelConfig, build_model
-
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("bench") / "run"
     model = build_model(ModelConfig(size=SIZE)).eval()
@@ -34,9 +34,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run: Path) -> Path:
-    from slsg.checkpoint import load_run
-    from slsg.inference import DeployModel
-
     run, model = load_run(tiny_run)
     root = tiny_run.parent / "model.slsg"
     root.mkdir()

@@ -6,16 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+import typer.main
 from PIL import Image
 
-from benchmarks.bench import BenchConfig, goals, run_bench
+from benchmarks.bench import BenchConfig, goals, overheads, run_bench
 from benchmarks.report import markdown, write_reports
+from slsg.commands.bench import command
+from slsg.data.synthetic_scene import SMALL, write_dataset
+from slsg.model import ModelConfig, build_model
+from slsg.model.macs import count_macs
 
 
 @pytest.fixture(scope="module")
 def bench(tiny_run: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
-    from slsg.data.synthetic_scene import SMALL, write_dataset
-
     data = write_dataset(tmp_path_factory.mktemp("data"), counts=SMALL, size=64)
     cfg = BenchConfig(threads=1, warmup=1, iterations=3, backends=("onnx", "trt-int8"), gemm_n=64,
                       gemm_repeats=2, profile_runs=2, data=data, bundle=tiny_bundle)
@@ -33,10 +37,7 @@ def test_eager_and_runtime_are_timed_side_by_side(bench: tuple[dict, dict]) -> N
 
 
 def test_roofline_uses_the_repo_mac_count(bench: tuple[dict, dict]) -> None:
-    import torch
 
-    from slsg.model import ModelConfig, build_model
-    from slsg.model.macs import count_macs
 
     report, _ = bench
     macs = count_macs(build_model(ModelConfig(size=64)).eval(), torch.zeros(1, 3, 64, 64))["total"]
@@ -82,8 +83,6 @@ def test_goals_are_judged_from_the_measurements() -> None:
 
 
 def test_overhead_is_what_the_runtime_adds_to_the_bare_engine_call() -> None:
-    from benchmarks.bench import overheads
-
     cases = {"openvino": {"end_to_end": {"p50_ms": 11.0}}, "openvino (engine)": {"end_to_end": {"p50_ms": 10.0}},
              "torch": {"end_to_end": {"p50_ms": 50.0}}}
     assert overheads(cases) == {"openvino": pytest.approx(0.1)}
@@ -95,9 +94,7 @@ def test_overhead_is_what_the_runtime_adds_to_the_bare_engine_call() -> None:
 
 def test_slsg_bench_without_options_runs_the_configs_defaults() -> None:
     """The CLI declares its options without importing torch, so it cannot read BenchConfig: both read one table."""
-    import typer.main
 
-    from slsg.commands.bench import command
 
     app = typer.Typer()
     app.command()(command)

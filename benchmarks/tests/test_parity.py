@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from benchmarks.parity import RecordingPredictor, evaluate_backends, map_agreement
+from slsg.data import open_dataset
+from slsg.data.synthetic_scene import SMALL, write_dataset
 
 
 def test_map_agreement_numbers() -> None:
@@ -30,9 +32,6 @@ def brightness(images: np.ndarray) -> np.ndarray:
 
 
 def test_backends_on_a_synthetic_set(tmp_path) -> None:
-    from slsg.data import open_dataset
-    from slsg.data.synthetic_scene import SMALL, write_dataset
-
     category = open_dataset(write_dataset(tmp_path, counts=SMALL, size=64))[0]
     noisy = lambda x: np.clip(brightness(x) + 0.01, 0, 1)  # noqa: E731
     out = evaluate_backends({"ref": brightness, "noisy": noisy, "inverted": lambda x: 1 - brightness(x)},

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.parts_soak import parts_soak
 from edge_runtime.tests.loopback import ServiceMissing
 
 
 def test_a_short_parts_soak_with_every_fault_passes_its_checks(tmp_path: Path) -> None:
     pytest.importorskip("pymodbus", reason="pymodbus is not installed (pip install 'slsg[modbus]')")
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip install 'slsg[mqtt]')")
-    from benchmarks.parts_soak import parts_soak
 
     try:
         r = parts_soak(parts=1200, fps=300.0, drop_every=400, raise_every=97, broker_down_at=0.3, plc_down_at=0.6,

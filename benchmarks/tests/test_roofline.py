@@ -7,6 +7,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
 from benchmarks.roofline import (
     GEMM_KINDS,
@@ -31,7 +32,6 @@ def test_fp32_and_int8_gemm_models_compute_the_product() -> None:
         a = np.full((16, 16), 130, np.uint8) if kind != "fp32" else np.eye(16, dtype=np.float32)
         (y,) = s.run(None, {"a": a})
         b = {t.name: t for t in model.graph.initializer}["b"]
-        from onnx import numpy_helper
 
         w = numpy_helper.to_array(b).astype(np.float64)
         if kind == "fp32":
@@ -75,7 +75,6 @@ def test_qdq_gemm_computes_the_dequantised_product_in_ort() -> None:
     model = gemm_model("qdq", 16)
     s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (y,) = s.run(None, {"a": np.eye(16, dtype=np.float32)})
-    from onnx import numpy_helper
 
     w = numpy_helper.to_array({t.name: t for t in model.graph.initializer}["b"]).astype(np.float64)
     # eye quantises to round(1/0.02)·0.02 = 1.0, so y ≈ 0.01·B (ORT's fused int8 kernel rounds a few entries)

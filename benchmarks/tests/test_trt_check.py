@@ -14,6 +14,7 @@ import cv2
 import pytest
 
 from benchmarks import trt_check
+from edge_runtime.manifest import write_manifest
 from edge_runtime.tensorrt import TensorRTBackend
 from edge_runtime.tests.fakes.gpu import FakeGpu
 from edge_runtime.tests.trt_bundles import frames, make_trt_bundle
@@ -72,7 +73,6 @@ def test_a_missing_model_is_skipped_with_the_way_out_and_is_not_a_failure(tmp_pa
     bundle = make_trt_bundle(tmp_path / "model.slsg")
     (bundle.root / "model.fp16.onnx").unlink()
     del bundle.manifest.models["fp16"]
-    from edge_runtime.manifest import write_manifest
 
     write_manifest(bundle.root, bundle.manifest)
     out = tmp_path / "check.json"

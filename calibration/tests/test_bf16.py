@@ -7,7 +7,7 @@ import pytest
 
 from calibration.bf16 import gate_bf16
 from edge_runtime.backends.base import BackendError, Outputs
-from edge_runtime.backends.openvino_backend import openvino_available
+from edge_runtime.backends.openvino_backend import OpenVinoBackend, cpu_has_bf16, openvino_available
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed here "
                                 "(pip install 'slsg[openvino]')")
@@ -22,7 +22,6 @@ def _keep_mantissa_bits(x: np.ndarray, bits: int) -> np.ndarray:
 
 def _rounded(tiny_onnx, bits: int):
     """A real OpenVINO f32 session whose outputs are rounded to `bits` mantissa bits."""
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
 
     be = OpenVinoBackend(tiny_onnx, precision="fp32", threads=1)
 
@@ -47,7 +46,6 @@ def test_a_coarser_arithmetic_is_refused_with_the_reason(tiny_onnx, eval_data) -
 
 def test_the_gate_runs_real_bf16_or_refuses_to_pretend(tiny_onnx, eval_data) -> None:
     """A CPU without bf16 would run f32 under the bf16 name: the gate must refuse, not pass it."""
-    from edge_runtime.backends.openvino_backend import cpu_has_bf16
 
     if not cpu_has_bf16():
         with pytest.raises(BackendError, match="no bf16"):

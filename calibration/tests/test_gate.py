@@ -7,7 +7,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from calibration.accuracy import compare, run_model
+import calibration.bundle as cb
+from calibration.accuracy import EvalData, Outputs, compare, run_model
 from calibration.bundle import quantize_bundle
 from calibration.int8 import CPU, TRT, Int8Config, default_exclusions, quantize_flavour
 
@@ -60,8 +61,6 @@ def test_fallback_keeps_sensitive_layers_float_until_within_budget(tiny_onnx, ca
 
 def _scrambling(monkeypatch, file_name: str) -> None:
     """Scramble the outputs of one model file (its maps and scores no longer belong to their images)."""
-    import calibration.bundle as cb
-    from calibration.accuracy import Outputs
 
     real = cb.run_model
 
@@ -94,15 +93,11 @@ def test_no_gate_without_eval_data(tiny_onnx, calib_set, tmp_path: Path):
 
 
 def _outputs(scores: np.ndarray, heads: dict | None = None):
-    from calibration.accuracy import Outputs
-
     maps = np.tile(scores[:, None, None], (1, 4, 4)).astype(np.float32)
     return Outputs(maps, scores.astype(np.float32), heads or {})
 
 
 def _data(n_good: int, n_bad: int):
-    from calibration.accuracy import EvalData
-
     img = np.zeros((1, 4, 4, 3), np.uint8)
     return EvalData(np.repeat(img, n_good, 0), np.repeat(img, n_bad, 0), threshold=0.5,
                     anomalies_source="synthetic: test")

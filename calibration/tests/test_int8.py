@@ -5,16 +5,19 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from calibration.accuracy import run_model
 from calibration.float_regions import find_float_regions
 from calibration.int8 import (
+    CONTEXT_IN_INT8,
     CPU,
     TRT,
     Int8Config,
+    activations_after_conv,
     count_int8_ops,
     default_exclusions,
+    flavour_exclusions,
     quantize_flavour,
     tensor_ranges,
 )
@@ -130,7 +133,6 @@ def test_entropy_with_equal_bins_is_refused():
 def test_trt_flavour_quantises_activation_outputs_not_conv_outputs(flavours, pre_model):
     """Conv → ReLU → Q/DQ, never Conv → Q/DQ → ReLU → Q/DQ: one rounding at the post-activation range (TensorRT fuses
     conv, activation and Q; the double rounding cost Lite0's symmetric model 0.949 → 0.990 map correlation)."""
-    from calibration.int8 import activations_after_conv
 
     acts = activations_after_conv(onnx.load(str(pre_model)))
     assert acts  # the tiny model has conv-BN-ReLU blocks (BN folded by the pre-processing)
@@ -151,7 +153,6 @@ FLOAT_READERS = {"Shape", "Resize", "Concat", "Add", "Conv", "MaxPool", "GlobalA
 
 def _pooled_branch_model() -> onnx.ModelProto:
     """conv A feeds the map (conv M) and, through a context conv C and a pooling, a whitened image score."""
-    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     w = {n: numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
@@ -170,8 +171,6 @@ def _pooled_branch_model() -> onnx.ModelProto:
 
 
 def test_the_context_stage_is_a_region_of_its_own_quantised_only_in_the_flavours_that_allow_it():
-    from calibration.int8 import CONTEXT_IN_INT8, flavour_exclusions
-
     regions = find_float_regions(_pooled_branch_model())
     assert regions.global_context == ["C"]                      # feeds only the pooling
     assert "pool" in regions.global_head and "C" not in regions.global_head

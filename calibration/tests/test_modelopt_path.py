@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
+from calibration.accuracy import Outputs, compare
 from calibration.bundle import quantize_bundle
 from calibration.int8 import CPU, TRT, Int8Config
 from calibration.modelopt_path import (
@@ -145,8 +146,6 @@ def test_real_modelopt_quantizes_the_tiny_model(tiny_onnx, calib_set, eval_data,
 
 
 def test_gate_refuses_a_model_that_outputs_nan(eval_data):
-    from calibration.accuracy import Outputs, compare
-
     n = len(eval_data.images())
     ref = Outputs(np.random.default_rng(0).random((n, 4, 4), np.float32), np.linspace(0, 1, n, dtype=np.float32))
     nan = Outputs(np.full((n, 4, 4), np.nan, np.float32), np.full(n, np.nan, np.float32))

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from edge_runtime.backends.base import (
     MAP_OUTPUT,
@@ -24,7 +25,6 @@ PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 def cpu_session(model: Path | bytes, threads: int = 0):
     """A plain CPU session (`onnxruntime.InferenceSession`) on a model file or a serialised model (a probe graph
     with extra outputs), quiet."""
-    import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -34,8 +34,6 @@ def cpu_session(model: Path | bytes, threads: int = 0):
 
 
 def available_providers() -> list[str]:
-    import onnxruntime as ort
-
     return list(ort.get_available_providers())
 
 
@@ -68,7 +66,6 @@ class OnnxRuntimeBackend:
         trt_cache_dir: Path | None = None,
         model: str = "fp32",
     ) -> None:
-        import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -8,6 +8,7 @@ ungated model), and f32 without a word where bf16 was asked on a CPU that lacks 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,10 @@ from edge_runtime.backends.base import (
     fetched_outputs,
     outputs_from_named,
 )
+from edge_runtime.backends.refitted_head import put_initializers, read_head
+from edge_runtime.backends.seven_bit import seven_bit_weights
 from edge_runtime.backends.signal_stack import keep_signal_stack
+from edge_runtime.optional import MissingDependency, available, onnx, openvino
 
 #: Backend precision → OpenVINO `INFERENCE_PRECISION_HINT`. INT8 keeps the float parts (pre-processing,
 #: graph attention, scoring) in f32, as ONNX Runtime ran them when the INT8 gate measured the model.
@@ -35,21 +39,14 @@ OPENVINO_PREFIX = "openvino:"
 
 
 def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return available("openvino")
 
 
 def _core():
     try:
-        import openvino as ov
-    except ImportError as e:
-        raise BackendError(
-            f"the OpenVINO backend needs the openvino package ({e}): pip install 'slsg[openvino]'"
-        ) from None
-    return ov.Core()
+        return openvino.Core()
+    except MissingDependency as e:
+        raise BackendError(str(e)) from None
 
 
 def compile_cpu(model: str | bytes, config: dict):
@@ -64,12 +61,9 @@ def compile_cpu(model: str | bytes, config: dict):
 def load_onnx(path: Path):
     """The ONNX graph of `path`, for the edits OpenVINO's INT8 path makes in memory."""
     try:
-        import onnx
-    except ImportError as e:
-        raise BackendError(f"OpenVINO INT8 needs the onnx package to prepare the model ({e}): "
-                           "pip install 'slsg[openvino]'") from None
-    try:
         return onnx.load(str(path))
+    except MissingDependency as e:
+        raise BackendError(str(e)) from None
     except Exception as e:  # protobuf's DecodeError and friends
         raise BackendError(f"{path} is not a readable ONNX model ({e}): copy the bundle again") from None
 
@@ -78,12 +72,9 @@ def as_openvino_runs_it(model, precision: str, head: Path | None = None) -> int:
     """Edit `model` in place into what OpenVINO runs: the head refitted for it, and for INT8 signed-activation
     weights in 7 bits (`seven_bit`); how many weights were re-stored."""
     if head is not None:
-        from edge_runtime.backends.refitted_head import put_initializers, read_head
-
         put_initializers(model, read_head(head), head)
     if precision != "int8":
         return 0
-    from edge_runtime.backends.seven_bit import seven_bit_weights
 
     return seven_bit_weights(model)
 
@@ -194,7 +185,6 @@ class OpenVinoBackend:
 
     def infer_only(self) -> float:
         """Seconds of the bare compiled-model call on the last run's input (`slsg-edge bench`'s engine case)."""
-        import time
 
         t0 = time.perf_counter()
         self._request.infer()

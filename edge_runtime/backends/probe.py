@@ -22,6 +22,8 @@ from typing import Callable, Optional
 
 from edge_runtime.backends.base import Backend, BackendError
 from edge_runtime.bundle import Bundle
+from edge_runtime.preprocess import bench_frame, prepare
+from edge_runtime.timing import Case, machine_facts, percentile, run_alternating
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,6 @@ def _versions() -> dict:
 
 def device_key(bundle: Bundle, threads: Optional[int], candidates: list[str]) -> dict:
     """Everything that makes a measured pick valid on this device for this bundle."""
-    from edge_runtime.timing import machine_facts
 
     facts = machine_facts(threads)
     files = bundle.manifest.files
@@ -120,8 +121,6 @@ def write_cached(path: Path, result: ProbeResult) -> Optional[Path]:
 def measure(openers: dict[str, Opener], size: tuple, cfg: ProbeConfig) -> tuple:
     """({name: p50 ms}, {name: why it could not be measured}) of each backend's `run` on one prepared frame,
     alternating round by round so a neighbour's load hits every candidate alike."""
-    from edge_runtime.preprocess import bench_frame, prepare
-    from edge_runtime.timing import Case, percentile, run_alternating
 
     batch = prepare(bench_frame(size), size)[None]
     opened, skipped = {}, {}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends.base import BackendError
+from edge_runtime.optional import onnx
 
 HEADS_DIR = "heads"
 
@@ -52,8 +53,7 @@ def read_head(path: Path) -> dict:
 
 def put_initializers(model, tensors: dict, source: Path) -> None:
     """Replace `model`'s initializers by name, in place; each must exist with the same shape."""
-    from onnx import numpy_helper
-
+    numpy_helper = onnx.numpy_helper
     index = {t.name: i for i, t in enumerate(model.graph.initializer)}
     for name, value in tensors.items():
         if name not in index:

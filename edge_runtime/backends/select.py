@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from pathlib import Path
 
 from edge_runtime.backends.base import Backend, BackendError
 from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, best_providers
-from edge_runtime.backends.openvino_backend import openvino_available
+from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
 from edge_runtime.backends.probe import CPU_CANDIDATES, ProbeConfig, probe
 from edge_runtime.bundle import Bundle
 
@@ -54,8 +55,6 @@ def _missing(bundle: Bundle, backend: str, precisions: tuple) -> BackendError:
 
 
 def _openvino(bundle: Bundle, backend: str, threads: int | None) -> Backend:
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
-
     precision, wanted = _OPENVINO_MODELS[backend]
     present = [m for m in wanted if m in bundle.models]
     if not present:
@@ -80,7 +79,6 @@ def _openvino(bundle: Bundle, backend: str, threads: int | None) -> Backend:
 
 def openvino_int8(bundle: Bundle, model: str, threads: int | None, name: str = "openvino-int8") -> Backend:
     """The INT8 file `model` as OpenVINO runs it: with the head refitted for OpenVINO and its own threshold key."""
-    from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend
 
     key = OPENVINO_PREFIX + model
     return OpenVinoBackend(bundle.models[model], precision="int8", threads=threads, name=name, model=key,
@@ -160,7 +158,6 @@ def _open_named(bundle: Bundle, backend: str, threads: int | None) -> Backend:
 def _quiet_probe_opener(bundle: Bundle, threads: int | None):
     """Probe instances with ONNX Runtime's spinning workers off: they take turns, and a spinning session would
     steal the next candidate's cores and win by it (edge_runtime.timing.take_turns_fairly)."""
-    import os
 
     def open_one(name: str) -> Backend:
         before = os.environ.get("SLSG_ORT_SPIN")

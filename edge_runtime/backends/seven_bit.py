@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_runtime.optional import onnx
+
 
 def seven_bit_weights(model) -> int:
     """How many weights were rewritten, in place: in a file with signed activations every stored int8 weight
     halved into [-64, 63] and its scale doubled; any other model is left unchanged (0)."""
-    from onnx import numpy_helper
-
+    numpy_helper = onnx.numpy_helper
     stored = {t.name: t for t in model.graph.initializer}
     if not signed_activations(model.graph, stored):
         return 0
@@ -48,11 +49,9 @@ def seven_bit_weights(model) -> int:
 
 def signed_activations(graph, stored: dict) -> bool:
     """Does any QuantizeLinear of a computed tensor (an activation) quantise to int8?"""
-    from onnx import TensorProto
-
     for node in graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in stored and len(node.input) > 2:
             zero = stored.get(node.input[2])
-            if zero is not None and zero.data_type == TensorProto.INT8:
+            if zero is not None and zero.data_type == onnx.TensorProto.INT8:
                 return True
     return False

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from edge_runtime.bench import DEFAULT_BACKENDS, DEFAULTS, bench_bundle
 
 
 def print_report(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     m = report["machine"]
     table = Table(title=f"{report['bundle']} · {report['size'][0]}×{report['size'][1]} · "
@@ -52,8 +52,6 @@ def command(
                                      help="ONNX Runtime / OpenVINO profiler runs (0: no profile)."),
 ) -> None:
     """Latency p50/p90/p99 and FPS per backend, per stage, end-to-end and engine-only; per-op profiles."""
-    from rich.console import Console
-    from rich.text import Text
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
     try:

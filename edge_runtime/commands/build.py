@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
+from edge_runtime.bundle import load_bundle
 from edge_runtime.errors import SlsgError
+from edge_runtime.tensorrt import BuildSettings, TensorRTMissing, build_engine, load_tensorrt
 
 
 def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
@@ -20,7 +24,6 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 
 def _fail(console, message: str, code: int) -> typer.Exit:
     """Print `error: message` (verbatim, no markup, no wrapping mid-word) and return the exit to raise."""
-    from rich.markup import escape
 
     console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -46,14 +49,7 @@ def command(
     verbose: bool = typer.Option(False, "--verbose", help="Show TensorRT's warnings and info."),
 ) -> None:
     """Build (or reuse) the TensorRT engine for this GPU and TensorRT version."""
-    from rich.console import Console
 
-    from edge_runtime.tensorrt import (
-        BuildSettings,
-        TensorRTMissing,
-        build_engine,
-        load_tensorrt,
-    )
 
     console = Console(stderr=True)
     precision = _precision(fp16, int8, fp32)
@@ -64,7 +60,6 @@ def command(
     except TensorRTMissing as exc:
         raise _fail(console, str(exc), 2) from None
 
-    from edge_runtime.bundle import load_bundle
 
     settings = BuildSettings(precision=precision, workspace_mb=workspace_mb, max_batch=max_batch,
                              legacy_calibrator=legacy_calibrator, dla_core=dla, gpu_fallback=gpu_fallback,

@@ -6,11 +6,17 @@ import json
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.manifest import SCHEMA, BundleError
+from edge_runtime.tensorrt import TensorRTError, current_target, list_engines, tensorrt_available
 
 
 def _target():
     """This machine's TensorRT target, or None and why not (info must work without TensorRT or a GPU)."""
-    from edge_runtime.tensorrt import TensorRTError, current_target, tensorrt_available
 
     if not tensorrt_available():
         return None, "no TensorRT here"
@@ -48,10 +54,7 @@ def _placement_text(placement: dict | None) -> str:
 
 
 def _engine_table(b):
-    from rich.table import Table
-    from rich.text import Text
 
-    from edge_runtime.tensorrt import list_engines
 
     target, why_not = _target()
     entries = list_engines(b, target)
@@ -72,12 +75,7 @@ def _engine_table(b):
 
 def command(bundle: Path = typer.Argument(..., help="The model.slsg/ folder.")) -> None:
     """Show the manifest, its files and the engines built here; exit 2 with the reason on a damaged bundle."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.manifest import SCHEMA, BundleError
 
     console = Console()
     try:

@@ -6,8 +6,24 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
 from edge_runtime.errors import SlsgError
+from edge_runtime.pipeline import InferenceFailed, InvalidOutputAlarm
+from edge_runtime.runner import RunConfig, execute
+from edge_runtime.sinks.eventlog import LogPolicy
+from edge_runtime.sinks.evidence import EvidencePolicy
+from edge_runtime.sinks.modbus import ModbusConfig, parse_modbus_target
+from edge_runtime.sinks.mqtt import MqttConfig
+from edge_runtime.sinks.opcua import OpcUaConfig
+from edge_runtime.sources.cameras import CameraSettings
+from edge_runtime.sources.genicam import GenICamSettings
+from edge_runtime.sources.live import ReconnectPolicy
+from edge_runtime.sources.spec import SourceSpec
+from edge_runtime.trigger.frames import TriggerConfig
+from edge_runtime.watchdog import WatchdogConfig
+from edge_runtime.web.server import WebConfig
 
 #: Exit statuses (documented in docs/edge_runtime.md; systemd units use RestartPreventExitStatus=3).
 EXIT_LOST, EXIT_SETUP, EXIT_ALARM = 1, 2, 3
@@ -233,20 +249,7 @@ def command(
     ),
 ) -> None:
     """Judge every frame OK, NG or NO-DECISION; log each one (or why it was dropped); tell the line."""
-    from rich.console import Console
-    from rich.text import Text
 
-    from edge_runtime.pipeline import InferenceFailed, InvalidOutputAlarm
-    from edge_runtime.runner import RunConfig, execute
-    from edge_runtime.sinks.eventlog import LogPolicy
-    from edge_runtime.sinks.evidence import EvidencePolicy
-    from edge_runtime.sources.cameras import CameraSettings
-    from edge_runtime.sources.genicam import GenICamSettings
-    from edge_runtime.sources.live import ReconnectPolicy
-    from edge_runtime.sources.spec import SourceSpec
-    from edge_runtime.trigger.frames import TriggerConfig
-    from edge_runtime.watchdog import WatchdogConfig
-    from edge_runtime.web.server import WebConfig
 
     err = Console(stderr=True, soft_wrap=True)
 
@@ -285,8 +288,6 @@ def command(
         )
         mqtt_config = None
         if mqtt:
-            from edge_runtime.sinks.mqtt import MqttConfig
-
             password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
             mqtt_config = MqttConfig(
                 mqtt,
@@ -299,16 +300,12 @@ def command(
             )
         modbus_config = None
         if modbus:
-            from edge_runtime.sinks.modbus import ModbusConfig, parse_modbus_target
-
             host, port = parse_modbus_target(modbus)
             modbus_config = ModbusConfig(
                 host, port, modbus_unit, modbus_coil_base, modbus_register_base, pulse_ms=modbus_pulse_ms
             )
         opcua_config = None
         if opcua:
-            from edge_runtime.sinks.opcua import OpcUaConfig
-
             opcua_config = OpcUaConfig(opcua, opcua_cert, opcua_key, opcua_trust, opcua_allow_anonymous)
             opcua_config.check()  # a bad combination is refused before the camera opens
         cfg = RunConfig(

@@ -6,6 +6,12 @@ from pathlib import Path
 from typing import List, Optional  # noqa: UP035 — Typer evaluates these at run time on Python 3.8
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.rethreshold import read_good_frames, rethreshold
 
 
 def command(
@@ -25,12 +31,7 @@ def command(
 ) -> None:
     """Score good frames with the bundle's own backend and write new thresholds into the bundle (re-hashed
     manifest; the old values are kept in `threshold_history`). Exit 2 with the reason when nothing changed."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.rethreshold import read_good_frames, rethreshold
 
     console, err = Console(), Console(stderr=True, soft_wrap=True)
     try:

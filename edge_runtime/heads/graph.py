@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from edge_runtime.backends.base import HEAD_PREFIX
 from edge_runtime.backends.onnxruntime_backend import cpu_session
 from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
+from edge_runtime.optional import onnx
 from edge_runtime.progress import ProgressLines
 
 #: Initializers `slsg.inference.DeployModel` exports for the head (its module path, kept by torch.onnx).
@@ -108,7 +107,7 @@ def probe_graph(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     probe.CopyFrom(model)
     outputs = {o.name for o in probe.graph.output}
     for tensor in (t for t in tensors if t not in outputs):
-        probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
     return probe
 
 
@@ -184,4 +183,4 @@ def descriptors(describe: Describer, images: np.ndarray, head: HeadTensors, labe
 
 def initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
     """A copy of the initializer `name` of `model`."""
-    return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name)).copy()
+    return onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name)).copy()

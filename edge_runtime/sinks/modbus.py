@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from edge_runtime.optional import require
 from edge_runtime.records import needs_answer
 from edge_runtime.sinks.fanout import ErrorReporter, Report
 from edge_runtime.status import STATUS_CODES, STOPPED
@@ -72,13 +73,7 @@ def score_register(score: float, scale: float) -> int:
 
 
 def modbus_client_class() -> Any:
-    try:
-        from pymodbus.client import ModbusTcpClient
-    except ImportError:
-        raise RuntimeError(
-            "Modbus needs the pymodbus package: pip install 'slsg[modbus]' (or pip install pymodbus)"
-        ) from None
-    return ModbusTcpClient
+    return require("pymodbus.client", "modbus", "Modbus").ModbusTcpClient
 
 
 class ModbusSink:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from edge_runtime.optional import require
 from edge_runtime.records import drop_record, frame_record, json_line, needs_answer, source_record
 from edge_runtime.sinks.fanout import ErrorReporter, Report
 
@@ -74,13 +75,7 @@ class MqttConfig:
 
 
 def _paho() -> Any:
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise RuntimeError(
-            "MQTT needs the paho-mqtt package: pip install 'slsg[mqtt]' (or pip install paho-mqtt)"
-        ) from None
-    return mqtt
+    return require("paho.mqtt.client", "mqtt", "MQTT")
 
 
 def _failed(rc: Any) -> bool:

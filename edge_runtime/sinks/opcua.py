@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edge_runtime.errors import SlsgError
+from edge_runtime.optional import require
 from edge_runtime.pipeline import NG, NO_DECISION, OK
 from edge_runtime.records import needs_answer
 from edge_runtime.sinks.fanout import Report
@@ -84,10 +85,7 @@ class OpcUaSink:
     def __init__(self, cfg: OpcUaConfig, report: Report, threshold: float, timeout_s: float = 15.0,
                  parts: Optional[QueueTrigger] = None, answer_timeout_s: float = 5.0) -> None:
         cfg.check()
-        try:
-            import asyncua  # noqa: F401
-        except ImportError:
-            raise OpcUaError("OPC UA needs asyncua: pip install 'slsg[opcua]'") from None
+        require("asyncua", "opcua", "OPC UA")
         self.cfg, self.report, self.threshold = cfg, report, float(threshold)
         self.counts = {"Judged": 0, "OK": 0, "NG": 0, "NoDecision": 0}
         self._parts, self.answer_timeout_s = parts, answer_timeout_s  # `Inspect` asks `parts` for one part

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnx
 
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, openvino_available
 from edge_runtime.backends.refitted_head import put_initializers, read_head, save_head
@@ -34,6 +33,7 @@ from edge_runtime.heads.graph import (
 )
 from edge_runtime.heads.update import extended_memory, pooled_gaussian
 from edge_runtime.manifest import Manifest
+from edge_runtime.optional import onnx
 
 #: when a bundle does not say how many training images its heads were fitted on
 DEFAULT_REFERENCE = 100

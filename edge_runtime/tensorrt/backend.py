@@ -21,6 +21,7 @@ from typing import Any, Union
 import numpy as np
 
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT, MAP_PREFIX, SCORE_OUTPUT, Outputs, check_batch
+from edge_runtime.scoring import image_score
 
 from .cache import read_sidecar
 from .cuda import Allocation, open_cuda, query_device
@@ -180,8 +181,6 @@ def outputs_from_buffers(named: dict[str, np.ndarray], b: int) -> Outputs:
     if SCORE_OUTPUT in named:
         score = np.array(named[SCORE_OUTPUT][:b], dtype=np.float32).reshape(b)
     else:
-        from edge_runtime.scoring import image_score
-
         score = image_score(maps)
     heads = {n[len(HEAD_PREFIX):]: np.array(a[:b], dtype=np.float32).reshape(b)
              for n, a in named.items() if n.startswith(HEAD_PREFIX)}

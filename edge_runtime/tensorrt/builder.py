@@ -18,6 +18,8 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from edge_runtime.optional import available, onnx
+
 from .cache import (
     Target,
     atomic_write,
@@ -247,9 +249,7 @@ def fill_node_names(issues: Sequence[ParserIssue], nodes: Sequence[tuple[str, st
 
 def onnx_node_list(onnx_path: str) -> list[tuple[str, str]]:
     """(name, op_type) per node when the `onnx` package is installed (it is optional in the runtime)."""
-    try:
-        import onnx
-    except ImportError:
+    if not available("onnx"):
         return []
     graph = onnx.load(onnx_path, load_external_data=False).graph
     return [(n.name, n.op_type) for n in graph.node]

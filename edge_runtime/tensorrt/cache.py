@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-from .cuda import DeviceInfo
+from .cuda import DeviceInfo, query_device
 from .errors import TensorRTError
 from .recipe import BundleLike, EngineKey, EngineRequest, Recipe, gpu_slug, make_recipe
-from .versions import ApiPlan
+from .versions import ApiPlan, api_plan, load_tensorrt, tensorrt_available
 
 ENGINES_DIR = "engines"
 SIDECAR_SCHEMA = "slsg.engine"
@@ -249,8 +249,6 @@ def find_in_cache(bundle: BundleLike, precision: str, target: Target) -> CacheLo
 
 def current_target(device_index: int = 0) -> Target:
     """This machine's target; TensorRTError (missing, too old, no GPU) when there is none."""
-    from .cuda import query_device
-    from .versions import api_plan, load_tensorrt
 
     trt = load_tensorrt()
     return Target(api_plan(trt.__version__), str(trt.__version__), query_device(device_index))
@@ -258,7 +256,6 @@ def current_target(device_index: int = 0) -> Target:
 
 def find_cached_engine(bundle: BundleLike, precision: str, target: Optional[Target] = None) -> Optional[Path]:
     """A trusted engine for this machine, or None (no TensorRT, no GPU, none built, or stale)."""
-    from .versions import tensorrt_available
 
     if target is None:
         if not tensorrt_available():

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_runtime.tensorrt import versions
+from edge_runtime.tests.fakes.tensorrt import install
 from edge_runtime.tests.support import SIZE, THRESHOLD, build_brightness_model, gray, make_bundle, write_video
 
 __all__ = ["SIZE", "THRESHOLD", "build_brightness_model", "gray", "make_bundle", "write_video"]
@@ -25,8 +27,6 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 def fake_trt(monkeypatch: pytest.MonkeyPatch):
     """`fake_trt(release, binding=..., gpu=..., driver_ok=...)` installs fake NVIDIA bindings (see
     edge_runtime.tests.fakes); the runtime's cached TensorRT probe is cleared before and after."""
-    from edge_runtime.tensorrt import versions
-    from edge_runtime.tests.fakes.tensorrt import install
 
     def _install(release: str, binding: str = "cuda-python-12", **kwargs):
         return install(monkeypatch, release, binding, **kwargs)

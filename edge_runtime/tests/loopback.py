@@ -8,8 +8,10 @@ mosquitto comes from Debian's packages (`.ci/run` installs it); without it `star
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -131,8 +133,6 @@ class Listener:
     client: Any = None
 
     def start(self) -> Listener:
-        import json
-
         import paho.mqtt.client as mqtt
 
         try:
@@ -200,8 +200,6 @@ class RecordingServer:
         self._server: Any = None
 
     def start(self) -> RecordingServer:
-        import asyncio
-
         from pymodbus.server import ModbusTcpServer
 
         ready = threading.Event()
@@ -253,8 +251,6 @@ class RecordingServer:
         return int(self.coils.getValues(address + self.offset(), 1)[0])
 
     def stop(self) -> None:
-        import asyncio
-
         if self._server is not None and self._loop is not None:
             fut = asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop)
             with contextlib.suppress(Exception):

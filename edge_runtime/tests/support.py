@@ -130,7 +130,9 @@ def write_video(path: Path, values: list[int], fps: float = 25.0, size: tuple[in
 
 
 _EDGE_CLI = r"""
-import json, sys
+import json, os, sys
+for name in filter(None, os.environ.get("SLSG_TEST_WITHOUT", "").split(",")):
+    sys.modules[name] = None  # `import name` fails, as where it is not installed
 from edge_runtime.cli import app
 try:
     code = app(sys.argv[1:], standalone_mode=False) or 0  # click returns a typer.Exit's status here
@@ -140,11 +142,18 @@ print(json.dumps({"torch": "torch" in sys.modules, "code": code}))
 """
 
 
-def run_edge_cli(args: list[str], timeout_s: float = 120.0) -> tuple[dict, subprocess.CompletedProcess]:
-    """`slsg-edge ARGS` in a fresh interpreter, as on a device with the runtime only: its exit status and whether it
-    loaded torch (it never may), with the finished process for its output."""
+#: The runtime's optional packages (extras): a device may have none of them.
+OPTIONAL_PACKAGES = ("onnx", "openvino", "tensorrt", "cuda", "pycuda", "triton", "paho", "pymodbus", "asyncua", "gi")
+
+
+def run_edge_cli(args: list[str], timeout_s: float = 120.0,
+                 without: tuple[str, ...] = ()) -> tuple[dict, subprocess.CompletedProcess]:
+    """`slsg-edge ARGS` in a fresh interpreter, as on a device with the runtime only (and without the packages named
+    in `without`): its exit status and whether it loaded torch (it never may), with the finished process for its
+    output."""
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200", "SLSG_TEST_WITHOUT": ",".join(without)}
     proc = subprocess.run([sys.executable, "-c", _EDGE_CLI, *args], capture_output=True, text=True,
-                          timeout=timeout_s, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+                          timeout=timeout_s, env=env)
     lines = proc.stdout.strip().splitlines()
     return (json.loads(lines[-1]) if lines else {"torch": None, "code": proc.returncode}), proc
 

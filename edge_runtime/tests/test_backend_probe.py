@@ -13,6 +13,7 @@ from edge_runtime.backends import select as select_mod
 from edge_runtime.backends.openvino_backend import openvino_available
 from edge_runtime.backends.probe import ProbeConfig
 from edge_runtime.bundle import load_bundle
+from edge_runtime.manifest import Manifest, write_manifest
 from edge_runtime.tests.conftest import make_bundle
 
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed here "
@@ -20,8 +21,6 @@ needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino i
 
 
 def _with_manifest(root: Path, **extra) -> Path:
-    from edge_runtime.manifest import Manifest, write_manifest
-
     manifest = json.loads((root / "manifest.json").read_text())
     write_manifest(root, Manifest.new({**manifest, **extra}))
     return root

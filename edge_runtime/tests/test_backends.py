@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.backends import Backend, BackendError, OnnxRuntimeBackend, best_providers, select_backend
-from edge_runtime.backends.openvino_backend import openvino_available
+from edge_runtime.backends.openvino_backend import OpenVinoBackend, openvino_available
 from edge_runtime.bundle import load_bundle
 from edge_runtime.scoring import image_score
 from edge_runtime.tests.conftest import SIZE, build_brightness_model
@@ -21,8 +21,6 @@ NO_OPENVINO = "openvino is not installed here (pip install 'slsg[openvino]')"
 
 
 def _openvino(path: Path):
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
-
     return OpenVinoBackend(path, precision="fp32", threads=1)
 
 

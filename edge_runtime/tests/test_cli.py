@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from edge_runtime.commands import info, run
 from edge_runtime.tests.conftest import gray, write_video
+from edge_runtime.tests.support import OPTIONAL_PACKAGES, make_bundle, run_edge_cli
 
 app = typer.Typer()
 app.command("info")(info.command)
@@ -188,6 +189,21 @@ print("LOADED", bad)
     assert "LOADED []" in out.stdout
 
 
+def test_a_line_runs_with_the_runtime_alone_no_optional_package(bundle_dir: Path, tmp_path: Path) -> None:
+    """A device with only the runtime's own dependencies (no onnx, OpenVINO, TensorRT, MQTT, Modbus, OPC UA, Aravis)
+    still judges frames and logs them: every optional package is imported where its feature runs, never on the way."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, v in enumerate([20, 250]):
+        cv2.imwrite(str(images / f"{i}.png"), gray(v))
+    log = tmp_path / "events.jsonl"
+    out, proc = run_edge_cli(["run", "--bundle", str(bundle_dir), "--images", str(images), "--backend", "auto",
+                              "--threads", "1", "--quiet", "--log", str(log)], without=OPTIONAL_PACKAGES)
+    assert out == {"torch": False, "code": 0}, proc.stderr
+    verdicts = [r["verdict"] for r in _records(log) if r["event"] == "frame"]
+    assert verdicts == ["OK", "NG"]
+
+
 def _run(args: list, bundle: Path) -> object:
     return runner.invoke(app, ["run", "--bundle", str(bundle), "--quiet", "--backend", "onnx", "--threads", "1",
                                *args], env={"COLUMNS": "200"})
@@ -206,8 +222,6 @@ def test_run_exits_2_when_the_log_or_ng_folder_cannot_be_created(bundle_dir: Pat
 
 
 def test_a_model_that_outputs_nan_raises_the_alarm_and_exits_3(tmp_path: Path) -> None:
-    from edge_runtime.tests.support import make_bundle
-
     bundle = make_bundle(tmp_path / "nan.slsg", nan_at=7)
     video = write_video(tmp_path / "v.avi", [20] + [7] * 6 + [20])
     log = tmp_path / "e.jsonl"

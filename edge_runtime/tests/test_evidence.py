@@ -4,6 +4,7 @@ first N frames of each NG burst kept."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,6 @@ def _j(i: int, ng: bool) -> Judgement:
 
 
 def _until(cond, timeout_s: float = 5.0) -> None:
-    import time
-
     deadline = time.monotonic() + timeout_s
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.005)

@@ -4,6 +4,7 @@ reconnected; and the pixel-format conversions, which need no camera."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -12,11 +13,14 @@ import time
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from edge_runtime.sources.genicam import GenICamSettings, to_bgr
+from edge_runtime.cli import app
+from edge_runtime.sources.genicam import GenICamSettings, aravis, to_bgr
 from edge_runtime.sources.items import Frame, SourceError, SourceEvent
 from edge_runtime.sources.live import ReconnectPolicy
 from edge_runtime.sources.spec import SourceSpec, open_source
+from edge_runtime.tests.support import make_bundle
 
 FAKE_CAMERA = "arv-fake-gv-camera-0.8"
 
@@ -60,8 +64,6 @@ def _aravis_or_skip():
     if shutil.which(FAKE_CAMERA) is None:
         pytest.skip(f"{FAKE_CAMERA} is not installed (Debian: apt install aravis-tools)")
     try:
-        from edge_runtime.sources.genicam import aravis
-
         aravis()
     except SourceError as e:
         pytest.skip(str(e))
@@ -147,12 +149,8 @@ def test_bgr_conversion_matches_opencv_for_a_real_frame_size():
 
 def test_slsg_edge_run_judges_a_gige_camera_part_by_part(fake_camera, tmp_path):
     """`--genicam` with `--trigger stdin`: each part ID gets a frame captured after it, judged and logged."""
-    import json
 
-    from typer.testing import CliRunner
 
-    from edge_runtime.cli import app
-    from edge_runtime.tests.support import make_bundle
 
     log = tmp_path / "events.jsonl"
     res = CliRunner().invoke(app, ["run", "-b", str(make_bundle(tmp_path / "m.slsg")), "--genicam", "127.0.0.1",

@@ -10,7 +10,7 @@ from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import Judge, run_pipeline
 from edge_runtime.sinks.eventlog import EventLog
-from edge_runtime.sinks.fanout import Fanout
+from edge_runtime.sinks.fanout import ErrorReporter, Fanout
 from edge_runtime.sources.spec import SourceSpec, open_source
 from edge_runtime.tests.conftest import write_video
 
@@ -77,8 +77,6 @@ def test_failing_and_slow_sinks_leave_every_frame_in_the_log(bundle_dir: Path, t
 
 
 def test_failure_reports_are_rate_limited_and_recovery_is_reported(tmp_path: Path) -> None:
-    from edge_runtime.sinks.fanout import ErrorReporter
-
     reports: list = []
     r = ErrorReporter("mqtt", reports.append, every=100)
     for _ in range(250):

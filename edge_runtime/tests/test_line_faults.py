@@ -3,6 +3,7 @@ In each, every part gets exactly one answer on every output, none of them a fals
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,12 +14,17 @@ import pytest
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import NO_DECISION, Judge, run_pipeline
+from edge_runtime.sinks.eventlog import EventLog
 from edge_runtime.sinks.fanout import Fanout
+from edge_runtime.sinks.modbus import COIL_READY, VERDICT_NG, VERDICT_NO_DECISION, VERDICT_OK, ModbusConfig, ModbusSink
+from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
 from edge_runtime.sources.items import Dropped
 from edge_runtime.sources.spec import SourceSpec, open_source
+from edge_runtime.status import StatusTracker
 from edge_runtime.tests.loopback import RecordingServer, ServiceMissing, run_mosquitto, start_mosquitto, wait_until
 from edge_runtime.tests.support import make_bundle, write_video
 from edge_runtime.trigger.frames import triggered_stream
+from edge_runtime.trigger.modbus import COIL_RESULT_VALID, REG_PART, REG_RESULT, REG_TRIGGER, ModbusTrigger
 
 DARK, BRIGHT = 40, 220
 
@@ -52,7 +58,6 @@ def _broker(d: Path):
 
 def _subscriber(port: int, topic: str, client_id: str):
     """A line controller's MQTT client with a persistent session (QoS 1): what the broker holds for it survives."""
-    import json
 
     import paho.mqtt.client as mqtt
 
@@ -76,10 +81,6 @@ def test_every_output_answers_no_decision_for_the_parts_the_backend_failed_on(ju
     for exactly those parts, and the verdict of every other part is its own."""
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip install 'slsg[mqtt]')")
     pytest.importorskip("pymodbus", reason="pymodbus is not installed (pip install 'slsg[modbus]')")
-    from edge_runtime.sinks.eventlog import EventLog
-    from edge_runtime.sinks.modbus import VERDICT_NG, VERDICT_NO_DECISION, VERDICT_OK, ModbusConfig
-    from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
-    from edge_runtime.trigger.modbus import COIL_RESULT_VALID, REG_PART, REG_RESULT, REG_TRIGGER, ModbusTrigger
 
     proc, broker = _broker(tmp_path / "mqtt")
     plc = RecordingServer().start()
@@ -125,7 +126,6 @@ def test_answers_given_while_the_broker_was_away_arrive_once_it_is_back(tmp_path
     """QoS-1 answers published while mosquitto is down wait in the sink's bounded queue and reach a controller with
     a persistent session after the broker restarts; none is lost, none comes twice."""
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip install 'slsg[mqtt]')")
-    from edge_runtime.sinks.mqtt import MqttConfig, MqttSink
 
     d = tmp_path / "mqtt"
     proc, broker = _broker(d)
@@ -158,9 +158,6 @@ def test_a_plc_that_restarts_gets_its_registers_back_and_the_handshake_goes_on(j
     """The PLC (a pymodbus server) goes away and comes back on its port: the runtime reports it, rewrites READY and
     the registers, and the next trigger gets its own answer."""
     pytest.importorskip("pymodbus", reason="pymodbus is not installed (pip install 'slsg[modbus]')")
-    from edge_runtime.sinks.modbus import COIL_READY, VERDICT_NG, VERDICT_OK, ModbusConfig, ModbusSink
-    from edge_runtime.status import StatusTracker
-    from edge_runtime.trigger.modbus import COIL_RESULT_VALID, REG_PART, REG_RESULT, REG_TRIGGER, ModbusTrigger
 
     plc = RecordingServer().start()
     port = plc.port

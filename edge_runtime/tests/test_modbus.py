@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("pymodbus", reason="pymodbus is not installed (pip install 'slsg[modbus]')")
 
+import threading
+
 from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
 from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
@@ -23,20 +25,27 @@ from edge_runtime.sinks.modbus import (  # noqa: E402
     REG_HEARTBEAT,
     REG_JUDGED,
     REG_NG_COUNT,
+    REG_NO_DECISION,
     REG_SCORE,
     REG_STATUS,
     REG_THRESHOLD,
     REG_VERDICT,
+    VERDICT_NO_DECISION,
     ModbusConfig,
     ModbusSink,
     parse_modbus_target,
     score_register,
 )
+from edge_runtime.sources.items import Dropped, Frame, SourceEvent
 from edge_runtime.sources.spec import SourceSpec, open_source  # noqa: E402
+from edge_runtime.sources.stream import SUPERSEDED, FrameStream
 from edge_runtime.status import StatusTracker  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
 from edge_runtime.tests.loopback import RecordingServer, free_port, wait_until  # noqa: E402
-from edge_runtime.tests.support import make_bundle  # noqa: E402
+from edge_runtime.tests.support import (
+    gray,
+    make_bundle,  # noqa: E402
+)
 
 COILS, REGS = 10, 40  # non-zero bases: the address map is honoured
 
@@ -80,8 +89,6 @@ def test_ready_coil_ng_pulses_and_registers(plc: RecordingServer, tmp_path: Path
 
 
 def test_ready_drops_when_the_source_stalls(plc: RecordingServer) -> None:
-    from edge_runtime.sources.items import Frame, SourceEvent
-
     status = StatusTracker()
     sink = ModbusSink(ModbusConfig("127.0.0.1", plc.port, pulse_ms=5, heartbeat_s=0.05), lambda r: None)
     fan = Fanout([status, sink])
@@ -128,12 +135,7 @@ def test_targets_and_score_register() -> None:
 
 def test_a_frame_that_could_not_be_judged_is_no_decision_and_pulses_ng_never_the_last_verdict(
         plc: RecordingServer, tmp_path: Path) -> None:
-    import threading
 
-    from edge_runtime.sinks.modbus import REG_NO_DECISION, VERDICT_NO_DECISION
-    from edge_runtime.sources.items import Dropped, Frame
-    from edge_runtime.sources.stream import SUPERSEDED, FrameStream
-    from edge_runtime.tests.support import gray
 
     b = load_bundle(make_bundle(tmp_path / "m.slsg"))
     judge = Judge(select_backend(b, "onnx", threads=1), b.threshold.value)

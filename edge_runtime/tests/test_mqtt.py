@@ -20,8 +20,13 @@ from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sinks.eventlog import EventLog  # noqa: E402
 from edge_runtime.sinks.fanout import Fanout  # noqa: E402
 from edge_runtime.sinks.mqtt import MqttConfig, MqttSink, parse_mqtt_target  # noqa: E402
+from edge_runtime.sources.items import Dropped
 from edge_runtime.sources.spec import SourceSpec, open_source  # noqa: E402
-from edge_runtime.status import StatusTracker  # noqa: E402
+from edge_runtime.sources.stream import SUPERSEDED
+from edge_runtime.status import (
+    StatusChange,
+    StatusTracker,  # noqa: E402
+)
 from edge_runtime.tests.conftest import write_video  # noqa: E402
 from edge_runtime.tests.loopback import Broker, Listener, ServiceMissing, start_mosquitto, wait_until  # noqa: E402
 
@@ -105,8 +110,6 @@ def test_the_last_will_says_stopped_when_the_box_dies(broker: Broker) -> None:
 
 
 def test_tls_with_user_and_password(broker: Broker, tmp_path: Path) -> None:
-    from edge_runtime.status import StatusChange
-
     url = f"mqtts://{broker.user}@127.0.0.1:{broker.tls_port}/secure"
     listener = _listen(broker, "secure")  # on the plain listener: topics are shared, logins are per listener
     reports: list = []
@@ -134,9 +137,6 @@ def test_url_forms() -> None:
 
 
 def test_a_frame_that_could_not_be_judged_reaches_the_line_as_no_decision_at_qos_1(broker: Broker) -> None:
-    from edge_runtime.sources.items import Dropped
-    from edge_runtime.sources.stream import SUPERSEDED
-
     listener = _listen(broker, "drops")
     sink = MqttSink(MqttConfig(f"mqtt://127.0.0.1:{broker.port}/drops"), print, run_id="drops")
     assert sink.connected.wait(10)

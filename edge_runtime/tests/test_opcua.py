@@ -17,9 +17,11 @@ from asyncua import Client  # noqa: E402
 from asyncua.crypto.cert_gen import setup_self_signed_certificate  # noqa: E402
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
+from typer.testing import CliRunner
 
 from edge_runtime.backends import select_backend  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
+from edge_runtime.cli import app
 from edge_runtime.pipeline import Judge, run_pipeline  # noqa: E402
 from edge_runtime.sinks.fanout import Fanout  # noqa: E402
 from edge_runtime.sinks.opcua import NAMESPACE, OpcUaConfig, OpcUaError, OpcUaSink  # noqa: E402
@@ -28,6 +30,8 @@ from edge_runtime.sources.spec import SourceSpec, open_source  # noqa: E402
 from edge_runtime.status import StatusTracker  # noqa: E402
 from edge_runtime.tests.conftest import write_video  # noqa: E402
 from edge_runtime.tests.loopback import free_port, wait_until  # noqa: E402
+from edge_runtime.trigger.frames import triggered_stream
+from edge_runtime.trigger.requests import QueueTrigger
 
 NODES = ("Ready", "Status", "Threshold", "LastPart/ID", "LastPart/Verdict", "LastPart/Score", "LastPart/Heads",
          "Counters/Judged", "Counters/OK", "Counters/NG", "Counters/NoDecision")
@@ -131,9 +135,7 @@ def test_sign_and_encrypt_lets_in_only_trusted_client_certificates(tmp_path: Pat
 
 
 def test_run_refuses_an_open_server_before_the_camera_opens(bundle_dir: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
 
-    from edge_runtime.cli import app
 
     video = write_video(tmp_path / "v.avi", [20, 220])
     res = CliRunner().invoke(app, ["run", "--bundle", str(bundle_dir), "--video", str(video), "--log",
@@ -145,8 +147,6 @@ def test_run_refuses_an_open_server_before_the_camera_opens(bundle_dir: Path, tm
 def test_the_inspect_method_triggers_one_part_and_returns_its_own_answer(bundle_dir: Path, tmp_path: Path) -> None:
     """`--trigger opcua`: a client calls Inspect(PartId) and gets that part's verdict; a part after the video ended is
     NO-DECISION; LastPart/Part names the part."""
-    from edge_runtime.trigger.frames import triggered_stream
-    from edge_runtime.trigger.requests import QueueTrigger
 
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
     b = load_bundle(bundle_dir)

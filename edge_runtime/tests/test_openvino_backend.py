@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_runtime.backends.base import BackendError
-from edge_runtime.backends.openvino_backend import openvino_available
+from edge_runtime.backends.openvino_backend import (
+    OpenVinoBackend,
+    compile_cpu,
+    cpu_has_bf16,
+    load_onnx,
+    openvino_available,
+)
+from edge_runtime.backends.seven_bit import seven_bit_weights
+from edge_runtime.backends.signal_stack import current_signal_stack
 from edge_runtime.tests.conftest import SIZE
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed here "
@@ -16,8 +26,6 @@ pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino is no
 
 
 def _backend(path: Path, **kwargs):
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
-
     return OpenVinoBackend(path, **{"threads": 1, **kwargs})
 
 
@@ -30,8 +38,6 @@ def test_f32_is_asked_for_explicitly_and_compiled_so(bundle_dir: Path) -> None:
 
 
 def test_bf16_on_a_cpu_without_it_is_refused_not_run_as_f32(bundle_dir: Path) -> None:
-    from edge_runtime.backends.openvino_backend import cpu_has_bf16
-
     if cpu_has_bf16():
         be = _backend(bundle_dir / "model.onnx", precision="bf16", model="bf16")
         assert be.precision == "bf16"
@@ -69,8 +75,6 @@ os.kill(os.getpid(), signal.SIGUSR1)
 
 def test_released_backends_leave_a_signal_handler_runnable(bundle_dir: Path) -> None:
     """A line PC probes backends, drops them, then stops on SIGTERM: the handler must run, not crash."""
-    import subprocess
-    import sys
 
     faulthandler = ["-X", "faulthandler"]  # as pytest has it: an alternate stack is registered to start with
     for flags in ([], faulthandler):
@@ -80,8 +84,6 @@ def test_released_backends_leave_a_signal_handler_runnable(bundle_dir: Path) -> 
 
 
 def test_compiling_keeps_the_threads_signal_stack(bundle_dir: Path) -> None:
-    from edge_runtime.backends.signal_stack import current_signal_stack
-
     before = current_signal_stack()
     backend = _backend(bundle_dir / "model.onnx")
     assert current_signal_stack() == before
@@ -114,8 +116,6 @@ def _qdq_conv(path: Path, activation_zero: np.generic, rng: np.random.Generator)
 def test_signed_int8_weights_are_run_in_7_bits_so_openvino_does_not_saturate(tmp_path: Path) -> None:
     """On a CPU without VNNI OpenVINO got this convolution 87 % wrong with its 8-bit weights (measured here); in
     7 bits it is exact to a weight rounding on any CPU. A file with u8 activations is left as it is."""
-    from edge_runtime.backends.openvino_backend import compile_cpu, load_onnx
-    from edge_runtime.backends.seven_bit import seven_bit_weights
 
     rng = np.random.default_rng(0)
     weights = _qdq_conv(tmp_path / "s8.onnx", np.int8(0), rng)

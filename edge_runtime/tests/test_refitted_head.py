@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge_runtime.backends.base import BackendError
-from edge_runtime.backends.openvino_backend import openvino_available
+from edge_runtime.backends.openvino_backend import OpenVinoBackend, openvino_available
 from edge_runtime.backends.refitted_head import head_file, read_head, save_head
 from edge_runtime.bundle import load_bundle
-from edge_runtime.manifest import BundleError, Manifest, write_manifest
+from edge_runtime.manifest import BundleError, Manifest, sha256_file, write_manifest
 from edge_runtime.tests.conftest import SIZE
 
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed here "
@@ -52,8 +52,6 @@ def test_a_head_the_manifest_does_not_hash_is_refused(bundle_dir: Path) -> None:
 @needs_openvino
 def test_openvino_runs_the_model_with_the_head_put_in_and_the_file_untouched(bundle_dir: Path) -> None:
     """The test model's map is image / c255: a head that sets c255 to 510 halves it under OpenVINO alone."""
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
-    from edge_runtime.manifest import sha256_file
 
     model = bundle_dir / "model.onnx"
     before = sha256_file(model)
@@ -70,8 +68,6 @@ def test_openvino_runs_the_model_with_the_head_put_in_and_the_file_untouched(bun
 @pytest.mark.parametrize("tensors, why", [({"not_in_model": np.float32(1.0)}, "which the model has not"),
                                           ({"c255": np.ones(3, np.float32)}, "has shape")])
 def test_a_head_fitted_for_another_model_is_refused(bundle_dir: Path, tensors: dict, why: str) -> None:
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
-
     save_head(bundle_dir / "foreign.npz", tensors)
     with pytest.raises(BackendError, match=why):
         OpenVinoBackend(bundle_dir / "model.onnx", precision="int8", threads=1, head=bundle_dir / "foreign.npz")

@@ -4,14 +4,16 @@ re-hashed and still verifying — in an interpreter that never imports torch."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from edge_runtime.backends.refitted_head import head_file, save_head
 from edge_runtime.bundle import load_bundle
-from edge_runtime.manifest import BundleError
+from edge_runtime.manifest import BundleError, Manifest, write_manifest
 from edge_runtime.rethreshold import read_good_frames, rethreshold
 from edge_runtime.scoring import threshold_from_good_scores
 from edge_runtime.tests.conftest import SIZE, THRESHOLD, gray, make_bundle, write_video
@@ -60,8 +62,6 @@ def test_all_also_sets_the_threshold_of_an_int8_file_as_openvino_runs_it_with_it
     """OpenVINO's INT8 scores are not ONNX Runtime's: a gated `openvino:int8-cpu` has a threshold of its own, and
     re-setting it must score with OpenVINO and the head fitted for it (here one that halves the score)."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
-    from edge_runtime.backends.refitted_head import head_file, save_head
-    from edge_runtime.manifest import Manifest, write_manifest
 
     bundle = make_bundle(tmp_path / "model.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
     key = "openvino:int8-cpu"
@@ -107,18 +107,13 @@ def test_no_good_frame_is_a_clear_error(tmp_path):
 
 
 def test_without_openvino_its_thresholds_are_kept_with_a_warning_and_the_others_are_set(tmp_path, monkeypatch, caplog):
-    import edge_runtime.backends.openvino_backend as ov
-    import edge_runtime.backends.select as select_mod
-
     bundle = make_bundle(tmp_path / "model.slsg")
     manifest = json.loads((bundle / "manifest.json").read_text())
     old = {"value": 0.9, "false_reject_rate": 0.01, "n_good": 10, "quantiles": {}}
-    from edge_runtime.manifest import Manifest, write_manifest
 
     write_manifest(bundle, Manifest.new({**manifest, "openvino_int8": {"fp32": {"passed": True, "reasons": []}},
                                          "thresholds": {"openvino:int8-cpu": old}}))
-    monkeypatch.setattr(ov, "openvino_available", lambda: False)
-    monkeypatch.setattr(select_mod, "openvino_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` fails, as where it is not installed
     frames = read_good_frames(_good_folder(tmp_path / "good", list(range(40, 90, 2))), (SIZE, SIZE))
     with caplog.at_level("WARNING"):
         results = rethreshold(bundle, frames, 0.1, ["all"], threads=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_runtime.optional import MissingDependency
 from edge_runtime.pipeline import Judgement
 from edge_runtime.run_counts import percentile_ms
 from edge_runtime.sinks.eventlog import EventLog
@@ -113,12 +115,10 @@ def test_dead_webhook_is_reported_not_raised() -> None:
 
 
 def test_mqtt_without_paho_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
     monkeypatch.setitem(sys.modules, "paho", None)
     monkeypatch.setitem(sys.modules, "paho.mqtt", None)
     monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
-    with pytest.raises(RuntimeError, match=r"pip install 'slsg\[mqtt\]'"):
+    with pytest.raises(MissingDependency, match=r"pip install 'slsg\[mqtt\]'"):
         MqttSink("mqtt://broker/line1", lambda r: None)
     assert parse_mqtt_url("mqtt://broker:1884/a/b") == ("broker", 1884, "a/b")
 

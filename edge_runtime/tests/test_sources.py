@@ -6,10 +6,20 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.sources.cameras import csi_pipeline, rtsp_pipeline
+from edge_runtime.pipeline import aspect_warning
+from edge_runtime.sources.cameras import (
+    CameraSettings,
+    apply_v4l2_settings,
+    capture_params,
+    csi_pipeline,
+    describe_capture,
+    open_capture,
+    rtsp_pipeline,
+)
 from edge_runtime.sources.items import Dropped, Frame, SourceError, SourceEvent
 from edge_runtime.sources.live import ReconnectPolicy, live_items
 from edge_runtime.sources.spec import SourceSpec, open_source
@@ -97,8 +107,6 @@ def test_threaded_stream_accounts_for_every_frame_of_a_fast_camera() -> None:
 
 
 def test_image_folder_sorted_with_unreadable_file_dropped(tmp_path: Path) -> None:
-    import cv2
-
     for name, v in (("b.png", 20), ("a.png", 10), ("d.png", 40)):
         cv2.imwrite(str(tmp_path / name), gray(v))
     (tmp_path / "c.png").write_bytes(b"not a png")
@@ -172,8 +180,6 @@ def test_rtsp_is_tcp_quoted_and_uses_nvvidconv_on_a_jetson() -> None:
 
 
 def test_csi_locks_exposure_gain_and_white_balance() -> None:
-    from edge_runtime.sources.cameras import CameraSettings
-
     p = csi_pipeline(0, settings=CameraSettings(width=1280, height=720, fps=60, exposure_us=2000, gain=2.0,
                                                 awb_lock=True))
     assert p.startswith('nvarguscamerasrc sensor-id=0 exposuretimerange="2000000 2000000" gainrange="2 2" '
@@ -183,9 +189,7 @@ def test_csi_locks_exposure_gain_and_white_balance() -> None:
 
 
 def test_v4l2_settings_are_applied_fourcc_first_and_reported_as_given() -> None:
-    import cv2
 
-    from edge_runtime.sources.cameras import CameraSettings, apply_v4l2_settings, describe_capture
 
     class Recorder:
         def __init__(self) -> None:
@@ -211,9 +215,7 @@ def test_v4l2_settings_are_applied_fourcc_first_and_reported_as_given() -> None:
 
 
 def test_open_and_read_timeouts_only_where_the_backend_takes_them() -> None:
-    import cv2
 
-    from edge_runtime.sources.cameras import CameraSettings, capture_params
 
     s = CameraSettings(open_timeout_s=3, read_timeout_s=1.5)
     expected = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 1500]
@@ -224,9 +226,7 @@ def test_open_and_read_timeouts_only_where_the_backend_takes_them() -> None:
 
 
 def test_a_real_ffmpeg_open_accepts_the_timeouts(tmp_path: Path) -> None:
-    import cv2
 
-    from edge_runtime.sources.cameras import CameraSettings, open_capture
 
     path = write_video(tmp_path / "v.avi", [10, 20])
     cap = open_capture(str(path), cv2.CAP_FFMPEG, CameraSettings())
@@ -235,8 +235,6 @@ def test_a_real_ffmpeg_open_accepts_the_timeouts(tmp_path: Path) -> None:
 
 
 def test_aspect_warning_when_frames_do_not_have_the_model_aspect() -> None:
-    from edge_runtime.pipeline import aspect_warning
-
     assert aspect_warning((480, 640, 3), (256, 256)) is not None
     assert "640×480 (aspect 1.33)" in aspect_warning((480, 640, 3), (256, 256))
     assert aspect_warning((512, 1024, 3), (256, 512)) is None

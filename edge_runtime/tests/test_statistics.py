@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edge_runtime import statistics as st
+from edge_runtime.statistics import binomial_interval, score_shift
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is the reference these checks compare with")
 sk_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference for AUROC")
@@ -64,8 +65,6 @@ def test_stratified_bootstrap_keeps_both_classes_in_every_resample() -> None:
 
 
 def test_binomial_interval_holds_the_rate_and_is_not_empty_at_zero_rejects() -> None:
-    from edge_runtime.statistics import binomial_interval
-
     low, high = binomial_interval(0, 40)
     assert low == 0.0 and 0.05 < high < 0.1  # 0 of 40 still allows a rate up to ~9 %
     low, high = binomial_interval(3, 40)
@@ -75,8 +74,6 @@ def test_binomial_interval_holds_the_rate_and_is_not_empty_at_zero_rejects() -> 
 
 
 def test_score_shift_finds_new_good_images_that_score_higher_and_only_those() -> None:
-    from edge_runtime.statistics import score_shift
-
     rng = np.random.default_rng(0)
     assert score_shift(rng.normal(0, 1, 60), rng.normal(1.5, 1, 30)).shifted
     assert not score_shift(rng.normal(0, 1, 60), rng.normal(0, 1, 30)).shifted

@@ -3,20 +3,26 @@ rollback, and the refusals (a defect the new version would miss, a version whose
 
 from __future__ import annotations
 
+import io
 import json
+import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
 from edge_runtime.manifest import MANIFEST_NAME, BundleError
 from edge_runtime.pipeline import Judge
-from edge_runtime.teach.follow import VersionFollower
+from edge_runtime.sources.items import Frame
+from edge_runtime.teach.follow import VersionFollower, reopen
 from edge_runtime.teach.refit import refit
 from edge_runtime.teach.store import DEFECT, GOOD, LineStore, TeachError
+from edge_runtime.tensorrt import BuildSettings, build_engine
 from edge_runtime.tests.conftest import THRESHOLD, gray, make_bundle
 from edge_runtime.tests.support import run_edge_cli
+from edge_runtime.tests.trt_bundles import H, W, make_trt_bundle
 
 
 def _review(store: LineStore, values: dict[str, tuple[int, str]], who: str = "ana") -> None:
@@ -113,9 +119,7 @@ def test_the_running_judge_follows_the_current_version_and_keeps_its_own_when_th
 
 
 def _frame(value: int):
-    import time
 
-    from edge_runtime.sources.items import Frame
 
     now = time.perf_counter()
     return Frame(id=1, image=gray(value), captured=time.time(), ready=now, origin="test", capture_ms=0.0)
@@ -138,13 +142,8 @@ def test_refit_and_rollback_commands_run_torch_free(tmp_path):
 def test_a_line_on_tensorrt_builds_the_new_versions_engine_and_stays_on_tensorrt(tmp_path, fake_trt):
     """A refit on a Jetson: the new version has no engine yet; the follower builds it while the line keeps judging,
     and the line stays on TensorRT (never a silent fall-back to the CPU)."""
-    import io
 
-    from rich.console import Console
 
-    from edge_runtime.teach.follow import reopen
-    from edge_runtime.tensorrt import BuildSettings, build_engine
-    from edge_runtime.tests.trt_bundles import H, W, make_trt_bundle
 
     fake_trt("10.3")
     bundle = make_trt_bundle(tmp_path / "model.slsg")

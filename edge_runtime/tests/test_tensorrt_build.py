@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from edge_runtime.backends import select_backend
 from edge_runtime.cli import app
 from edge_runtime.tensorrt import (
     BuildFailure,
@@ -212,8 +213,6 @@ def test_an_engine_from_another_tensorrt_is_refused_with_the_rebuild_command(tmp
 # ---------------------------------------------------------------- backend selection
 
 def test_auto_falls_back_to_onnx_runtime_when_the_engine_cannot_be_opened(tmp_path, fake_trt, monkeypatch):
-    from edge_runtime.backends import select_backend
-
     fake = fake_trt("10.3")
     bundle = make_trt_bundle(tmp_path / "model.slsg")
     _build(bundle, precision="fp16")

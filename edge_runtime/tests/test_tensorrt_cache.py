@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from edge_runtime.kernels import identity
 from edge_runtime.tensorrt import find_cached_engine, tensorrt_available
 from edge_runtime.tensorrt.cache import (
     Target,
@@ -251,9 +253,7 @@ def _plugin_bundle(bundle):
 
 
 def test_the_key_of_a_plugin_engine_holds_the_kernel_sources_triton_and_tiles(bundle, monkeypatch):
-    from importlib import metadata
 
-    from edge_runtime.kernels import identity
 
     # Triton is absent on a Jetson's runtime image: any installed distribution stands in for it.
     monkeypatch.setattr(identity, "TRITON_DISTRIBUTIONS", ("no-such-triton", "pytest"))
@@ -272,7 +272,6 @@ def test_the_key_of_a_plugin_engine_holds_the_kernel_sources_triton_and_tiles(bu
 @pytest.mark.parametrize("change, field", [("kernel", "plugin_kernel_sha256"), ("triton", "triton_version")])
 def test_a_fixed_kernel_or_another_triton_never_reuses_a_cached_plugin_engine(bundle, tmp_path, monkeypatch,
                                                                              change, field):
-    from edge_runtime.kernels import identity
 
     bundle = _plugin_bundle(bundle)
     monkeypatch.setattr(identity, "TRITON_DISTRIBUTIONS", ("pytest",))  # an installed stand-in for Triton

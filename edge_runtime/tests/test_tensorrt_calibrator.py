@@ -12,7 +12,7 @@ from rich.console import Console
 from edge_runtime.tensorrt import BuildSettings, PrecisionError, build_engine
 from edge_runtime.tensorrt.calibrator import CalibratorCore, calibration_dtype, entropy_calibrator
 from edge_runtime.tests.fakes.gpu import FakeGpu
-from edge_runtime.tests.fakes.tensorrt import RELEASES, PureVirtualCall, make_tensorrt
+from edge_runtime.tests.fakes.tensorrt import RELEASES, PureVirtualCall, _override, make_tensorrt
 from edge_runtime.tests.trt_bundles import make_trt_bundle
 
 
@@ -57,7 +57,6 @@ def test_a_generator_or_wrong_frames_are_refused_with_the_reason(tmp_path):
 
 def _calls_through_trampoline(trt, calibrator) -> list:
     """What TensorRT's C++ side does with a calibrator, in the fake: each method through get_type_override."""
-    from edge_runtime.tests.fakes.tensorrt import _override
 
     return [_override(calibrator, name)(*args) for name, args in
             (("read_calibration_cache", ()), ("get_batch_size", ()), ("get_batch", (["image"],)))]

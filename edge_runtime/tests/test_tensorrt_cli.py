@@ -1,7 +1,9 @@
 """`slsg-edge build` where TensorRT is absent: a clear message, exit code 2, no traceback."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -41,9 +43,6 @@ def test_two_precisions_at_once_is_a_usage_error(tmp_path):
 
 
 def test_trt_check_script_without_tensorrt_exits_2_with_the_same_message(tmp_path):
-    import os
-    from pathlib import Path
-
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "trt_check.sh"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(["bash", str(script), str(tmp_path)], capture_output=True, text=True, env=env)

@@ -6,10 +6,14 @@ in for: run it (`pytest -m tensorrt`) on a Jetson or a dGPU.
 """
 
 import hashlib
+import logging
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from edge_runtime.tensorrt import versions
@@ -80,8 +84,6 @@ def frames():
 
 
 def _ort(bundle, frames):
-    import onnxruntime as ort
-
     sess = ort.InferenceSession(str(bundle.root / "model.onnx"), providers=["CPUExecutionProvider"])
     amap, score = sess.run(None, {"image": frames})
     return amap[:, 0], score
@@ -132,8 +134,6 @@ def test_legacy_calibrator_builds_an_int8_engine(bundle, frames, tmp_path):
 
 def test_an_unclosed_backend_exits_cleanly(bundle):
     """pycuda aborts at exit when a context is still pushed; cuda-python must not leak either."""
-    import subprocess
-    import sys
 
     path = build_engine(bundle, BuildSettings(precision="fp32", max_batch=2)).engine_path
     code = ("import sys, numpy as np; from edge_runtime.tensorrt import TensorRTBackend; "
@@ -164,8 +164,6 @@ def test_a_failure_during_graph_capture_leaves_the_stream_usable(bundle, frames)
 
 
 def test_closing_finds_every_cuda_call_succeeding(bundle, frames, caplog):
-    import logging
-
     path = build_engine(bundle, BuildSettings(precision="fp32", max_batch=2)).engine_path
     backend = TensorRTBackend(path, use_cuda_graph=True)
     backend.run(frames[:2])

@@ -1,5 +1,6 @@
 """What the TensorRT layer says when something is missing or refused."""
 
+import ast
 import subprocess
 import sys
 import textwrap
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import edge_runtime.tensorrt as package
 from edge_runtime.tensorrt import versions as availability
 from edge_runtime.tensorrt.builder import (
     ParserIssue,
@@ -18,8 +20,9 @@ from edge_runtime.tensorrt.builder import (
     onnx_node_list,
     op_hint,
 )
+from edge_runtime.tensorrt.calibrator import load_calibration_frames
 from edge_runtime.tensorrt.cuda import check, cudart_module, pycuda_driver, query_device
-from edge_runtime.tensorrt.errors import CudaUnavailable, PluginUnsupported, TensorRTMissing
+from edge_runtime.tensorrt.errors import CudaUnavailable, PluginUnsupported, PrecisionError, TensorRTMissing
 from edge_runtime.tensorrt.recipe import GRAPH_ATTENTION, check_plugins, required_plugins
 from edge_runtime.tensorrt.versions import api_plan
 from edge_runtime.tests.support import manifest_of
@@ -177,9 +180,6 @@ def test_phase_tracker_nests_advances_and_removes_phases():
 
 
 def test_calibration_frames_must_be_uint8_bgr(tmp_path):
-    from edge_runtime.tensorrt.calibrator import load_calibration_frames
-    from edge_runtime.tensorrt.errors import PrecisionError
-
     good = tmp_path / "good.npy"
     np.save(good, np.zeros((5, 4, 4, 3), np.uint8))
     assert load_calibration_frames(good).shape == (5, 4, 4, 3)
@@ -191,7 +191,6 @@ def test_calibration_frames_must_be_uint8_bgr(tmp_path):
 
 def test_the_tensorrt_package_imports_only_the_runtime_and_nvidia_packages():
     """The legacy calibrator moved here from `calibration`: no arrow from edge_runtime back up."""
-    import ast
 
     package = Path(availability.__file__).parent
     imported = set()
@@ -205,9 +204,7 @@ def test_the_tensorrt_package_imports_only_the_runtime_and_nvidia_packages():
 
 
 def test_modules_import_only_those_above_them_in_the_package_map():
-    import ast
 
-    import edge_runtime.tensorrt as package
 
     order = [line.split()[0] for line in package.__doc__.split("Module map")[1].splitlines()[2:] if line.strip()]
     folder = Path(package.__file__).parent

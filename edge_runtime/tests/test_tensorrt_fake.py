@@ -3,14 +3,17 @@ rule fails here (the rules and their sources: `PLUGIN_RULES` in fakes/tensorrt_p
 fakes/tensorrt.py). No `from __future__ import annotations`: `tensorrt.plugin` reads real annotation objects."""
 
 import contextlib
+import json
+import warnings
 from pathlib import Path
 from typing import Tuple, Union  # noqa: UP035 (the plugin functions' annotations are read at registration)
 
 import numpy as np
 import pytest
 
+from edge_runtime.tests.fakes.cudart import cudaError_t, make_cudart, make_utils
 from edge_runtime.tests.fakes.gpu import FakeGpu
-from edge_runtime.tests.fakes.tensorrt import RELEASES, RULES, make_tensorrt
+from edge_runtime.tests.fakes.tensorrt import RELEASES, RULES, PureVirtualCall, _override, make_tensorrt
 from edge_runtime.tests.fakes.tensorrt_plugin import (
     PLUGIN_RULES,
     DimExpr,
@@ -313,8 +316,6 @@ def test_rule_can_run_on_dla(tmp_path):
 
 
 def test_rule_capture_invalidation():
-    from edge_runtime.tests.fakes.cudart import cudaError_t, make_cudart
-
     gpu = FakeGpu()
     rt = make_cudart(gpu, 12)
     stream = rt.cudaStreamCreateWithFlags(1)[1]
@@ -352,9 +353,7 @@ def test_rule_device_memory_size(tmp_path, release, names):
 
 @pytest.mark.parametrize("major, warns", [(12, False), (13, True)])
 def test_rule_int_deprecated(major, warns):
-    import warnings
 
-    from edge_runtime.tests.fakes.cudart import make_cudart, make_utils
 
     stream = make_cudart(FakeGpu(), major).cudaStreamCreateWithFlags(1)[1]
     with warnings.catch_warnings(record=True) as caught:
@@ -397,8 +396,6 @@ def test_rule_no_dict(trt):
 
 
 def test_rule_override_lookup():
-    from edge_runtime.tests.fakes.tensorrt import PureVirtualCall, _override
-
     trt = make_tensorrt(RELEASES["8.5"], FakeGpu())
 
     class Mixin:
@@ -418,8 +415,6 @@ def test_rule_override_lookup():
 
 
 def test_rule_base_init(trt):
-    from edge_runtime.tests.fakes.tensorrt import _override
-
     class NoBaseInit(trt.ILogger):
         def __init__(self):
             pass
@@ -559,8 +554,6 @@ def test_rule_engine_compatibility(tmp_path):
 
 
 def test_rule_aot_engine_standalone(tmp_path):
-    import json
-
     gpu = FakeGpu()
     trt = make_tensorrt(RELEASES["10.16"], gpu)
     _, builder, network, config, _, _ = _network(trt, tmp_path)

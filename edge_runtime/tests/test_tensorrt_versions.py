@@ -1,9 +1,13 @@
 """TensorRT version → API plan, for every version the DESIGN names (no TensorRT needed)."""
 
+import ast
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
 from edge_runtime.tensorrt.errors import UnsupportedTensorRT
-from edge_runtime.tensorrt.versions import TrtVersion, api_plan
+from edge_runtime.tensorrt.versions import ApiPlan, TrtVersion, api_plan
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -51,11 +55,7 @@ def test_api_plan_per_version(ver, batch_flag, execute, legacy, strongly_only, a
 
 def test_every_api_plan_field_is_read_by_the_code_that_calls_tensorrt():
     """A field nobody branches on is a fact nobody checked: the dead fields of the first version."""
-    import ast
-    from dataclasses import fields
-    from pathlib import Path
 
-    from edge_runtime.tensorrt.versions import ApiPlan
 
     package = Path(api_plan.__code__.co_filename).parent
     read = set()

@@ -17,10 +17,13 @@ from edge_runtime.cli import app
 from edge_runtime.pipeline import NO_DECISION, Judge, run_pipeline
 from edge_runtime.records import needs_answer
 from edge_runtime.sinks.fanout import Fanout
+from edge_runtime.sinks.modbus import VERDICT_NG, VERDICT_NO_DECISION, VERDICT_OK, ModbusConfig
 from edge_runtime.sources.items import Frame
 from edge_runtime.sources.spec import SourceSpec, open_source
+from edge_runtime.tests.loopback import RecordingServer, wait_until
 from edge_runtime.tests.support import gray, make_bundle, write_video
 from edge_runtime.trigger.frames import FrameSlot, TriggerConfig, TriggerError, triggered_stream
+from edge_runtime.trigger.modbus import COIL_RESULT_VALID, REG_PART, REG_RESULT, REG_TRIGGER, ModbusTrigger
 from edge_runtime.trigger.requests import QueueTrigger
 
 DARK, BRIGHT = 40, 220  # OK and NG for the brightness model
@@ -125,9 +128,6 @@ def test_the_plc_triggers_over_modbus_and_reads_each_answer_for_its_own_part(jud
     reads the verdict. A stale TRIGGER asks for nothing; a part after the video is NO-DECISION; RESULT_VALID drops
     before every new result, so no old verdict is read as a new part's."""
     pytest.importorskip("pymodbus", reason="pymodbus is not installed here (pip install 'slsg[modbus]')")
-    from edge_runtime.sinks.modbus import VERDICT_NG, VERDICT_NO_DECISION, VERDICT_OK, ModbusConfig
-    from edge_runtime.tests.loopback import RecordingServer, wait_until
-    from edge_runtime.trigger.modbus import COIL_RESULT_VALID, REG_PART, REG_RESULT, REG_TRIGGER, ModbusTrigger
 
     plc = RecordingServer().start()
     try:

@@ -14,7 +14,7 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.pipeline import Judge, run_pipeline
 from edge_runtime.sinks.fanout import Fanout
 from edge_runtime.sinks.systemd import SystemdNotifier
-from edge_runtime.sources.items import Frame, SourceEvent
+from edge_runtime.sources.items import Dropped, Frame, SourceEvent
 from edge_runtime.sources.stream import FrameStream
 from edge_runtime.status import DEGRADED, RUNNING, STALLED, STOPPED, StatusTracker
 from edge_runtime.tests.support import gray, make_bundle
@@ -91,8 +91,6 @@ def test_the_limit_follows_the_source() -> None:
 
 
 def test_status_goes_stalled_on_reconnects_and_degraded_on_trouble() -> None:
-    from edge_runtime.sources.items import Dropped
-
     st = StatusTracker(recover_frames=2)
     seen: list = []
 

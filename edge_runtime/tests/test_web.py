@@ -9,6 +9,7 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -256,8 +257,6 @@ def test_the_head_that_flagged_a_reject_is_the_one_with_the_largest_normalised_s
 
 
 def test_a_shift_starts_at_the_latest_start_time_before_now_and_its_counts_start_there(tmp_path):
-    from datetime import datetime
-
     at = datetime(2026, 3, 4, 7, 30).timestamp()
     assert shift_start(("06:00", "14:00", "22:00"), at) == datetime(2026, 3, 4, 6, 0).timestamp()
     assert shift_start(("22:00",), at) == datetime(2026, 3, 3, 22, 0).timestamp()  # the night shift began yesterday

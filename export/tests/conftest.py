@@ -7,16 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from edge_runtime.scoring import threshold_from_good_scores
+from export.job import BundleOptions
+from export.pipeline import write_bundle
+from slsg.checkpoint import save_run
+from slsg.data.synthetic_scene import SynthCounts, write_dataset
+from slsg.model import ModelConfig, build_model
+from slsg.training import TrainConfig, train
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def make_run(root: Path, backbone: str, threshold: bool = True, seed: int = 0) -> Path:
-    import torch
 
-    from edge_runtime.scoring import threshold_from_good_scores
-    from slsg.checkpoint import save_run
-    from slsg.model import ModelConfig, build_model
 
     torch.manual_seed(seed)
     model = build_model(ModelConfig(backbone=backbone, size=64), "random")
@@ -35,8 +40,6 @@ def effnet_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def effnet_bundle(effnet_run, tmp_path_factory) -> Path:
     """One exported bundle shared by the tests that only read (or copy) it."""
-    from export.job import BundleOptions
-    from export.pipeline import write_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "model.slsg"
     write_bundle(effnet_run, out, BundleOptions(parity_count=4))
@@ -50,9 +53,6 @@ TRAINED_STEPS = 20
 
 def train_tiny_run(root: Path, backbone: str = "efficientnet_lite0", steps: int = TRAINED_STEPS,
                    size: int = 64) -> Path:
-    from slsg.data.synthetic_scene import SynthCounts, write_dataset
-    from slsg.model import ModelConfig
-    from slsg.training import TrainConfig, train
 
     data = write_dataset(root / "data", counts=SynthCounts(16, 12, 8, 6, 6), size=size)
     cfg = TrainConfig(steps=steps, batch=2, encoder_weights="random", checkpoint_every=0)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 
 from edge_runtime.bundle import load_bundle
+from edge_runtime.scoring import image_score
 from edge_runtime.tests.support import run_edge_cli
+from export.parity import synthetic_frames
+from slsg.checkpoint import load_run
+from slsg.inference import TorchPredictor
 
 SCRIPT = r"""
 import json, sys
@@ -30,10 +36,6 @@ print(json.dumps({"torch": "torch" in sys.modules, "scores": scores.tolist(),
 
 
 def test_runtime_runs_bundle_without_torch(effnet_bundle, effnet_run, tmp_path):
-    from export.parity import synthetic_frames
-    from slsg.checkpoint import load_run
-    from slsg.inference import TorchPredictor
-
     frames = synthetic_frames(2, 64, seed=3)
     np.save(tmp_path / "frames.npy", frames)
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(effnet_bundle), str(tmp_path / "frames.npy")],
@@ -45,18 +47,14 @@ def test_runtime_runs_bundle_without_torch(effnet_bundle, effnet_run, tmp_path):
     assert out["shape"] == [2, 64, 64]
     assert np.allclose(out["scores"], out["rule"], atol=1e-5)
     _, model = load_run(effnet_run)
-    from edge_runtime.scoring import image_score
 
     torch_scores = image_score(TorchPredictor(model)(frames).maps)
     assert np.allclose(out["scores"], torch_scores, atol=1e-4)
 
 
 def test_edge_calibrate_rethresholds_an_exported_bundle_without_torch(effnet_bundle, tmp_path):
-    import shutil
 
-    import cv2
 
-    from export.parity import synthetic_frames
 
     bundle = tmp_path / "model.slsg"
     shutil.copytree(effnet_bundle, bundle)

@@ -12,16 +12,17 @@ import pytest
 from onnx import helper, numpy_helper
 
 from calibration.accuracy import run_model
-from export.head_refit import HEAD_TENSORS, find_head, refit_head
+from edge_runtime.backends.openvino_backend import OpenVinoBackend, cpu_has_bf16
+from edge_runtime.manifest import sha256_file
+from export.head_refit import HEAD_TENSORS, find_head, refit_head, refit_head_for_openvino
+from export.job import BundleOptions
+from export.pipeline import write_bundle
 from export.run_data import load_samples, open_run_data
 from slsg.checkpoint import load_run
 
 
 @pytest.fixture(scope="module")
 def fp32_model(trained_run, tmp_path_factory):
-    from export.job import BundleOptions
-    from export.pipeline import write_bundle
-
     out = tmp_path_factory.mktemp("refit") / "model.slsg"
     write_bundle(trained_run, out, BundleOptions(parity_count=2))
     return out / "model.onnx"
@@ -92,9 +93,6 @@ def test_refitting_for_openvino_undoes_the_move_beside_the_file_and_leaves_the_f
     """OpenVINO computes the descriptors its own way, so its head is fitted on its own; the file TensorRT and ONNX
     Runtime read stays byte for byte the one they were gated on."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend
-    from edge_runtime.manifest import sha256_file
-    from export.head_refit import refit_head_for_openvino
 
     train, val = images
     reference = run_model(fp32_model, val).heads["global"]
@@ -113,8 +111,6 @@ def test_bf16_gets_its_own_head_fitted_on_openvino_bf16_descriptors(fp32_model, 
     """bf16 runs model.onnx itself, so its head can only live beside it; fitted on bf16's own descriptors it gives
     the RUN's distances back where the descriptors moved."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
-    from edge_runtime.backends.openvino_backend import OpenVinoBackend, cpu_has_bf16
-    from export.head_refit import refit_head_for_openvino
 
     if not cpu_has_bf16():
         pytest.skip("this CPU has no bf16 arithmetic (OpenVINO would run f32 under the name)")

@@ -17,15 +17,14 @@ from edge_runtime.heads.memory import greedy_coreset, memory_columns, memory_row
 from edge_runtime.heads.update import pooled_gaussian
 from edge_runtime.teach.refit import refit
 from edge_runtime.teach.store import DEFECT, GOOD, LineStore
+from export.job import BundleOptions
+from export.pipeline import write_bundle
 from export.run_data import load_samples, open_run_data
 from slsg.checkpoint import load_run
 
 
 @pytest.fixture(scope="module")
 def bundle(trained_run, tmp_path_factory):
-    from export.job import BundleOptions
-    from export.pipeline import write_bundle
-
     out = tmp_path_factory.mktemp("line") / "model.slsg"
     write_bundle(trained_run, out, BundleOptions(parity_count=2))
     return out

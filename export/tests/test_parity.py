@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from edge_runtime.backends.base import Outputs
+from edge_runtime.scoring import image_score
+from export.graph import choose_graph
 from export.onnx_export import ExportConfig, ExportError, deploy_for_run, export_onnx
 from export.parity import ParityLimits, check_parity, compare_outputs, order_kept, parity_frames, synthetic_frames
 from export.run_data import open_run_data
 from export.tests import export_bugs as bugs
+from slsg.checkpoint import open_run
 from slsg.inference import DeployModel
 from slsg.model import ModelConfig, build_model
 
@@ -24,7 +27,6 @@ def tiny(backbone: str, seed: int = 0):
 @pytest.fixture(scope="module")
 def trained(trained_run, tmp_path_factory):
     """(deploy, its correct ONNX export, the parity frames the export command would use)."""
-    from slsg.checkpoint import open_run
 
     deploy = deploy_for_run(trained_run)
     path = tmp_path_factory.mktemp("trained_onnx") / "m.onnx"
@@ -68,7 +70,6 @@ def test_each_injected_export_bug_fails_parity(bug, trained, tmp_path):
 
 def test_a_few_flipped_pixels_pass_but_a_global_shift_fails():
     """What a kNN tie flip does (a small patch of one map moves by 1e-3) is not what a broken export does."""
-    from edge_runtime.scoring import image_score
 
     rng = np.random.default_rng(0)
     maps = rng.random((6, 64, 64)).astype(np.float32) * np.linspace(0.2, 1, 6, dtype=np.float32)[:, None, None]
@@ -85,7 +86,6 @@ def test_a_few_flipped_pixels_pass_but_a_global_shift_fails():
 
 def test_every_score_output_is_compared_and_the_rule_is_checked_on_the_slsg_head():
     maps = np.random.default_rng(1).random((4, 16, 16)).astype(np.float32)
-    from edge_runtime.scoring import image_score
 
     slsg = image_score(maps)
     fused = np.array([0.2, 0.9, 0.4, 0.6], np.float32)  # not the top-k rule, and need not be
@@ -121,8 +121,6 @@ def test_parity_catches_a_graph_of_other_weights(tmp_path):
 
 
 def test_choose_graph_refuses_when_no_graph_passes(tmp_path):
-    from export.graph import choose_graph
-
     path = tmp_path / "m.onnx"
     export_onnx(tiny("efficientnet_lite0", seed=0), path, ExportConfig(simplify=False))
     other = DeployModel(tiny("efficientnet_lite0", seed=1)).eval()

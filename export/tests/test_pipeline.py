@@ -9,13 +9,18 @@ import shutil
 import numpy as np
 import pytest
 
+import export.pipeline as pipeline
 from edge_runtime.bundle import load_bundle
 from edge_runtime.manifest import SCHEMA, SCHEMA_VERSION, BundleError
 from edge_runtime.scoring import SCORE_DEFINITION
 from export.job import BundleOptions
 from export.onnx_export import ExportConfig, ExportError
+from export.parity import synthetic_frames
 from export.pipeline import PLUGIN_STEPS, STEPS, write_bundle
 from export.tests.conftest import make_run
+from slsg.checkpoint import load_run
+from slsg.inference import TorchPredictor
+from slsg.predictors import load_predictor
 
 FAST = BundleOptions(parity_count=2, export=ExportConfig(simplify=False))
 
@@ -31,8 +36,6 @@ def test_the_export_walks_each_module_once_in_order():
 
 
 def test_the_manifest_is_written_once(effnet_run, tmp_path, monkeypatch):
-    import export.pipeline as pipeline
-
     writes = []
     real = pipeline.write_manifest_file
     monkeypatch.setattr(pipeline, "write_manifest_file", lambda root, m: (writes.append(root), real(root, m))[1])
@@ -60,11 +63,6 @@ def test_manifest_follows_the_contract(effnet_bundle, effnet_run):
 
 
 def test_predictor_on_the_bundle_matches_torch(effnet_bundle, effnet_run):
-    from export.parity import synthetic_frames
-    from slsg.checkpoint import load_run
-    from slsg.inference import TorchPredictor
-    from slsg.predictors import load_predictor
-
     frames = synthetic_frames(3, 64, seed=5)
     maps = load_predictor(effnet_run, "onnx", bundle=effnet_bundle, threads=1).predict(frames).maps
     assert maps.shape == (3, 64, 64) and maps.dtype == np.float32

@@ -9,11 +9,19 @@ import re
 import numpy as np
 import onnx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+import calibration.bundle as cb
+import calibration.int8 as ci
+from edge_runtime.backends import BackendError, select_backend
+from edge_runtime.backends.openvino_backend import cpu_has_bf16
+from edge_runtime.backends.refitted_head import HEADS_DIR, head_file, save_head
 from edge_runtime.bundle import load_bundle
+from export.gates import drop_heads_without_model
 from export.job import BundleOptions
 from export.pipeline import write_bundle
+from export.precisions import precision_table
 from slsg.cli import app
 
 runner = CliRunner()
@@ -44,7 +52,6 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
     assert "score_local" in bundle.manifest.outputs  # the default detector: its local memory too, from own patches
     assert all(r["local"]["memory"] >= 1 and r["local"]["norm"]["n_good"] == 12 for r in refits.values())
     assert all(r["slsg_norm"]["n_good"] == 12 for r in refits.values())  # SLSG's place in the fusion, from its own
-    from edge_runtime.backends import select_backend
 
     maps = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8)).maps
     assert maps.shape == (1, 64, 64) and np.isfinite(maps).all()
@@ -64,17 +71,13 @@ def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
         assert (out / f"heads/openvino.{flavour}.npz").is_file() == r["passed"]  # a refused one's is deleted
     passed = [f for f, r in ov.items() if r["passed"]]
     if passed:
-        from edge_runtime.backends import select_backend
-
         be = select_backend(bundle, "openvino-int8")
         assert be.head == bundle.head_for(be.model) and "head refitted" in be.providers[0]
 
 
 def test_the_precision_table_shows_each_int8_file_as_openvino_ran_it(full_bundle):
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
-    from rich.console import Console
 
-    from export.precisions import precision_table
 
     _, result = full_bundle
     console = Console(record=True, width=240)
@@ -89,8 +92,6 @@ def test_the_precision_table_shows_each_int8_file_as_openvino_ran_it(full_bundle
 
 def test_a_head_whose_model_file_was_removed_after_its_openvino_gate_leaves_the_bundle(tmp_path):
     """The TensorRT lint runs after the OpenVINO gate: a symmetric file it removes must not leave its head behind."""
-    from edge_runtime.backends.refitted_head import HEADS_DIR, head_file, save_head
-    from export.gates import drop_heads_without_model
 
     keys = ("openvino:int8", "openvino:int8-cpu")
     for key in keys:
@@ -118,8 +119,6 @@ def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bu
 
 
 def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, trained_run):
-    from edge_runtime.backends import select_backend
-
     out, result = full_bundle
     bundle = load_bundle(out)
     thresholds = bundle.manifest.thresholds
@@ -147,8 +146,6 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, 
 
 
 def _refuse_every_gate(monkeypatch):
-    import calibration.bundle as cb
-
     real = cb.compare
 
     def refusing(*args, **kwargs):
@@ -182,8 +179,6 @@ def test_a_refused_int8_still_writes_the_fp32_bundle_and_exits_3(trained_run, tm
 
 
 def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run, tmp_path, monkeypatch):
-    import calibration.bundle as cb
-
     real = cb._gate
 
     def refusing_cpu(fp32_out, models, data, cfg):
@@ -203,7 +198,6 @@ def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run
     left = bundle.manifest.export["left_out"]
     assert set(left) == {"int8-cpu"} and any("refused by the test" in r for r in left["int8-cpu"]["reasons"])
     assert "left out int8-cpu" in res.output
-    from edge_runtime.backends import select_backend
 
     backend = select_backend(bundle, "onnx-int8")  # ONNX Runtime falls back to the gated symmetric file
     assert backend.model == "int8" and "int8" in bundle.manifest.thresholds
@@ -212,7 +206,6 @@ def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run
 
 def test_a_tensorrt_model_the_parser_would_refuse_is_left_out(trained_run, tmp_path, monkeypatch):
     """With ORT's default (quantised INT32 biases) the lint refuses model.int8.onnx; int8-cpu stays."""
-    import calibration.int8 as ci
 
     monkeypatch.setattr(ci, "tensorrt_extra_options",
                         lambda: {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": True})
@@ -239,8 +232,6 @@ def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
     """bf16 is model.onnx in OpenVINO bf16: listed under `models` (with its own threshold) only when its gate
     passed on this CPU; where the CPU has no bf16 it is left out with that reason and the runtime refuses it."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
-    from edge_runtime.backends import BackendError, select_backend
-    from edge_runtime.backends.openvino_backend import cpu_has_bf16
 
     out = tmp_path / "bf16.slsg"
     result = write_bundle(trained_run, out, BundleOptions(bf16=True, parity_count=4))

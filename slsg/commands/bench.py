@@ -3,10 +3,14 @@ side by side in one alternating run."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import typer
 
+from benchmarks.bench import BenchConfig, run_bench
+from benchmarks.report import latency_table, markdown, write_reports
 from edge_runtime.bench import DEFAULT_BACKENDS, DEFAULTS
 from slsg.commands._common import console, user_errors
 
@@ -37,13 +41,9 @@ def command(
 ) -> None:
     """Latency p50/p90/p99, FPS, per stage; roofline vs measured GEMM peaks; op profile; accuracy parity."""
     with user_errors():
-        import os
-
         # PyTorch's OpenMP workers spin after each eager forward and steal the cores of the case that follows in
         # the alternation; libgomp reads this once, when torch loads, so it is set before the first torch import.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        from benchmarks.bench import BenchConfig, run_bench
-        from benchmarks.report import latency_table, markdown, write_reports
 
         if warmup < 0 or iterations < 1 or threads < 1:
             raise ValueError("--warmup must be ≥ 0, --iterations ≥ 1 and --threads ≥ 1")
@@ -61,6 +61,4 @@ def command(
             for kind, path in write_reports(report, raw, out_dir).items():
                 console.print(f"[green]wrote[/] {kind}: {path}")
         if json_out is not None:
-            import json
-
             json_out.write_text(json.dumps({**report, "raw_end_to_end_ms": raw}, indent=2))

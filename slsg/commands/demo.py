@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
 from slsg.commands._common import console, user_errors
-from slsg.demo import DemoConfig
+from slsg.demo import DemoConfig, run_demo, summary_table
 
 DEFAULT = DemoConfig()
 
@@ -21,10 +22,6 @@ def command(
 ) -> None:
     """synth → train → evaluate → predict → export --int8 → slsg-edge run on a simulated camera → results."""
     with user_errors(RuntimeError):
-        import json
-
-        from slsg.demo import run_demo, summary_table
-
         report = run_demo(DemoConfig(out=out, steps=steps, size=size, backbone=backbone, seed=seed), console)
         (out / "demo_report.json").write_text(json.dumps(report, indent=2, default=str))
         console.print(summary_table(report))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from slsg.commands._common import console, err_console, user_errors
+from slsg.data import open_dataset
+from slsg.evaluation import evaluate_category, has_anomalies, threshold_check
+from slsg.predictors import load_predictor
+from slsg.reports import caught_table, head_table, render_table, results_to_json, score_histogram_png, write_image_csv
 
 
 def per_category_runs(run: Path, names: list[str]) -> dict[str, Path]:
@@ -36,20 +41,6 @@ def command(
 ) -> None:
     """Evaluate a trained model on the test split: image AUROC (logical, structural, all), pixel AUROC, AU-sPRO."""
     with user_errors():
-        import json
-
-        from slsg.data import open_dataset
-        from slsg.evaluation import evaluate_category, has_anomalies, threshold_check
-        from slsg.predictors import load_predictor
-        from slsg.reports import (
-            caught_table,
-            head_table,
-            render_table,
-            results_to_json,
-            score_histogram_png,
-            write_image_csv,
-        )
-
         categories = open_dataset(data, category)
         runs = per_category_runs(run, [c.name for c in categories])
         results, thresholds, checks, names = [], {}, {}, set()

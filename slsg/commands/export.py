@@ -11,6 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+
+from edge_runtime.errors import SlsgError
+from export.job import BundleOptions
+from export.onnx_export import ExportConfig
+from export.parity import ParityLimits, parity_table
+from export.pipeline import write_bundle
+from export.precisions import precision_table
 
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 2, 3
 
@@ -51,14 +60,7 @@ def command(
     """RUN → bundle: ONNX (uint8 BGR in; map and scores out), parity vs PyTorch, TensorRT check, thresholds.
 
     Exit 0: complete; 2: no bundle; 3: bundle written, but a precision asked for was left out (see why)."""
-    from rich.console import Console
-    from rich.markup import escape
 
-    from edge_runtime.errors import SlsgError
-    from export.job import BundleOptions
-    from export.onnx_export import ExportConfig
-    from export.parity import ParityLimits, parity_table
-    from export.pipeline import write_bundle
 
     console = Console()
     try:
@@ -89,9 +91,7 @@ def command(
 
 
 def _print_precisions(console, report) -> None:
-    from rich.markup import escape
 
-    from export.precisions import precision_table
 
     if report.gate:
         console.print(f"[dim]accuracy gate: {report.gate['n_good']} validation good images, "
@@ -107,8 +107,6 @@ def _print_precisions(console, report) -> None:
 
 
 def _print_left_out(console, left_out: dict) -> None:
-    from rich.markup import escape
-
     for precision, lo in left_out.items():
         console.print(f"[yellow]left out {precision}:[/] " + escape("; ".join(lo.reasons)))
         for step in lo.next:

@@ -10,7 +10,12 @@ from typing import Optional
 
 import typer
 
+from slsg.checkpoint import load_run, save_run
 from slsg.commands._common import console, user_errors
+from slsg.heads.global_context import head_config_for
+from slsg.heads.scoring import fit_scores
+from slsg.training import TrainConfig
+from slsg.training.data import load_training_data
 
 
 def command(
@@ -25,12 +30,6 @@ def command(
     """Fit the global head on the RUN's training images; normalise the heads and set the threshold on its
     validation images and cross-fitted training images (never test images)."""
     with user_errors():
-        from slsg.checkpoint import load_run, save_run
-        from slsg.heads.global_context import head_config_for
-        from slsg.heads.scoring import fit_scores
-        from slsg.training import TrainConfig
-        from slsg.training.data import load_training_data
-
         r, model = load_run(run)
         train_cfg = TrainConfig.from_dict(r.config.get("train", {}))
         td = load_training_data(data, category or r.config.get("data", {}).get("category"), r.model_config.hw,

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import typer
 
+from slsg.checkpoint import save_run
 from slsg.commands._common import console, user_errors
+from slsg.model import ModelConfig, build_model
+from slsg.model.official import convert_official_state_dict
+from slsg.model.weights import read_state_dict
 
 
 def command(
@@ -15,11 +19,6 @@ def command(
 ) -> None:
     """Map the reference state-dict layout onto our network (weights_only load: nothing is unpickled)."""
     with user_errors():
-        from slsg.checkpoint import save_run
-        from slsg.model import ModelConfig, build_model
-        from slsg.model.official import convert_official_state_dict
-        from slsg.model.weights import read_state_dict
-
         model = build_model(ModelConfig())
         model.load_state_dict(convert_official_state_dict(read_state_dict(checkpoint), model), strict=True)
         save_run(out, model, {"source": {"official": str(checkpoint)}})

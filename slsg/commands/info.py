@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 
+import torch
 import typer
+from rich.table import Table
 
+from edge_runtime.preprocess import parse_size
 from slsg.commands._common import console, user_errors
+from slsg.heads import GlobalContextHead
+from slsg.heads.local_patch import LocalPatchHead
+from slsg.model import ModelConfig, build_model
+from slsg.model.macs import PARTS, PartsView, count_macs, count_params
 
 
 def command(
@@ -17,15 +24,6 @@ def command(
 ) -> None:
     """Parameters (total, trainable) and GMACs per part of the SLSG network."""
     with user_errors():
-        import torch
-        from rich.table import Table
-
-        from edge_runtime.preprocess import parse_size
-        from slsg.heads import GlobalContextHead
-        from slsg.heads.local_patch import LocalPatchHead
-        from slsg.model import ModelConfig, build_model
-        from slsg.model.macs import PARTS, PartsView, count_macs, count_params
-
         hw = parse_size(size)
         cfg = ModelConfig(backbone=backbone, size=hw)
         detector = PartsView(build_model(cfg), GlobalContextHead(backbone) if head else None,

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
+from edge_runtime.overlay import display_map, heatmap_overlay
+from edge_runtime.preprocess import prepare
+from edge_runtime.scoring import is_anomalous
 from slsg.commands._common import console, err_console, user_errors
+from slsg.data.images import BadImageError, list_images, read_image, write_png
+from slsg.predictors import load_predictor
 
 
 def _images(inputs: list[Path]) -> list[Path]:
-    from slsg.data.images import list_images
-
     found: list[Path] = []
     for p in inputs:
         if p.is_dir():
@@ -35,16 +40,6 @@ def command(
 ) -> None:
     """Judge images: OK/NG against the RUN's threshold, with a heatmap overlay per image."""
     with user_errors():
-        import csv
-
-        from rich.table import Table
-
-        from edge_runtime.overlay import display_map, heatmap_overlay
-        from edge_runtime.preprocess import prepare
-        from edge_runtime.scoring import is_anomalous
-        from slsg.data.images import BadImageError, read_image, write_png
-        from slsg.predictors import load_predictor
-
         loaded = load_predictor(run, backend, device=device)
         if loaded.threshold is None:
             raise ValueError(f"{run} has no threshold: train with validation images or run `slsg train` again")

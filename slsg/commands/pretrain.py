@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from slsg.commands._common import console, err_console, user_errors
+from slsg.pretraining import PretrainConfig, encoder_file, pretrain
+from slsg.pretraining.loop import PretrainResumeError
+from slsg.pretraining.state import INFO_FILE, PREVIEW_FILE
 
 
 def command(
@@ -35,9 +39,6 @@ def command(
 ) -> None:
     """Pre-train the encoder on good images; then `slsg train --encoder-weights ENCODER/encoder.safetensors`."""
     with user_errors():
-        from slsg.pretraining import PretrainConfig, encoder_file, pretrain
-        from slsg.pretraining.loop import PretrainResumeError
-
         if out.suffix == ".safetensors":
             raise ValueError(f"-o {out}: ENCODER is a folder (it also holds the config, log and resumable state); "
                              f"give e.g. -o {out.with_suffix('')}")
@@ -56,9 +57,7 @@ def command(
 
 
 def _print_summary(out: Path, weights: Path, backbone: str, size: int, preview: bool) -> None:
-    import json
 
-    from slsg.pretraining.state import INFO_FILE, PREVIEW_FILE
 
     losses = json.loads((out / INFO_FILE).read_text()).get("losses", {})
     first, last = losses.get("first", {}), losses.get("last", {})

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import typer
+from rich.console import Console
+
+from slsg.data.contact_sheet import write_contact_sheet
+from slsg.data.layouts import open_dataset
+from slsg.data.summary import print_summary
+from slsg.data.synthetic_scene import CATEGORY, SMALL, SynthCounts, write_dataset
 
 
 def command(
@@ -17,11 +24,7 @@ def command(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing OUT/synthetic_box."),
 ) -> None:
     """Write a LOCO-like synthetic dataset: a tray of items with logical and structural anomalies."""
-    from rich.console import Console
 
-    from slsg.data.layouts import open_dataset
-    from slsg.data.summary import print_summary
-    from slsg.data.synthetic_scene import CATEGORY, SMALL, SynthCounts, write_dataset
 
     console = Console()
     if size % 32 or size < 64:
@@ -32,8 +35,6 @@ def command(
         console.print(f"[red]error:[/] {target} already exists. Pick another OUT or pass --force.")
         raise typer.Exit(2)
     if target.exists() and force:
-        import shutil
-
         shutil.rmtree(target)
     start = time.perf_counter()
     try:
@@ -46,7 +47,5 @@ def command(
     print_summary(categories, console)
     console.print(f"wrote {root} in {seconds:.1f} s (seed {seed})")
     if preview:
-        from slsg.data.contact_sheet import write_contact_sheet
-
         sheet = write_contact_sheet(categories[0], out / f"{CATEGORY}_preview.png", seed=seed)
         console.print(f"preview: {sheet}")

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
+from export.onnx_export import deploy_for_run
 from slsg.commands._common import console, err_console, user_errors
+from slsg.rethreshold import rethreshold_run
 
 
 def command(
@@ -25,8 +27,6 @@ def command(
     with user_errors():
         if false_reject_rate is not None and not 0.0 < false_reject_rate < 1.0:
             raise ValueError(f"--false-reject-rate must be in (0, 1), got {false_reject_rate}")
-        from export.onnx_export import deploy_for_run
-        from slsg.rethreshold import rethreshold_run
 
         deploy = deploy_for_run(run).to(device)
         result = rethreshold_run(run, deploy, data, category, false_reject_rate, all_good)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from edge_runtime.preprocess import parse_size
+from edge_runtime.scoring import threshold_warning
+from slsg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, open_run
 from slsg.commands._common import console, err_console, user_errors
+from slsg.data.foreground import ProductProfile
+from slsg.model import ModelConfig
+from slsg.training import TrainConfig, train
+from slsg.training.loop import ResumeError
 
 
 def command(
@@ -41,10 +49,6 @@ def command(
     """Train SLSG on good images; the final checkpoint is the result and validation sets the threshold."""
     with user_errors():
         refuse_foreign_run(out, force)
-        from edge_runtime.preprocess import parse_size
-        from slsg.model import ModelConfig
-        from slsg.training import TrainConfig, train
-        from slsg.training.loop import ResumeError
 
         model_cfg = ModelConfig(backbone=backbone, size=parse_size(size), encoder_bn=encoder_bn,
                                 graph_kernel=graph_kernel)
@@ -67,9 +71,7 @@ def command(
 def refuse_foreign_run(out: Path, force: bool) -> None:
     """A RUN that training did not make (imported official weights, another tool's checkpoint) is not
     overwritten by a fresh network unless --force: its weights may exist nowhere else."""
-    import json
 
-    from slsg.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 
     config_path, weights = out / CONFIG_FILE, out / WEIGHTS_FILE
     if force or not (config_path.is_file() or weights.is_file()):
@@ -88,8 +90,6 @@ def refuse_foreign_run(out: Path, force: bool) -> None:
 
 
 def _print_summary(out: Path) -> None:
-    from slsg.checkpoint import open_run
-
     run = open_run(out)
     t = run.threshold
     if t is None:
@@ -105,14 +105,11 @@ def _print_summary(out: Path) -> None:
                           (" …" if len(skipped) > 5 else ""))
     product = run.config.get("product")
     if product:
-        from slsg.data.foreground import ProductProfile
-
         console.print(f"the good images show {ProductProfile(**product).describe()}")
     fit = run.config.get("global_head")
     if fit:
         console.print(f"global head: Gaussian of {fit['dims']} pooled features on {fit['n_images']} good images, "
                       f"{fit['estimator']} shrinkage {fit['shrinkage']:.3f}, {fit['seconds']:.1f} s")
-    from edge_runtime.scoring import threshold_warning
 
     warning = threshold_warning(t)
     if warning:

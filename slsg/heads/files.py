@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 
 def save_head_files(module: nn.Module, run: Path, weights: str, config: str, meta: dict, tag: str) -> None:
-    from safetensors.torch import save_file
-
     run = Path(run)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     tmp = run / (weights + ".tmp")
@@ -26,7 +25,6 @@ def save_head_files(module: nn.Module, run: Path, weights: str, config: str, met
 def read_head_files(run: Path, weights: str, config: str) -> tuple[dict, dict[str, torch.Tensor]] | None:
     """(meta, tensors) of a head saved in `run`, None when the RUN has no such head; a damaged file raises with
     the way out."""
-    from safetensors.torch import load_file
 
     run = Path(run)
     if not (run / config).is_file():

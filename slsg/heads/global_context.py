@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.covariance import ledoit_wolf, oas
 from torch import nn
 
 from slsg.heads.files import read_head_files, save_head_files
 from slsg.heads.folds import CROSS_FIT_FOLDS, CROSS_FIT_SEED, fold_indices
 from slsg.model.backbones import Features, backbone_spec
+from slsg.model.weights import read_state_dict
 
 HEAD_FILE = "global_head.safetensors"
 HEAD_CONFIG = "global_head.json"
@@ -127,7 +129,6 @@ class GlobalContextHead(nn.Module):
         """The context stages keep the backbone's ImageNet weights (they are never trained)."""
         if self.context is None:
             return
-        from slsg.model.weights import read_state_dict
 
         self.context.load_imagenet(read_state_dict(backbone_spec(self.backbone).imagenet_file()))
 
@@ -138,7 +139,6 @@ def gaussian_from_descriptors(x: np.ndarray, estimator: str = "ledoit_wolf") -> 
     `whiten` is the Cholesky factor L of the precision P = L·Lᵀ, so the squared Mahalanobis distance of a
     standardised row z is ‖z·L‖² — one matrix product in the exported graph.
     """
-    from sklearn.covariance import ledoit_wolf, oas  # the functions: the estimators also invert the matrix (eigh)
 
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.scoring import threshold_from_good_scores
+from slsg.evaluation import score_samples
 from slsg.heads.files import remove_head_files
 from slsg.heads.fit import FITTED_HEADS, FittedHeads, fit_heads
 from slsg.heads.folds import CROSS_FIT_FOLDS
 from slsg.heads.fusion import FusionConfig, HeadNorm, fuse_numpy, heads_for
 from slsg.heads.global_context import HEAD_CONFIG, HEAD_FILE, FitReport, GlobalHeadConfig, save_head
 from slsg.heads.local_patch import LOCAL_CONFIG, LOCAL_FILE, LocalHeadConfig, save_local_head
+from slsg.inference import DeployModel, TorchPredictor
 from slsg.model import SLSGNet
 
 #: Reference scores kept in the RUN per head (for the shift check of `slsg evaluate`), at this many digits.
@@ -81,8 +83,6 @@ def fit_scores(run: Path, model: SLSGNet, td, head: str = "all", rule: str = "ma
     `td` is the RUN's `TrainingData`: the fitted heads are fitted on `td.train_images` (the images SLSG trained
     on); `td.val_samples` are held out of both.
     """
-    from slsg.evaluation import score_samples
-    from slsg.inference import DeployModel, TorchPredictor
 
     heads = heads_for(head)
     config: dict = {"head": head}

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slsg.ops.graph_attention import graph_attention_fused
+
 
 def sincos_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
     """MAE's 2-D sin-cos embedding (H·W × dim): half the dims per axis, frequencies 1/10000^(j/(dim/4))."""
@@ -110,8 +112,6 @@ class Grapher(nn.Module):
         v = self.value(h.reshape(b, c, n, 1)).reshape(b, c, n)
         hf = h.flatten(2)
         if self.kernel == "fused":
-            from slsg.ops.graph_attention import graph_attention_fused
-
             xj, ctx = graph_attention_fused(hf, q, v, self.relative_pos, min(self.candidates, n), self.dilation)
         else:
             ctx = dense_context(q, v, scaled=not self.softmax_unscaled)

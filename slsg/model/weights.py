@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from edge_runtime.errors import SlsgError
 
@@ -65,8 +66,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except Exception as exc:

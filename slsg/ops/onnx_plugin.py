@@ -13,6 +13,10 @@ Usage::
 
 from collections.abc import Callable
 
+import onnxscript
+import torch
+from onnx import defs
+
 DOMAIN = "slsg"
 OP_TYPE = "GraphAttention"
 OPSET_VERSION = 1
@@ -21,7 +25,6 @@ PLUGIN_NAMESPACE = "slsg"
 
 def register_onnx_schema() -> None:
     """Declare the node's schema to onnx (once) so onnxscript can emit it and the checker accepts it."""
-    from onnx import defs
 
     if defs.has(OP_TYPE, DOMAIN):
         return
@@ -44,8 +47,6 @@ def register_onnx_schema() -> None:
 
 
 def _translation() -> Callable:
-    import onnxscript
-
     register_onnx_schema()
     opset = onnxscript.values.Opset(DOMAIN, OPSET_VERSION)
 
@@ -58,9 +59,7 @@ def _translation() -> Callable:
 
 def fused_translation_table() -> dict:
     """`custom_translation_table` for torch.onnx.export(dynamo=True) mapping the op to the custom node."""
-    import torch
 
-    import slsg.ops.graph_attention  # noqa: F401  (registers torch.ops.slsg.graph_attention)
 
     return {torch.ops.slsg.graph_attention.default: _translation()}
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from edge_runtime.preprocess import Normalization
+from slsg.data import write_png
 from slsg.pretraining.decoder import PretextNet
 from slsg.pretraining.pretext import make_pretext
 
@@ -46,7 +47,6 @@ def preview_rows(net: PretextNet, x: torch.Tensor, target: torch.Tensor, norm: N
 
 def write_preview(path: Path, rows: list[np.ndarray], gap: int = 4) -> Path:
     """Tile rows of images into one PNG with white gaps."""
-    from slsg.data import write_png
 
     n, h, w, _ = rows[0].shape
     sheet = np.full((len(rows) * (h + gap) - gap, n * (w + gap) - gap, 3), 255, np.uint8)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slsg.checkpoint import state_for_saving, write_json
@@ -20,7 +21,6 @@ LOG_FILE = "log.jsonl"
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Atomic: write a temp file then rename, so an interrupted save never leaves a broken file."""
-    from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -74,7 +74,6 @@ def read_state_meta(root: Path) -> dict:
 
 def load_state(root: Path, net: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Restore the network and optimizer; returns the step to continue from."""
-    from safetensors.torch import load_file
 
     tensors = load_file(str(root / STATE_WEIGHTS))
     meta = read_state_meta(root)

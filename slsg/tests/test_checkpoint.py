@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from slsg.checkpoint import CheckpointError, load_run, save_run
-from slsg.model import ModelConfig, build_model
+from slsg.model import ModelConfig, build_model, weights
 from slsg.model.backbones import load_trunk_weights
 from slsg.model.weights import WeightsError
 
@@ -52,7 +52,6 @@ def test_encoder_file_of_another_architecture_is_refused(tmp_path):
 def test_offline_resnet18_without_file_names_both_ways_out(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv("SLSG_WEIGHTS_DIR", raising=False)
-    from slsg.model import weights
 
     with pytest.raises(WeightsError) as err:
         weights.resnet18_imagenet_file(download=False)

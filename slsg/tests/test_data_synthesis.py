@@ -3,6 +3,7 @@ step changes its input, seeded determinism across workers, blending rules."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -223,8 +224,6 @@ def test_augment_texture_applies_three_distinct_changing_augmenters():
 
 
 def test_texture_folder_is_used(tmp_path):
-    import cv2
-
     cv2.imwrite(str(tmp_path / "t.png"), np.full((50, 70, 3), 123, np.uint8))
     src = TextureSource(64, tmp_path)
     assert len(src.files) == 1 and src._read(np.random.default_rng(0))[0, 0, 0] == 123

@@ -13,8 +13,9 @@ from rich.console import Console
 
 from edge_runtime.preprocess import prepare
 from edge_runtime.scoring import image_score
-from slsg.evaluation import Readers, evaluate_category, evaluate_many, good_scores
-from slsg.metrics import au_spro, defects_from_channels
+from slsg.data import open_dataset
+from slsg.evaluation import ImageRecord, Readers, evaluate_category, evaluate_many, good_scores, threshold_check
+from slsg.metrics import au_spro, defects_from_channels, image_aurocs
 from slsg.reports import render_table, results_to_json, score_histogram_png
 
 NATIVE = (64, 64)
@@ -197,7 +198,6 @@ def test_unreadable_image_is_skipped_and_reported_and_bad_predictor_is_refused(t
 
 def test_a_defect_folder_without_masks_is_evaluated_at_image_level(tmp_path: Path) -> None:
     """Defect photos without masks (the common case on a line) count for every image metric, in the MVTec layout."""
-    from slsg.data import open_dataset
 
     root = tmp_path / "widget"
     for split, label, grey, n in (("train", "good", 40, 4), ("test", "good", 40, 3), ("test", "dent", 220, 3),
@@ -215,9 +215,6 @@ def test_a_defect_folder_without_masks_is_evaluated_at_image_level(tmp_path: Pat
 
 
 def test_the_threshold_check_reports_false_rejects_with_their_interval_and_a_shift() -> None:
-    from slsg.evaluation import ImageRecord, threshold_check
-    from slsg.metrics import image_aurocs
-
     rng = np.random.default_rng(0)
     good = rng.normal(1.5, 0.3, 40)  # test goods from another session: they score above the reference
     bad = rng.normal(3.0, 0.3, 20)

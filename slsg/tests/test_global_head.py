@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from edge_runtime.backends import select_backend
+from edge_runtime.bundle import load_bundle
 from edge_runtime.scoring import image_score, threshold_from_good_scores
+from export.job import BundleOptions
+from export.onnx_export import ExportConfig
+from export.parity import synthetic_frames
+from export.pipeline import write_bundle
+from slsg.data import open_dataset
+from slsg.evaluation import score_samples
 from slsg.heads import FusionConfig, HeadNorm, ScoreFusion, fuse_numpy
+from slsg.heads.fit import descriptors
 from slsg.heads.fusion import SPREAD_QUANTILE
 from slsg.heads.global_context import (
     GlobalContextHead,
@@ -18,8 +27,10 @@ from slsg.heads.global_context import (
     gaussian_from_descriptors,
     mahalanobis,
 )
-from slsg.model import ModelConfig
+from slsg.inference import TorchPredictor, load_deploy
+from slsg.model import ModelConfig, build_model
 from slsg.training import TrainConfig, train
+from slsg.training.data import split_validation
 
 NON_SQUARE = ModelConfig(backbone="efficientnet_lite0", size=(96, 64))
 
@@ -108,10 +119,6 @@ def fused_run(tiny_loco, tmp_path_factory):
 
 
 def test_an_images_descriptor_does_not_depend_on_its_batch_and_fitting_leaves_the_context_unchanged() -> None:
-    from slsg.heads.fit import descriptors
-    from slsg.heads.global_context import GlobalContextHead
-    from slsg.model import build_model
-
     model = build_model(ModelConfig(backbone="efficientnet_lite0", size=64))
     head = GlobalContextHead("efficientnet_lite0")
     before = {k: v.clone() for k, v in head.context.state_dict().items()}
@@ -136,14 +143,6 @@ def test_a_head_that_barely_varies_cannot_amplify_float_rounding_into_the_fused_
 
 
 def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(fused_run, tmp_path) -> None:
-    from edge_runtime.backends import select_backend
-    from edge_runtime.bundle import load_bundle
-    from export.job import BundleOptions
-    from export.onnx_export import ExportConfig
-    from export.parity import synthetic_frames
-    from export.pipeline import write_bundle
-    from slsg.inference import TorchPredictor, load_deploy
-
     config = json.loads((fused_run / "config.json").read_text())
     assert config["model"]["size"] == [96, 64] and config["scores"]["heads"] == ["slsg", "global"]
     assert (fused_run / "global_head.safetensors").is_file()
@@ -167,11 +166,6 @@ def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(f
 
 
 def test_head_slsg_keeps_the_seed_score_and_threshold(tiny_loco, tmp_path) -> None:
-    from slsg.data import open_dataset
-    from slsg.evaluation import score_samples
-    from slsg.inference import TorchPredictor, load_deploy
-    from slsg.training.data import split_validation
-
     run = train(tiny_loco, tmp_path / "run", ModelConfig(backbone="efficientnet_lite0", size=64), _cfg("slsg"),
                 progress=False)
     config = json.loads((run / "config.json").read_text())

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from slsg.model.graph import knn_neighbours, relative_position
 from slsg.ops.graph_attention import (
     dense_attention_context_reference,
     knn_neighbours_reference,
@@ -124,7 +125,6 @@ def test_fp16_kernel_matches_reference(kernel_outputs, name):
 def _relpos_tie_inputs():
     """Constant q with the model's real relative-position table (8×8 grid): cos = 1 everywhere, so the
     neighbours are decided by R alone, and R is full of exact ties."""
-    from slsg.model.graph import relative_position
 
     n = 64
     q = torch.ones(1, 4, n)
@@ -147,8 +147,6 @@ def test_exact_ties_go_to_the_smaller_index(kernel_outputs):
 
 
 def test_kernel_and_reference_layer_agree_on_the_real_relative_position_ties(kernel_outputs):
-    from slsg.model.graph import knn_neighbours
-
     _, q, _, rel = _relpos_tie_inputs()
     expected = torch.tensor(_expected_by_tie_rule((1.0 + rel).tolist()), dtype=torch.int32)[None]
     assert torch.equal(kernel_outputs["relpos_ties.idx"], expected)

@@ -9,11 +9,23 @@ import numpy as np
 import pytest
 import torch
 
+from edge_runtime.backends import select_backend
+from edge_runtime.bundle import load_bundle
 from edge_runtime.heads.memory import greedy_coreset, nearest_distances
+from export.job import BundleOptions
+from export.onnx_export import ExportConfig
+from export.parity import synthetic_frames
+from export.pipeline import write_bundle
+from slsg.data import open_dataset
+from slsg.data.synthetic_scene import make_image
+from slsg.evaluation import score_samples
 from slsg.heads.fit import fit_heads
+from slsg.heads.fusion import HeadNorm
 from slsg.heads.local_patch import LocalHeadConfig, LocalPatchHead
+from slsg.inference import DeployModel, TorchPredictor, load_deploy
 from slsg.model import ModelConfig, build_model
 from slsg.training import TrainConfig, train
+from slsg.training.data import split_validation
 
 
 def test_coreset_picks_the_farthest_point_first_and_covers_every_cluster() -> None:
@@ -35,10 +47,6 @@ def test_coreset_picks_the_farthest_point_first_and_covers_every_cluster() -> No
 
 
 def test_the_local_head_flags_small_scratches_the_global_head_misses_and_its_map_shows_where() -> None:
-    from slsg.data.synthetic_scene import make_image
-    from slsg.heads.fusion import HeadNorm
-    from slsg.inference import DeployModel, TorchPredictor
-
     size = 128
     rng = np.random.default_rng(0)
     model = build_model(ModelConfig(backbone="efficientnet_lite0", size=size), "imagenet").eval()
@@ -83,11 +91,6 @@ def all_heads_run(tiny_loco, tmp_path_factory):
 
 
 def test_the_threshold_rests_only_on_scores_of_images_no_head_has_seen(all_heads_run, tiny_loco) -> None:
-    from slsg.data import open_dataset
-    from slsg.evaluation import score_samples
-    from slsg.inference import TorchPredictor, load_deploy
-    from slsg.training.data import split_validation
-
     config = json.loads((all_heads_run / "config.json").read_text())
     assert config["scores"]["heads"] == ["slsg", "global", "local"]
     reference = config["good_reference"]
@@ -105,14 +108,6 @@ def test_the_threshold_rests_only_on_scores_of_images_no_head_has_seen(all_heads
 
 
 def test_the_fused_score_and_the_local_map_are_the_same_in_pytorch_and_onnx_runtime(all_heads_run, tmp_path):
-    from edge_runtime.backends import select_backend
-    from edge_runtime.bundle import load_bundle
-    from export.job import BundleOptions
-    from export.onnx_export import ExportConfig
-    from export.parity import synthetic_frames
-    from export.pipeline import write_bundle
-    from slsg.inference import TorchPredictor, load_deploy
-
     bundle = load_bundle(write_bundle(all_heads_run, tmp_path / "m.slsg",
                                       BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
     assert {"score_local", "map_local"} <= set(bundle.manifest.outputs)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -82,7 +83,6 @@ def test_existing_output_is_refused_without_force(small_set):
 def test_preview_writes_a_contact_sheet(tmp_path):
     result = runner.invoke(app, ["synth", str(tmp_path), "--small", "--size", "128", "--preview"])
     assert result.exit_code == 0, result.output
-    import cv2
 
     sheet = cv2.imread(str(tmp_path / "synthetic_box_preview.png"))
     assert sheet is not None and sheet.shape == (4 * 128, 7 * 128, 3)

@@ -9,23 +9,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from export.run_data import threshold_data
+from slsg.checkpoint import save_run
 from slsg.cli import app
+from slsg.commands.train import refuse_foreign_run
+from slsg.data.synthetic_scene import SynthCounts, write_dataset
+from slsg.model import ModelConfig, build_model
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from slsg.data.synthetic_scene import SynthCounts, write_dataset
-
     return write_dataset(tmp_path_factory.mktemp("data"), counts=SynthCounts(10, 12, 2, 2, 2), size=64)
 
 
 @pytest.fixture
 def imported_run(tmp_path):
     """What `slsg import-official` writes: weights and a config with a source, no training, no threshold."""
-    from slsg.checkpoint import save_run
-    from slsg.model import ModelConfig, build_model
 
     torch.manual_seed(0)
     save_run(tmp_path / "run", build_model(ModelConfig(size=64), "random"), {"source": {"official": "bottle.tch"}})
@@ -47,8 +48,6 @@ def test_threshold_sets_the_threshold_from_validation_images_and_keeps_history(i
 
 
 def test_export_thresholds_come_from_the_images_threshold_used(imported_run, data):
-    from export.run_data import threshold_data
-
     runner.invoke(app, ["threshold", str(imported_run), str(data)])
     config = json.loads((imported_run / "config.json").read_text())
     found = threshold_data(config)
@@ -64,8 +63,6 @@ def test_train_refuses_to_overwrite_an_imported_run(imported_run, data):
 
 
 def test_force_or_a_run_made_by_train_is_not_refused(imported_run, tmp_path):
-    from slsg.commands.train import refuse_foreign_run
-
     refuse_foreign_run(imported_run, force=True)
     ours = tmp_path / "ours"
     ours.mkdir()

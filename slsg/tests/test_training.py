@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,9 @@ from typer.testing import CliRunner
 
 from edge_runtime.scoring import image_score
 from edge_runtime.statistics import auroc
+from slsg.checkpoint import load_run
 from slsg.cli import app
+from slsg.inference import TorchPredictor
 from slsg.model import ModelConfig, build_model
 from slsg.training import TrainConfig, train
 from slsg.training.loss import cosine_lr, focal_on_probabilities
@@ -61,7 +65,6 @@ def test_training_sets_its_threshold_on_validation_images_and_normalises_fitted_
 
 def _separable_set(root, size: int = 64, seed: int = 0):
     """Good: one flat colour with faint noise. Defect: the same with a square of random pixels (a quarter side)."""
-    import cv2
 
     rng = np.random.default_rng(seed)
 
@@ -90,8 +93,6 @@ def _separable_set(root, size: int = 64, seed: int = 0):
 def test_a_tiny_model_learns_to_separate_a_trivially_separable_set(tmp_path):
     """200 steps at 64 px (≈ 12 s on one thread): image AUROC ≥ 0.9 where the untrained model is near chance, and
     the loss of the last 50 steps is well below that of the first 50."""
-    from slsg.checkpoint import load_run
-    from slsg.inference import TorchPredictor
 
     images, labels = _separable_set(tmp_path / "data")
     threads = torch.get_num_threads()
@@ -148,8 +149,6 @@ def test_two_gloo_processes_train_one_model(tiny_loco, tmp_path):
 
 
 def test_a_corrupt_training_image_is_named_on_screen_and_in_the_run(tiny_loco, tmp_path):
-    import shutil
-
     data = tmp_path / "data"
     shutil.copytree(tiny_loco, data)
     bad = sorted((data / "train" / "good").glob("*.png"))[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from slsg.heads.fusion import DEFAULT_RULE
+from slsg.heads.fusion import DEFAULT_RULE, RULES, heads_for
 
 SYNTHESIS = ("auto", "reference")
 
@@ -46,7 +46,6 @@ class TrainConfig:
             raise ValueError("steps must be ≥ 0 and batch ≥ 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        from slsg.heads.fusion import RULES, heads_for
 
         heads_for(self.head)
         if self.fusion_rule not in RULES:

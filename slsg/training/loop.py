@@ -21,6 +21,8 @@ from slsg.data.foreground import ProductProfile, profile_product
 from slsg.data.presets import PRESETS
 from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
 from slsg.data.training_set import SynthesisDataset
+from slsg.heads.global_context import head_config_for
+from slsg.heads.scoring import fit_scores
 from slsg.model import ModelConfig, build_model
 from slsg.model.preprocess import InputAdapter, normalization_for
 from slsg.training.config import TrainConfig
@@ -205,8 +207,6 @@ def data_warnings(td: TrainingData, preset: str, cfg: TrainConfig) -> list[str]:
 
 def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfig, meta: dict) -> None:
     """The final checkpoint is the result (no selection on test data): fit the heads, set the threshold."""
-    from slsg.heads.global_context import head_config_for
-    from slsg.heads.scoring import fit_scores
 
     model.eval()
     config = dict(meta)

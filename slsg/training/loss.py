@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -27,6 +29,5 @@ def slsg_loss(logits: torch.Tensor, aux_logits: torch.Tensor, target: torch.Tens
 
 def cosine_lr(step: int, total: int, base: float) -> float:
     """One cosine from `base` to 0 over `total` steps (CosineAnnealingWarmRestarts with T_0 = total)."""
-    import math
 
     return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))

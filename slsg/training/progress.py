@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge_runtime.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    RateColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 
 def step_progress(label: str, *fields: str, enabled: bool = True):
     """Progress of a step loop: `label ━━ n/N <fields…> rate elapsed ETA` on a terminal; elsewhere (nohup,
     systemd, `> train.log`) a plain line at the start, every ~10 s and at the end (`edge_runtime.progress`).
     Fields are rich format strings on task fields, e.g. "loss {task.fields[loss]}" (pass the value
     formatted: before the first step there is none to show)."""
-    from edge_runtime.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        RateColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *map(TextColumn, fields),
                     RateColumn("step"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

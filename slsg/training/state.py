@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from slsg.checkpoint import state_for_saving, write_json
 
@@ -14,8 +15,6 @@ STATE_JSON = "train_state.json"
 
 
 def save_state(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, meta: dict) -> None:
-    from safetensors.torch import save_file
-
     tensors = {f"model.{k}": v for k, v in state_for_saving(model).items()}
     names = {id(p): n for n, p in model.named_parameters()}
     for group in optimizer.param_groups:
@@ -40,7 +39,6 @@ def read_state_meta(root: Path) -> dict:
 
 def load_state(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Restore weights and momentum; returns the step to continue from."""
-    from safetensors.torch import load_file
 
     tensors = load_file(str(root / STATE_WEIGHTS))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)

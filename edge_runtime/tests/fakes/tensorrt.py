@@ -43,13 +43,18 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.tensorrt import versions
+
+from .cudart import make_cudart, make_utils
 from .gpu import FakeGpu
+from .pycuda import make_pycuda
 from .tensorrt_plugin import (
     DimensionOperation,
     PluginBuildError,
@@ -867,12 +872,8 @@ def install(monkeypatch, release: str, binding: str = "cuda-python-12", gpu: Fak
     """Put a fake TensorRT `release` and CUDA `binding` ("cuda-python-11", "cuda-python-12", "cuda-python-13",
     "pycuda", "cuda-python-13+pycuda" where the cuda-python one cannot reach the driver) in sys.modules,
     hiding any real one, and clear the runtime's cached TensorRT probe."""
-    import sys
 
-    from edge_runtime.tensorrt import versions
 
-    from .cudart import make_cudart, make_utils
-    from .pycuda import make_pycuda
 
     gpu = gpu or FakeGpu()
     rel = RELEASES[release]

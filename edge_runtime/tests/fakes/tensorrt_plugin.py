@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -98,7 +99,6 @@ class TensorFormat(enum.Enum):
 
 def make_plugin_module(trt: Any, registry: dict, record: Callable[..., None]) -> Any:
     """`tensorrt.plugin` bound to the fake `trt` module; registrations land in `registry` (id → PluginDef)."""
-    import types
 
     trtp = types.ModuleType("tensorrt.plugin")
 
