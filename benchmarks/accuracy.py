@@ -126,7 +126,7 @@ def shift_study(loaded, category, scores_cfg: dict, threshold: float, gain: floa
 
 
 #: The paths timed: (library, model file), each for the SLSG + global model and the fused one.
-LATENCY_PATHS = (("ONNX Runtime", "fp32"), ("ONNX Runtime", "int8-cpu"), ("OpenVINO", "int8"))
+LATENCY_PATHS = (("ONNX Runtime", "fp32"), ("ONNX Runtime", "int8-u8"), ("OpenVINO", "int8-s8"))
 
 
 def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int = 2) -> dict:

@@ -101,7 +101,7 @@ Adjust = Callable[[Path], "dict | None"]
 def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
                     eval_data: EvalData | None = None, measure_latency: bool = True,
                     adjust: Adjust | None = None, reference: Outputs | None = None) -> Int8Report:
-    """Write `model.int8.onnx`, `model.int8-cpu.onnx` and `calibration/` into `out_dir`; gate and report.
+    """Write `model.int8-s8.onnx`, `model.int8-u8.onnx` and `calibration/` into `out_dir`; gate and report.
 
     Without `eval_data` no gate runs (`passed` is True, accuracy None) — the export should always pass
     held-out good images. Each flavour is gated on its own: one that passes is frozen as it is, the fallback

@@ -32,9 +32,9 @@ from edge_runtime.errors import SlsgError
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 #: The two flavours: file name and what each runtime wants.
-TRT, CPU = "int8", "int8-cpu"
+TRT, CPU = "int8-s8", "int8-u8"
 BACKENDS = ("ort", "modelopt")
-FLAVOUR_FILES = {TRT: "model.int8.onnx", CPU: "model.int8-cpu.onnx"}
+FLAVOUR_FILES = {TRT: "model.int8-s8.onnx", CPU: "model.int8-u8.onnx"}
 #: Flavours whose global-head context convolutions are quantised. Measured 2026-12-03 with each file's head
 #: refitted: the symmetric file passes both gates with them in INT8 (bottle AUROC 1.000, juice_bottle 0.986 against
 #: 0.989 FP32) and OpenVINO runs it 1.5 ms (5 %) faster at 256²; the u8 file then failed its gate on both sets even
@@ -70,7 +70,7 @@ class Int8Config:
     max_fallback_nodes: int = 16         # --int8-fallback: most layers the fallback may keep float (0: none)
     extra_exclude: list[str] = field(default_factory=list)
     progress: bool = True
-    backend: str = "ort"                 # who makes model.int8.onnx: ort | modelopt (int8-cpu is always ORT's)
+    backend: str = "ort"                 # who makes model.int8-s8.onnx: ort | modelopt (int8-u8 is always ORT's)
     modelopt_python: str | None = None   # ModelOpt venv's python; None → $SLSG_MODELOPT_PYTHON
 
     def __post_init__(self) -> None:

@@ -103,7 +103,7 @@ def quantize_with_modelopt(fp32_onnx: Path, calib: CalibrationSet, out_onnx: Pat
         if exclude_nodes is None:
             exclude_nodes = flavour_exclusions(find_float_regions(model))[TRT]
         npz = write_calibration_npz(calib.tensors, model.graph.input[0].name, work / "calib.npz")
-        produced = work / "model.int8.onnx"
+        produced = work / "model.int8-s8.onnx"
         argv = modelopt_command(exe, copy, npz, produced, method, exclude_nodes)
         try:
             done = subprocess.run(argv, cwd=work, env=_isolated_env(), capture_output=True, text=True,

@@ -24,7 +24,7 @@ from edge_runtime.preprocess import Normalization
 from edge_runtime.scoring import Threshold
 
 #: "bf16" names model.onnx run in OpenVINO's bf16 arithmetic: listed under `models` only once its gate passed.
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "bf16")
+PRECISIONS = ("fp32", "fp16", "int8-s8", "int8-u8", "bf16")
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Bundle:
         return Threshold.from_dict(self.manifest.threshold)
 
     def threshold_for(self, model: str) -> Threshold:
-        """The threshold set from `model`'s own scores ("fp32", "int8", ...): each model file scores good images a
+        """The threshold set from `model`'s own scores ("fp32", "int8-s8", ...): each model file scores good images a
         little differently, so each has its own."""
         return self.manifest.threshold_for(model)
 
@@ -64,7 +64,7 @@ class Bundle:
         return {k: self.root / v for k, v in self.manifest.models.items() if (self.root / v).is_file()}
 
     def head_for(self, model: str) -> Path | None:
-        """The global head refitted for `model` ("openvino:int8", ...; `backends.refitted_head`), None where the
+        """The global head refitted for `model` ("openvino:int8-s8", ...; `backends.refitted_head`), None where the
         model runs the head stored in its file."""
         name = self.manifest.heads.get(model)
         return self.root / name if name else None
@@ -78,7 +78,7 @@ def add_files(root: Path, names: list[str], precision: str | None = None) -> Man
     """Add files (or folders of files) to an existing, verified bundle and re-write its manifest.
 
     The bundle is verified first, so a file damaged since export is refused instead of re-hashed and blessed.
-    `precision` (with exactly one file) also records it under `models`, e.g. export adding `int8-cpu`.
+    `precision` (with exactly one file) also records it under `models`, e.g. export adding `int8-u8`.
     """
     bundle = load_bundle(root)
     manifest = bundle.manifest

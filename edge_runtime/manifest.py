@@ -23,7 +23,10 @@ from edge_runtime.preprocess import Normalization
 from edge_runtime.scoring import Threshold
 
 SCHEMA = "slsg.bundle"
-SCHEMA_VERSION = 1
+#: 2: the INT8 files are keyed by their activations, `int8-s8` and `int8-u8` (1 said `int8` and `int8-cpu`).
+SCHEMA_VERSION = 2
+#: Version 1's model keys → today's; the files keep the names they were written with (`models` maps key → file).
+V1_MODEL_KEYS = {"int8": "int8-s8", "int8-cpu": "int8-u8"}
 MANIFEST_NAME = "manifest.json"
 ENGINES_DIR = "engines"
 _CHUNK = 1 << 20
@@ -119,8 +122,8 @@ class Manifest:
             self.threshold = record
 
     def threshold_for(self, model: str) -> Threshold:
-        """The threshold set from `model`'s own scores ("fp32", "int8", "openvino:int8", …); bundles written before
-        per-model thresholds have one for all."""
+        """The threshold set from `model`'s own scores ("fp32", "int8-s8", "openvino:int8-s8", …); bundles written
+        before per-model thresholds have one for all."""
         return Threshold.from_dict(self.thresholds.get(model, self.threshold))
 
     @property
@@ -151,6 +154,8 @@ class Manifest:
         for key in ("files", "preprocess", "threshold"):
             if not isinstance(d.get(key), dict):
                 raise BundleError(f"{where} lacks the {key!r} section: the manifest is damaged; re-run `slsg export`")
+        if version == 1:
+            d, version = _from_v1(d), 2
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: v for k, v in d.items() if k in known and v is not None}
         values["extra"] = {k: v for k, v in d.items() if k not in known and k != "schema"}
@@ -186,6 +191,34 @@ class Manifest:
         out.update(self.extra)
         out["files"] = {name: asdict(r) for name, r in self.files.items()}
         return out
+
+
+def _v1_key(key: str) -> str:
+    """A version-1 model key ("int8", "openvino:int8-cpu", …) as today's."""
+    prefix, _, name = key.rpartition(":")
+    return f"{prefix}:{V1_MODEL_KEYS[name]}" if prefix and name in V1_MODEL_KEYS else V1_MODEL_KEYS.get(key, key)
+
+
+def _from_v1(d: dict) -> dict:
+    """A version-1 manifest with today's model keys: every section keyed by model (`models`, `thresholds`, `heads`,
+    `openvino_int8`, the INT8 report's flavours and kept list, what the export left out). Nothing on disk moves."""
+    d = dict(d, schema_version=2)
+    for section in ("models", "thresholds", "heads", "openvino_int8"):
+        if isinstance(d.get(section), dict):
+            d[section] = {_v1_key(k): v for k, v in d[section].items()}
+    report = d.get("int8_report")
+    if isinstance(report, dict):
+        report = dict(report)
+        if isinstance(report.get("flavours"), dict):
+            report["flavours"] = {_v1_key(k): v for k, v in report["flavours"].items()}
+        if isinstance(report.get("kept"), list):
+            report["kept"] = [_v1_key(k) for k in report["kept"]]
+        d["int8_report"] = report
+    export = d.get("export")
+    if isinstance(export, dict) and isinstance(export.get("left_out"), dict):
+        left = {k if k == "int8" else _v1_key(k): v for k, v in export["left_out"].items()}  # "int8": the precision
+        d["export"] = dict(export, left_out=left)
+    return d
 
 
 def bundle_files(root: Path) -> list[str]:

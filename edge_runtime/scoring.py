@@ -112,7 +112,7 @@ def transferred_threshold(t: Threshold, reference: np.ndarray, own: np.ndarray) 
     (the standardised major axis), so a precision that shifts or stretches the scores moves its threshold with
     them and a tail maps to a tail, while the tail estimate stays the reference's (a quantile of a few dozen
     images of its own is close to their maximum). A least-squares line would shrink the slope by the scores'
-    correlation and pull the threshold into the good bulk (bottle's int8-cpu, r 0.65: 2 of 20 held-out goods
+    correlation and pull the threshold into the good bulk (bottle's int8-u8, r 0.65: 2 of 20 held-out goods
     flagged instead of 0). Without a usable map (fewer than 3 images, no spread, or scores that
     do not rise together) the threshold is the model's own quantile and the record says so.
     """

@@ -140,7 +140,7 @@ def _gating(job: ExportJob, precision: str) -> bool:
 
 
 def add_int8(job: ExportJob) -> None:
-    """model.int8.onnx (symmetric, for TensorRT) and model.int8-cpu.onnx (u8 activations, for ONNX Runtime on
+    """model.int8-s8.onnx (symmetric, for TensorRT) and model.int8-u8.onnx (u8 activations, for ONNX Runtime on
     x86), calibrated on training images and gated apart: the one that passes ships even when the other does not."""
     if not _gating(job, "int8"):
         return
@@ -186,7 +186,7 @@ def gate_openvino_int8(job: ExportJob) -> None:
     own way: ONNX Runtime's verdict does not carry over), its global head first refitted on OpenVINO's descriptors.
     Without OpenVINO nothing is recorded, and the runtime refuses openvino-int8 for this bundle rather than run an
     ungated model."""
-    flavours = [f for f in ("int8", "int8-cpu") if f in job.models]
+    flavours = [f for f in ("int8-s8", "int8-u8") if f in job.models]
     if not flavours or not openvino_available():
         return
     job.say("gating the INT8 files as OpenVINO runs them (same images, same rule)")

@@ -36,7 +36,7 @@ class BundleOptions:
     calib_method: str = "minmax"
     auroc_budget: float = 0.01
     int8_fallback: int = 16              # most layers the sensitivity-ordered fallback may keep float (0: off)
-    int8_backend: str = "ort"            # ort | modelopt (model.int8.onnx only; int8-cpu stays ORT's)
+    int8_backend: str = "ort"            # ort | modelopt (model.int8-s8.onnx only; int8-u8 stays ORT's)
     modelopt_python: str | None = None
     gate_images: int = GATE_IMAGES
 
@@ -110,6 +110,7 @@ class ExportJob:
     models: dict[str, str] = field(default_factory=dict)   # precision → file, for every model that passed
     heads: dict[str, str] = field(default_factory=dict)    # runtime model key → refitted head file
     report: PrecisionReport | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # step name → its wall time, in order
 
     @property
     def size(self) -> tuple[int, int]:
@@ -125,6 +126,7 @@ class BundleResult:
     notes: list[str]
     seconds: float
     precisions: PrecisionReport | None = None   # None for the fused-plugin graph (no precisions made)
+    steps: dict[str, float] = field(default_factory=dict)  # each step's wall time (export.pipeline.STEPS)
 
     @property
     def left_out(self) -> dict:

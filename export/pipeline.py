@@ -44,6 +44,7 @@ def write_manifest(job: ExportJob) -> None:
     """The manifest completed from what the steps found, written once, and read back by the runtime's loader."""
     report, manifest = job.report, job.manifest
     manifest.models, manifest.heads = dict(job.models), dict(job.heads)
+    manifest.export["seconds"] = {name: round(s, 1) for name, s in job.seconds.items()}  # the steps before this one
     if report.thresholds:
         manifest.thresholds, manifest.threshold = report.thresholds, report.thresholds["fp32"]
     if not job.plugin_ops:
@@ -131,9 +132,12 @@ def write_bundle(run_dir: Path, out: Path, options: BundleOptions | None = None,
         try:
             for step in STEPS:
                 if not job.plugin_ops or step in PLUGIN_STEPS:
+                    start = time.perf_counter()
                     step(job)
+                    job.seconds[step.__name__] = time.perf_counter() - start
             _swap_into_place(job.stage, out)
         finally:
             shutil.rmtree(job.stage, ignore_errors=True)
     precisions = None if job.plugin_ops else job.report
-    return BundleResult(out, job.manifest, job.parity, job.trt, job.notes, time.perf_counter() - t0, precisions)
+    return BundleResult(out, job.manifest, job.parity, job.trt, job.notes, time.perf_counter() - t0, precisions,
+                        dict(job.seconds))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from rich.table import Table
 
+from calibration.int8 import FLAVOUR_FILES
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX
 from export.job import BundleOptions, PrecisionReport
 from export.run_data import RunData
@@ -13,9 +14,8 @@ from export.run_data import RunData
 FP16_MIN_MAP_CORRELATION = 0.99
 #: The model files each precision writes, and whether TensorRT reads them (the lint is fatal only for those).
 #: bf16 is model.onnx compiled by OpenVINO for bf16 (calibration.bf16): no file of its own, so no lint of its own.
-FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx",
-         "bf16": "model.onnx"}
-FOR_TENSORRT = {"fp32": True, "fp16": True, "int8": True, "int8-cpu": False, "bf16": False}
+FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", **FLAVOUR_FILES, "bf16": "model.onnx"}
+FOR_TENSORRT = {"fp32": True, "fp16": True, "int8-s8": True, "int8-u8": False, "bf16": False}
 
 
 # ---------------------------------------------------------------- what to try next
@@ -36,7 +36,7 @@ def int8_next_steps(opts: BundleOptions, data: RunData | None, fallback_used: in
     if (opts.calib_strategy or "random") != "diverse":
         steps.append("--calib-strategy diverse (calibration images that cover the variety of the line)")
     if opts.int8_backend == "ort":
-        steps.append("--int8-backend modelopt (NVIDIA ModelOpt makes model.int8.onnx; see docs/calibration.md)")
+        steps.append("--int8-backend modelopt (NVIDIA ModelOpt makes model.int8-s8.onnx; see docs/calibration.md)")
     steps.append(f"--auroc-budget {2 * opts.auroc_budget:g} (accept a larger AUROC drop, knowingly)")
     if not opts.fp16:
         steps.append("--fp16 (FP16 keeps FP32's accuracy and still halves the compute on a Jetson)")
@@ -53,8 +53,8 @@ def no_data_next_steps(data: RunData | None, root: str | None) -> list[str]:
 def lint_next_steps() -> list[str]:
     return ["this is a toolkit bug (the quantiser emitted Q/DQ that TensorRT cannot parse): please report it with "
             "the manifest's export.tensorrt_lint section",
-            "--int8-backend modelopt (NVIDIA's own quantiser for model.int8.onnx)",
-            "meanwhile model.int8-cpu.onnx runs INT8 in ONNX Runtime (`slsg-edge run --backend onnxruntime`)"]
+            "--int8-backend modelopt (NVIDIA's own quantiser for model.int8-s8.onnx)",
+            "meanwhile model.int8-u8.onnx runs INT8 in ONNX Runtime (`slsg-edge run --backend onnxruntime`)"]
 
 
 # ---------------------------------------------------------------- display

@@ -18,7 +18,7 @@ def test_bundle_gets_both_flavours_calibration_and_a_passing_report(tiny_onnx, c
     cfg = Int8Config(method="minmax", progress=False, auroc_budget=0.03)
     report = quantize_bundle(tiny_onnx, calib_set, tmp_path, cfg, eval_data, measure_latency=False)
     assert report.passed, report.failure
-    for name in ("model.int8.onnx", "model.int8-cpu.onnx", "calibration/tensors.npy",
+    for name in ("model.int8-s8.onnx", "model.int8-u8.onnx", "calibration/tensors.npy",
                  "calibration/manifest.json", "calibration/ranges.json", "calibration/int8_report.json"):
         assert (tmp_path / name).is_file(), name
     acc = report.flavours[CPU].accuracy
@@ -54,9 +54,9 @@ def test_fallback_keeps_sensitive_layers_float_until_within_budget(tiny_onnx, ca
     assert all(n not in report.float_regions["graph_block"] for n in report.fallback_nodes)
     assert not report.passed, "a map correlation of 0.99 is out of INT8's reach here: the gate must refuse"
     if not report.passed:  # an impossible budget: the models are withdrawn and the report says why
-        assert not (tmp_path / "model.int8.onnx").exists() and report.failure
+        assert not (tmp_path / "model.int8-s8.onnx").exists() and report.failure
     else:
-        assert (tmp_path / "model.int8.onnx").is_file()
+        assert (tmp_path / "model.int8-s8.onnx").is_file()
 
 
 def _scrambling(monkeypatch, file_name: str) -> None:
@@ -76,11 +76,11 @@ def _scrambling(monkeypatch, file_name: str) -> None:
 
 def test_each_flavour_is_gated_apart_and_a_passing_one_ships_alone(tiny_onnx, calib_set, eval_data, tmp_path,
                                                                    monkeypatch):
-    _scrambling(monkeypatch, "model.int8-cpu.onnx")
+    _scrambling(monkeypatch, "model.int8-u8.onnx")
     cfg = Int8Config(method="minmax", progress=False, auroc_budget=0.03, max_fallback_rounds=2)
     report = quantize_bundle(tiny_onnx, calib_set, tmp_path, cfg, eval_data, measure_latency=False)
     assert report.passed and report.kept == [TRT]
-    assert (tmp_path / "model.int8.onnx").is_file() and not (tmp_path / "model.int8-cpu.onnx").exists()
+    assert (tmp_path / "model.int8-s8.onnx").is_file() and not (tmp_path / "model.int8-u8.onnx").exists()
     assert report.flavours[TRT].fallback_nodes == []  # passed at once: frozen, not re-quantised by the fallback
     assert report.fallback_rounds == 2 and report.flavours[CPU].fallback_nodes == report.fallback_nodes
     assert not report.flavours[CPU].kept

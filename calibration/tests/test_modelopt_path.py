@@ -88,7 +88,7 @@ def test_fake_modelopt_round_trip_sends_calibration_and_float_regions_and_spares
         tiny_onnx, calib_set, tmp_path):
     python, record = fake_modelopt(tmp_path)
     before = sha256(tiny_onnx)
-    out = quantize_with_modelopt(tiny_onnx, calib_set, tmp_path / "out" / "model.int8.onnx", python, "entropy")
+    out = quantize_with_modelopt(tiny_onnx, calib_set, tmp_path / "out" / "model.int8-s8.onnx", python, "entropy")
     assert out.is_file() and onnx.load(str(out)).graph.input[0].name == "image"
     assert sha256(tiny_onnx) == before  # ModelOpt rewrote its copy, not our file
     call = json.loads(record.read_text())
@@ -124,7 +124,7 @@ def test_modelopt_backend_makes_the_trt_flavour_and_faces_the_same_gate(tiny_onn
     cfg.modelopt_python = str(broken)
     report = quantize_bundle(tiny_onnx, calib_set, tmp_path / "bad", cfg, eval_data, measure_latency=False)
     assert report.kept == [CPU] and any(f.startswith(f"{TRT}:") for f in report.failure)
-    assert not (tmp_path / "bad" / "model.int8.onnx").exists()  # refused alone: ORT's flavour still ships
+    assert not (tmp_path / "bad" / "model.int8-s8.onnx").exists()  # refused alone: ORT's flavour still ships
 
 
 def test_percentile_is_refused_for_modelopt():
@@ -138,7 +138,7 @@ def test_real_modelopt_quantizes_the_tiny_model(tiny_onnx, calib_set, eval_data,
                      backend="modelopt")
     report = quantize_bundle(tiny_onnx, calib_set, tmp_path, cfg, eval_data, measure_latency=False)
     assert report.passed, report.failure
-    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    model = onnx.load(str(tmp_path / "model.int8-s8.onnx"))
     assert "QuantizeLinear" in [n.op_type for n in model.graph.node], "ModelOpt returned a model without Q/DQ"
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert all(init.data_type != onnx.TensorProto.FLOAT16 for init in model.graph.initializer)

@@ -79,7 +79,7 @@ class BackendError(SlsgError, RuntimeError):
 class Backend(Protocol):
     """`run(batch)`: uint8 BGR N×H×W×3 at `input_size` → `Outputs`.
 
-    `model` names the bundle model file the backend runs ("fp32", "fp16", "int8", "int8-cpu", "bf16"): each has
+    `model` names the bundle model file the backend runs ("fp32", "fp16", "int8-s8", "int8-u8", "bf16"): each has
     its own threshold in the bundle (`Bundle.threshold_for`)."""
 
     name: str

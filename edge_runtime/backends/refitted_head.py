@@ -5,7 +5,7 @@ OpenVINO lowers Q/DQ its own way and runs the symmetric file's weights in 7 bits
 of an image sit a little apart from ONNX Runtime's, and the Mahalanobis distance multiplies the difference: with
 the head fitted on ONNX Runtime's descriptors, the fused score's AUROC under OpenVINO fell from 0.99 to 0.68
 (juice_bottle) while the maps still agreed 0.87. Export fits the head once more on OpenVINO's own descriptors and
-stores only the head's initializers, beside the model (`heads/openvino.int8.npz`, hashed by the manifest like
+stores only the head's initializers, beside the model (`heads/openvino.int8-s8.npz`, hashed by the manifest like
 every file). The backend puts them into the graph in memory, so the model file that TensorRT and ONNX Runtime
 read stays byte for byte what was gated for them.
 """
@@ -24,7 +24,7 @@ HEADS_DIR = "heads"
 
 
 def head_file(model: str) -> str:
-    """Bundle-relative file of the head fitted for `model` (a threshold key such as "openvino:int8")."""
+    """Bundle-relative file of the head fitted for `model` (a threshold key such as "openvino:int8-s8")."""
     return f"{HEADS_DIR}/{model.replace(':', '.')}.npz"
 
 

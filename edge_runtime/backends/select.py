@@ -18,11 +18,11 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnx", "onnx-int8", "onnx-fp16", "openvino", "openvino-bf16", "openvino-int8",
             "trt-fp16", "trt-int8")
 #: ONNX backend name → bundle model precisions to try, first present wins.
-_ONNX_MODELS = {"onnx": ("fp32",), "onnx-int8": ("int8-cpu", "int8"), "onnx-fp16": ("fp16",)}
+_ONNX_MODELS = {"onnx": ("fp32",), "onnx-int8": ("int8-u8", "int8-s8"), "onnx-fp16": ("fp16",)}
 #: OpenVINO backend name → (its precision, bundle models to try, first present wins). The symmetric TensorRT
 #: flavour comes first for INT8: OpenVINO runs it as fast as the u8 one and it is the gated model TensorRT runs.
 _OPENVINO_MODELS = {"openvino": ("fp32", ("fp32",)), "openvino-bf16": ("bf16", ("bf16",)),
-                    "openvino-int8": ("int8", ("int8", "int8-cpu"))}
+                    "openvino-int8": ("int8", ("int8-s8", "int8-u8"))}
 _HINTS = {"onnx-int8": "--int8", "onnx-fp16": "--fp16", "openvino-int8": "--int8", "openvino-bf16": "--bf16"}
 
 
@@ -45,7 +45,7 @@ def _missing(bundle: Bundle, backend: str, precisions: tuple) -> BackendError:
     wanted = " or ".join("a gated bf16 model" if p == "bf16" else f"model.{p}.onnx" for p in precisions)
     refused = [f"{p}: " + "; ".join(lo.get("reasons", []))
                for p, lo in bundle.manifest.left_out.items()
-               if p in precisions or (p == "int8" and "int8-cpu" in precisions)]
+               if p in precisions or (p == "int8" and "int8-u8" in precisions)]
     why = f" (its accuracy gate refused it at export: {' | '.join(refused)})" if refused else ""
     return BackendError(
         f"backend {backend} needs {wanted} in {bundle.root}, which has only "
@@ -90,7 +90,7 @@ def openvino_int8_gated(bundle: Bundle) -> list[str]:
     if not openvino_available():
         return []
     gated = bundle.manifest.openvino_int8
-    return [m for m in ("int8", "int8-cpu") if m in bundle.models and (gated.get(m) or {}).get("passed")]
+    return [m for m in ("int8-s8", "int8-u8") if m in bundle.models and (gated.get(m) or {}).get("passed")]
 
 
 def _tensorrt_module():

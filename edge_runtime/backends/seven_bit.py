@@ -3,7 +3,7 @@ saturating.
 
 On x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) oneDNN multiplies u8 by s8 with `vpmaddubsw`, which sums
 each pair of products into a *saturating* int16; signed (s8) activations are first shifted by +128 into u8, so
-products of up to 255 × 127 appear and a pair of them overflows. The symmetric file (`model.int8.onnx`, s8
+products of up to 255 × 127 appear and a pair of them overflows. The symmetric file (`model.int8-s8.onnx`, s8
 activations for TensorRT) then parts from ONNX Runtime (which widens first) at the first convolution — measured
 on Lite0 at 128²: block 0's projection output correlated 0.68 with ONNX Runtime's; with the same weights in 7 bits
 0.9999. Anomaly map against FP32: bottle 256² 0.53 → 0.91, main job 128² 0.53 → 0.72. The u8 file is left as it

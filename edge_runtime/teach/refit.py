@@ -125,7 +125,7 @@ def _frames(paths: list[Path], size) -> np.ndarray:
 
 
 def model_key(backend) -> str:
-    """The threshold key of the model a backend runs ("fp32", "int8", "openvino:int8", …)."""
+    """The threshold key of the model a backend runs ("fp32", "int8-s8", "openvino:int8-s8", …)."""
     return getattr(backend, "model", "fp32")
 
 

@@ -222,7 +222,7 @@ class EngineInfo:
 
 
 def engine_info(engine_path: Path) -> EngineInfo:
-    """The INT8 engine is built from model.int8.onnx and FP16 engines score like the fp16 model, so
+    """The INT8 engine is built from model.int8-s8.onnx and FP16 engines score like the fp16 model, so
     their thresholds are those models'."""
     try:
         data = read_sidecar(engine_path)

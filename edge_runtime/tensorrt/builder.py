@@ -255,7 +255,7 @@ def onnx_node_list(onnx_path: str) -> list[tuple[str, str]]:
     return [(n.name, n.op_type) for n in graph.node]
 
 
-_QDQ_HINT = "TensorRT wants symmetric INT8 Q/DQ (zero point 0): model.int8.onnx, not model.int8-cpu.onnx"
+_QDQ_HINT = "TensorRT wants symmetric INT8 Q/DQ (zero point 0): model.int8-s8.onnx, not model.int8-u8.onnx"
 GENERIC_HINT = ("inspect the graph with `polygraphy inspect model FILE` and compare backends with "
                 "`polygraphy run FILE --trt --onnxrt`; a newer TensorRT may support the op")
 

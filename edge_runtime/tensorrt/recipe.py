@@ -7,7 +7,7 @@ it is built for. Every rule here is tested without TensorRT.
 without Q/DQ), or — when asked and the bundle carries calibration tensors — the legacy entropy calibrator
 on the fp32 graph. Top-k, softmax and reductions are pinned to fp32 there (index selection and the score
 are fragile in low precision). 11.x: strongly typed only, so the types come from the file itself:
-`model.fp16.onnx`, `model.int8.onnx`.
+`model.fp16.onnx`, `model.int8-s8.onnx`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ GRAPH_ATTENTION = "slsg::GraphAttention"
 CALIBRATION_TENSORS_KEY = "tensors"
 NO_DLA = -1
 
+#: The bundle model each engine precision is built from (INT8: the symmetric Q/DQ file TensorRT's parser reads).
+MODEL_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-s8"}
 _EXPORT_FLAG = {"fp16": "--fp16", "int8": "--int8"}
 _DESCRIPTION = {"fp32": "fp32 model", "fp16": "FP16 model", "int8": "INT8 Q/DQ model"}
 
@@ -63,11 +65,12 @@ class PrecisionPlan:
 
 
 def _require(models: Mapping[str, str], precision: str) -> str:
-    name = models.get(precision)
+    """The file of the bundle model an engine of `precision` is built from."""
+    name = models.get(MODEL_OF[precision])
     if not name:
         flag = _EXPORT_FLAG.get(precision, "")
         raise PrecisionError(
-            f"the bundle has no {_DESCRIPTION[precision]} (manifest 'models' lacks {precision!r}); "
+            f"the bundle has no {_DESCRIPTION[precision]} (manifest 'models' lacks {MODEL_OF[precision]!r}); "
             f"re-export it: slsg export RUN -o BUNDLE {flag}".rstrip())
     return name
 

@@ -32,8 +32,8 @@ def _ov_gate(passed: bool, reason: str = "anomaly-map correlation 0.7512 < 0.900
 
 @pytest.fixture
 def int8_bundle(tmp_path: Path):
-    root = make_bundle(tmp_path / "b.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
-    return load_bundle(_with_manifest(root, openvino_int8={"int8-cpu": _ov_gate(True)}))
+    root = make_bundle(tmp_path / "b.slsg", {"int8-u8": "model.int8-u8.onnx"})
+    return load_bundle(_with_manifest(root, openvino_int8={"int8-u8": _ov_gate(True)}))
 
 
 def _fake_measure(monkeypatch: pytest.MonkeyPatch, p50: dict[str, float]) -> list:
@@ -62,7 +62,7 @@ def test_auto_picks_the_fastest_measured_backend_and_says_why(int8_bundle, monke
 def test_the_cached_pick_is_reused_and_refresh_measures_again(int8_bundle, monkeypatch) -> None:
     monkeypatch.setattr(select_mod, "openvino_available", lambda: False)
     calls = _fake_measure(monkeypatch, {"onnx": 40.0, "onnx-int8": 20.0})
-    assert select_backend(int8_bundle, "auto", threads=1, probe_cfg=ProbeConfig()).name == "onnx-int8:int8-cpu"
+    assert select_backend(int8_bundle, "auto", threads=1, probe_cfg=ProbeConfig()).name == "onnx-int8:int8-u8"
     again = select_backend(int8_bundle, "auto", threads=1, probe_cfg=ProbeConfig())
     assert again.selection["from_cache"] and len(calls) == 1
     calls2 = _fake_measure(monkeypatch, {"onnx": 10.0, "onnx-int8": 20.0})
@@ -77,7 +77,7 @@ def test_a_cached_pick_is_not_trusted_for_other_threads_or_models(int8_bundle, m
     select_backend(int8_bundle, "auto", threads=2, probe_cfg=ProbeConfig())
     assert len(calls) == 2
     key = probe_mod.device_key(int8_bundle, 1, ["onnx", "onnx-int8"])
-    other = dict(key, models={**key["models"], "int8-cpu": "0" * 64})  # a re-exported INT8 file
+    other = dict(key, models={**key["models"], "int8-u8": "0" * 64})  # a re-exported INT8 file
     assert probe_mod.read_cached(probe_mod.cache_path(int8_bundle, key), other) is None
 
 
@@ -121,20 +121,20 @@ def test_an_explicit_backend_says_it_was_asked_for(bundle_dir: Path) -> None:
 @needs_openvino
 def test_openvino_int8_runs_only_files_that_passed_their_gate_under_openvino(tmp_path: Path) -> None:
     """ORT's INT8 gate does not vouch for OpenVINO: it lowers Q/DQ its own way (Lite0: map r 0.75 vs 0.95)."""
-    extra = {"int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
+    extra = {"int8-s8": "model.int8-s8.onnx", "int8-u8": "model.int8-u8.onnx"}
     ungated = load_bundle(make_bundle(tmp_path / "a.slsg", extra))
     with pytest.raises(BackendError, match="gated on ONNX Runtime only"):
         select_backend(ungated, "openvino-int8", threads=1)
     assert "openvino-int8" not in select_mod._cpu_candidates(ungated)
     root = _with_manifest(make_bundle(tmp_path / "b.slsg", extra),
-                          openvino_int8={"int8": _ov_gate(False), "int8-cpu": _ov_gate(True)},
-                          thresholds={"openvino:int8-cpu": {"value": 0.42, "false_reject_rate": 0.01, "n_good": 10,
+                          openvino_int8={"int8-s8": _ov_gate(False), "int8-u8": _ov_gate(True)},
+                          thresholds={"openvino:int8-u8": {"value": 0.42, "false_reject_rate": 0.01, "n_good": 10,
                                                             "quantiles": {}}})
     be = select_backend(load_bundle(root), "openvino-int8", threads=1)
-    assert be.name == "openvino-int8:int8-cpu" and be.model == "openvino:int8-cpu"
+    assert be.name == "openvino-int8:int8-u8" and be.model == "openvino:int8-u8"
     assert load_bundle(root).threshold_for(be.model).value == 0.42  # its own threshold, from its own scores
     refused = _with_manifest(make_bundle(tmp_path / "c.slsg", extra),
-                             openvino_int8={"int8": _ov_gate(False), "int8-cpu": _ov_gate(False)})
+                             openvino_int8={"int8-s8": _ov_gate(False), "int8-u8": _ov_gate(False)})
     with pytest.raises(BackendError, match="no INT8 file .* passed its gate under OpenVINO.*0.7512"):
         select_backend(load_bundle(refused), "openvino-int8", threads=1)
     assert "openvino-int8" not in select_mod._cpu_candidates(load_bundle(refused))

@@ -25,7 +25,7 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_edge_bench_times_every_backend_without_torch(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "tiny.slsg", extra_models={"int8-cpu": "model.int8-cpu.onnx"})
+    bundle = make_bundle(tmp_path / "tiny.slsg", extra_models={"int8-u8": "model.int8-u8.onnx"})
     out = tmp_path / "bench.json"
     r = _bench(str(bundle), "--iterations", "5", "--warmup", "1", "--threads", "1", "--profile-runs", "2",
                "--json", str(out))

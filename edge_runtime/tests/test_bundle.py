@@ -12,7 +12,7 @@ from edge_runtime.bundle import add_file, load_bundle
 from edge_runtime.manifest import SCHEMA, SCHEMA_VERSION, BundleError, Manifest, write_manifest
 from edge_runtime.preprocess import IMAGENET
 from edge_runtime.tests.conftest import SIZE, THRESHOLD, build_brightness_model
-from edge_runtime.tests.support import manifest_of
+from edge_runtime.tests.support import make_bundle, manifest_of
 
 
 def _edit_manifest(root: Path, **changes) -> None:
@@ -76,6 +76,28 @@ def test_newer_schema_version_asks_to_upgrade(bundle_dir: Path) -> None:
         load_bundle(bundle_dir)
 
 
+def test_a_version_1_bundle_loads_with_todays_int8_keys_and_its_own_file_names(tmp_path: Path) -> None:
+    root = make_bundle(tmp_path / "old.slsg", {"int8-s8": "model.int8.onnx", "int8-u8": "model.int8-cpu.onnx"})
+    m = json.loads((root / "manifest.json").read_text())
+    old = {"value": 0.7, "false_reject_rate": 0.01, "n_good": 10, "quantiles": {}}
+    _edit_manifest(root, schema_version=1, models={"fp32": "model.onnx", "int8": "model.int8.onnx",
+                                                   "int8-cpu": "model.int8-cpu.onnx"},
+                   thresholds={"fp32": m["threshold"], "int8": old, "openvino:int8-cpu": old},
+                   openvino_int8={"int8": {"passed": True}, "int8-cpu": {"passed": False}},
+                   int8_report={"kept": ["int8", "int8-cpu"], "flavours": {"int8": {}, "int8-cpu": {}}},
+                   export={"left_out": {"int8": {"reasons": ["calibration"]}, "int8-cpu": {"reasons": ["gate"]}}})
+    b = load_bundle(root)
+    assert b.models == {"fp32": root / "model.onnx", "int8-s8": root / "model.int8.onnx",
+                        "int8-u8": root / "model.int8-cpu.onnx"}
+    assert b.threshold_for("int8-s8").value == 0.7 and b.threshold_for("openvino:int8-u8").value == 0.7
+    assert set(b.manifest.openvino_int8) == {"int8-s8", "int8-u8"}
+    assert b.manifest.int8_report == {"kept": ["int8-s8", "int8-u8"], "flavours": {"int8-s8": {}, "int8-u8": {}}}
+    assert set(b.manifest.left_out) == {"int8", "int8-u8"}  # "int8" there is the precision, not a file
+    assert b.manifest.schema_version == SCHEMA_VERSION  # and written back as today's version
+    write_manifest(root, b.manifest)
+    assert json.loads((root / "manifest.json").read_text())["models"]["int8-u8"] == "model.int8-cpu.onnx"
+
+
 @pytest.mark.parametrize("damage", ["no_folder", "no_manifest", "bad_json", "escape"])
 def test_unreadable_or_escaping_manifest_is_refused(bundle_dir: Path, damage: str) -> None:
     if damage == "no_folder":
@@ -97,12 +119,12 @@ def test_unreadable_or_escaping_manifest_is_refused(bundle_dir: Path, damage: st
 
 
 def test_add_file_hashes_the_new_model_and_records_its_precision(bundle_dir: Path) -> None:
-    build_brightness_model(bundle_dir / "model.int8-cpu.onnx")
-    m = add_file(bundle_dir, "model.int8-cpu.onnx", precision="int8-cpu")
-    assert m.models["int8-cpu"] == "model.int8-cpu.onnx"
+    build_brightness_model(bundle_dir / "model.int8-u8.onnx")
+    m = add_file(bundle_dir, "model.int8-u8.onnx", precision="int8-u8")
+    assert m.models["int8-u8"] == "model.int8-u8.onnx"
     b = load_bundle(bundle_dir)
-    assert set(b.models) == {"fp32", "int8-cpu"}
-    assert "model.int8-cpu.onnx" in b.manifest.files
+    assert set(b.models) == {"fp32", "int8-u8"}
+    assert "model.int8-u8.onnx" in b.manifest.files
 
 
 def test_add_file_refuses_to_bless_a_damaged_bundle(bundle_dir: Path) -> None:

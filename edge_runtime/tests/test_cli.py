@@ -43,7 +43,7 @@ def test_info_lists_manifest_files_and_engines(bundle_dir: Path) -> None:
     res = runner.invoke(app, ["info", str(bundle_dir)], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     for text in (
-        "slsg.bundle v1",
+        "slsg.bundle v2",
         "model.onnx",
         "calibration/images.json",
         "orin_fp16.engine",

@@ -11,7 +11,8 @@ from edge_runtime.optional import MissingDependency, available, lazy, require
 
 
 def test_a_missing_package_names_the_feature_and_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "paho", None)
+    for name in ("paho", "paho.mqtt", "paho.mqtt.client"):
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingDependency) as err:
         require("paho.mqtt.client", "mqtt", "MQTT")
     assert "MQTT needs the paho package" in str(err.value) and "pip install 'slsg[mqtt]'" in str(err.value)

@@ -33,17 +33,17 @@ def test_a_head_file_is_read_without_unpickling_and_a_damaged_one_is_refused(tmp
 
 def _bundle_with_head(root: Path, tensors: dict) -> Path:
     manifest = json.loads((root / "manifest.json").read_text())
-    save_head(root / head_file("openvino:int8"), tensors)
-    manifest["heads"] = {"openvino:int8": head_file("openvino:int8")}
+    save_head(root / head_file("openvino:int8-s8"), tensors)
+    manifest["heads"] = {"openvino:int8-s8": head_file("openvino:int8-s8")}
     write_manifest(root, Manifest.new(manifest))
     return root
 
 
 def test_a_head_the_manifest_does_not_hash_is_refused(bundle_dir: Path) -> None:
     root = _bundle_with_head(bundle_dir, {"c255": np.float32(510.0)})
-    assert load_bundle(root).head_for("openvino:int8") == root / "heads/openvino.int8.npz"
+    assert load_bundle(root).head_for("openvino:int8-s8") == root / "heads/openvino.int8-s8.npz"
     manifest = json.loads((root / "manifest.json").read_text())
-    del manifest["files"]["heads/openvino.int8.npz"]
+    del manifest["files"]["heads/openvino.int8-s8.npz"]
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="not covered by the manifest's hashes"):
         load_bundle(root)
@@ -58,7 +58,7 @@ def test_openvino_runs_the_model_with_the_head_put_in_and_the_file_untouched(bun
     root = _bundle_with_head(bundle_dir, {"c255": np.float32(510.0)})
     frame = np.full((1, SIZE, SIZE, 3), 200, np.uint8)
     plain = OpenVinoBackend(model, precision="int8", threads=1).run(frame).maps
-    refitted = OpenVinoBackend(model, precision="int8", threads=1, head=load_bundle(root).head_for("openvino:int8"))
+    refitted = OpenVinoBackend(model, precision="int8", threads=1, head=load_bundle(root).head_for("openvino:int8-s8"))
     np.testing.assert_allclose(refitted.run(frame).maps, plain / 2, rtol=1e-6)
     assert "global head refitted for OpenVINO" in refitted.providers[0]
     assert sha256_file(model) == before

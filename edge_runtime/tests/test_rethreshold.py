@@ -48,34 +48,34 @@ def test_threshold_runs_torch_free_and_rehashed_bundle_verifies(tmp_path):
 
 
 def test_each_backend_sets_the_threshold_of_its_own_model(tmp_path):
-    bundle = make_bundle(tmp_path / "model.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
+    bundle = make_bundle(tmp_path / "model.slsg", {"int8-u8": "model.int8-u8.onnx"})
     values = list(range(40, 90, 2))
     frames = read_good_frames(_good_folder(tmp_path / "good", values), (SIZE, SIZE))
     results = rethreshold(bundle, frames, 0.1, ["onnx-int8"], threads=1)
-    assert [r.model for r in results] == ["int8-cpu"]
+    assert [r.model for r in results] == ["int8-u8"]
     b = load_bundle(bundle)
-    assert b.threshold_for("int8-cpu").value == pytest.approx(_expected(values, 0.1), abs=1e-6)
+    assert b.threshold_for("int8-u8").value == pytest.approx(_expected(values, 0.1), abs=1e-6)
     assert b.threshold_for("fp32").value == THRESHOLD  # untouched: another model file
 
 
 def test_all_also_sets_the_threshold_of_an_int8_file_as_openvino_runs_it_with_its_own_head(tmp_path):
-    """OpenVINO's INT8 scores are not ONNX Runtime's: a gated `openvino:int8-cpu` has a threshold of its own, and
+    """OpenVINO's INT8 scores are not ONNX Runtime's: a gated `openvino:int8-u8` has a threshold of its own, and
     re-setting it must score with OpenVINO and the head fitted for it (here one that halves the score)."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
 
-    bundle = make_bundle(tmp_path / "model.slsg", {"int8-cpu": "model.int8-cpu.onnx"})
-    key = "openvino:int8-cpu"
+    bundle = make_bundle(tmp_path / "model.slsg", {"int8-u8": "model.int8-u8.onnx"})
+    key = "openvino:int8-u8"
     save_head(bundle / head_file(key), {"c255": np.float32(510.0)})
     manifest = json.loads((bundle / "manifest.json").read_text())
-    write_manifest(bundle, Manifest.new({**manifest, "openvino_int8": {"int8-cpu": {"passed": True, "reasons": []}},
+    write_manifest(bundle, Manifest.new({**manifest, "openvino_int8": {"int8-u8": {"passed": True, "reasons": []}},
                                          "heads": {key: head_file(key)}}))
     values = list(range(40, 90, 2))
     frames = read_good_frames(_good_folder(tmp_path / "good", values), (SIZE, SIZE))
     results = rethreshold(bundle, frames, 0.1, ["all"], threads=1)
-    assert sorted(r.model for r in results) == ["fp32", "int8-cpu", key]
+    assert sorted(r.model for r in results) == ["fp32", "int8-u8", key]
     b = load_bundle(bundle)
     assert b.threshold_for(key).value == pytest.approx(_expected(values, 0.1) / 2, abs=1e-6)
-    assert b.threshold_for("int8-cpu").value == pytest.approx(_expected(values, 0.1), abs=1e-6)
+    assert b.threshold_for("int8-u8").value == pytest.approx(_expected(values, 0.1), abs=1e-6)
 
 
 def test_video_of_good_parts_every_nth_frame(tmp_path):
@@ -112,11 +112,11 @@ def test_without_openvino_its_thresholds_are_kept_with_a_warning_and_the_others_
     old = {"value": 0.9, "false_reject_rate": 0.01, "n_good": 10, "quantiles": {}}
 
     write_manifest(bundle, Manifest.new({**manifest, "openvino_int8": {"fp32": {"passed": True, "reasons": []}},
-                                         "thresholds": {"openvino:int8-cpu": old}}))
+                                         "thresholds": {"openvino:int8-u8": old}}))
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` fails, as where it is not installed
     frames = read_good_frames(_good_folder(tmp_path / "good", list(range(40, 90, 2))), (SIZE, SIZE))
     with caplog.at_level("WARNING"):
         results = rethreshold(bundle, frames, 0.1, ["all"], threads=1)
     assert [r.model for r in results] == ["fp32"]
-    assert "openvino:int8-cpu threshold(s) not re-set: OpenVINO is not installed" in caplog.text
-    assert load_bundle(bundle).threshold_for("openvino:int8-cpu").value == 0.9
+    assert "openvino:int8-u8 threshold(s) not re-set: OpenVINO is not installed" in caplog.text
+    assert load_bundle(bundle).threshold_for("openvino:int8-u8").value == 0.9

@@ -46,10 +46,10 @@ def bundle(tmp_path: Path):
     """A dynamic-batch bundle with two ONNX-named files and a manifest that hashes them."""
     root = tmp_path / "model.slsg"
     root.mkdir()
-    files = {"model.onnx": b"fp32 graph bytes", "model.int8.onnx": b"int8 qdq graph bytes"}
+    files = {"model.onnx": b"fp32 graph bytes", "model.int8-s8.onnx": b"int8 qdq graph bytes"}
     for name, data in files.items():
         (root / name).write_bytes(data)
-    manifest = {"models": {"fp32": "model.onnx", "int8": "model.int8.onnx"},
+    manifest = {"models": {"fp32": "model.onnx", "int8-s8": "model.int8-s8.onnx"},
                 "input": {"shape": ["N", 64, 64, 3]},
                 "files": {n: {"sha256": _sha(d), "bytes": len(d)} for n, d in files.items()}}
     return SimpleNamespace(root=root, manifest=manifest_of(**manifest))
@@ -186,7 +186,7 @@ def test_qdq_and_calibrated_int8_engines_have_distinct_names(bundle):
     qdq = _key(bundle, request=EngineRequest("int8"))
     cal = _key(bundle, request=EngineRequest("int8", legacy_calibrator=True))
     assert qdq.file_stem().startswith("int8-orin") and cal.file_stem().startswith("int8-calib-orin")
-    assert qdq.onnx_name == "model.int8.onnx" and cal.onnx_name == "model.onnx"
+    assert qdq.onnx_name == "model.int8-s8.onnx" and cal.onnx_name == "model.onnx"
 
 
 def test_timing_and_calibration_caches_are_per_device_and_full_tensorrt_version(bundle):

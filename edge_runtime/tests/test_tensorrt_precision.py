@@ -6,8 +6,8 @@ from edge_runtime.tensorrt.errors import PrecisionError
 from edge_runtime.tensorrt.recipe import FLOAT_PINNED_LAYERS, plan_precision
 from edge_runtime.tensorrt.versions import api_plan
 
-FULL = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
-        "int8-cpu": "model.int8-cpu.onnx"}
+FULL = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-s8": "model.int8-s8.onnx",
+        "int8-u8": "model.int8-u8.onnx"}
 FP32_ONLY = {"fp32": "model.onnx"}
 
 
@@ -22,7 +22,7 @@ def test_up_to_10_fp16_is_the_flag_on_the_fp32_graph_with_float_pins(ver):
 @pytest.mark.parametrize("ver", ["8.5.2", "10.3.0"])
 def test_up_to_10_int8_is_the_qdq_graph_with_int8_and_fp16_fallback(ver):
     plan = plan_precision("int8", api_plan(ver), FULL)
-    assert plan.onnx_name == "model.int8.onnx"
+    assert plan.onnx_name == "model.int8-s8.onnx"
     assert {"INT8", "FP16"} <= set(plan.builder_flags)
     assert not plan.legacy_calibrator and plan.variant == "qdq"
 
@@ -51,7 +51,7 @@ def test_legacy_calibrator_only_for_int8():
 
 
 @pytest.mark.parametrize("precision, onnx", [("fp32", "model.onnx"), ("fp16", "model.fp16.onnx"),
-                                              ("int8", "model.int8.onnx")])
+                                              ("int8", "model.int8-s8.onnx")])
 def test_tensorrt_11_is_strongly_typed_from_the_matching_file_without_flags(precision, onnx):
     plan = plan_precision(precision, api_plan("11.0.0"), FULL)
     assert plan.onnx_name == onnx and plan.strongly_typed

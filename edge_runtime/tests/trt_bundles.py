@@ -19,7 +19,7 @@ PLUGIN_CN = (8, H * W // 8)
 
 
 def heads_model(path: Path, batch: int | str = "N", plugin: bool = False, qdq: bool = False) -> Path:
-    """`qdq`: a QuantizeLinear/DequantizeLinear pair on the map (explicit quantisation, as model.int8.onnx)."""
+    """`qdq`: a QuantizeLinear/DequantizeLinear pair on the map (explicit quantisation, as model.int8-s8.onnx)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -69,9 +69,9 @@ def make_trt_bundle(root: Path, batch: int | str = "N", calibration_frames: int 
     """A verified bundle with fp32, fp16 and int8 files (the int8 one with Q/DQ nodes unless `int8_qdq` is
     False), optional calibration tensors and the fused-plugin marker."""
     root.mkdir(parents=True, exist_ok=True)
-    models = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+    models = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-s8": "model.int8-s8.onnx"}
     for precision, name in models.items():
-        heads_model(root / name, batch, plugin, qdq=precision == "int8" and int8_qdq)
+        heads_model(root / name, batch, plugin, qdq=precision == "int8-s8" and int8_qdq)
     manifest = {
         "model": {"backbone": "test-heads"},
         "input": {"name": "image", "dtype": "uint8", "shape": [batch, H, W, 3], "layout": "NHWC", "color": "BGR"},

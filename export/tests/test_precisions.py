@@ -38,16 +38,16 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
     out, result = full_bundle
     assert not result.left_out, {k: v.reasons for k, v in result.left_out.items()}
     bundle = load_bundle(out)
-    assert set(bundle.models) == {"fp32", "int8", "int8-cpu", "fp16"}
+    assert set(bundle.models) == {"fp32", "int8-s8", "int8-u8", "fp16"}
     calib = bundle.manifest.calibration
     assert calib["n"] == 8 and (out / calib["tensors"]).is_file()
     assert all("/train/" in image["path"] for image in calib["images"])  # never validation or test images
     gate = bundle.manifest.export["gate"]
     assert gate["anomalies"].startswith("test anomalies") and gate["n_good"] == 12
-    acc = result.precisions.int8["flavours"]["int8"]["accuracy"]
+    acc = result.precisions.int8["flavours"]["int8-s8"]["accuracy"]
     assert acc["auroc_drop_low"] <= acc["auroc_drop"] <= acc["auroc_drop_high"]  # the drop and its noise
     refits = bundle.manifest.int8_report["adjusted"]  # each INT8 file's global head on its own descriptors
-    assert set(refits) == {"int8", "int8-cpu"}
+    assert set(refits) == {"int8-s8", "int8-u8"}
     assert all(r["refitted"] and r["n_images"] == 16 and r["norm"]["n_good"] == 16 + 12 for r in refits.values())
     assert "score_local" in bundle.manifest.outputs  # the default detector: its local memory too, from own patches
     assert all(r["local"]["memory"] >= 1 and r["local"]["norm"]["n_good"] == 12 for r in refits.values())
@@ -62,7 +62,7 @@ def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
     out, _ = full_bundle
     bundle = load_bundle(out)
     ov = bundle.manifest.openvino_int8
-    assert set(ov) == {"int8", "int8-cpu"} and all("map_pearson" in r and "passed" in r for r in ov.values())
+    assert set(ov) == {"int8-s8", "int8-u8"} and all("map_pearson" in r and "passed" in r for r in ov.values())
     for flavour, r in ov.items():  # a passed flavour has its own threshold from OpenVINO's scores; a failed one none
         assert (f"openvino:{flavour}" in bundle.manifest.thresholds) == r["passed"]
         assert r["head_refit"]["refitted"] and r["head_refit"]["library"] == "OpenVINO"
@@ -93,27 +93,27 @@ def test_the_precision_table_shows_each_int8_file_as_openvino_ran_it(full_bundle
 def test_a_head_whose_model_file_was_removed_after_its_openvino_gate_leaves_the_bundle(tmp_path):
     """The TensorRT lint runs after the OpenVINO gate: a symmetric file it removes must not leave its head behind."""
 
-    keys = ("openvino:int8", "openvino:int8-cpu")
+    keys = ("openvino:int8", "openvino:int8-u8")
     for key in keys:
         save_head(tmp_path / head_file(key), {"x": np.zeros(2, np.float32)})
     heads = {k: head_file(k) for k in keys}
-    drop_heads_without_model(tmp_path, heads, {"openvino:int8-cpu"})
-    assert heads == {"openvino:int8-cpu": head_file("openvino:int8-cpu")}
-    assert not (tmp_path / head_file("openvino:int8")).exists()
+    drop_heads_without_model(tmp_path, heads, {"openvino:int8-u8"})
+    assert heads == {"openvino:int8-u8": head_file("openvino:int8-u8")}
+    assert not (tmp_path / head_file("openvino:int8-s8")).exists()
     drop_heads_without_model(tmp_path, heads, set())
     assert not heads and not (tmp_path / HEADS_DIR).exists()
 
 
 def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bundle):
     out, _ = full_bundle
-    model = onnx.load(str(out / "model.int8.onnx"))
+    model = onnx.load(str(out / "model.int8-s8.onnx"))
     inits = {i.name: i.data_type for i in model.graph.initializer}
     dq_types = [inits.get(n.input[0]) for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert dq_types and onnx.TensorProto.INT32 not in dq_types
     lint = load_bundle(out).manifest.export["tensorrt_lint"]
-    assert set(lint) == {"model.onnx", "model.int8.onnx", "model.int8-cpu.onnx", "model.fp16.onnx"}
-    assert all(lint[f]["ok"] for f in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"))
-    cpu = lint["model.int8-cpu.onnx"]  # ONNX Runtime's uint8 flavour: recorded, not for TensorRT
+    assert set(lint) == {"model.onnx", "model.int8-s8.onnx", "model.int8-u8.onnx", "model.fp16.onnx"}
+    assert all(lint[f]["ok"] for f in ("model.onnx", "model.int8-s8.onnx", "model.fp16.onnx"))
+    cpu = lint["model.int8-u8.onnx"]  # ONNX Runtime's uint8 flavour: recorded, not for TensorRT
     assert not cpu["for_tensorrt"] and not cpu["ok"]
     assert any("UINT8" in i for i in cpu["versions"]["8.5"]["issues"])
 
@@ -130,16 +130,16 @@ def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, 
     # FP32 keeps the RUN's threshold (set on more good images than the 12 the models are scored on) ...
     assert thresholds["fp32"]["value"] == pytest.approx(run_threshold["value"], rel=1e-3, abs=1e-4)
     assert thresholds["fp32"]["n_good"] == run_threshold["n_good"]
-    for precision in ("int8", "int8-cpu"):  # ... and each INT8 model's moves with its own scores on those 12
+    for precision in ("int8-s8", "int8-u8"):  # ... and each INT8 model's moves with its own scores on those 12
         how = thresholds[precision]["transfer"]
         assert how["method"] == "transferred" and how["n"] == 12
         expected = how["offset"] + how["slope"] * thresholds["fp32"]["value"]
         assert thresholds[precision]["value"] == pytest.approx(expected, rel=1e-6)
     values = {k: t["value"] for k, t in thresholds.items()}
-    assert values["int8-cpu"] != values["fp32"] and values["int8"] != values["fp32"]  # their scores differ
+    assert values["int8-u8"] != values["fp32"] and values["int8-s8"] != values["fp32"]  # their scores differ
     backend = select_backend(bundle, "onnx-int8")
-    assert backend.model == "int8-cpu"
-    assert bundle.threshold_for(backend.model).value == values["int8-cpu"]
+    assert backend.model == "int8-u8"
+    assert bundle.threshold_for(backend.model).value == values["int8-u8"]
     assert set(result.precisions.held_out) == set(bundle.models) | as_openvino  # measured on test/good, never to set
     shift = bundle.manifest.export["held_out_shift"]  # and whether test/good looks like the validation images
     assert 0.0 <= shift["low"] <= shift["auroc"] <= shift["high"] <= 1.0 and shift["n_held_out"] > 0
@@ -170,7 +170,7 @@ def test_a_refused_int8_still_writes_the_fp32_bundle_and_exits_3(trained_run, tm
     assert res.exit_code == 3, res.output
     bundle = load_bundle(out)
     assert set(bundle.models) == {"fp32"} and not (out / "calibration").exists()
-    left = bundle.manifest.export["left_out"]["int8"]
+    left = bundle.manifest.export["left_out"]["int8-s8"]
     assert any("refused by the test" in r for r in left["reasons"])
     assert "left out int8" in res.output and "try:" in res.output
     suggested = {w for step in left["next"] for w in re.findall(r"--[a-z0-9-]+", step)}
@@ -183,9 +183,9 @@ def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run
 
     def refusing_cpu(fp32_out, models, data, cfg):
         reports = real(fp32_out, models, data, cfg)
-        if "int8-cpu" in reports:
-            reports["int8-cpu"].reasons.append("refused by the test")
-            reports["int8-cpu"].passed = False
+        if "int8-u8" in reports:
+            reports["int8-u8"].reasons.append("refused by the test")
+            reports["int8-u8"].passed = False
         return reports
 
     monkeypatch.setattr(cb, "_gate", refusing_cpu)
@@ -194,29 +194,29 @@ def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run
                               "--int8-fallback", "1"], terminal_width=200)
     assert res.exit_code == 3, res.output  # a file asked for is missing
     bundle = load_bundle(out)
-    assert set(bundle.models) == {"fp32", "int8"} and (out / "calibration").is_dir()
+    assert set(bundle.models) == {"fp32", "int8-s8"} and (out / "calibration").is_dir()
     left = bundle.manifest.export["left_out"]
-    assert set(left) == {"int8-cpu"} and any("refused by the test" in r for r in left["int8-cpu"]["reasons"])
-    assert "left out int8-cpu" in res.output
+    assert set(left) == {"int8-u8"} and any("refused by the test" in r for r in left["int8-u8"]["reasons"])
+    assert "left out int8-u8" in res.output
 
     backend = select_backend(bundle, "onnx-int8")  # ONNX Runtime falls back to the gated symmetric file
-    assert backend.model == "int8" and "int8" in bundle.manifest.thresholds
-    assert "int8-cpu" not in bundle.manifest.thresholds
+    assert backend.model == "int8-s8" and "int8-s8" in bundle.manifest.thresholds
+    assert "int8-u8" not in bundle.manifest.thresholds
 
 
 def test_a_tensorrt_model_the_parser_would_refuse_is_left_out(trained_run, tmp_path, monkeypatch):
-    """With ORT's default (quantised INT32 biases) the lint refuses model.int8.onnx; int8-cpu stays."""
+    """With ORT's default (quantised INT32 biases) the lint refuses model.int8-s8.onnx; int8-u8 stays."""
 
     monkeypatch.setattr(ci, "tensorrt_extra_options",
                         lambda: {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": True})
     out = tmp_path / "m.slsg"
     result = write_bundle(trained_run, out, BundleOptions(int8=True, calib_size=4, parity_count=2))
     bundle = load_bundle(out)
-    assert "int8" not in bundle.models and "int8-cpu" in bundle.models
-    assert not (out / "model.int8.onnx").exists()
-    reasons = " ".join(result.left_out["int8"].reasons)
+    assert "int8-s8" not in bundle.models and "int8-u8" in bundle.models
+    assert not (out / "model.int8-s8.onnx").exists()
+    reasons = " ".join(result.left_out["int8-s8"].reasons)
     assert "INT32" in reasons and "parser would refuse" in reasons
-    assert not bundle.manifest.export["tensorrt_lint"]["model.int8.onnx"]["ok"]
+    assert not bundle.manifest.export["tensorrt_lint"]["model.int8-s8.onnx"]["ok"]
 
 
 def test_int8_without_reachable_training_images_is_left_out_not_fatal(effnet_run, tmp_path):

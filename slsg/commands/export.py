@@ -43,7 +43,7 @@ def command(
                                       help="Most layers the INT8 gate may keep in float, most sensitive first "
                                            "(0: no fallback)."),
     int8_backend: str = typer.Option("ort", "--int8-backend",
-                                     help="Who makes model.int8.onnx: ort|modelopt (int8-cpu stays ORT's)."),
+                                     help="Who makes model.int8-s8.onnx: ort|modelopt (int8-u8 stays ORT's)."),
     modelopt_python: str | None = typer.Option(None, "--modelopt-python", envvar="SLSG_MODELOPT_PYTHON",
                                                help="Python of the separate nvidia-modelopt venv."),
     parity_atol: float = typer.Option(1e-4, "--parity-atol",
@@ -85,6 +85,7 @@ def command(
         _print_precisions(console, result.precisions)
     models = ", ".join(f"{k}={v}" for k, v in result.manifest.models.items())
     console.print(f"[green]wrote[/] {result.root} ({models}) in {result.seconds:.1f} s")
+    console.print("[dim]time per step: " + ", ".join(f"{name} {s:.1f} s" for name, s in result.steps.items()) + "[/]")
     if result.left_out:
         _print_left_out(console, result.left_out)
         raise typer.Exit(EXIT_PARTIAL)
