@@ -39,8 +39,11 @@ def test_the_manifest_is_written_once(effnet_run, tmp_path, monkeypatch):
     writes = []
     real = pipeline.write_manifest_file
     monkeypatch.setattr(pipeline, "write_manifest_file", lambda root, m: (writes.append(root), real(root, m))[1])
-    write_bundle(effnet_run, tmp_path / "m.slsg", FAST)
+    result = write_bundle(effnet_run, tmp_path / "m.slsg", FAST)
     assert len(writes) == 1
+    # ... and it records how long each step before it took, in the order they ran
+    assert list(result.manifest.export["seconds"]) == [s.__name__ for s in STEPS[:-1]]
+    assert list(result.steps) == [s.__name__ for s in STEPS] and all(t >= 0 for t in result.steps.values())
 
 
 def test_manifest_follows_the_contract(effnet_bundle, effnet_run):
