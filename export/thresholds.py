@@ -52,10 +52,8 @@ def model_scores(model: Path, images: np.ndarray, precision: str = "fp32", head:
     for "openvino:…"; each of the OpenVINO ones with the global `head` refitted for it, if any."""
 
     if precision == "bf16":
-
         return run_backend(bf16_backend(model, head=head), images).score
     if precision.startswith(OPENVINO_PREFIX):  # an INT8 file as OpenVINO runs it (its own Q/DQ handling)
-
         return run_backend(OpenVinoBackend(model, precision="int8", model=precision, head=head), images).score
 
     return run_model(model, images).score
