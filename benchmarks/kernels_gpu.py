@@ -1,6 +1,6 @@
 """GPU check of the fused graph-attention kernel: correctness against the reference, then timings.
 
-    python benchmarks/kernels_gpu.py [--repeats 50]
+    python -m benchmarks.kernels_gpu [--repeats 50]
 
 Prints one table row per case: neighbour rows that differ (and whether every difference is a float
 near-tie), max relative errors, and median latency (CUDA events) of the fused kernel against two references:
@@ -13,7 +13,6 @@ Exits 2 with a message where no CUDA device is present.
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 
@@ -126,13 +125,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
-    if not __package__:     # run by path: this checkout's slsg and edge_runtime, not an installed copy
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    try:
-        import torch
-    except ImportError:
-        print("kernels_gpu: PyTorch is not installed; this check needs torch with CUDA and triton.")
-        return 2
     if not torch.cuda.is_available():
         print("kernels_gpu: no CUDA device here; run this on a machine with an NVIDIA GPU, torch and triton.")
         return 2

@@ -201,12 +201,14 @@ def _v1_key(key: str) -> str:
 
 def _from_v1(d: dict) -> dict:
     """A version-1 manifest with today's model keys: every section keyed by model (`models`, `thresholds`, `heads`,
-    `openvino_int8`, the INT8 report's flavours and kept list, what the export left out). Nothing on disk moves."""
+    `openvino_int8`, the INT8 report's flavours and kept list, what the export left out, the threshold history).
+    Nothing on disk moves."""
     d = dict(d, schema_version=2)
     for section in ("models", "thresholds", "heads", "openvino_int8"):
         if isinstance(d.get(section), dict):
             d[section] = {_v1_key(k): v for k, v in d[section].items()}
     report = d.get("int8_report")
+    flavour_refused = isinstance(report, dict) and "int8" in (report.get("flavours") or {})
     if isinstance(report, dict):
         report = dict(report)
         if isinstance(report.get("flavours"), dict):
@@ -216,8 +218,12 @@ def _from_v1(d: dict) -> dict:
         d["int8_report"] = report
     export = d.get("export")
     if isinstance(export, dict) and isinstance(export.get("left_out"), dict):
-        left = {k if k == "int8" else _v1_key(k): v for k, v in export["left_out"].items()}  # "int8": the precision
+        # "int8" is the symmetric file where the INT8 step reported on it, else the whole precision
+        left = {k if k == "int8" and not flavour_refused else _v1_key(k): v for k, v in export["left_out"].items()}
         d["export"] = dict(export, left_out=left)
+    if isinstance(d.get("threshold_history"), list):
+        d["threshold_history"] = [dict(h, model=_v1_key(h["model"])) if isinstance(h, dict) and "model" in h else h
+                                  for h in d["threshold_history"]]
     return d
 
 

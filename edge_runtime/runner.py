@@ -214,7 +214,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
             page = LinePage.open(cfg.web, store, judge, stats, log.run_id, cfg.threads, cfg.trigger is not None)
             inline.append(page.metrics)
             line.append(page.view)
-    except (ValueError, RuntimeError, OSError) as e:
+    except (ValueError, RuntimeError, OSError, SlsgError) as e:
         if saver:
             saver.close()
         log.close({"event": "error", "time": iso(time.time()), "error": str(e)})

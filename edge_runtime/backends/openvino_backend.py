@@ -32,7 +32,7 @@ from edge_runtime.optional import MissingDependency, available, onnx, openvino
 INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # our name → OpenVINO's hint
 PRECISIONS = tuple(INFERENCE_PRECISION)
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
-#: An INT8 file as OpenVINO runs it has its own gate and threshold: `openvino:int8`, `openvino:int8-u8`.
+#: An INT8 file as OpenVINO runs it has its own gate and threshold: `openvino:int8-s8`, `openvino:int8-u8`.
 #: OpenVINO lowers Q/DQ its own way and runs the weights re-stored in 7 bits (`seven_bit`: its pre-VNNI kernels
 #: saturate on full-range ones), so ONNX Runtime's INT8 gate does not vouch for it.
 OPENVINO_PREFIX = "openvino:"

@@ -26,7 +26,7 @@ from edge_runtime.scoring import image_score
 from .cache import read_sidecar
 from .cuda import Allocation, open_cuda, query_device
 from .errors import CudaUnavailable, DeviceMemoryError, EngineMismatch, TensorRTError
-from .recipe import NO_DLA, check_plugins
+from .recipe import MODEL_OF, NO_DLA, check_plugins
 from .versions import ApiPlan, api_plan, load_tensorrt
 
 INPUT_NAME = "image"
@@ -231,7 +231,7 @@ def engine_info(engine_path: Path) -> EngineInfo:
     key = data.get("key", {})
     prec = key.get("precision")
     return EngineInfo(f"tensorrt-{prec}" if prec else "tensorrt",
-                      {"int8": "int8", "fp16": "fp16"}.get(prec or "", "fp32"),
+                      MODEL_OF.get(prec or "", "fp32"),
                       int(key.get("dla_core", NO_DLA)), tuple(key.get("plugins", [])))
 
 

@@ -92,10 +92,15 @@ def test_a_version_1_bundle_loads_with_todays_int8_keys_and_its_own_file_names(t
     assert b.threshold_for("int8-s8").value == 0.7 and b.threshold_for("openvino:int8-u8").value == 0.7
     assert set(b.manifest.openvino_int8) == {"int8-s8", "int8-u8"}
     assert b.manifest.int8_report == {"kept": ["int8-s8", "int8-u8"], "flavours": {"int8-s8": {}, "int8-u8": {}}}
-    assert set(b.manifest.left_out) == {"int8", "int8-u8"}  # "int8" there is the precision, not a file
+    assert set(b.manifest.left_out) == {"int8-s8", "int8-u8"}  # the INT8 step reported on the symmetric file
     assert b.manifest.schema_version == SCHEMA_VERSION  # and written back as today's version
     write_manifest(root, b.manifest)
     assert json.loads((root / "manifest.json").read_text())["models"]["int8-u8"] == "model.int8-cpu.onnx"
+    # without a report on the files, "int8" left out is the whole precision (calibration itself failed)
+    _edit_manifest(root, schema_version=1, int8_report=None, export={"left_out": {"int8": {"reasons": ["x"]}}},
+                   threshold_history=[{"model": "int8-cpu", "value": 0.6}])
+    b = load_bundle(root)
+    assert set(b.manifest.left_out) == {"int8"} and b.manifest.threshold_history[0]["model"] == "int8-u8"
 
 
 @pytest.mark.parametrize("damage", ["no_folder", "no_manifest", "bad_json", "escape"])

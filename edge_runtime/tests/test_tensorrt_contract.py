@@ -120,6 +120,16 @@ def test_build_cache_load_run_close(tmp_path, fake_trt, release, binding, device
         backend.run(batch[:1])
 
 
+@pytest.mark.parametrize("release", ["10.3", "11.1"])
+def test_an_int8_engine_is_judged_by_the_threshold_of_the_file_it_was_built_from(tmp_path, fake_trt, release):
+    fake_trt(release, "cuda-python-12")
+    bundle = make_trt_bundle(tmp_path / "model.slsg")
+    path = build_engine(bundle, BuildSettings(precision="int8"), console=_quiet()).engine_path
+    with TensorRTBackend(path) as backend:
+        assert backend.name == "tensorrt-int8" and backend.model == "int8-s8"
+        assert backend.model in bundle.models  # so `threshold_for` finds that file's own threshold, not FP32's
+
+
 @pytest.mark.parametrize("release, binding", [("8.5", "cuda-python-11"), ("10.3", "cuda-python-12"),
                                               ("11.1", "cuda-python-13")])
 def test_cuda_graph_capture_replays_and_is_destroyed(tmp_path, fake_trt, release, binding):

@@ -93,7 +93,7 @@ def test_the_precision_table_shows_each_int8_file_as_openvino_ran_it(full_bundle
 def test_a_head_whose_model_file_was_removed_after_its_openvino_gate_leaves_the_bundle(tmp_path):
     """The TensorRT lint runs after the OpenVINO gate: a symmetric file it removes must not leave its head behind."""
 
-    keys = ("openvino:int8", "openvino:int8-u8")
+    keys = ("openvino:int8-s8", "openvino:int8-u8")
     for key in keys:
         save_head(tmp_path / head_file(key), {"x": np.zeros(2, np.float32)})
     heads = {k: head_file(k) for k in keys}

@@ -17,6 +17,8 @@ import onnxscript
 import torch
 from onnx import defs
 
+import slsg.ops.graph_attention  # noqa: F401  (registers torch.ops.slsg.graph_attention)
+
 DOMAIN = "slsg"
 OP_TYPE = "GraphAttention"
 OPSET_VERSION = 1
@@ -58,9 +60,8 @@ def _translation() -> Callable:
 
 
 def fused_translation_table() -> dict:
-    """`custom_translation_table` for torch.onnx.export(dynamo=True) mapping the op to the custom node."""
-
-
+    """`custom_translation_table` for torch.onnx.export(dynamo=True) mapping the op to the custom node (the op is
+    registered by importing `slsg.ops.graph_attention`, at the top of this file)."""
     return {torch.ops.slsg.graph_attention.default: _translation()}
 
 
