@@ -9,14 +9,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 from rich.table import Table
 
+from edge_runtime.optional import lazy
 from edge_runtime.scoring import TOP_K, is_anomalous
 from edge_runtime.statistics import binomial_interval
 from slsg.evaluation import CategoryResult, ThresholdCheck, mean_metrics
+
+#: Imported when a histogram is first drawn (half a second of every `slsg` start-up otherwise).
+matplotlib = lazy("matplotlib", "train", "Drawing score histograms")
+plt = lazy("matplotlib.pyplot", "train", "Drawing score histograms")
 
 ROW_NAMES = {
     "structural": "Structural",

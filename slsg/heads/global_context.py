@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.covariance import ledoit_wolf, oas
 from torch import nn
 
+from edge_runtime.optional import lazy
 from slsg.heads.files import read_head_files, save_head_files
 from slsg.heads.folds import CROSS_FIT_FOLDS, CROSS_FIT_SEED, fold_indices
 from slsg.model.backbones import Features, backbone_spec
@@ -30,6 +30,8 @@ from slsg.model.weights import read_state_dict
 HEAD_FILE = "global_head.safetensors"
 HEAD_CONFIG = "global_head.json"
 ESTIMATORS = ("ledoit_wolf", "oas")
+#: scikit-learn's shrinkage estimators, imported when a head is first fitted (a second of start-up otherwise).
+covariance = lazy("sklearn.covariance", "train", "Fitting the global head")
 #: Descriptor dimensions whose spread on good images is below this fraction of the median spread are frozen
 #: at their mean (zero weight): a constant feature would otherwise give any deviation an infinite distance.
 _MIN_RELATIVE_STD = 1e-3
@@ -149,7 +151,7 @@ def gaussian_from_descriptors(x: np.ndarray, estimator: str = "ledoit_wolf") -> 
     frozen = std < floor
     inv_std = np.where(frozen, 0.0, 1.0 / np.maximum(std, floor))
     z = (x - mean) * inv_std
-    cov, shrinkage = (ledoit_wolf if estimator == "ledoit_wolf" else oas)(z, assume_centered=True)
+    cov, shrinkage = (covariance.ledoit_wolf if estimator == "ledoit_wolf" else covariance.oas)(z, assume_centered=True)
     cov[frozen, :] = 0.0
     cov[:, frozen] = 0.0
     cov[frozen, frozen] = 1.0  # frozen dims are 0 after standardisation: any unit variance leaves them at 0
