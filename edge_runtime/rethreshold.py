@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends import BackendError, select_backend
+from edge_runtime.backends.base import model_of
 from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, openvino_available
 from edge_runtime.backends.select import openvino_int8, openvino_int8_gated
@@ -153,7 +154,7 @@ def rethreshold(root: Path, good: GoodFrames, false_reject_rate: float | None = 
     bundle = load_bundle(root)
     results = []
     for backend in open_backends(bundle, backends or ["auto"], threads):
-        model = getattr(backend, "model", "fp32")
+        model = model_of(backend)
         old = bundle.threshold_for(model)
         rate = old.false_reject_rate if false_reject_rate is None else false_reject_rate
         if rate <= 0:

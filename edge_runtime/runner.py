@@ -20,6 +20,7 @@ from typing import Iterator
 from rich.console import Console
 
 from edge_runtime.backends import select_backend
+from edge_runtime.backends.base import model_of
 from edge_runtime.backends.probe import ProbeConfig
 from edge_runtime.bundle import load_bundle
 from edge_runtime.dashboard import Dashboard, summary_record, summary_table
@@ -166,7 +167,7 @@ def _start_record(cfg: RunConfig, stream: FrameStream, backend, judge: Judge, bu
         "providers": list(getattr(backend, "providers", [])),
         "source": stream.describe,
         "threshold": judge.threshold,
-        "model": getattr(backend, "model", "fp32"),
+        "model": model_of(backend),
         "selection": getattr(backend, "selection", None),  # what auto picked and why (measured p50s), or "asked"
         "sensitivity": cfg.sensitivity,
         "input_size": list(judge.size),
@@ -196,7 +197,7 @@ def execute(cfg: RunConfig, console: Console | None = None) -> tuple[RunResult, 
         raise
     if cfg.source.csi is not None and not cfg.quiet:
         console.print(f"GStreamer pipeline: {stream.describe}", markup=False)
-    threshold = bundle.threshold_for(getattr(backend, "model", "fp32")).value
+    threshold = bundle.threshold_for(model_of(backend)).value
     version = (bundle.manifest.lineage or {}).get("version", 1)  # the bundle opened, not a second read of the store
     judge = Judge(backend, threshold, cfg.sensitivity, map_norms=bundle.score_norms, version=version)
     backend.run(blank_frame(judge.size)[None])  # warm-up: the first real frame should not pay for it

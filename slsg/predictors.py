@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends import select_backend
-from edge_runtime.backends.base import Outputs  # noqa: F401  (the Predictor contract's result)
+from edge_runtime.backends.base import (
+    Outputs,  # noqa: F401  (the Predictor contract's result)
+    model_of,
+)
 from edge_runtime.bundle import load_bundle
 from edge_runtime.scoring import Threshold
 from slsg.checkpoint import open_run
@@ -58,6 +61,6 @@ def load_predictor(run: Path, backend: str = "torch", bundle: Path | None = None
 
     b = load_bundle(find_bundle(run, bundle))
     runtime = select_backend(b, backend, threads=threads)
-    model = getattr(runtime, "model", "fp32")
+    model = model_of(runtime)
     return Loaded(runtime.run, b.size, b.threshold_for(model), runtime.name, b.manifest.scores,
                   b.manifest.good_reference if model == "fp32" else None)

@@ -90,6 +90,12 @@ class Backend(Protocol):
     def run(self, batch_bgr: np.ndarray) -> Outputs: ...
 
 
+def model_of(backend) -> str:
+    """The bundle model a backend runs, the key of its threshold ("fp32", "int8-s8", "openvino:int8-s8", …); "fp32"
+    for a runner that does not say (a predictor, a test double)."""
+    return getattr(backend, "model", "fp32")
+
+
 def check_batch(batch_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A wrong batch must fail with a message, not inside a C++ session with a cryptic one."""
     if not isinstance(batch_bgr, np.ndarray) or batch_bgr.dtype != np.uint8:

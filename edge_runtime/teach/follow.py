@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from rich.console import Console
 
 from edge_runtime.backends import select_backend
-from edge_runtime.backends.base import Backend
+from edge_runtime.backends.base import Backend, model_of
 from edge_runtime.backends.select import BACKENDS
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.pipeline import Judge
@@ -41,7 +41,7 @@ def reopen(bundle: Bundle, running: Backend, asked: str, threads: Optional[int] 
 def switch_judge(judge: Judge, bundle: Bundle, backend: Backend, version: int) -> None:
     """Warm `backend` up (its first run pays for allocation), then let `judge` use it with `bundle`'s threshold."""
     backend.run(blank_frame(judge.size)[None])
-    judge.use(backend, bundle.threshold_for(getattr(backend, "model", "fp32")).value, bundle.score_norms, version)
+    judge.use(backend, bundle.threshold_for(model_of(backend)).value, bundle.score_norms, version)
 
 
 class VersionFollower:

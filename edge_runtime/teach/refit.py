@@ -28,6 +28,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from edge_runtime.backends.base import model_of
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.manifest import Manifest, read_manifest, write_manifest
 from edge_runtime.preprocess import FrameError, prepare
@@ -124,11 +125,6 @@ def _frames(paths: list[Path], size) -> np.ndarray:
     return np.stack(out)
 
 
-def model_key(backend) -> str:
-    """The threshold key of the model a backend runs ("fp32", "int8-s8", "openvino:int8-s8", …)."""
-    return getattr(backend, "model", "fp32")
-
-
 def new_threshold(old: Threshold, good: np.ndarray) -> Threshold:
     """Pass every confirmed-good frame (and their tail quantile where there are enough), never below `old`."""
     rate = old.false_reject_rate if old.false_reject_rate > 0 else DEFAULT_RATE
@@ -140,7 +136,7 @@ def new_threshold(old: Threshold, good: np.ndarray) -> Threshold:
 
 def _scores(bundle: Bundle, goods: np.ndarray, defects: np.ndarray, threads: Optional[int]) -> dict:
     """model key → (backend name, good scores, defect scores) for every model file the line could run."""
-    return {model_key(b): (b.name, score_frames(b, goods), score_frames(b, defects))
+    return {model_of(b): (b.name, score_frames(b, goods), score_frames(b, defects))
             for b in open_backends(bundle, ["all"], threads)}
 
 
