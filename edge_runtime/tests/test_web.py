@@ -28,7 +28,7 @@ from edge_runtime.tests.conftest import make_bundle, write_video
 from edge_runtime.web.access import Access, AccessError, read_users
 from edge_runtime.web.page import LinePage
 from edge_runtime.web.server import WebConfig
-from edge_runtime.web.view import ViewConfig, flagged_by, shift_start
+from edge_runtime.web.view import ViewConfig, flagged_by, shift_bounds
 
 OPERATOR_TOKEN, VIEWER_TOKEN = "operator-token-123456", "viewer-token-1234567"
 # brightness / 255 is the test model's score, threshold 0.5: 100 OK, 140 a false reject, 230 a real defect
@@ -258,9 +258,11 @@ def test_the_head_that_flagged_a_reject_is_the_one_with_the_largest_normalised_s
 
 def test_a_shift_starts_at_the_latest_start_time_before_now_and_its_counts_start_there(tmp_path):
     at = datetime(2026, 3, 4, 7, 30).timestamp()
-    assert shift_start(("06:00", "14:00", "22:00"), at) == datetime(2026, 3, 4, 6, 0).timestamp()
-    assert shift_start(("22:00",), at) == datetime(2026, 3, 3, 22, 0).timestamp()  # the night shift began yesterday
-    assert shift_start((), at) is None
+    assert shift_bounds(("06:00", "14:00", "22:00"), at) == (datetime(2026, 3, 4, 6, 0).timestamp(),
+                                                             datetime(2026, 3, 4, 14, 0).timestamp())
+    assert shift_bounds(("22:00",), at) == (datetime(2026, 3, 3, 22, 0).timestamp(),  # the night shift began yesterday
+                                            datetime(2026, 3, 4, 22, 0).timestamp())
+    assert shift_bounds((), at) is None
     with pytest.raises(ValueError, match="HH:MM"):
         WebConfig(shifts=("25:00",))
     line = Line(tmp_path, shifts=("06:00", "14:00"))

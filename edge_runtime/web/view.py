@@ -43,9 +43,9 @@ class ViewConfig:
     shifts: tuple = ()            # local times a shift starts ("06:00", "14:00", "22:00"): counts per shift
 
 
-def shift_start(starts: tuple, now: float) -> Optional[float]:
-    """The epoch time the shift running at `now` began: the latest of the `starts` (local "HH:MM") at or before now,
-    today or yesterday; None without shifts."""
+def shift_bounds(starts: tuple, now: float) -> Optional[tuple[float, float]]:
+    """(when the shift running at `now` began, when the next one begins), epoch times: the latest of the `starts`
+    (local "HH:MM") at or before now and the first after it; None without shifts."""
     if not starts:
         return None
     today = datetime.fromtimestamp(now).replace(second=0, microsecond=0)
@@ -53,8 +53,8 @@ def shift_start(starts: tuple, now: float) -> Optional[float]:
     for start in starts:
         hour, minute = (int(x) for x in str(start).split(":"))
         at = today.replace(hour=hour, minute=minute)
-        times += [at.timestamp(), (at - timedelta(days=1)).timestamp()]
-    return max(t for t in times if t <= now)
+        times += [(at + timedelta(days=day)).timestamp() for day in (-1, 0, 1)]
+    return max(t for t in times if t <= now), min(t for t in times if t > now)
 
 
 @dataclass
@@ -123,6 +123,7 @@ class LineView:
         self._seq = 0
         self._shift: Optional[float] = None     # when the current shift began (None: counted since the run started)
         self._baseline: dict = {}               # the run's counts when the shift began
+        self._shift_ends = float("-inf")        # when the next shift begins (looked up again only then)
 
     # ------------------------------------------------------------------ sink (the view's own thread)
 
@@ -143,7 +144,9 @@ class LineView:
 
     def _roll_shift(self, now: float) -> None:
         """At a shift's start, the run's counts so far become the baseline the shift's counts are taken from."""
-        start = shift_start(self.cfg.shifts, now)
+        if not self.cfg.shifts or (self._shift is not None and self._shift <= now < self._shift_ends):
+            return
+        start, self._shift_ends = shift_bounds(self.cfg.shifts, now)
         with self._lock:
             if start != self._shift:
                 self._baseline = verdict_counts(self.stats) if self._shift is not None else {}
