@@ -73,10 +73,15 @@ class Int8Report:
         return asdict(self)
 
 
-def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData,
-          cfg: Int8Config) -> dict[str, AccuracyReport]:
-    return {f: compare(fp32_out, run_model(p, data.images()), data, cfg.auroc_budget, cfg.min_map_correlation)
-            for f, p in models.items()}
+def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData, cfg: Int8Config,
+          scores: dict[str, np.ndarray]) -> dict[str, AccuracyReport]:
+    """Each file against FP32 on the gate's images; each file's `score` on them goes into `scores`."""
+    reports = {}
+    for f, p in models.items():
+        out = run_model(p, data.images())
+        scores[f] = out.score
+        reports[f] = compare(fp32_out, out, data, cfg.auroc_budget, cfg.min_map_correlation)
+    return reports
 
 
 def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: dict[str, list[str]],
@@ -100,16 +105,19 @@ Adjust = Callable[[Path], "dict | None"]
 
 def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
                     eval_data: EvalData | None = None, measure_latency: bool = True,
-                    adjust: Adjust | None = None, reference: Outputs | None = None) -> Int8Report:
+                    adjust: Adjust | None = None, reference: Outputs | None = None,
+                    scores: dict[str, np.ndarray] | None = None) -> Int8Report:
     """Write `model.int8-s8.onnx`, `model.int8-u8.onnx` and `calibration/` into `out_dir`; gate and report.
 
     Without `eval_data` no gate runs (`passed` is True, accuracy None) — the export should always pass
     held-out good images. Each flavour is gated on its own: one that passes is frozen as it is, the fallback
     keeps more layers float only in the ones still failing, and a file that still fails is removed (a bundle
     never ships a model that failed its gate) while the other stays. `adjust` runs on every file the gate sees;
-    `reference` is FP32's outputs on the gate's images where the caller has them already.
+    `reference` is FP32's outputs on the gate's images where the caller has them already; `scores`, when given,
+    receives each file's `score` on the gate's images as the gate computed them (the caller need not run them again).
     """
     cfg = cfg or Int8Config()
+    scores = {} if scores is None else scores
     out_dir.mkdir(parents=True, exist_ok=True)
     calib_dir = calib.save(out_dir / CALIBRATION_DIR)
     (calib_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -126,7 +134,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         gate: dict[str, AccuracyReport] = {}
         if eval_data is not None:
             fp32_out = reference if reference is not None else run_model(fp32_onnx, eval_data.images())
-            gate = _gate(fp32_out, models, eval_data, cfg)
+            gate = _gate(fp32_out, models, eval_data, cfg, scores)
             while True:
                 failing = tuple(f for f in gate if not gate[f].passed)
                 if not (cfg.auto_fallback and failing and rounds < cfg.max_fallback_rounds
@@ -149,7 +157,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                 models.update(redone)
                 adjusted.update(_adjust(redone, adjust))
                 float_nodes.update({f: list(fallback) for f in failing})
-                gate.update(_gate(fp32_out, redone, eval_data, cfg))
+                gate.update(_gate(fp32_out, redone, eval_data, cfg, scores))
     sample = calib.tensors[0]
     flavours = {f: ModelSummary(file=p.name, bytes=p.stat().st_size, int8_ops=count_int8_ops(p),
                                 latency_ms=latency_ms(p, sample) if measure_latency else None,

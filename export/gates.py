@@ -156,7 +156,7 @@ def add_int8(job: ExportJob) -> None:
     job.say(f"INT8 gate: {gate.n_good} validation good images + {gate.n_anomalous} anomalies ({gate.anomalies})")
     try:
         result = quantize_bundle(stage / FILES["fp32"], calib, stage, cfg, gate.eval, adjust=job.refit,
-                                 reference=gate.reference)
+                                 reference=gate.reference, scores=job.gate_scores)
     except QuantizationError as err:
         shutil.rmtree(stage / CALIBRATION_DIR, ignore_errors=True)
         job.report.left_out["int8"] = LeftOut([str(err)],
@@ -198,8 +198,9 @@ def gate_openvino_int8(job: ExportJob) -> None:
         record = job.refit.for_openvino(path, head) if job.refit is not None else None
         fitted = head if record and record.get("refitted") else None
         backend = OpenVinoBackend(path, precision="int8", model=key, head=fitted)
-        acc = compare(gate.reference, run_backend(backend, images), gate.eval, job.options.auroc_budget,
-                      Int8Config().min_map_correlation)
+        outputs = run_backend(backend, images)
+        job.gate_scores[key] = outputs.score
+        acc = compare(gate.reference, outputs, gate.eval, job.options.auroc_budget, Int8Config().min_map_correlation)
         out[flavour] = {**acc.to_dict(), **({"head_refit": record} if record else {})}
         if fitted is not None and acc.passed:
             job.heads[key] = head_file(key)

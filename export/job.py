@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from edge_runtime.backends.base import Outputs
 from edge_runtime.manifest import Manifest
 from export.onnx_export import ExportConfig
@@ -109,6 +111,7 @@ class ExportJob:
     refit: object = None                 # export.gates.HeadRefit, when a gate needs the global head refitted
     models: dict[str, str] = field(default_factory=dict)   # precision → file, for every model that passed
     heads: dict[str, str] = field(default_factory=dict)    # runtime model key → refitted head file
+    gate_scores: dict[str, np.ndarray] = field(default_factory=dict)  # model key → its `score` on the gate's images
     report: PrecisionReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # step name → its wall time, in order
 

@@ -22,6 +22,9 @@ from export.gates import drop_heads_without_model
 from export.job import BundleOptions
 from export.pipeline import write_bundle
 from export.precisions import precision_table
+from export.run_data import load_samples, open_run_data, threshold_data
+from export.thresholds import model_thresholds
+from slsg.checkpoint import open_run
 from slsg.cli import app
 
 runner = CliRunner()
@@ -118,6 +121,22 @@ def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bu
     assert any("UINT8" in i for i in cpu["versions"]["8.5"]["issues"])
 
 
+def test_thresholds_from_the_gates_scores_equal_a_fresh_run_of_each_file(full_bundle, trained_run):
+    """The thresholds reuse the scores each gate computed on the validation images; they must be the files' own,
+    as a fresh run of each finished file gives them (no file changed after its gate)."""
+    out, _ = full_bundle
+    bundle = load_bundle(out)
+    run = open_run(trained_run)
+    data = threshold_data(run.config, open_run_data(run.config))
+    images = load_samples(data.validation, bundle.size)
+    models = {k: p.name for k, p in bundle.models.items()}
+    models |= {f"openvino:{f}": models[f] for f, r in bundle.manifest.openvino_int8.items() if r["passed"]}
+    fresh = model_thresholds(out, models, images, run.threshold, "fresh", bundle.manifest.heads)
+    assert set(fresh) == set(bundle.manifest.thresholds)
+    for key, recorded in bundle.manifest.thresholds.items():
+        assert recorded["value"] == pytest.approx(fresh[key]["value"], rel=1e-6), key
+
+
 def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, trained_run):
     out, result = full_bundle
     bundle = load_bundle(out)
@@ -181,8 +200,8 @@ def test_a_refused_int8_still_writes_the_fp32_bundle_and_exits_3(trained_run, tm
 def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run, tmp_path, monkeypatch):
     real = cb._gate
 
-    def refusing_cpu(fp32_out, models, data, cfg):
-        reports = real(fp32_out, models, data, cfg)
+    def refusing_cpu(fp32_out, models, data, cfg, scores):
+        reports = real(fp32_out, models, data, cfg, scores)
         if "int8-u8" in reports:
             reports["int8-u8"].reasons.append("refused by the test")
             reports["int8-u8"].passed = False
