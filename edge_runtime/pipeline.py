@@ -30,6 +30,7 @@ from edge_runtime.sources.items import Dropped, Frame, Item, SourceEvent
 from edge_runtime.sources.stream import FrameStream
 
 OK, NG, NO_DECISION = "OK", "NG", "NO-DECISION"
+VERDICTS = (OK, NG, NO_DECISION)
 INVALID_OUTPUT = "invalid output"
 STAGES = ("capture", "handoff", "preprocess", "inference", "postprocess", "total")
 

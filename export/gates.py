@@ -126,7 +126,7 @@ def open_gate(job: ExportJob) -> None:
             job.report.left_out[p] = LeftOut([why], no_data_next_steps(data, root))
         return
     gate.reference = run_model(job.stage / FILES["fp32"], gate.eval.images())
-    job.gate = gate
+    job.gate, job.gate_scores["fp32"] = gate, gate.reference.score
     job.report.gate = gate.to_dict()
     if {"int8", "bf16"} & set(asked):
         job.refit = HeadRefit.for_run(job.run, data, gate, job.size, job.say)

@@ -60,20 +60,18 @@ def model_scores(model: Path, images: np.ndarray, precision: str = "fp32", head:
 
 
 def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, base: Threshold,
-                     source: str, heads: dict[str, str] | None = None, reference: np.ndarray | None = None,
+                     source: str, heads: dict[str, str] | None = None,
                      known: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
     """{precision: threshold record} for every model of the bundle at `root`: `base` (the RUN's threshold, in FP32's
     scores) carried to each model by its scores against FP32's on `images`. `heads`: the manifest's refitted heads;
-    `reference`: FP32's scores on `images`, and `known` other models' scores on them, where the caller has them."""
-    known = known or {}
-    root = Path(root)
-    heads = heads or {}
-    if reference is None and "fp32" in models:
-        reference = model_scores(root / models["fp32"], images, "fp32")
+    `known`: models' scores on `images` where the caller has them already (the others are run here)."""
+    root, heads, known = Path(root), heads or {}, known or {}
+    scores = {p: known[p] if p in known else model_scores(root / name, images, p, _head(root, heads, p))
+              for p, name in models.items()}
+    reference = scores.get("fp32")
     out = {}
     for precision, name in models.items():
-        own = (reference if precision == "fp32" else known[precision] if precision in known
-               else model_scores(root / name, images, precision, _head(root, heads, precision)))
+        own = scores[precision]
         if reference is None:
             t, how = threshold_from_good_scores(own, base.false_reject_rate), {"method": "own quantile"}
         else:
@@ -138,12 +136,12 @@ def set_thresholds(job: ExportJob) -> None:
     fp32 = job.stage / models["fp32"]
     gate = job.gate
     same_images = gate is not None and data is job.data and gate.n_good == len(images)
-    # FP32's validation scores: the gate's, when its goods are these images; the thresholds' and the shift's reference
-    val_fp32 = gate.reference.score[:gate.n_good] if same_images else model_scores(fp32, images)
-    # each gated model's validation scores likewise: the gate's, computed on the files as they are now
+    # each model's validation scores: its gate's, when the gate's goods are these images (run on the files as they
+    # are now); FP32's are the thresholds' and the shift's reference
     known = {k: s[:gate.n_good] for k, s in job.gate_scores.items()} if same_images else {}
-    report.thresholds = model_thresholds(job.stage, models, images, base, source, job.heads, reference=val_fp32,
-                                         known=known)
+    val_fp32 = known["fp32"] if "fp32" in known else model_scores(fp32, images)
+    report.thresholds = model_thresholds(job.stage, models, images, base, source, job.heads,
+                                         known={**known, "fp32": val_fp32})
     held = load_samples(data.test_good, job.size, HELD_OUT_IMAGES, data.seed)
     if held is not None:
         held_fp32 = model_scores(fp32, held)

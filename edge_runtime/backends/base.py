@@ -96,6 +96,13 @@ def model_of(backend) -> str:
     return getattr(backend, "model", "fp32")
 
 
+def close_backend(backend) -> None:
+    """Release what a backend holds, where it holds something (TensorRT: the engine, CUDA buffers)."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+
+
 def check_batch(batch_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A wrong batch must fail with a message, not inside a C++ session with a cryptic one."""
     if not isinstance(batch_bgr, np.ndarray) or batch_bgr.dtype != np.uint8:

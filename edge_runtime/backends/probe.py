@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-from edge_runtime.backends.base import Backend, BackendError
+from edge_runtime.backends.base import Backend, BackendError, close_backend
 from edge_runtime.bundle import Bundle
 from edge_runtime.preprocess import bench_frame, prepare
 from edge_runtime.timing import Case, machine_facts, percentile, run_alternating
@@ -134,9 +134,7 @@ def measure(openers: dict[str, Opener], size: tuple, cfg: ProbeConfig) -> tuple:
     cases = [Case(n, (lambda be=be: (be.run(batch), {})[1])) for n, be in opened.items()]
     timings = run_alternating(cases, cfg.warmup, max(1, cfg.rounds), progress=False) if cases else {}
     for be in opened.values():
-        close = getattr(be, "close", None)
-        if callable(close):
-            close()
+        close_backend(be)
     return {n: percentile(t.end_to_end_ms, 50.0) for n, t in timings.items()}, skipped
 
 

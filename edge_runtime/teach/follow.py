@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from rich.console import Console
 
 from edge_runtime.backends import select_backend
-from edge_runtime.backends.base import Backend, model_of
+from edge_runtime.backends.base import Backend, close_backend, model_of
 from edge_runtime.backends.select import BACKENDS
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.pipeline import Judge
@@ -82,7 +82,7 @@ class VersionFollower:
             opened = self.open_backend(bundle)
             switch_judge(self.judge, bundle, opened, wanted)
         except Exception as e:  # any failure keeps the running version: the line never stops for a refit
-            _close(opened)
+            close_backend(opened)
             self.refused = wanted
             self._say("version_refused", f"version {wanted} not used, still judging with version {running}: "
                       f"{type(e).__name__}: {e}", wanted)
@@ -95,7 +95,7 @@ class VersionFollower:
     def _retire(self, backend: Optional[Backend]) -> None:
         """Keep the backend just switched away from (a frame in flight may still be using it) and close the one
         retired before (a TensorRT engine holds GPU memory: a line refitted every day must not pile them up)."""
-        _close(self._retired)
+        close_backend(self._retired)
         self._retired = backend
 
     def _say(self, event: str, detail: str, version: Optional[int]) -> None:
@@ -106,10 +106,3 @@ class VersionFollower:
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.check()
-
-
-def _close(backend: Optional[Backend]) -> None:
-    """Release what a backend holds, where it holds something (TensorRT: the engine, CUDA buffers)."""
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from edge_runtime.pipeline import NO_DECISION, STAGES, Judgement
+from edge_runtime.pipeline import NO_DECISION, STAGES, VERDICTS, Judgement
 from edge_runtime.records import needs_answer
 from edge_runtime.run_counts import reason_key
 from edge_runtime.sources.items import Dropped, SourceEvent
@@ -21,7 +21,6 @@ from edge_runtime.status import STATUSES
 #: Latency buckets in seconds: a frame takes milliseconds on a GPU and up to a second on a small CPU.
 BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-VERDICTS = ("OK", "NG", NO_DECISION)
 
 
 class LineMetrics:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.overlay import heatmap_overlay
-from edge_runtime.pipeline import NO_DECISION, Judgement
+from edge_runtime.pipeline import NO_DECISION, VERDICTS, Judgement
 from edge_runtime.preprocess import to_bgr_uint8
 from edge_runtime.records import drop_record, frame_record, needs_answer
 from edge_runtime.run_counts import RunStats
@@ -225,7 +225,7 @@ class LineView:
         state["counts"] = counts
         with self._lock:
             state["shift"] = {"since": self._shift, "counts": {k: counts[k] - self._baseline.get(k, 0)
-                                                              for k in ("OK", "NG", NO_DECISION)}}
+                                                              for k in VERDICTS}}
         state["threshold"] = self.threshold()
         state["version"] = self.version()
         state["latency_ms"] = [round(x, 2) for x in latency[-120:]]
