@@ -25,12 +25,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from calibration.bundle import quantize_bundle
 from calibration.int8 import FLAVOUR_FILES, Int8Config
 from calibration.selection import CalibrationSet
+from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN, cpu_session
 from edge_runtime.backends.openvino_backend import OpenVinoBackend
 from edge_runtime.preprocess import parse_size, prepare
 from edge_runtime.statistics import auroc, binomial_interval
@@ -140,9 +140,6 @@ def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int 
                       FusionConfig(two_heads, fusion.rule, {h: fusion.norms[h] for h in two_heads}
                                    if len(two_heads) > 1 else {}))
     calib = CalibrationSet([], [], "random", 0, calib_images)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
     frame = calib_images[:1]
     cases = {}
     for name, deploy in (("slsg+global", two), ("fused", full)):
@@ -156,7 +153,7 @@ def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int 
                 backend = OpenVinoBackend(path, precision="int8", threads=threads, model=model)
                 cases[(library, model, name)] = lambda b=backend: b.run(frame)
             else:
-                sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                sess = cpu_session(path, threads, as_written=model in AS_WRITTEN)
                 cases[(library, model, name)] = lambda sess=sess: sess.run(None, {"image": frame})
     times: dict[tuple, list[float]] = {k: [] for k in cases}
     for _ in range(3):

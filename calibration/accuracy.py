@@ -102,9 +102,11 @@ class AccuracyReport:
                 f"{self.auroc_drop_high:+.4f})")
 
 
-def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size: int = 8) -> Outputs:
-    """Every output of the model on `images`, as the runtime's `Outputs` (map, `score`, each `score_<head>`)."""
-    sess = model if isinstance(model, ort.InferenceSession) else cpu_session(model)
+def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size: int = 8,
+              as_written: bool = False) -> Outputs:
+    """Every output of the model on `images`, as the runtime's `Outputs` (map, `score`, each `score_<head>`);
+    `as_written` for a file ONNX Runtime runs as written (`onnxruntime_backend.AS_WRITTEN`)."""
+    sess = model if isinstance(model, ort.InferenceSession) else cpu_session(model, as_written=as_written)
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
     if isinstance(fixed, int) and fixed > 0:  # a static-batch export takes exactly that many frames
@@ -185,9 +187,9 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
     return rep
 
 
-def latency_ms(model: Path, image: np.ndarray, runs: int = 10, threads: int = 0) -> float:
-    """Median wall time of one batch-1 inference after two warm-up runs (CPU, ONNX Runtime)."""
-    sess = cpu_session(model, threads)
+def latency_ms(model: Path, image: np.ndarray, runs: int = 10, threads: int = 0, as_written: bool = False) -> float:
+    """Median wall time of one batch-1 inference after two warm-up runs (CPU, ONNX Runtime, as the line runs it)."""
+    sess = cpu_session(model, threads, as_written)
     name = sess.get_inputs()[0].name
     batch = image[None] if image.ndim == 3 else image[:1]
     for _ in range(2):

@@ -29,6 +29,7 @@ from calibration.int8 import (
 from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
 from calibration.selection import CalibrationSet
 from calibration.sensitivity import node_sensitivity
+from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 
 CALIBRATION_DIR = "calibration"
 RANGES_FILE = "ranges.json"
@@ -78,7 +79,7 @@ def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData, cfg: Int8C
     """Each file against FP32 on the gate's images; each file's `score` on them goes into `scores`."""
     reports = {}
     for f, p in models.items():
-        out = run_model(p, data.images())
+        out = run_model(p, data.images(), as_written=f in AS_WRITTEN)
         scores[f] = out.score
         reports[f] = compare(fp32_out, out, data, cfg.auroc_budget, cfg.min_map_correlation)
     return reports
@@ -98,9 +99,9 @@ def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: 
     return out
 
 
-#: Called on each INT8 model file after quantisation and before the gate; may rewrite the file's float
-#: initializers (export refits the global head's statistics per file) and returns a record, or None.
-Adjust = Callable[[Path], "dict | None"]
+#: Called with each INT8 flavour and its model file after quantisation and before the gate; may rewrite the file's
+#: float initializers (export refits the heads' statistics per file) and returns a record, or None.
+Adjust = Callable[[str, Path], "dict | None"]
 
 
 def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
@@ -143,7 +144,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                 worst = min(failing, key=lambda f: _badness(gate[f]))
                 candidates = [n for n in _quantizable_nodes(pre) if n not in set(exclude[worst])]
                 probe = eval_data.images()[:SENSITIVITY_IMAGES]
-                ranked = node_sensitivity(pre, models[worst], probe, candidates)
+                ranked = node_sensitivity(pre, models[worst], probe, candidates, as_written=worst in AS_WRITTEN)
                 if not ranked:
                     break
                 budget = cfg.max_fallback_nodes - len(fallback)
@@ -159,8 +160,9 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                 float_nodes.update({f: list(fallback) for f in failing})
                 gate.update(_gate(fp32_out, redone, eval_data, cfg, scores))
     sample = calib.tensors[0]
-    flavours = {f: ModelSummary(file=p.name, bytes=p.stat().st_size, int8_ops=count_int8_ops(p),
-                                latency_ms=latency_ms(p, sample) if measure_latency else None,
+    flavours = {f: ModelSummary(file=p.name, bytes=p.stat().st_size, int8_ops=count_int8_ops(p, f in AS_WRITTEN),
+                                latency_ms=latency_ms(p, sample, as_written=f in AS_WRITTEN)
+                                if measure_latency else None,
                                 accuracy=gate.get(f), fallback_nodes=float_nodes[f]) for f, p in models.items()}
     fp32 = ModelSummary(file=fp32_onnx.name, bytes=fp32_onnx.stat().st_size,
                         latency_ms=latency_ms(fp32_onnx, sample) if measure_latency else None)
@@ -186,7 +188,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
 def _adjust(models: dict[str, Path], adjust: Adjust | None) -> dict[str, dict]:
     if adjust is None:
         return {}
-    records = {f: adjust(p) for f, p in models.items()}
+    records = {f: adjust(f, p) for f, p in models.items()}
     return {f: r for f, r in records.items() if r is not None}
 
 

@@ -27,6 +27,7 @@ from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_d
 from calibration.float_regions import FloatRegions, find_float_regions, name_nodes
 from calibration.reader import TensorReader
 from calibration.selection import DEFAULT_CALIB_SIZE
+from edge_runtime.backends.onnxruntime_backend import cpu_session, session_options
 from edge_runtime.errors import SlsgError
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -119,7 +120,10 @@ def compute_ranges(model: Path, tensors: np.ndarray, cfg: Int8Config, cache: Pat
     """Run the calibrator once and store its tensor ranges as JSON.
 
     The calibrator is built here rather than inside `quantize_static` because that path gives the entropy
-    method 128 bins for 128 quantised bins — a single candidate threshold, i.e. minmax under another name.
+    method 128 bins for 128 quantised bins — a single candidate threshold, i.e. minmax under another name. Its
+    session runs with ONNX Runtime's graph optimisations on (the calibrator turns them all off): every tensor it
+    measures is read by its own ReduceMin/ReduceMax, so it is still computed, and the ranges agree to 1e-5 of their
+    width while an image takes a third less time (juice_bottle 512×256: 0.16 s against 0.25 s).
     """
     options = {"num_bins": cfg.num_bins}
     if cfg.method == "entropy":
@@ -129,8 +133,10 @@ def compute_ranges(model: Path, tensors: np.ndarray, cfg: Int8Config, cache: Pat
     reader = TensorReader(tensors, input_name(model), cfg.batch_size, cfg.progress,
                           f"calibrating ({cfg.method}, {len(tensors)} images)")
     with tempfile.TemporaryDirectory(prefix="slsg-calib-") as tmp:
-        calibrator = create_calibrator(model, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+        augmented = Path(tmp) / "augmented.onnx"
+        calibrator = create_calibrator(model, None, augmented_model_path=str(augmented),
                                        calibrate_method=METHODS[cfg.method], extra_options=options)
+        calibrator.infer_session = cpu_session(augmented)
         calibrator.collect_data(reader)
         ranges = calibrator.compute_data()
         del calibrator
@@ -212,22 +218,15 @@ def flavour_exclusions(regions: FloatRegions) -> dict[str, list[str]]:
     return {f: regions.all(context=f not in CONTEXT_IN_INT8) for f in FLAVOUR_FILES}
 
 
-def session_options(threads: int = 0, optimized_path: Path | None = None) -> ort.SessionOptions:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    if optimized_path is not None:
-        so.optimized_model_filepath = str(optimized_path)
-    return so
-
-
-def count_int8_ops(model: Path) -> dict[str, int]:
-    """What ONNX Runtime (CPU) actually runs in integer arithmetic after its own graph optimisation, and how
-    many weights the file itself holds in INT8 (`int8_weights`: what TensorRT runs in INT8, whether or not ORT's
-    CPU kernels fuse them — they do not fuse the symmetric flavour's convolutions)."""
+def count_int8_ops(model: Path, as_written: bool = False) -> dict[str, int]:
+    """What ONNX Runtime (CPU) actually runs in integer arithmetic after its own graph optimisation (none for a
+    file it runs as written, `onnxruntime_backend.AS_WRITTEN`), and how many weights the file itself holds in INT8
+    (`int8_weights`: what TensorRT runs in INT8, whichever way ORT's CPU kernels run them)."""
     with tempfile.TemporaryDirectory(prefix="slsg-opt-") as tmp:
         optimized = Path(tmp) / "optimized.onnx"
-        ort.InferenceSession(str(model), session_options(1, optimized), providers=["CPUExecutionProvider"])
+        so = session_options(1, as_written)
+        so.optimized_model_filepath = str(optimized)
+        ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
         graph = onnx.load(str(optimized)).graph
     ops = [n.op_type for n in graph.node]
     counts = {op: ops.count(op) for op in INT8_OPS if op in ops}

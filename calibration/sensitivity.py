@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+
+from edge_runtime.backends.onnxruntime_backend import cpu_session
 
 FLOAT = onnx.TensorProto.FLOAT
 
@@ -33,10 +34,8 @@ def _expose(model_path: Path, names: list[str], out: Path) -> Path:
     return out
 
 
-def _run(model: Path, images: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+def _run(model: Path, images: np.ndarray, names: list[str], as_written: bool = False) -> dict[str, np.ndarray]:
+    sess = cpu_session(model, as_written=as_written)
     inp = sess.get_inputs()[0]
     step = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else len(images)
     parts = [sess.run(names, {inp.name: images[i:i + step]}) for i in range(0, len(images), step)]
@@ -58,9 +57,10 @@ def _comparable_output(tensor: str, q_names: set[str], consumers: dict) -> str |
     return tensor
 
 
-def node_sensitivity(fp32: Path, quantized: Path, images: np.ndarray,
-                     candidates: list[str]) -> list[tuple[str, float]]:
-    """(node name, added error) for the candidate nodes of `fp32`, most sensitive first."""
+def node_sensitivity(fp32: Path, quantized: Path, images: np.ndarray, candidates: list[str],
+                     as_written: bool = False) -> list[tuple[str, float]]:
+    """(node name, added error) for the candidate nodes of `fp32`, most sensitive first; `quantized` run as
+    written where the line runs it so (`onnxruntime_backend.AS_WRITTEN`)."""
     model = onnx.load(str(fp32))
     floats = _float_tensors(model)
     q_names = {o for n in onnx.load(str(quantized), load_external_data=False).graph.node for o in n.output}
@@ -78,7 +78,7 @@ def node_sensitivity(fp32: Path, quantized: Path, images: np.ndarray,
         return []
     with tempfile.TemporaryDirectory(prefix="slsg-sens-") as tmp:
         ref = _run(_expose(fp32, tensors, Path(tmp) / "fp32.onnx"), images, tensors)
-        test = _run(_expose(quantized, tensors, Path(tmp) / "q.onnx"), images, tensors)
+        test = _run(_expose(quantized, tensors, Path(tmp) / "q.onnx"), images, tensors, as_written)
     err = {t: relative_error(ref[t], test[t]) for t in tensors}
     scored = []
     for n in nodes:

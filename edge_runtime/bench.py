@@ -19,6 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_runtime.backends import BackendError, input_size_of, select_backend
+from edge_runtime.backends.base import model_of
+from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN, session_options
 from edge_runtime.backends.openvino_backend import compile_cpu, openvino_source
 from edge_runtime.bundle import load_bundle
 from edge_runtime.preprocess import bench_frame, prepare, to_bgr_uint8
@@ -150,21 +152,18 @@ def op_profile(backend, batch: np.ndarray, threads: int | None, runs: int = 10) 
     if hasattr(backend, "compiled") and hasattr(backend, "hint"):
         return openvino_op_profile(backend, batch, runs)
     if hasattr(backend, "session") and str(getattr(backend, "path", "")).endswith(".onnx"):
-        return ort_op_profile(Path(backend.path), batch, threads, runs)
+        return ort_op_profile(Path(backend.path), batch, threads, runs, as_written=model_of(backend) in AS_WRITTEN)
     return None
 
 
-def ort_op_profile(model: Path, batch: np.ndarray, threads: int | None, runs: int = 10, top: int = 10) -> dict:
-    """Run `model` under ONNX Runtime's profiler (CPU) and aggregate kernel time by op type."""
-
-
+def ort_op_profile(model: Path, batch: np.ndarray, threads: int | None, runs: int = 10, top: int = 10,
+                   as_written: bool = False) -> dict:
+    """Run `model` under ONNX Runtime's profiler (CPU), as the line runs it (`as_written`: `AS_WRITTEN`), and
+    aggregate kernel time by op type."""
     with tempfile.TemporaryDirectory(prefix="slsg-ort-profile-") as tmp:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts = session_options(threads or 0, as_written)
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "profile")
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
         session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
         for _ in range(runs + 1):
             session.run(None, {"image": batch})

@@ -28,6 +28,7 @@ from calibration.fp16 import export_fp16
 from calibration.int8 import FLAVOUR_FILES, Int8Config, QuantizationError
 from calibration.selection import select_calibration_set
 from edge_runtime.backends.base import BackendError
+from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, cpu_has_bf16, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
 from export.head_refit import refit_head, refit_head_for_openvino
@@ -87,12 +88,13 @@ class HeadRefit:
             self._train = loaded if loaded is not None else np.empty((0,), np.uint8)  # loaded once, even if none
         return self._train if len(self._train) >= 2 else None
 
-    def __call__(self, path: Path) -> dict | None:
+    def __call__(self, model: str, path: Path) -> dict | None:
+        """The file `path` of bundle model `model` refitted as ONNX Runtime runs it (`calibration.bundle.Adjust`)."""
         train = self.train()
         if train is None:
             return {"refitted": False, "reason": "fewer than 2 training images reachable"}
         return self._said(path.name, refit_head(path, train, self.validation, self.estimator,
-                                                local=self.local))
+                                                local=self.local, as_written=model in AS_WRITTEN))
 
     def for_openvino(self, path: Path, out: Path, precision: str = "int8") -> dict | None:
         """`path`'s head fitted on OpenVINO's descriptors at `precision` (int8, or bf16 for model.onnx) into `out`."""

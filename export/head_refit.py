@@ -54,16 +54,20 @@ def fit_head(model: onnx.ModelProto, head: HeadTensors, describe: Describer, tra
     to it). SLSG's place in the fused score is set again from this file's own scores of the validation images, as
     the RUN set FP32's: quantisation shifts SLSG's scores too, and the max rule lets a shifted head win."""
     t0 = time.perf_counter()
-    seen = descriptors(describe, train, head, f"{label}: {describe.library} descriptors of the training images")
+    val_seen = None
+    if head.location is not None and validation is not None and len(validation):  # only the fusion needs them
+        val_seen = descriptors(describe, validation, head, f"{label}: {describe.library} descriptors of validation")
+    training = describe.for_training(validation if val_seen is not None else train)
+    seen = descriptors(training, train, head,
+                       f"{label}: {training.library} descriptors of the training images ({training.part})")
     x = seen.descriptors
     stats, shrinkage, frozen = gaussian_from_descriptors(x, estimator)
     tensors = {name: np.asarray(stats[key]) for key, name in HEAD_TENSORS.items()}
-    record: dict = {"refitted": True, "library": describe.library, "n_images": int(len(x)), "estimator": estimator,
-                    "shrinkage": shrinkage, "frozen_dims": frozen}
+    record: dict = {"refitted": True, "library": describe.library, "training_images_through": training.part,
+                    "n_images": int(len(x)), "estimator": estimator, "shrinkage": shrinkage, "frozen_dims": frozen}
     if head.location is not None and len(x) >= 4:
-        reference, val_seen = [cross_fitted_distances(x, estimator, seed=seed)], None
-        if validation is not None and len(validation):
-            val_seen = descriptors(describe, validation, head, f"{label}: {describe.library} descriptors of validation")
+        reference = [cross_fitted_distances(x, estimator, seed=seed)]
+        if val_seen is not None:
             reference.append(mahalanobis(stats, val_seen.descriptors))
         norm = HeadNorm.from_good_scores(np.concatenate(reference))
         location, inv_scale = initializer(model, head.location), initializer(model, head.inv_scale)
@@ -98,9 +102,10 @@ def _head_of(model: onnx.ModelProto) -> tuple[HeadTensors | None, dict | None]:
 
 
 def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, estimator: str = "ledoit_wolf",
-               seed: int = CROSS_FIT_SEED, local: LocalHeadConfig | None = None) -> dict | None:
-    """Refit the head of the model file at `path` in place on ONNX Runtime's descriptors; the record for the
-    manifest, None without a head.
+               seed: int = CROSS_FIT_SEED, local: LocalHeadConfig | None = None,
+               as_written: bool = False) -> dict | None:
+    """Refit the head of the model file at `path` in place on ONNX Runtime's descriptors (`as_written`: of the file
+    as written, `onnxruntime_backend.AS_WRITTEN`); the record for the manifest, None without a head.
 
     `train` are the good images the RUN's head was fitted on, `validation` its held-out good images (both uint8
     BGR at the model's input size)."""
@@ -108,7 +113,7 @@ def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, est
     head, refused = _head_of(model)
     if head is None:
         return refused
-    tensors, record = fit_head(model, head, onnxruntime_describer(model, head), train, validation,
+    tensors, record = fit_head(model, head, onnxruntime_describer(model, head, as_written), train, validation,
                                estimator, seed, path.name, local)
     put_initializers(model, tensors, path)
     onnx.save(model, str(path))

@@ -22,6 +22,7 @@ import numpy as np
 
 from calibration.accuracy import run_backend, run_model
 from calibration.bf16 import bf16_backend
+from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend
 from edge_runtime.scoring import Threshold, is_anomalous, threshold_from_good_scores, transferred_threshold
 from edge_runtime.statistics import score_shift
@@ -48,15 +49,15 @@ class HeldOut:
 
 def model_scores(model: Path, images: np.ndarray, precision: str = "fp32", head: Path | None = None) -> np.ndarray:
     """`score` (what the threshold applies to) of a bundle model on prepared images, in the arithmetic the runtime
-    runs it in: ONNX Runtime for the model files, OpenVINO bf16 for "bf16" (which is model.onnx), OpenVINO INT8
-    for "openvino:…"; each of the OpenVINO ones with the global `head` refitted for it, if any."""
+    runs it in: ONNX Runtime for the model files (as written for `AS_WRITTEN`), OpenVINO bf16 for "bf16" (which is
+    model.onnx), OpenVINO INT8 for "openvino:…"; each of the OpenVINO ones with the global `head` refitted for it."""
 
     if precision == "bf16":
         return run_backend(bf16_backend(model, head=head), images).score
     if precision.startswith(OPENVINO_PREFIX):  # an INT8 file as OpenVINO runs it (its own Q/DQ handling)
         return run_backend(OpenVinoBackend(model, precision="int8", model=precision, head=head), images).score
 
-    return run_model(model, images).score
+    return run_model(model, images, as_written=precision in AS_WRITTEN).score
 
 
 def model_thresholds(root: Path, models: dict[str, str], images: np.ndarray, base: Threshold,

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, openvino_available
 from edge_runtime.backends.refitted_head import put_initializers, read_head, save_head
 from edge_runtime.bundle import Bundle
@@ -138,8 +139,8 @@ def head_updates(bundle: Bundle, frames: np.ndarray) -> tuple[list[HeadUpdate], 
             continue
         if head is not None:
             updates.append(HeadUpdate(path.name, *_refit(
-                model, head, lambda m, h=head: onnxruntime_describer(m, h), frames, n_reference, local,
-                bundle.threshold_for(key).value, rule, path.name)))
+                model, head, lambda m, h=head, w=key in AS_WRITTEN: onnxruntime_describer(m, h, w), frames,
+                n_reference, local, bundle.threshold_for(key).value, rule, path.name)))
     for key, name in manifest.heads.items():
         if not openvino_available():
             skipped.append(f"{name} (the heads {key} runs with) not updated: OpenVINO is not installed here, so "

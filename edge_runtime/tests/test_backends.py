@@ -151,3 +151,14 @@ def test_benchmarks_can_turn_off_spinning_workers(bundle_dir: Path, monkeypatch:
     monkeypatch.setenv("SLSG_ORT_SPIN", "0")
     quiet = OnnxRuntimeBackend(load_bundle(bundle_dir).models["fp32"])
     assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+
+
+def test_onnx_runtime_runs_the_symmetric_int8_file_as_written(bundle_dir: Path) -> None:
+    """Q/DQ fusion off for the symmetric file alone: fused, its s8 activations saturate x86 kernels (TensorRT's
+    arithmetic is the file's own); the u8 file keeps ONNX Runtime's integer kernels."""
+    key, path = "session.disable_quant_qdq", load_bundle(bundle_dir).models["fp32"]
+    symmetric = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"], model="int8-s8")
+    assert symmetric.session.get_session_options().get_session_config_entry(key) == "1"
+    u8 = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"], model="int8-u8")
+    with pytest.raises(RuntimeError):  # not set: ONNX Runtime fuses as usual
+        u8.session.get_session_options().get_session_config_entry(key)

@@ -15,9 +15,11 @@ from typer.testing import CliRunner
 import calibration.bundle as cb
 import calibration.int8 as ci
 from edge_runtime.backends import BackendError, select_backend
-from edge_runtime.backends.openvino_backend import cpu_has_bf16
+from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
+from edge_runtime.backends.openvino_backend import cpu_has_bf16, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file, save_head
 from edge_runtime.bundle import load_bundle
+from edge_runtime.heads.graph import find_head, onnxruntime_describer, openvino_describer
 from export.gates import drop_heads_without_model
 from export.job import BundleOptions
 from export.pipeline import write_bundle
@@ -58,6 +60,34 @@ def test_int8_and_fp16_land_in_a_verified_bundle(full_bundle):
 
     maps = select_backend(bundle, "onnx-int8").run(np.zeros((1, 64, 64, 3), np.uint8)).maps
     assert maps.shape == (1, 64, 64) and np.isfinite(maps).all()
+
+
+def test_each_files_training_images_go_through_its_trunk_alone_with_the_whole_graphs_values(full_bundle,
+                                                                                            trained_run):
+    """The refit skips SLSG's decoder for the training images only where that changes no value: each INT8 file, run
+    as the line runs it (ONNX Runtime, the symmetric file as written; OpenVINO), gives the whole graph's descriptors
+    and patches exactly."""
+    out, _ = full_bundle
+    bundle = load_bundle(out)
+    data = open_run_data(open_run(trained_run).config)
+    images = load_samples(data.validation, (64, 64))[:3]
+    for key, library in [(k, lib) for k in ("int8-s8", "int8-u8") for lib in ("ONNX Runtime", "OpenVINO")]:
+        if library == "OpenVINO" and not openvino_available():
+            continue
+        model = onnx.load(str(bundle.models[key]))
+        head = find_head(model)
+        describe = (onnxruntime_describer(model, head, key in AS_WRITTEN) if library == "ONNX Runtime"
+                    else openvino_describer(model, head))
+        training = describe.for_training(images)
+        assert training.library == library and training.part == "trunk"
+        whole, trunk = describe.run(images[:1]), training.run(images[:1])
+        assert set(trunk) == {head.descriptor, head.local_patches}
+        for name, value in trunk.items():
+            np.testing.assert_array_equal(value, whole[name])
+    assert {r["training_images_through"] for r in bundle.manifest.int8_report["adjusted"].values()} == {"trunk"}
+    if openvino_available():
+        refits = [r["head_refit"] for r in bundle.manifest.openvino_int8.values()]
+        assert refits and {r["training_images_through"] for r in refits} == {"trunk"}
 
 
 def test_int8_files_are_gated_again_as_openvino_runs_them(full_bundle):
