@@ -30,6 +30,7 @@ from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
 from calibration.selection import CalibrationSet
 from calibration.sensitivity import node_sensitivity
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
+from edge_runtime.statistics import pearson
 
 CALIBRATION_DIR = "calibration"
 RANGES_FILE = "ranges.json"
@@ -41,6 +42,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class KernelSaturation:
+    """A file whose quantisation holds and whose CPU kernels do not: its anomaly map follows FP32's when ONNX Runtime
+    runs the file as written (the file's own INT8 arithmetic, as an exact integer engine computes it) and does not
+    through ONNX Runtime's integer kernels — on x86 without VNNI these multiply u8×s8 pairs into 16-bit sums that
+    saturate. Keeping layers in float does not repair a kernel: juice_bottle 512×256 on an AVX2 CPU, the u8 file's
+    map r 0.54 fused and 0.90 as written; five fallback rounds (16 layers, 7.5 min) reached 0.88 and were refused."""
+
+    map_pearson_as_written: float
+    map_pearson_kernels: float
+
+    def reason(self) -> str:
+        return (f"ONNX Runtime's INT8 kernels on this CPU saturate: run as written (the file's own INT8 arithmetic) "
+                f"its map correlates {self.map_pearson_as_written:.3f} with FP32's, through the kernels "
+                f"{self.map_pearson_kernels:.3f} (x86 CPUs without VNNI multiply u8×s8 pairs into 16 bits); keeping "
+                "layers in float cannot repair a kernel, so no fallback was tried")
+
+
+@dataclass
 class ModelSummary:
     file: str
     bytes: int
@@ -49,6 +68,7 @@ class ModelSummary:
     accuracy: AccuracyReport | None = None
     fallback_nodes: list[str] = field(default_factory=list)   # the layers this file keeps in float
     kept: bool = True                                          # False: it failed its gate and was removed
+    saturated: KernelSaturation | None = None                  # its map fails only through this CPU's INT8 kernels
 
 
 @dataclass
@@ -72,6 +92,19 @@ class Int8Report:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def kernel_saturation(fp32_out: Outputs, flavour: str, model: Path, report: AccuracyReport, data: EvalData,
+                      cfg: Int8Config) -> KernelSaturation | None:
+    """The diagnosis for a file refused on its map through ONNX Runtime's integer kernels, or None (it is run as
+    written anyway, its map passed, or its map also fails as written: then the quantisation is at fault and the
+    fallback may help)."""
+    if flavour in AS_WRITTEN or report.map_pearson >= cfg.min_map_correlation:
+        return None
+    as_written = pearson(fp32_out.maps, run_model(model, data.images(), as_written=True).maps)
+    if not as_written >= cfg.min_map_correlation:
+        return None
+    return KernelSaturation(as_written, report.map_pearson)
 
 
 def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData, cfg: Int8Config,
@@ -133,11 +166,16 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         fallback: list[str] = []
         rounds = 0
         gate: dict[str, AccuracyReport] = {}
+        saturated: dict[str, KernelSaturation] = {}
         if eval_data is not None:
             fp32_out = reference if reference is not None else run_model(fp32_onnx, eval_data.images())
             gate = _gate(fp32_out, models, eval_data, cfg, scores)
+            saturated = {f: d for f, r in gate.items() if not r.passed
+                         and (d := kernel_saturation(fp32_out, f, models[f], r, eval_data, cfg)) is not None}
+            for f, diagnosis in saturated.items():
+                gate[f].reasons.append(diagnosis.reason())
             while True:
-                failing = tuple(f for f in gate if not gate[f].passed)
+                failing = tuple(f for f in gate if not gate[f].passed and f not in saturated)
                 if not (cfg.auto_fallback and failing and rounds < cfg.max_fallback_rounds
                         and len(fallback) < cfg.max_fallback_nodes):
                     break
@@ -163,7 +201,8 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
     flavours = {f: ModelSummary(file=p.name, bytes=p.stat().st_size, int8_ops=count_int8_ops(p, f in AS_WRITTEN),
                                 latency_ms=latency_ms(p, sample, as_written=f in AS_WRITTEN)
                                 if measure_latency else None,
-                                accuracy=gate.get(f), fallback_nodes=float_nodes[f]) for f, p in models.items()}
+                                accuracy=gate.get(f), fallback_nodes=float_nodes[f], saturated=saturated.get(f))
+                for f, p in models.items()}
     fp32 = ModelSummary(file=fp32_onnx.name, bytes=fp32_onnx.stat().st_size,
                         latency_ms=latency_ms(fp32_onnx, sample) if measure_latency else None)
     failure = [f"{f}: {reason}" for f, r in gate.items() for reason in r.reasons]

@@ -29,6 +29,26 @@ def _vector(x: ArrayLike, what: str = "values") -> np.ndarray:
     return v
 
 
+#: Values per slice where a statistic walks a long series in pieces (8 MB of float64 each).
+_SLICE = 1 << 20
+
+
+def _flat(x: ArrayLike, what: str) -> np.ndarray:
+    """`x` as one flat float array, a view where it already is one (no float64 copy of a long series)."""
+    v = np.asarray(x)
+    if v.dtype.kind != "f":
+        v = v.astype(np.float64)
+    return v.reshape(-1)
+
+
+def _mean(v: np.ndarray, what: str) -> float:
+    """The mean in float64; a NaN anywhere raises (the same rule as `_vector`)."""
+    total = float(np.sum(v, dtype=np.float64))
+    if math.isnan(total) and any(np.isnan(v[i:i + _SLICE]).any() for i in range(0, v.size, _SLICE)):
+        raise ValueError(f"{what} contain NaN: the model or its input is broken")
+    return total / v.size
+
+
 def _pair(a: ArrayLike, b: ArrayLike) -> tuple:
     x, y = _vector(a, "first series"), _vector(b, "second series")
     if x.size != y.size:
@@ -65,12 +85,24 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
 
 
 def pearson(a: ArrayLike, b: ArrayLike) -> float:
-    """Pearson correlation; nan when either series is constant or shorter than two."""
-    x, y = _pair(a, b)
-    if x.size < 2 or x.std() == 0 or y.std() == 0:
+    """Pearson correlation; nan when either series is constant or shorter than two.
+
+    Two passes over the series in slices (means, then centred products, each in float64): a gate compares maps of
+    ~20 M pixels, and whole-array float64 copies of them cost seconds where the slices cost tens of milliseconds."""
+    x, y = _flat(a, "first series"), _flat(b, "second series")
+    if x.size != y.size:
+        raise ValueError(f"series differ in length: {x.size} vs {y.size}")
+    if x.size < 2:
         return NAN
-    x, y = x - x.mean(), y - y.mean()
-    return float(np.clip((x @ y) / math.sqrt((x @ x) * (y @ y)), -1.0, 1.0))
+    mx, my = _mean(x, "first series"), _mean(y, "second series")
+    if not (math.isfinite(mx) and math.isfinite(my)) or x.min() == x.max() or y.min() == y.max():
+        return NAN
+    sxy = sxx = syy = 0.0
+    for i in range(0, x.size, _SLICE):
+        u = x[i:i + _SLICE].astype(np.float64) - mx
+        v = y[i:i + _SLICE].astype(np.float64) - my
+        sxy, sxx, syy = sxy + float(u @ v), sxx + float(u @ u), syy + float(v @ v)
+    return float(np.clip(sxy / math.sqrt(sxx * syy), -1.0, 1.0))
 
 
 def spearman(a: ArrayLike, b: ArrayLike) -> float:

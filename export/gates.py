@@ -40,6 +40,7 @@ from export.precisions import (
     int8_next_steps,
     lint_next_steps,
     no_data_next_steps,
+    saturation_next_steps,
 )
 from export.run_data import RunData, gate_anomalies, load_samples
 from export.trt_ops import check_model
@@ -168,7 +169,8 @@ def add_int8(job: ExportJob) -> None:
     job.report.int8 = report
     job.manifest.int8_report = _compact(report)
     steps = int8_next_steps(opts, data, len(result.fallback_nodes))
-    job.report.left_out.update({f: LeftOut([r[len(f) + 2:] for r in result.failure if r.startswith(f"{f}: ")], steps)
+    job.report.left_out.update({f: LeftOut([r[len(f) + 2:] for r in result.failure if r.startswith(f"{f}: ")],
+                                           saturation_next_steps() if s.saturated else steps)
                                 for f, s in result.flavours.items() if not s.kept})
     for f in result.kept:
         job.say(f"INT8 {FLAVOUR_FILES[f]} passed its gate ({len(result.flavours[f].fallback_nodes)} layer(s) float)")

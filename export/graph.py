@@ -11,12 +11,14 @@ import platform
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_PREFIX
 from edge_runtime.manifest import ENGINES_DIR, Manifest
 from edge_runtime.preprocess import preprocess_spec
 from export.job import ExportJob
 from export.onnx_export import INPUT_NAME, ExportConfig, ExportError, export_onnx, simplify
-from export.parity import ParityLimits, ParityReport, check_parity, parity_frames
+from export.parity import ParityLimits, ParityReport, check_parity, parity_frames, synthetic_parity_hint
 from export.precisions import FILES
 from export.trt_ops import TrtReport, check_model
 from slsg.model.preprocess import normalization_for
@@ -121,6 +123,23 @@ def build_manifest(run, deploy, cfg: ExportConfig, threshold: dict, parity: Pari
     return manifest
 
 
+def _checked_graph(job: ExportJob, raw: Path, frames: np.ndarray,
+                   source: str) -> tuple[str, Path, ParityReport, TrtReport]:
+    """The graph that passes parity and the op check: the fused one as it is, else the simplified one or the raw."""
+    opts = job.options
+    if job.plugin_ops:
+        return fused_checks(raw, job.tmp, job.deploy, frames, source, tuple(job.plugin_ops), job.notes, opts.parity)
+    candidates = [("exported", raw)]
+    if opts.export.simplify:
+        slim = job.tmp / "simplified.onnx"
+        skipped = simplify(raw, slim)
+        if skipped:
+            job.notes.append(skipped)
+        else:
+            candidates.insert(0, ("simplified", slim))
+    return choose_graph(candidates, job.deploy, frames, source, opts.trt_versions, (), job.notes, opts.parity)
+
+
 def export_graph(job: ExportJob) -> None:
     """RUN → `model.onnx` in the staged bundle: exported, simplified if that passes, parity and op check."""
     opts, mc = job.options, job.run.model_config
@@ -130,20 +149,13 @@ def export_graph(job: ExportJob) -> None:
     job.plugin_ops = export_onnx(job.deploy, raw, opts.export)
     frames, source = parity_frames(mc.hw, opts.parity_count, opts.parity_images, job.data)
     job.say(f"parity on {source}")
-    if job.plugin_ops:
-        graph, chosen, job.parity, job.trt = fused_checks(raw, job.tmp, job.deploy, frames, source,
-                                                          tuple(job.plugin_ops), job.notes, opts.parity)
-    else:
-        candidates = [("exported", raw)]
-        if opts.export.simplify:
-            slim = job.tmp / "simplified.onnx"
-            skipped = simplify(raw, slim)
-            if skipped:
-                job.notes.append(skipped)
-            else:
-                candidates.insert(0, ("simplified", slim))
-        graph, chosen, job.parity, job.trt = choose_graph(candidates, job.deploy, frames, source,
-                                                          opts.trt_versions, (), job.notes, opts.parity)
+    try:
+        graph, chosen, job.parity, job.trt = _checked_graph(job, raw, frames, source)
+    except ExportError as err:
+        hint = synthetic_parity_hint(source) if "parity failed" in str(err) else None
+        if hint is None:
+            raise
+        raise ExportError(f"{err}\n{hint}") from err
     job.stage.mkdir(parents=True)
     shutil.copyfile(chosen, job.stage / FILES["fp32"])
     (job.stage / ENGINES_DIR).mkdir()

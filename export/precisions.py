@@ -43,6 +43,14 @@ def int8_next_steps(opts: BundleOptions, data: RunData | None, fallback_used: in
     return steps
 
 
+def saturation_next_steps() -> list[str]:
+    """For a file refused only because this CPU's INT8 kernels saturate (`calibration.bundle.KernelSaturation`)."""
+    return ["export on the line PC if its CPU has VNNI (`grep -o -m1 'avx512_vnni\\|avx_vnni' /proc/cpuinfo` prints "
+            "it): its kernels do not saturate, and the gate there decides",
+            "on a CPU like this one, run the bundle's other models (FP32, OpenVINO, model.int8-s8.onnx where it was "
+            "kept): `slsg-edge run --backend auto` measures which is fastest here"]
+
+
 def no_data_next_steps(data: RunData | None, root: str | None) -> list[str]:
     if data is None:
         return [f"export on a machine where the RUN's dataset ({root or 'unknown'}) is reachable"]

@@ -59,14 +59,16 @@ def test_fallback_keeps_sensitive_layers_float_until_within_budget(tiny_onnx, ca
         assert (tmp_path / "model.int8-s8.onnx").is_file()
 
 
-def _scrambling(monkeypatch, file_name: str) -> None:
-    """Scramble the outputs of one model file (its maps and scores no longer belong to their images)."""
+def _scrambling(monkeypatch, file_name: str, kernels_only: bool = False) -> None:
+    """Scramble the outputs of one model file (its maps and scores no longer belong to their images); with
+    `kernels_only`, only where ONNX Runtime runs it through its integer kernels, as a CPU whose kernels saturate does
+    (run as written, the file's own arithmetic, it stays right)."""
 
     real = cb.run_model
 
     def run(model, images, *args, **kwargs):
         out = real(model, images, *args, **kwargs)
-        if Path(str(model)).name != file_name:
+        if Path(str(model)).name != file_name or (kernels_only and kwargs.get("as_written")):
             return out
         order = np.random.default_rng(0).permutation(len(out))
         return Outputs(out.maps[order][:, ::-1], out.score[order], {k: v[order] for k, v in out.heads.items()})
@@ -85,6 +87,19 @@ def test_each_flavour_is_gated_apart_and_a_passing_one_ships_alone(tiny_onnx, ca
     assert report.fallback_rounds == 2 and report.flavours[CPU].fallback_nodes == report.fallback_nodes
     assert not report.flavours[CPU].kept
     assert report.failure and all(r.startswith(f"{CPU}: ") for r in report.failure)
+
+
+def test_a_file_that_fails_only_through_this_cpus_int8_kernels_is_refused_without_a_fallback(
+        tiny_onnx, calib_set, eval_data, tmp_path, monkeypatch):
+    _scrambling(monkeypatch, "model.int8-u8.onnx", kernels_only=True)
+    cfg = Int8Config(method="minmax", progress=False, auroc_budget=0.03, max_fallback_rounds=2)
+    report = quantize_bundle(tiny_onnx, calib_set, tmp_path, cfg, eval_data, measure_latency=False)
+    assert report.kept == [TRT] and not (tmp_path / "model.int8-u8.onnx").exists()
+    assert report.fallback_rounds == 0 and report.fallback_nodes == []  # no layer in float repairs a kernel
+    saturated = report.flavours[CPU].saturated
+    assert saturated.map_pearson_as_written >= 0.9 > saturated.map_pearson_kernels
+    assert any("saturate" in r for r in report.failure if r.startswith(f"{CPU}: "))
+    assert report.flavours[TRT].saturated is None
 
 
 def test_no_gate_without_eval_data(tiny_onnx, calib_set, tmp_path: Path):

@@ -69,16 +69,19 @@ def greedy_coreset(x: np.ndarray, size: int, projection: int = 128, seed: int = 
 def nearest_distances(memory: np.ndarray, rows: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """Each row's Euclidean distance to its nearest memory row (the head's `distances` outside the graph).
 
-    The products in float32 (the graph's arithmetic), the sums in float64: the result is off by ~√(ε·‖q‖²) ≈ 1e-3,
-    nothing beside distances of whole units."""
+    The nearest row is found as the graph finds it — the products against `memory_columns` in float32 — and its
+    distance is then taken exactly, in float64 from the two rows themselves: no cancellation of ‖q‖² against
+    2 q·m, and no float64 copy of the chunk × memory products (those copies cost seconds a call)."""
     m = np.asarray(memory, dtype=np.float32)
-    msq = (m.astype(np.float64) ** 2).sum(axis=1)
-    out = []
+    columns = memory_columns(m)
+    out = np.empty(len(rows), dtype=np.float64)
     for i in range(0, len(rows), chunk):
         q = np.asarray(rows[i:i + chunk], dtype=np.float32)
-        sq = (q.astype(np.float64) ** 2).sum(axis=1, keepdims=True) - 2.0 * (q @ m.T).astype(np.float64) + msq
-        out.append(np.sqrt(np.maximum(sq.min(axis=1), 0.0)))
-    return np.concatenate(out) if out else np.zeros(0)
+        partial = q @ columns[:-1]  # −2 q·m, chunk × M
+        partial += columns[-1]  # + ‖m‖²: ‖q − m‖² less ‖q‖², the same for every m
+        diff = q.astype(np.float64) - m[partial.argmin(axis=1)]
+        out[i:i + len(q)] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return out
 
 
 def image_scores(memory: np.ndarray, rows: np.ndarray, per_image: int) -> np.ndarray:

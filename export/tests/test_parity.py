@@ -3,6 +3,9 @@ injected export bug (wrong normalisation, wrong colour order, a missing layer) f
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +13,10 @@ import torch
 from edge_runtime.backends.base import Outputs
 from edge_runtime.scoring import image_score
 from export.graph import choose_graph
+from export.job import BundleOptions
 from export.onnx_export import ExportConfig, ExportError, deploy_for_run, export_onnx
 from export.parity import ParityLimits, check_parity, compare_outputs, order_kept, parity_frames, synthetic_frames
+from export.pipeline import write_bundle
 from export.run_data import open_run_data
 from export.tests import export_bugs as bugs
 from slsg.checkpoint import open_run
@@ -131,3 +136,16 @@ def test_choose_graph_refuses_when_no_graph_passes(tmp_path):
 def test_opset_outside_range_is_refused():
     with pytest.raises(ExportError, match="opset"):
         ExportConfig(opset=9)
+
+
+def test_an_export_refused_on_synthetic_frames_says_how_to_check_photos_of_the_product(trained_run, tmp_path):
+    run = tmp_path / "moved_run"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["root"] = str(tmp_path / "no_longer_here")  # the RUN copied to a machine without its dataset
+    (run / "config.json").write_text(json.dumps(config))
+    every_export_fails = ParityLimits(max_fraction_over=-1.0)
+    with pytest.raises(ExportError, match="synthetic frames") as refused:
+        write_bundle(run, tmp_path / "model.slsg", BundleOptions(parity=every_export_fails))
+    assert "--parity-images DIR" in str(refused.value)
+    assert not (tmp_path / "model.slsg").exists()
