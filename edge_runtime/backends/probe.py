@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edge_runtime.backends.base import Backend, BackendError, close_backend
+from edge_runtime.backends.faithful import check_frames, unfaithful
 from edge_runtime.bundle import Bundle
 from edge_runtime.preprocess import bench_frame, prepare
 from edge_runtime.timing import Case, machine_facts, percentile, run_alternating
@@ -144,6 +145,19 @@ def pick(p50: dict[str, float], order: list[str]) -> str:
     return next(n for n in order if n in p50 and p50[n] <= best * 1.01)
 
 
+def _unfaithful(opener: Opener, name: str, frames) -> Optional[str]:
+    """Why candidate `name` does not compute its INT8 file as the file says on this CPU (`backends.faithful`);
+    None where it does, is no INT8 file, or cannot be opened (then `measure` says why)."""
+    try:
+        backend = opener(name)
+    except BackendError:
+        return None
+    try:
+        return unfaithful(backend, frames)
+    finally:
+        close_backend(backend)
+
+
 def probe(bundle: Bundle, candidates: list[str], threads: Optional[int], opener: Opener,
           cfg: Optional[ProbeConfig] = None) -> ProbeResult:
     """The cached pick for this device, or a fresh measurement (then cached)."""
@@ -155,7 +169,10 @@ def probe(bundle: Bundle, candidates: list[str], threads: Optional[int], opener:
         if cached is not None and cached.picked in candidates:
             cached.from_cache, cached.cache = True, str(path)
             return cached
-    p50, skipped = measure({n: opener for n in candidates}, bundle.size, cfg)
+    frames = check_frames(bundle)
+    unfaithful_here = {n: why for n in candidates if (why := _unfaithful(opener, n, frames)) is not None}
+    p50, skipped = measure({n: opener for n in candidates if n not in unfaithful_here}, bundle.size, cfg)
+    skipped.update(unfaithful_here)
     if not p50:
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise BackendError(f"no CPU backend could run this bundle: {reasons}")

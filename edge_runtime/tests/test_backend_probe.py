@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_runtime.backends import BackendError, select_backend
 from edge_runtime.backends import probe as probe_mod
 from edge_runtime.backends import select as select_mod
+from edge_runtime.backends.base import Outputs
+from edge_runtime.backends.faithful import check_frames
 from edge_runtime.backends.openvino_backend import openvino_available
 from edge_runtime.backends.probe import ProbeConfig
 from edge_runtime.bundle import load_bundle
@@ -148,3 +151,47 @@ def test_bf16_without_a_gated_model_is_refused_with_the_gate_reason(tmp_path: Pa
         select_backend(load_bundle(root), "openvino-bf16", threads=1)
     with pytest.raises(BackendError, match="--int8"):
         select_backend(load_bundle(root), "openvino-int8", threads=1)
+
+
+class _SaturatingKernels:
+    """A backend as a CPU whose integer kernels saturate runs it: the same file, maps that are not its arithmetic."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def run(self, batch):
+        out = self._backend.run(batch)
+        return Outputs(out.maps[:, ::-1, ::-1] ** 3, out.score, out.heads, out.head_maps)
+
+
+def test_auto_leaves_out_an_int8_file_this_cpu_does_not_compute_as_written(int8_bundle, monkeypatch) -> None:
+    monkeypatch.setattr(select_mod, "openvino_available", lambda: False)
+
+    def opener(name):
+        backend = select_mod._open_named(int8_bundle, name, 1)
+        return _SaturatingKernels(backend) if name == "onnx-int8" else backend
+
+    result = probe_mod.probe(int8_bundle, ["onnx", "onnx-int8"], 1, opener, ProbeConfig(warmup=1, rounds=1))
+    assert result.picked == "onnx" and set(result.p50_ms) == {"onnx"}
+    assert "INT8 arithmetic" in result.skipped["onnx-int8"] and "VNNI" in result.skipped["onnx-int8"]
+
+
+def test_an_int8_file_computed_as_written_stays_a_candidate(int8_bundle, monkeypatch) -> None:
+    monkeypatch.setattr(select_mod, "openvino_available", lambda: False)
+    opener = lambda name: select_mod._open_named(int8_bundle, name, 1)  # noqa: E731
+    result = probe_mod.probe(int8_bundle, ["onnx", "onnx-int8"], 1, opener, ProbeConfig(warmup=1, rounds=1))
+    assert set(result.p50_ms) == {"onnx", "onnx-int8"} and not result.skipped
+
+
+def test_the_check_runs_the_bundles_own_good_images_and_never_unpickles(tmp_path: Path) -> None:
+    root = make_bundle(tmp_path / "b.slsg", {"int8-u8": "model.int8-u8.onnx"})
+    goods = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    np.save(root / "calibration" / "tensors.npy", goods)
+    bundle = load_bundle(_with_manifest(root, calibration={"tensors": "calibration/tensors.npy"}))
+    np.testing.assert_array_equal(check_frames(bundle), goods[:4])
+    np.save(root / "calibration" / "tensors.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    frames = check_frames(load_bundle(_with_manifest(root)))  # a pickled file is not read: textured frames
+    assert frames.shape == (4, 64, 64, 3) and frames.dtype == np.uint8
