@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 PROBE_DIR = "cpu-probe"
 #: The CPU backends `auto` may pick, in the order ties are broken (the portable, float one first).
 CPU_CANDIDATES = ("onnx", "openvino", "openvino-bf16", "onnx-int8", "openvino-int8")
+#: The candidates that run an INT8 file through a library's integer kernels: checked on this CPU first.
+INT8_CANDIDATES = ("onnx-int8", "openvino-int8")
 #: `SLSG_AUTO_PROBE=refresh` re-measures even when a valid cached result exists.
 ENV = "SLSG_AUTO_PROBE"
 
@@ -146,14 +148,19 @@ def pick(p50: dict[str, float], order: list[str]) -> str:
 
 
 def _unfaithful(opener: Opener, name: str, frames) -> Optional[str]:
-    """Why candidate `name` does not compute its INT8 file as the file says on this CPU (`backends.faithful`);
-    None where it does, is no INT8 file, or cannot be opened (then `measure` says why)."""
+    """Why INT8 candidate `name` does not compute its file as the file says on this CPU (`backends.faithful`); None
+    where it does, for the float candidates, and where it cannot be opened (then `measure` says why). A check that
+    cannot run leaves the candidate out: FP32 stays."""
+    if name not in INT8_CANDIDATES:
+        return None
     try:
         backend = opener(name)
     except BackendError:
         return None
     try:
         return unfaithful(backend, frames)
+    except Exception as e:  # noqa: BLE001 — onnxruntime and openvino raise their own types; never trust unchecked
+        return f"its arithmetic on this CPU could not be checked ({type(e).__name__}: {e})"
     finally:
         close_backend(backend)
 
