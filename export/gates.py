@@ -27,7 +27,8 @@ from calibration.bundle import CALIBRATION_DIR, quantize_bundle
 from calibration.fp16 import export_fp16
 from calibration.int8 import FLAVOUR_FILES, Int8Config, QuantizationError
 from calibration.selection import select_calibration_set
-from edge_runtime.backends.base import BackendError
+from edge_runtime.backends.base import BackendError, close_backend
+from edge_runtime.backends.faithful import FRAMES, calibration_frames, unfaithful
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, cpu_has_bf16, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
@@ -188,6 +189,8 @@ def add_int8(job: ExportJob) -> None:
 def gate_openvino_int8(job: ExportJob) -> None:
     """Each INT8 file kept, as OpenVINO runs it, against FP32 by the same rule and images (OpenVINO lowers Q/DQ its
     own way: ONNX Runtime's verdict does not carry over), its global head first refitted on OpenVINO's descriptors.
+    A file OpenVINO does not compute as written on this CPU (its integer kernels saturate: the runtime's own check)
+    is refused before its refit, with that reason: `--backend auto` would never run it here.
     Without OpenVINO nothing is recorded, and the runtime refuses openvino-int8 for this bundle rather than run an
     ungated model."""
     flavours = [f for f in ("int8-s8", "int8-u8") if f in job.models]
@@ -196,8 +199,13 @@ def gate_openvino_int8(job: ExportJob) -> None:
     job.say("gating the INT8 files as OpenVINO runs them (same images, same rule)")
     gate, stage, out = job.gate, job.stage, {}
     images = gate.eval.images()
+    frames = calibration_frames(stage / job.manifest.calibration["tensors"])
     for flavour in flavours:
         key, path = OPENVINO_PREFIX + flavour, stage / FILES[flavour]
+        why = _openvino_unfaithful(path, key, gate.eval.good[:FRAMES] if frames is None else frames)
+        if why is not None:  # the runtime would never run it on this CPU: no refit, no gate
+            out[flavour] = {"passed": False, "reasons": [why]}
+            continue
         head = stage / head_file(key)
         record = job.refit.for_openvino(path, head) if job.refit is not None else None
         fitted = head if record and record.get("refitted") else None
@@ -212,6 +220,16 @@ def gate_openvino_int8(job: ExportJob) -> None:
             fitted.unlink()  # an empty heads/ goes with `drop_heads_without_model`
     job.report.openvino_int8 = out
     job.manifest.openvino_int8 = out
+
+
+def _openvino_unfaithful(path: Path, key: str, frames: np.ndarray) -> str | None:
+    """Why OpenVINO on this CPU does not compute the INT8 file at `path` as the file says (the runtime's own check,
+    `edge_runtime.backends.faithful`, on the frames it runs), or None. Its maps do not depend on the heads."""
+    backend = OpenVinoBackend(path, precision="int8", model=key)
+    try:
+        return unfaithful(backend, frames)
+    finally:
+        close_backend(backend)
 
 
 # ---------------------------------------------------------------- FP16 and bf16

@@ -10,6 +10,7 @@ model that was gated, and `auto` leaves it out with the reason.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -30,16 +31,23 @@ FRAMES = 4
 def check_frames(bundle: Bundle) -> np.ndarray:
     """The frames the check runs: good images of the product where the bundle carries its calibration set (they
     drive the activations where the line does), else seeded textured frames."""
-    record = bundle.manifest.calibration or {}
-    name = record.get("tensors")
-    if isinstance(name, str) and (bundle.root / name).is_file():
-        try:
-            tensors = np.load(bundle.root / name, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError):
-            tensors = None
-        if tensors is not None and tensors.ndim == 4 and tensors.dtype == np.uint8 and len(tensors):
-            return np.ascontiguousarray(tensors[:FRAMES])
+    name = (bundle.manifest.calibration or {}).get("tensors")
+    frames = calibration_frames(bundle.root / name) if isinstance(name, str) else None
+    if frames is not None:
+        return frames
     return np.stack([prepare(bench_frame(bundle.size, seed=k), bundle.size) for k in range(FRAMES)])
+
+
+def calibration_frames(path: Path) -> Optional[np.ndarray]:
+    """The first `FRAMES` images of a calibration set's `tensors.npy` (uint8 N×H×W×3), None where there is no such
+    file; never unpickled."""
+    try:
+        tensors = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if tensors.ndim != 4 or tensors.dtype != np.uint8 or not len(tensors):
+        return None
+    return np.ascontiguousarray(tensors[:FRAMES])
 
 
 def is_int8(backend: Backend) -> bool:
@@ -63,5 +71,5 @@ def unfaithful(backend: Backend, frames: np.ndarray) -> Optional[str]:
     if r >= MIN_MAP_CORRELATION:
         return None
     return (f"on this CPU its anomaly maps follow the file's own INT8 arithmetic with r {r:.2f} < "
-            f"{MIN_MAP_CORRELATION} ({len(frames)} frames): this CPU's integer kernels do not compute what was gated "
-            "(x86 without VNNI saturates u8×s8 sums); export on a CPU of this class to gate it here")
+            f"{MIN_MAP_CORRELATION} ({len(frames)} frames): this CPU's integer kernels do not compute what the file "
+            "says (x86 without VNNI saturates u8×s8 sums)")

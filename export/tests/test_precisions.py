@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import calibration.bundle as cb
 import calibration.int8 as ci
 from edge_runtime.backends import BackendError, select_backend
+from edge_runtime.backends.base import Outputs
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import cpu_has_bf16, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file, save_head
@@ -296,3 +297,26 @@ def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
     assert "bf16" not in bundle.models and "no bf16" in " ".join(result.left_out["bf16"].reasons)
     with pytest.raises(BackendError, match="gate refused it.*no bf16"):
         select_backend(bundle, "openvino-bf16")
+
+
+def test_an_int8_file_openvino_does_not_compute_as_written_here_is_refused_before_its_refit(trained_run, tmp_path,
+                                                                                          monkeypatch):
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    import export.gates as gates
+
+    class SaturatingKernels(gates.OpenVinoBackend):
+        """OpenVINO as a CPU whose integer kernels saturate runs the file: maps that are not the file's arithmetic."""
+
+        def run(self, batch):
+            out = super().run(batch)
+            return Outputs(out.maps[:, ::-1, ::-1] ** 3, out.score, out.heads, out.head_maps)
+
+    monkeypatch.setattr(gates, "OpenVinoBackend", SaturatingKernels)
+    write_bundle(trained_run, tmp_path / "model.slsg", BundleOptions(int8=True, calib_size=8, parity_count=4))
+    bundle = load_bundle(tmp_path / "model.slsg")
+    assert bundle.manifest.openvino_int8, "both INT8 files reached the OpenVINO gate"
+    for flavour, record in bundle.manifest.openvino_int8.items():
+        assert not record["passed"] and "head_refit" not in record  # refused before the refit
+        assert "INT8 arithmetic" in record["reasons"][0]
+        assert not (tmp_path / "model.slsg" / f"heads/openvino.{flavour}.npz").exists()
+    assert {"int8-s8", "int8-u8"} <= set(bundle.models)  # OpenVINO's refusal leaves ONNX Runtime's files as gated
