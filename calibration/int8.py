@@ -27,6 +27,7 @@ from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_d
 from calibration.float_regions import FloatRegions, find_float_regions, name_nodes
 from calibration.reader import TensorReader
 from calibration.selection import DEFAULT_CALIB_SIZE
+from edge_runtime.backends.faithful import MIN_MAP_CORRELATION
 from edge_runtime.backends.onnxruntime_backend import cpu_session, session_options
 from edge_runtime.errors import SlsgError
 
@@ -59,7 +60,7 @@ class Int8Config:
     strategy: str = "random"             # random | stratified | diverse
     seed: int = 0
     auroc_budget: float = 0.01           # allowed AUROC drop (1 point)
-    min_map_correlation: float = 0.9     # pixel Pearson of INT8 vs FP32 maps, checked even without anomalies
+    min_map_correlation: float = MIN_MAP_CORRELATION  # pixel Pearson of INT8 vs FP32 maps, even without anomalies
     auto_fallback: bool = True
     percentile: float = 99.999
     num_bins: int = 512                  # histogram bins (entropy needs ≫ num_quantized_bins)

@@ -33,7 +33,7 @@ def _vector(x: ArrayLike, what: str = "values") -> np.ndarray:
 _SLICE = 1 << 20
 
 
-def _flat(x: ArrayLike, what: str) -> np.ndarray:
+def _flat(x: ArrayLike) -> np.ndarray:
     """`x` as one flat float array, a view where it already is one (no float64 copy of a long series)."""
     v = np.asarray(x)
     if v.dtype.kind != "f":
@@ -89,7 +89,7 @@ def pearson(a: ArrayLike, b: ArrayLike) -> float:
 
     Two passes over the series in slices (means, then centred products, each in float64): a gate compares maps of
     ~20 M pixels, and whole-array float64 copies of them cost seconds where the slices cost tens of milliseconds."""
-    x, y = _flat(a, "first series"), _flat(b, "second series")
+    x, y = _flat(a), _flat(b)
     if x.size != y.size:
         raise ValueError(f"series differ in length: {x.size} vs {y.size}")
     if x.size < 2:

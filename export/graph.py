@@ -11,8 +11,6 @@ import platform
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_PREFIX
 from edge_runtime.manifest import ENGINES_DIR, Manifest
 from edge_runtime.preprocess import preprocess_spec
@@ -42,8 +40,9 @@ def package_versions() -> dict[str, str]:
 def choose_graph(candidates: list[tuple[str, Path]], deploy, frames, source: str, versions: tuple[str, ...],
                  plugin_ops: tuple[str, ...], notes: list[str],
                  limits: ParityLimits | None = None) -> tuple[str, Path, ParityReport, TrtReport]:
-    """The first candidate graph that passes parity and the op check; else an error naming every failure."""
-    failures = []
+    """The first candidate graph that passes parity and the op check; else an error naming every failure (and what
+    to do when parity failed on synthetic frames)."""
+    failures, hint = [], None
     for label, path in candidates:
         parity = check_parity(deploy, path, frames, source, limits)
         trt = check_model(path, versions, plugin_ops)
@@ -57,7 +56,8 @@ def choose_graph(candidates: list[tuple[str, Path]], deploy, frames, source: str
         if not trt.ok:
             why.append("TensorRT op check failed:\n" + trt.message())
         failures.append(f"{label} graph: " + "; ".join(why))
-    raise ExportError("export failed: " + "\n".join(failures))
+        hint = hint or (None if parity.ok else synthetic_parity_hint(source))
+    raise ExportError("export failed: " + "\n".join(failures + ([hint] if hint else [])))
 
 
 def fused_checks(fused: Path, tmp: Path, deploy, frames, source: str, plugin_ops: tuple[str, ...],
@@ -68,7 +68,8 @@ def fused_checks(fused: Path, tmp: Path, deploy, frames, source: str, plugin_ops
     export_onnx(deploy, standard, ExportConfig(simplify=False))
     parity = check_parity(deploy, standard, frames, source + " (standard-op twin of the fused graph)", limits)
     if not parity.ok:
-        raise ExportError(f"export failed: parity failed ({parity.failure()})")
+        hint = synthetic_parity_hint(source)
+        raise ExportError(f"export failed: parity failed ({parity.failure()})" + (f"\n{hint}" if hint else ""))
     trt = check_model(fused, FUSED_TRT_VERSIONS, plugin_ops)
     if not trt.ok:
         raise ExportError("export failed: TensorRT op check failed:\n" + trt.message())
@@ -123,23 +124,6 @@ def build_manifest(run, deploy, cfg: ExportConfig, threshold: dict, parity: Pari
     return manifest
 
 
-def _checked_graph(job: ExportJob, raw: Path, frames: np.ndarray,
-                   source: str) -> tuple[str, Path, ParityReport, TrtReport]:
-    """The graph that passes parity and the op check: the fused one as it is, else the simplified one or the raw."""
-    opts = job.options
-    if job.plugin_ops:
-        return fused_checks(raw, job.tmp, job.deploy, frames, source, tuple(job.plugin_ops), job.notes, opts.parity)
-    candidates = [("exported", raw)]
-    if opts.export.simplify:
-        slim = job.tmp / "simplified.onnx"
-        skipped = simplify(raw, slim)
-        if skipped:
-            job.notes.append(skipped)
-        else:
-            candidates.insert(0, ("simplified", slim))
-    return choose_graph(candidates, job.deploy, frames, source, opts.trt_versions, (), job.notes, opts.parity)
-
-
 def export_graph(job: ExportJob) -> None:
     """RUN → `model.onnx` in the staged bundle: exported, simplified if that passes, parity and op check."""
     opts, mc = job.options, job.run.model_config
@@ -149,13 +133,20 @@ def export_graph(job: ExportJob) -> None:
     job.plugin_ops = export_onnx(job.deploy, raw, opts.export)
     frames, source = parity_frames(mc.hw, opts.parity_count, opts.parity_images, job.data)
     job.say(f"parity on {source}")
-    try:
-        graph, chosen, job.parity, job.trt = _checked_graph(job, raw, frames, source)
-    except ExportError as err:
-        hint = synthetic_parity_hint(source) if "parity failed" in str(err) else None
-        if hint is None:
-            raise
-        raise ExportError(f"{err}\n{hint}") from err
+    if job.plugin_ops:
+        graph, chosen, job.parity, job.trt = fused_checks(raw, job.tmp, job.deploy, frames, source,
+                                                          tuple(job.plugin_ops), job.notes, opts.parity)
+    else:
+        candidates = [("exported", raw)]
+        if opts.export.simplify:
+            slim = job.tmp / "simplified.onnx"
+            skipped = simplify(raw, slim)
+            if skipped:
+                job.notes.append(skipped)
+            else:
+                candidates.insert(0, ("simplified", slim))
+        graph, chosen, job.parity, job.trt = choose_graph(candidates, job.deploy, frames, source,
+                                                          opts.trt_versions, (), job.notes, opts.parity)
     job.stage.mkdir(parents=True)
     shutil.copyfile(chosen, job.stage / FILES["fp32"])
     (job.stage / ENGINES_DIR).mkdir()

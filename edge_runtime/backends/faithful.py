@@ -21,8 +21,8 @@ from edge_runtime.bundle import Bundle
 from edge_runtime.preprocess import bench_frame, prepare
 from edge_runtime.statistics import pearson
 
-#: The INT8 gate's floor for the map correlation against FP32 (`calibration.int8.Int8Config.min_map_correlation`);
-#: against the file's own arithmetic a faithful CPU stays far above it.
+#: The INT8 gate's floor for an INT8 file's map correlation (`calibration.int8.Int8Config` takes it from here):
+#: against FP32 at export, and here against the file's own arithmetic, where a faithful CPU stays far above it.
 MIN_MAP_CORRELATION = 0.9
 #: Frames the check runs: the bundle's first calibration images (good parts at the model size), else textured ones.
 FRAMES = 4
