@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from edge_runtime.backends.base import HEAD_PREFIX, SCORE_OUTPUT, Outputs, outputs_from_named
 from edge_runtime.backends.onnxruntime_backend import cpu_session
+from edge_runtime.backends.passes import pass_workers, run_batches, session_threads
 from edge_runtime.scoring import is_anomalous, threshold_from_good_scores
 from edge_runtime.statistics import auroc, paired_auroc_difference, pearson, spearman
 
@@ -105,19 +106,20 @@ class AccuracyReport:
 def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size: int = 8,
               as_written: bool = False) -> Outputs:
     """Every output of the model on `images`, as the runtime's `Outputs` (map, `score`, each `score_<head>`);
-    `as_written` for a file ONNX Runtime runs as written (`onnxruntime_backend.AS_WRITTEN`)."""
-    sess = model if isinstance(model, ort.InferenceSession) else cpu_session(model, as_written=as_written)
+    `as_written` for a file ONNX Runtime runs as written (`onnxruntime_backend.AS_WRITTEN`). A file is run one
+    batch per core at once (`edge_runtime.backends.passes`); a session the caller made runs as it was made."""
+    workers = 1 if isinstance(model, ort.InferenceSession) else pass_workers()
+    sess = model if isinstance(model, ort.InferenceSession) else cpu_session(model, session_threads(workers),
+                                                                             as_written=as_written)
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
     if isinstance(fixed, int) and fixed > 0:  # a static-batch export takes exactly that many frames
         batch_size = fixed
     names = [o.name for o in sess.get_outputs()]
     parts = []
-    for i in range(0, len(images), batch_size):
-        batch = images[i:i + batch_size]
-        values = sess.run(names, {name: batch})
+    for n, values in run_batches(lambda batch: sess.run(names, {name: batch}), images, batch_size, workers):
         named = dict(zip(names, values))
-        parts.append(outputs_from_named(named, len(batch), named["anomaly_map"].shape[-2:]))
+        parts.append(outputs_from_named(named, n, named["anomaly_map"].shape[-2:]))
     return Outputs.concat(parts)
 
 
@@ -169,7 +171,7 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
     rep = AccuracyReport(
         auroc_fp32=drop.fp32, auroc_int8=drop.candidate, auroc_drop=drop.drop, auroc_drop_low=drop.low,
         auroc_drop_high=drop.high, drop_significant=drop.significant, auroc_budget=auroc_budget,
-        map_pearson=_safe(pearson, ref.maps, test.maps), score_spearman=_safe(spearman, ref.score, test.score),
+        map_pearson=map_correlation(ref, test), score_spearman=_safe(spearman, ref.score, test.score),
         threshold=float(thr),
         false_reject_fp32=float(is_anomalous(ref.score[good], thr).mean()),
         false_reject_int8=float(is_anomalous(test.score[good], thr).mean()),
@@ -181,10 +183,24 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
                            f"{auroc_budget:.4f}")
     if not finite:
         rep.reasons.append("the model outputs NaN/inf")
-    if not rep.map_pearson >= min_map_correlation:  # NaN correlation fails too
-        rep.reasons.append(f"anomaly-map correlation {rep.map_pearson:.4f} < {min_map_correlation:.4f}")
+    map_reason = map_refusal(rep.map_pearson, min_map_correlation)
+    if map_reason is not None:
+        rep.reasons.append(map_reason)
     rep.passed = not rep.reasons
     return rep
+
+
+def map_correlation(ref: Outputs, test: Outputs) -> float:
+    """The gate's map statistic: Pearson's r of the candidate's anomaly maps against FP32's (NaN where undefined)."""
+    return _safe(pearson, ref.maps, test.maps)
+
+
+def map_refusal(map_pearson: float, min_map_correlation: float) -> str | None:
+    """The gate's reason to refuse a candidate on its maps, or None. The map is SLSG's alone and does not depend on
+    the fitted heads, so a file can be refused on it before any head is refitted for it."""
+    if map_pearson >= min_map_correlation:  # NaN correlation fails too
+        return None
+    return f"anomaly-map correlation {map_pearson:.4f} < {min_map_correlation:.4f}"
 
 
 def latency_ms(model: Path, image: np.ndarray, runs: int = 10, threads: int = 0, as_written: bool = False) -> float:

@@ -29,6 +29,7 @@ from calibration.reader import TensorReader
 from calibration.selection import DEFAULT_CALIB_SIZE
 from edge_runtime.backends.faithful import MIN_MAP_CORRELATION
 from edge_runtime.backends.onnxruntime_backend import cpu_session, session_options
+from edge_runtime.backends.passes import pass_workers, run_batches, session_threads
 from edge_runtime.errors import SlsgError
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -137,12 +138,36 @@ def compute_ranges(model: Path, tensors: np.ndarray, cfg: Int8Config, cache: Pat
         augmented = Path(tmp) / "augmented.onnx"
         calibrator = create_calibrator(model, None, augmented_model_path=str(augmented),
                                        calibrate_method=METHODS[cfg.method], extra_options=options)
-        calibrator.infer_session = cpu_session(augmented)
+        calibrator.infer_session = _RunAhead(cpu_session(augmented, session_threads(pass_workers())), tensors,
+                                             reader.batch_size)
         calibrator.collect_data(reader)
         ranges = calibrator.compute_data()
         del calibrator
     save_tensors_data(ranges, cache)
     return cache
+
+
+class _RunAhead:
+    """The calibrator's session with the calibration batches already under way, one per core
+    (`edge_runtime.backends.passes`): ONNX Runtime's `collect_data` asks for them one at a time, in the reader's
+    order, and gets each as it is done."""
+
+    def __init__(self, session: ort.InferenceSession, tensors: np.ndarray, batch: int) -> None:
+        self._session = session
+        name = session.get_inputs()[0].name
+        self._results = run_batches(lambda part: session.run(None, {name: part}), tensors, batch, pass_workers())
+
+    def get_inputs(self) -> list:
+        return self._session.get_inputs()
+
+    def get_outputs(self) -> list:
+        return self._session.get_outputs()
+
+    def run(self, output_names: None, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        n, values = next(self._results)
+        if output_names is not None or n != len(next(iter(inputs.values()))):
+            raise RuntimeError("the calibrator asked for other outputs or batches than the ones run ahead")
+        return values
 
 
 def tensor_ranges(cache: Path) -> dict[str, tuple[float, float]]:

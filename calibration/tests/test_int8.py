@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from calibration import accuracy, int8
 from calibration.accuracy import run_model
 from calibration.float_regions import find_float_regions
 from calibration.int8 import (
@@ -179,3 +181,24 @@ def test_the_context_stage_is_a_region_of_its_own_quantised_only_in_the_flavours
     for flavour, names in exclusions.items():
         assert ("C" in names) == (flavour not in CONTEXT_IN_INT8)
         assert "pool" in names
+
+
+def test_calibration_run_ahead_on_every_core_gives_the_ranges_of_one_run_at_a_time(pre_model, calib_set, tmp_path,
+                                                                                     monkeypatch):
+    cfg = Int8Config(method="minmax", progress=False)
+    monkeypatch.setattr(int8, "pass_workers", lambda: 1)
+    serial = json.loads(int8.compute_ranges(pre_model, calib_set.tensors, cfg, tmp_path / "serial.json").read_text())
+    monkeypatch.setattr(int8, "pass_workers", lambda: 3)
+    ahead = json.loads(int8.compute_ranges(pre_model, calib_set.tensors, cfg, tmp_path / "ahead.json").read_text())
+    assert ahead == serial
+    assert len(serial["data"]) > 10
+
+
+def test_a_model_run_on_every_core_gives_each_image_its_own_outputs_in_order(tiny_onnx, eval_data, monkeypatch):
+    images = eval_data.images()
+    monkeypatch.setattr(accuracy, "pass_workers", lambda: 1)
+    one = run_model(tiny_onnx, images)
+    monkeypatch.setattr(accuracy, "pass_workers", lambda: 3)
+    many = run_model(tiny_onnx, images)
+    np.testing.assert_array_equal(many.maps, one.maps)
+    np.testing.assert_array_equal(many.score, one.score)

@@ -17,6 +17,7 @@ import numpy as np
 from edge_runtime.backends.base import HEAD_PREFIX
 from edge_runtime.backends.onnxruntime_backend import cpu_session
 from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
+from edge_runtime.backends.passes import pass_workers, run_batches, session_threads
 from edge_runtime.optional import onnx
 from edge_runtime.progress import ProgressLines
 
@@ -101,6 +102,7 @@ class Describer:
     library: str = "ONNX Runtime"
     trunk: Callable[[], Run] | None = None
     part: str = "whole graph"
+    workers: int = 1  # batches run at once (`passes.run_batches`): >1 only for a `run` that is thread-safe
 
     def for_training(self, images: np.ndarray) -> Describer:
         """What the training images need — the descriptor and the patches, not the heads' scores — computed by the
@@ -115,7 +117,7 @@ class Describer:
         sample, alone = images[:self.batch], self.trunk()
         whole, cut = self.run(sample), alone(sample)
         if all(np.array_equal(whole[name], value) for name, value in cut.items()):
-            return Describer(alone, self.batch, self.library, part="trunk")
+            return Describer(alone, self.batch, self.library, part="trunk", workers=self.workers)
         return self
 
 
@@ -207,15 +209,16 @@ def onnxruntime_describer(model: onnx.ModelProto, head: HeadTensors, as_written:
     """What ONNX Runtime computes for the heads, as the line runs the file (`as_written`: its Q/DQ as written,
     `onnxruntime_backend.AS_WRITTEN`)."""
     wanted = _seen(model, head)
+    workers = pass_workers()
 
     def session(graph: onnx.ModelProto, names: list[str]) -> Run:
-        sess = cpu_session(graph.SerializeToString(), as_written=as_written)
+        sess = cpu_session(graph.SerializeToString(), session_threads(workers), as_written=as_written)
         name = sess.get_inputs()[0].name
         return lambda batch: dict(zip(names, sess.run(names, {name: batch})))
 
     fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
     return Describer(session(probe_graph(model, wanted), wanted), fixed or 8,
-                     trunk=lambda: session(_trunk(model, head), _features(head)))
+                     trunk=lambda: session(_trunk(model, head), _features(head)), workers=workers)
 
 
 def openvino_describer(model: onnx.ModelProto, head: HeadTensors, precision: str = "int8") -> Describer:
@@ -255,8 +258,7 @@ def descriptors(describe: Describer, images: np.ndarray, head: HeadTensors, labe
     progress = ProgressLines(label, len(images), unit="image")
     out, rows, per_image = [], [], 0
     scores: dict[str, list] = {}
-    for i in range(0, len(images), describe.batch):
-        got = describe.run(images[i:i + describe.batch])
+    for _, got in run_batches(describe.run, images, describe.batch, describe.workers):
         out.append(got[head.descriptor])
         if head.local_patches in got:
             patches = got[head.local_patches]

@@ -1,0 +1,52 @@
+"""Many images through one model, as fast as the CPU allows: one image per core at once.
+
+An export runs its models over hundreds of images (calibration, every precision's gate, each head refit). The
+models take one image at a time (static batch 1), and at batch 1 a session's own threads share little work: a
+depthwise network spends its time moving memory, not multiplying. Running one single-threaded session call per core
+at the same time keeps every core busy. An ONNX Runtime session may be run from several threads at once and releases
+the GIL while it runs, so this needs threads, not processes (docs/results.md, "Where an export's time goes").
+
+The line's runtime does not use this: it judges one frame at a time and wants that frame's latency, not throughput.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def pass_workers() -> int:
+    """How many single-threaded runs go at once: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_threads(workers: int) -> int:
+    """The intra-op threads each session gets when `workers` runs share the cores (0: ONNX Runtime decides)."""
+    return 1 if workers > 1 else 0
+
+
+def run_batches(run: Callable[[np.ndarray], T], images: np.ndarray, batch: int,
+                workers: int = 1) -> Iterator[tuple[int, T]]:
+    """(batch length, `run(batch)`) for consecutive batches of `images`, in order.
+
+    With `workers` > 1 that many batches run at once, each in its own thread: only for a `run` that is safe to call
+    from several threads and releases the GIL (an ONNX Runtime session; not an OpenVINO infer request)."""
+    starts = range(0, len(images), max(1, batch))
+    if workers <= 1 or len(starts) <= 1:
+        for i in starts:
+            part = images[i:i + batch]
+            yield len(part), run(part)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsg-pass") as pool:
+        parts = (images[i:i + batch] for i in starts)
+        for part, value in zip((images[i:i + batch] for i in starts), pool.map(run, parts)):
+            yield len(part), value
