@@ -160,6 +160,11 @@ class OpenVinoBackend:
         self.input_size, self._fixed_batch = self._read_io()
         self._request = self.compiled.create_infer_request()
 
+    def arithmetic(self) -> str | bytes:
+        """The ONNX graph whose arithmetic this backend runs: the file with OpenVINO's edits (`as_openvino_runs_it`:
+        7-bit weights for signed activations), which the faithfulness check runs as written for its reference."""
+        return openvino_source(self.path, self.precision)[0]
+
     def _read_io(self) -> tuple[tuple[int, int], int | None]:
         inputs = {i.get_any_name(): i for i in self.compiled.inputs}
         outputs = {o.get_any_name() for o in self.compiled.outputs}

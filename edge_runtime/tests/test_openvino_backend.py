@@ -128,3 +128,48 @@ def test_signed_int8_weights_are_run_in_7_bits_so_openvino_does_not_saturate(tmp
     assert np.abs(y.ravel() - exact).max() < 0.005 * np.abs(exact).max()
     _qdq_conv(tmp_path / "u8.onnx", np.uint8(0), rng)
     assert seven_bit_weights(load_onnx(tmp_path / "u8.onnx")) == 0
+
+
+def _signed_qdq_model(path: Path, weight: int) -> Path:
+    """An slsg-shaped INT8 file with signed activations: map = one Q/DQ 1×1 convolution of the image whose int8
+    weights are all `weight`, score = the map's mean."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.float32(1 / 127), "sx"), numpy_helper.from_array(np.int8(0), "zx"),
+             numpy_helper.from_array(np.full((1, 3, 1, 1), weight, np.int8), "wq"),
+             numpy_helper.from_array(np.float32(0.1), "sw"), numpy_helper.from_array(np.int8(0), "zw"),
+             numpy_helper.from_array(np.float32(255.0), "c255")]
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Div", ["nchw", "c255"], ["x"]),
+             helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["anomaly_map"]),
+             helper.make_node("ReduceMean", ["anomaly_map"], ["score"], axes=[1, 2, 3], keepdims=0)]
+    graph = helper.make_graph(
+        nodes, "signed_qdq", [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [1, 1, SIZE, SIZE]),
+         helper.make_tensor_value_info("score", TensorProto.FLOAT, [1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_faithfulness_check_holds_openvino_to_the_graph_it_runs_with_its_7_bit_weights(tmp_path: Path) -> None:
+    """Weights of 1 are 0 in 7 bits: OpenVINO's map of this file is flat by design, not by a faulty kernel. The
+    runtime's check compares OpenVINO with that edited graph run as written, so it does not call the edit a fault
+    (held to the unedited file it would, on every CPU: the symmetric file in OpenVINO was never a candidate)."""
+    from edge_runtime.backends.faithful import arithmetic, unfaithful
+    from edge_runtime.backends.onnxruntime_backend import cpu_session
+
+    path = _signed_qdq_model(tmp_path / "model.int8-s8.onnx", weight=1)
+    backend = OpenVinoBackend(path, precision="int8", model="openvino:int8-s8")
+    assert backend.seven_bit_weights == 1
+    frames = np.random.default_rng(0).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    as_written = cpu_session(path, as_written=True).run(["anomaly_map"], {"image": frames[:1]})[0]
+    assert np.ptp(as_written) > 0.1 and np.ptp(backend.run(frames[:1]).maps) == 0  # the edit, not a kernel
+    assert arithmetic(backend) != path.read_bytes()
+    assert unfaithful(backend, frames) is None

@@ -320,3 +320,26 @@ def test_an_int8_file_openvino_does_not_compute_as_written_here_is_refused_befor
         assert "INT8 arithmetic" in record["reasons"][0]
         assert not (tmp_path / "model.slsg" / f"heads/openvino.{flavour}.npz").exists()
     assert {"int8-s8", "int8-u8"} <= set(bundle.models)  # OpenVINO's refusal leaves ONNX Runtime's files as gated
+
+
+def test_an_int8_file_whose_maps_fail_the_gate_as_openvino_runs_it_is_refused_before_its_refit(trained_run, tmp_path,
+                                                                                              monkeypatch):
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    import export.gates as gates
+
+    class FarFromFp32(gates.OpenVinoBackend):
+        """OpenVINO computing some other map than FP32's (as 7-bit weights can): the gate's map rule refuses it."""
+
+        def run(self, batch):
+            out = super().run(batch)
+            return Outputs(out.maps[:, ::-1, ::-1] ** 3, out.score, out.heads, out.head_maps)
+
+    monkeypatch.setattr(gates, "OpenVinoBackend", FarFromFp32)
+    monkeypatch.setattr(gates, "unfaithful", lambda backend, frames: None)  # this CPU computes the file as written
+    write_bundle(trained_run, tmp_path / "model.slsg", BundleOptions(int8=True, calib_size=8, parity_count=4))
+    records = load_bundle(tmp_path / "model.slsg").manifest.openvino_int8
+    assert records, "the INT8 files reached the OpenVINO gate"
+    for flavour, record in records.items():
+        assert not record["passed"] and "head_refit" not in record  # refused before the refit
+        assert record["map_pearson"] < 0.9 and record["reasons"][0].startswith("anomaly-map correlation")
+        assert not (tmp_path / "model.slsg" / f"heads/openvino.{flavour}.npz").exists()
