@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -299,47 +300,45 @@ def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
         select_backend(bundle, "openvino-bf16")
 
 
-def test_an_int8_file_openvino_does_not_compute_as_written_here_is_refused_before_its_refit(trained_run, tmp_path,
-                                                                                          monkeypatch):
+def _openvino_maps_elsewhere(monkeypatch) -> None:
+    """OpenVINO giving other anomaly maps than the file's arithmetic and FP32's (a CPU whose integer kernels
+    saturate, or weights re-stored with too little precision), patched into `export.gates`."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
     import export.gates as gates
 
-    class SaturatingKernels(gates.OpenVinoBackend):
-        """OpenVINO as a CPU whose integer kernels saturate runs the file: maps that are not the file's arithmetic."""
-
+    class OtherMaps(gates.OpenVinoBackend):
         def run(self, batch):
             out = super().run(batch)
             return Outputs(out.maps[:, ::-1, ::-1] ** 3, out.score, out.heads, out.head_maps)
 
-    monkeypatch.setattr(gates, "OpenVinoBackend", SaturatingKernels)
-    write_bundle(trained_run, tmp_path / "model.slsg", BundleOptions(int8=True, calib_size=8, parity_count=4))
-    bundle = load_bundle(tmp_path / "model.slsg")
-    assert bundle.manifest.openvino_int8, "both INT8 files reached the OpenVINO gate"
-    for flavour, record in bundle.manifest.openvino_int8.items():
+    monkeypatch.setattr(gates, "OpenVinoBackend", OtherMaps)
+
+
+def _openvino_records(run, out: Path) -> dict:
+    """The OpenVINO gate's records of an INT8 export of `run`, each checked to be a refusal before any refit."""
+    write_bundle(run, out, BundleOptions(int8=True, calib_size=8, parity_count=4))
+    bundle = load_bundle(out)
+    records = bundle.manifest.openvino_int8
+    assert records, "the INT8 files reached the OpenVINO gate"
+    for flavour, record in records.items():
         assert not record["passed"] and "head_refit" not in record  # refused before the refit
-        assert "INT8 arithmetic" in record["reasons"][0]
-        assert not (tmp_path / "model.slsg" / f"heads/openvino.{flavour}.npz").exists()
+        assert not (out / f"heads/openvino.{flavour}.npz").exists()
     assert {"int8-s8", "int8-u8"} <= set(bundle.models)  # OpenVINO's refusal leaves ONNX Runtime's files as gated
+    return records
+
+
+def test_an_int8_file_openvino_does_not_compute_as_written_here_is_refused_before_its_refit(trained_run, tmp_path,
+                                                                                          monkeypatch):
+    _openvino_maps_elsewhere(monkeypatch)
+    for record in _openvino_records(trained_run, tmp_path / "model.slsg").values():
+        assert "INT8 arithmetic" in record["reasons"][0]
 
 
 def test_an_int8_file_whose_maps_fail_the_gate_as_openvino_runs_it_is_refused_before_its_refit(trained_run, tmp_path,
                                                                                               monkeypatch):
-    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
     import export.gates as gates
 
-    class FarFromFp32(gates.OpenVinoBackend):
-        """OpenVINO computing some other map than FP32's (as 7-bit weights can): the gate's map rule refuses it."""
-
-        def run(self, batch):
-            out = super().run(batch)
-            return Outputs(out.maps[:, ::-1, ::-1] ** 3, out.score, out.heads, out.head_maps)
-
-    monkeypatch.setattr(gates, "OpenVinoBackend", FarFromFp32)
+    _openvino_maps_elsewhere(monkeypatch)
     monkeypatch.setattr(gates, "unfaithful", lambda backend, frames: None)  # this CPU computes the file as written
-    write_bundle(trained_run, tmp_path / "model.slsg", BundleOptions(int8=True, calib_size=8, parity_count=4))
-    records = load_bundle(tmp_path / "model.slsg").manifest.openvino_int8
-    assert records, "the INT8 files reached the OpenVINO gate"
-    for flavour, record in records.items():
-        assert not record["passed"] and "head_refit" not in record  # refused before the refit
+    for record in _openvino_records(trained_run, tmp_path / "model.slsg").values():
         assert record["map_pearson"] < 0.9 and record["reasons"][0].startswith("anomaly-map correlation")
-        assert not (tmp_path / "model.slsg" / f"heads/openvino.{flavour}.npz").exists()
