@@ -5,7 +5,9 @@ VNNI, ONNX Runtime's (and OpenVINO's) kernels multiply u8×s8 pairs into 16-bit 
 passed its gate on a CPU with VNNI gives other maps there (juice_bottle 512×256, the u8 file on an AVX2 CPU: map r
 0.54 against FP32's through the kernels, 0.90 as written). The file run *as written* (ONNX Runtime with its Q/DQ
 fusion off) is the file's own arithmetic on any CPU, so a candidate whose map does not follow it here is not the
-model that was gated, and `auto` leaves it out with the reason.
+model that was gated, and `auto` leaves it out with the reason. Where a library edits the file before it runs it
+(OpenVINO's 7-bit weights), the reference is the edited graph run as written: the check judges the kernels, and the
+edit's cost in accuracy is the export gate's to judge.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def run_batches(run: Callable[[np.ndarray], T], images: np.ndarray, batch: int,
             part = images[i:i + batch]
             yield len(part), run(part)
         return
+    parts = [images[i:i + batch] for i in starts]  # views, not copies
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsg-pass") as pool:
-        parts = (images[i:i + batch] for i in starts)
-        for part, value in zip((images[i:i + batch] for i in starts), pool.map(run, parts)):
+        for part, value in zip(parts, pool.map(run, parts)):
             yield len(part), value
