@@ -103,6 +103,10 @@ class AccuracyReport:
                 f"{self.auroc_drop_high:+.4f})")
 
 
+#: The gate's reason for a candidate whose outputs hold NaN or inf.
+NON_FINITE = "the model outputs NaN/inf"
+
+
 def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size: int = 8,
               as_written: bool = False) -> Outputs:
     """Every output of the model on `images`, as the runtime's `Outputs` (map, `score`, each `score_<head>`);
@@ -117,9 +121,9 @@ def run_model(model: Path | ort.InferenceSession, images: np.ndarray, batch_size
         batch_size = fixed
     names = [o.name for o in sess.get_outputs()]
     parts = []
-    for n, values in run_batches(lambda batch: sess.run(names, {name: batch}), images, batch_size, workers):
+    for batch, values in run_batches(lambda part: sess.run(names, {name: part}), images, batch_size, workers):
         named = dict(zip(names, values))
-        parts.append(outputs_from_named(named, n, named["anomaly_map"].shape[-2:]))
+        parts.append(outputs_from_named(named, len(batch), named["anomaly_map"].shape[-2:]))
     return Outputs.concat(parts)
 
 
@@ -182,12 +186,22 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
         rep.reasons.append(f"AUROC drops by {rep.drop_text()}: significant and above the budget "
                            f"{auroc_budget:.4f}")
     if not finite:
-        rep.reasons.append("the model outputs NaN/inf")
+        rep.reasons.append(NON_FINITE)
     map_reason = map_refusal(rep.map_pearson, min_map_correlation)
     if map_reason is not None:
         rep.reasons.append(map_reason)
     rep.passed = not rep.reasons
     return rep
+
+
+def map_refusals(ref: Outputs, test: Outputs, min_map_correlation: float) -> tuple[float, list[str]]:
+    """(map r, the gate's reasons to refuse a candidate on its anomaly maps alone): NaN/inf in them, or maps that do
+    not follow FP32's. The map is SLSG's and no fitted head changes it, so a file can be refused on it before any
+    head is refitted for it; `compare` gives the same reasons, beside its rules on the scores."""
+    r = map_correlation(ref, test)
+    reasons = [] if np.isfinite(test.maps).all() else [NON_FINITE]
+    why = map_refusal(r, min_map_correlation)
+    return r, reasons + ([why] if why is not None else [])
 
 
 def map_correlation(ref: Outputs, test: Outputs) -> float:
@@ -196,8 +210,7 @@ def map_correlation(ref: Outputs, test: Outputs) -> float:
 
 
 def map_refusal(map_pearson: float, min_map_correlation: float) -> str | None:
-    """The gate's reason to refuse a candidate on its maps, or None. The map is SLSG's alone and does not depend on
-    the fitted heads, so a file can be refused on it before any head is refitted for it."""
+    """The gate's reason to refuse a candidate on its maps, or None (the map is SLSG's alone: no head changes it)."""
     if map_pearson >= min_map_correlation:  # NaN correlation fails too
         return None
     return f"anomaly-map correlation {map_pearson:.4f} < {min_map_correlation:.4f}"

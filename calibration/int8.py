@@ -164,8 +164,9 @@ class _RunAhead:
         return self._session.get_outputs()
 
     def run(self, output_names: None, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        n, values = next(self._results)
-        if output_names is not None or n != len(next(iter(inputs.values()))):
+        batch, values = next(self._results, (None, None))
+        asked = next(iter(inputs.values()))
+        if output_names is not None or batch is None or not np.array_equal(batch, asked):
             raise RuntimeError("the calibrator asked for other outputs or batches than the ones run ahead")
         return values
 

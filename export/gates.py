@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.accuracy import EvalData, compare, map_correlation, map_refusal, run_backend, run_model
+from calibration.accuracy import EvalData, compare, map_refusals, run_backend, run_model
 from calibration.bf16 import bf16_backend, gate_bf16
 from calibration.bundle import CALIBRATION_DIR, quantize_bundle
 from calibration.fp16 import export_fp16
@@ -228,20 +228,20 @@ def _openvino_refusal(path: Path, key: str, frames: np.ndarray, images: np.ndarr
                       floor: float) -> dict | None:
     """The record of an INT8 file refused as OpenVINO runs it before any head is refitted for it, or None.
 
-    Two checks need no refit, because the anomaly map does not depend on the heads: the runtime's own check that
-    OpenVINO computes the file's arithmetic on this CPU (`edge_runtime.backends.faithful`: `--backend auto` would
-    never run it here otherwise), then the gate's map rule on the gate's images. A refit and a second pass are spent
-    only on a file that can still pass (juice_bottle 512×256, the symmetric file in 7-bit weights: map r 0.58)."""
+    Two checks need no refit, because nothing in them depends on the heads: the runtime's own check that OpenVINO
+    computes the file's arithmetic on this CPU (`edge_runtime.backends.faithful`: `--backend auto` would never run
+    it here otherwise), then the gate's rules on the maps alone (`map_refusals`: no NaN/inf, a map that follows
+    FP32's) on the gate's images. A refit and a second pass are spent only on a file that can still pass
+    (juice_bottle 512×256, the symmetric file in 7-bit weights: map r 0.58)."""
     backend = OpenVinoBackend(path, precision="int8", model=key)
     try:
         why = unfaithful(backend, frames)
         if why is not None:
             return {"passed": False, "reasons": [why]}
-        r = map_correlation(reference, run_backend(backend, images))
+        r, reasons = map_refusals(reference, run_backend(backend, images), floor)
     finally:
         close_backend(backend)
-    why = map_refusal(r, floor)
-    return None if why is None else {"passed": False, "map_pearson": r, "reasons": [why]}
+    return {"passed": False, "map_pearson": r, "reasons": reasons} if reasons else None
 
 
 # ---------------------------------------------------------------- FP16 and bf16

@@ -6,14 +6,16 @@ depthwise network spends its time moving memory, not multiplying. Running one si
 at the same time keeps every core busy. An ONNX Runtime session may be run from several threads at once and releases
 the GIL while it runs, so this needs threads, not processes (docs/results.md, "Where an export's time goes").
 
-The line's runtime does not use this: it judges one frame at a time and wants that frame's latency, not throughput.
+The frame loop on the line does not use this: it judges one frame at a time and wants that frame's latency. The
+teach loop's refit on the line does, as the export's refits do (one session on every core before, one per core now).
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
@@ -35,18 +37,30 @@ def session_threads(workers: int) -> int:
 
 
 def run_batches(run: Callable[[np.ndarray], T], images: np.ndarray, batch: int,
-                workers: int = 1) -> Iterator[tuple[int, T]]:
-    """(batch length, `run(batch)`) for consecutive batches of `images`, in order.
+                workers: int = 1) -> Iterator[tuple[np.ndarray, T]]:
+    """(batch, `run(batch)`) for consecutive batches of `images` (views, not copies), in order.
 
     With `workers` > 1 that many batches run at once, each in its own thread: only for a `run` that is safe to call
-    from several threads and releases the GIL (an ONNX Runtime session; not an OpenVINO infer request)."""
-    starts = range(0, len(images), max(1, batch))
-    if workers <= 1 or len(starts) <= 1:
-        for i in starts:
-            part = images[i:i + batch]
-            yield len(part), run(part)
+    from several threads and releases the GIL (an ONNX Runtime session; not an OpenVINO infer request). At most
+    two batches per worker are queued ahead, and a caller that stops reading (an error, Ctrl-C) cancels the queued
+    ones: only the batches already running are waited for."""
+    parts = (images[i:i + batch] for i in range(0, len(images), max(1, batch)))
+    if workers <= 1:
+        for part in parts:
+            yield part, run(part)
         return
-    parts = [images[i:i + batch] for i in starts]  # views, not copies
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsg-pass") as pool:
-        for part, value in zip(parts, pool.map(run, parts)):
-            yield len(part), value
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsg-pass")
+    queued: deque[tuple[np.ndarray, Future]] = deque()
+    try:
+        for part in parts:
+            queued.append((part, pool.submit(run, part)))
+            if len(queued) >= 2 * workers:
+                done, future = queued.popleft()
+                yield done, future.result()
+        while queued:
+            done, future = queued.popleft()
+            yield done, future.result()
+    finally:
+        for _, future in queued:
+            future.cancel()
+        pool.shutdown(wait=True)

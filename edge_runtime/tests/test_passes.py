@@ -22,14 +22,14 @@ def test_batches_run_on_every_worker_at_once_and_come_back_in_order():
     # six single-image batches: three rounds in which both workers must be inside `run` at once
     got = list(run_batches(run, images[:6], 1, workers))
     assert [value for _, value in got] == [int(v) for v in images[:6, 0]]
-    assert [n for n, _ in got] == [1] * 6
+    assert all(np.array_equal(batch, images[k:k + 1]) for k, (batch, _) in enumerate(got))
 
 
 def test_a_single_worker_runs_the_batches_one_after_another_in_the_callers_thread():
     caller = threading.get_ident()
     seen = []
     got = list(run_batches(lambda b: seen.append(threading.get_ident()) or len(b), np.zeros((5, 2)), 2, workers=1))
-    assert got == [(2, 2), (2, 2), (1, 1)]
+    assert [(len(batch), value) for batch, value in got] == [(2, 2), (2, 2), (1, 1)]
     assert seen == [caller] * 3
 
 
@@ -41,6 +41,24 @@ def test_a_failing_run_stops_the_pass_with_its_own_error():
 
     with pytest.raises(ValueError, match="image 3 is broken"):
         list(run_batches(run, np.arange(6), 1, workers=2))
+
+
+def test_a_caller_that_stops_reading_cancels_the_batches_still_queued():
+    started = []
+    release = threading.Event()
+
+    def run(batch: np.ndarray) -> int:
+        started.append(int(batch[0]))
+        release.wait(timeout=10)
+        return int(batch[0])
+
+    images = np.arange(100)
+    batches = run_batches(run, images, 1, workers=2)
+    release.set()
+    first = next(batches)
+    batches.close()  # the caller gives up after one batch
+    assert first[1] == 0
+    assert len(started) <= 2 * 2 + 2  # the queued window, not all 100 images
 
 
 def test_parallel_sessions_are_single_threaded_so_the_cores_are_not_oversubscribed():
