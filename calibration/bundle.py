@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from calibration.accuracy import AccuracyReport, EvalData, Outputs, compare, latency_ms, run_model
+from calibration.accuracy import (
+    AccuracyReport,
+    EvalData,
+    Outputs,
+    compare,
+    latency_ms,
+    map_correlation,
+    map_refusal,
+    run_model,
+)
 from calibration.float_regions import FloatRegions
 from calibration.int8 import (
     CPU,
@@ -30,7 +39,6 @@ from calibration.modelopt_path import FROM_ORT_METHOD, quantize_with_modelopt
 from calibration.selection import CalibrationSet
 from calibration.sensitivity import node_sensitivity
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
-from edge_runtime.statistics import pearson
 
 CALIBRATION_DIR = "calibration"
 RANGES_FILE = "ranges.json"
@@ -101,8 +109,8 @@ def kernel_saturation(fp32_out: Outputs, flavour: str, model: Path, report: Accu
     fallback may help)."""
     if flavour in AS_WRITTEN or report.map_pearson >= cfg.min_map_correlation:
         return None
-    as_written = pearson(fp32_out.maps, run_model(model, data.images(), as_written=True).maps)
-    if not as_written >= cfg.min_map_correlation:
+    as_written = map_correlation(fp32_out, run_model(model, data.images(), as_written=True))
+    if map_refusal(as_written, cfg.min_map_correlation) is not None:
         return None
     return KernelSaturation(as_written, report.map_pearson)
 

@@ -189,8 +189,8 @@ def add_int8(job: ExportJob) -> None:
 def gate_openvino_int8(job: ExportJob) -> None:
     """Each INT8 file kept, as OpenVINO runs it, against FP32 by the same rule and images (OpenVINO lowers Q/DQ its
     own way: ONNX Runtime's verdict does not carry over), its global head first refitted on OpenVINO's descriptors.
-    A file OpenVINO does not compute as written on this CPU (its integer kernels saturate: the runtime's own check)
-    is refused before its refit, with that reason: `--backend auto` would never run it here.
+    A file refused on what needs no refit (`_openvino_refusal`: this CPU's kernels, the gate's map rule) is refused
+    before its refit, with that reason.
     Without OpenVINO nothing is recorded, and the runtime refuses openvino-int8 for this bundle rather than run an
     ungated model."""
     flavours = [f for f in ("int8-s8", "int8-u8") if f in job.models]
