@@ -302,7 +302,7 @@ def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
 
 def _openvino_maps_elsewhere(monkeypatch) -> None:
     """OpenVINO giving other anomaly maps than the file's arithmetic and FP32's (a CPU whose integer kernels
-    saturate, or weights re-stored with too little precision), patched into `export.gates`."""
+    saturate, or weights re-stored with too little precision, or bf16's rounding), patched into `export.gates`."""
     pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
     import export.gates as gates
 
@@ -312,6 +312,8 @@ def _openvino_maps_elsewhere(monkeypatch) -> None:
             return Outputs(out.maps[:, ::-1, ::-1] ** 3, out.score, out.heads, out.head_maps)
 
     monkeypatch.setattr(gates, "OpenVinoBackend", OtherMaps)
+    monkeypatch.setattr(gates, "bf16_backend", lambda model, head=None: OtherMaps(
+        model, precision="bf16", name="openvino-bf16", model="bf16", head=head))
 
 
 def _openvino_records(run, out: Path) -> dict:
@@ -342,3 +344,18 @@ def test_an_int8_file_whose_maps_fail_the_gate_as_openvino_runs_it_is_refused_be
     monkeypatch.setattr(gates, "unfaithful", lambda backend, frames: None)  # this CPU computes the file as written
     for record in _openvino_records(trained_run, tmp_path / "model.slsg").values():
         assert record["map_pearson"] < 0.9 and record["reasons"][0].startswith("anomaly-map correlation")
+
+
+def test_bf16_whose_maps_fail_the_gate_is_refused_before_its_refit(trained_run, tmp_path, monkeypatch):
+    """bf16's map is SLSG's, which no refitted head changes: a bf16 run whose maps do not follow FP32's is refused on
+    one pass over the gate's images, with the gate's reason, and no head is fitted for it."""
+    _openvino_maps_elsewhere(monkeypatch)
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 arithmetic: bf16 is refused for that before any pass")
+    out = tmp_path / "bf16.slsg"
+    result = write_bundle(trained_run, out, BundleOptions(bf16=True, parity_count=4))
+    record = load_bundle(out).manifest.bf16_report
+    assert "head_refit" not in record and not (out / head_file("bf16")).exists()
+    assert record["accuracy"]["map_pearson"] < 0.99
+    assert result.left_out["bf16"].reasons[0].startswith("anomaly-map correlation")
+    assert "bf16" not in load_bundle(out).models
