@@ -178,18 +178,19 @@ def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int 
 TRAIN_RECORD = "benchmark_train.json"
 
 
-def refit(run: Path, data: Path, spec: AccuracySet) -> None:
+def refit(run: Path, data: Path, spec: AccuracySet, grid: int = 0) -> None:
     """Fit the heads, normalisation and threshold of an existing RUN again with this code (as `slsg fit-head`)."""
     r, model = load_run(run)
     cfg = TrainConfig.from_dict(r.config["train"])
     td = load_training_data(data, spec.category, r.model_config.hw, cfg.val_fraction, cfg.seed)
     config = dict(r.config)
     config.update(fit_scores(run, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate,
-                             head_config_for(cfg.encoder_weights)))
+                             head_config_for(cfg.encoder_weights, grid)))
     save_run(run, model, config)
 
 
-def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_heads: bool = False) -> dict:
+def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_heads: bool = False,
+            grid: int = 0) -> dict:
 
 
     torch.set_num_threads(2)
@@ -197,7 +198,7 @@ def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_head
     data = _timed(stages, "data", lambda: _data(spec, root, work))
     run = work / f"{spec.name}_run"
     model_cfg = ModelConfig(backbone="efficientnet_lite0", size=parse_size(spec.size))
-    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100)
+    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100, global_grid=grid)
     if not (run / "model.safetensors").is_file():
         _timed(stages, "train + fit", lambda: train(data, run, model_cfg, cfg, spec.category,
                                                     resume=has_state(run), progress=True))
@@ -206,7 +207,7 @@ def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_head
         if (run / TRAIN_RECORD).is_file():  # the RUN's own training, when an earlier run of this benchmark made it
             stages.update(json.loads((run / TRAIN_RECORD).read_text()))
         if refit_heads:
-            _timed(stages, "refit", lambda: refit(run, data, spec))
+            _timed(stages, "refit", lambda: refit(run, data, spec, grid))
     r = open_run(run)
     category = open_dataset(data, spec.category)[0]
     loaded = load_predictor(run, "torch")
@@ -281,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override every set's training steps")
     parser.add_argument("--refit", action="store_true",
                         help="RUNs already in --work: fit their heads and threshold again instead of only reusing them")
+    parser.add_argument("--global-grid", type=int, default=0,
+                        help="the global head also pools each cell of a N×N grid (slsg train --global-grid)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -294,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: {args.datasets / spec.folder} is not here", file=sys.stderr)
             continue
         print(f"== {name} ({spec.kind}): Lite0 at {spec.size}, {spec.steps} steps", flush=True)
-        results.append(run_set(spec, args.datasets, args.work, refit_heads=args.refit))
+        results.append(run_set(spec, args.datasets, args.work, refit_heads=args.refit, grid=args.global_grid))
         (args.work / "accuracy.json").write_text(json.dumps(
             {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
              "results": results}, indent=2))

@@ -26,6 +26,8 @@ def command(
                              "local | heads joined by commas"),
     false_reject_rate: Optional[float] = typer.Option(None, help="default: the RUN's own"),
     rule: Optional[str] = typer.Option(None, help="fusion rule: max | mean (default: the RUN's own)"),
+    global_grid: Optional[int] = typer.Option(None, help="the global head also pools each cell of a N×N grid; 0: the "
+                                              "whole image only (default: the RUN's own)"),
 ) -> None:
     """Fit the global head on the RUN's training images; normalise the heads and set the threshold on its
     validation images and cross-fitted training images (never test images)."""
@@ -36,9 +38,11 @@ def command(
                                 train_cfg.val_fraction, train_cfg.seed)
         frr = train_cfg.false_reject_rate if false_reject_rate is None else false_reject_rate
         rule = rule or train_cfg.fusion_rule
+        grid = train_cfg.global_grid if global_grid is None else global_grid
         config = dict(r.config)
-        config.update(fit_scores(run, model, td, head, rule, frr, head_config_for(train_cfg.encoder_weights)))
-        config["train"] = {**config.get("train", {}), "head": head, "false_reject_rate": frr, "fusion_rule": rule}
+        config.update(fit_scores(run, model, td, head, rule, frr, head_config_for(train_cfg.encoder_weights, grid)))
+        config["train"] = {**config.get("train", {}), "head": head, "false_reject_rate": frr, "fusion_rule": rule,
+                           "global_grid": grid}
         save_run(run, model, config)
         t = config.get("threshold", {})
         console.print(f"{run}: decision score {config['scores']['heads']} ({config['scores']['rule']}), threshold "

@@ -42,6 +42,8 @@ def command(
                              "| slsg (SLSG alone, the reference) | any heads joined by commas, e.g. slsg,local"),
     synthesis: str = typer.Option("auto", help="auto: anomalies on the object, turned poses where the good images "
                                   "show a part that turns | reference: the reference's recipe"),
+    global_grid: int = typer.Option(0, help="the global head also pools each cell of a N×N grid (2: small defects on "
+                                    "surfaces; 0: the whole image only)"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
     force: bool = typer.Option(False, help="overwrite OUT even when it holds a RUN `slsg train` did not make"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -55,7 +57,8 @@ def command(
         cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, workers=workers,
                           encoder_weights=str(encoder_weights), texture_dir=str(texture_dir) if texture_dir else None,
                           false_reject_rate=false_reject_rate, checkpoint_every=checkpoint_every, device=device,
-                          fix_reference_bugs=fix_reference_bugs, head=head, synthesis=synthesis)
+                          fix_reference_bugs=fix_reference_bugs, head=head, synthesis=synthesis,
+                          global_grid=global_grid)
         try:
             train(data, out, model_cfg, cfg, category=category, resume=resume, progress=not quiet,
                   say=lambda line: err_console.print(f"[yellow]warning:[/] {line}", markup=True, highlight=False))

@@ -7,8 +7,8 @@ image is from them. The head is matrix arithmetic on the encoder's features, so 
 graph beside the map (docs/global_head.md has the measurements behind each choice).
 
 The descriptor: the spatial mean of f2, f3, f4 and of the backbone's deeper context stages, plus the spatial
-max of the deepest one, plus the mean of f3 and f4 over each cell of a coarse grid (`GlobalHeadConfig.regions`):
-a defect covering a few percent of the image moves its cell's mean by the cell count times more than the image's.
+max of the deepest one; optionally the mean of f3 and f4 over each cell of a coarse grid too (`GlobalHeadConfig.
+regions`): a defect on a few percent of the image moves its cell's mean by the cell count times more than the image's.
 Shrinkage: Ledoit–Wolf (or OAS) on standardised descriptors — there are fewer good
 images than dimensions, and the sample covariance would be singular.
 """
@@ -37,10 +37,6 @@ covariance = lazy("sklearn.covariance", "train", "Fitting the global head")
 #: Descriptor dimensions whose spread on good images is below this fraction of the median spread are frozen
 #: at their mean (zero weight): a constant feature would otherwise give any deviation an infinite distance.
 _MIN_RELATIVE_STD = 1e-3
-#: The grid whose cells' means of f3 and f4 join the descriptor, chosen by the label-free criterion over four kinds
-#: of product (docs/global_head.md, "Regions"): 2×2 lifted it on three of four, and 3×3 only a little more for 2.3×
-#: the head's size and four times its fit time.
-REGIONS = 2
 
 
 @dataclass
@@ -50,7 +46,9 @@ class GlobalHeadConfig:
     context: bool = True  # pool the backbone's deeper context stages too (Lite0: blocks 11–15, stride 32)
     deepest_max: bool = True  # the spatial max of the deepest map beside the means
     estimator: str = "ledoit_wolf"
-    regions: int = REGIONS  # f3's and f4's means over each cell of a regions×regions grid too (0: the whole image only)
+    # f3's and f4's means over each cell of a regions×regions grid too (0: the whole image only). Opt-in
+    # (`--global-grid 2`): it lifts small defects on surfaces, and raised INT8 false rejects (docs/global_head.md).
+    regions: int = 0
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
@@ -63,9 +61,8 @@ class GlobalHeadConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GlobalHeadConfig:
-        """A saved configuration; one saved before `regions` existed pooled the whole image only."""
-        known = {"context", "deepest_max", "estimator", "regions"}
-        return cls(**{"regions": 0, **{k: v for k, v in d.items() if k in known}})
+        """A saved configuration (one saved before `regions` existed pooled the whole image only: the default)."""
+        return cls(**{k: v for k, v in d.items() if k in {"context", "deepest_max", "estimator", "regions"}})
 
 
 @dataclass
@@ -84,10 +81,11 @@ class FitReport:
         return asdict(self)
 
 
-def head_config_for(encoder_weights: str) -> GlobalHeadConfig:
+def head_config_for(encoder_weights: str, grid: int = 0) -> GlobalHeadConfig:
     """The context stages are the ImageNet trunk's continuation: on top of an encoder with other weights (random,
-    or `slsg pretrain`'s) their ImageNet BatchNorm statistics do not fit, so the head pools the trunk's maps only."""
-    return GlobalHeadConfig(context=str(encoder_weights) == "imagenet")
+    or `slsg pretrain`'s) their ImageNet BatchNorm statistics do not fit, so the head pools the trunk's maps only.
+    `grid`: the cells' means too (`GlobalHeadConfig.regions`, `TrainConfig.global_grid`)."""
+    return GlobalHeadConfig(context=str(encoder_weights) == "imagenet", regions=grid)
 
 
 class GlobalContextHead(nn.Module):

@@ -4,10 +4,12 @@ non-square inputs end to end, and `--head slsg` keeping the seed's score."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from edge_runtime.backends import select_backend
 from edge_runtime.bundle import load_bundle
@@ -16,6 +18,7 @@ from export.job import BundleOptions
 from export.onnx_export import ExportConfig
 from export.parity import synthetic_frames
 from export.pipeline import write_bundle
+from slsg.cli import app
 from slsg.data import open_dataset
 from slsg.evaluation import score_samples
 from slsg.heads import FusionConfig, HeadNorm, ScoreFusion, fuse_numpy
@@ -119,8 +122,9 @@ def test_a_defect_in_one_cell_of_the_image_stands_out_in_the_regional_descriptor
 
 def test_a_head_saved_before_regions_existed_keeps_its_descriptor() -> None:
     old = GlobalHeadConfig.from_dict({"context": True, "deepest_max": True, "estimator": "ledoit_wolf"})
-    assert old.regions == 0 and GlobalHeadConfig().regions > 0
-    assert GlobalHeadConfig.from_dict(GlobalHeadConfig().to_dict()) == GlobalHeadConfig()
+    assert old.regions == 0
+    gridded = GlobalHeadConfig(regions=2)
+    assert GlobalHeadConfig.from_dict(gridded.to_dict()) == gridded
 
 
 def test_every_grid_cell_has_a_row_and_a_column_even_on_a_map_smaller_than_the_grid() -> None:
@@ -209,6 +213,25 @@ def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(f
     np.testing.assert_allclose(ort.heads["slsg"], image_score(ort.maps), atol=1e-5)
     fusion = FusionConfig.from_dict(config["scores"])
     np.testing.assert_allclose(ort.score, fuse_numpy(fusion, ort.heads), rtol=1e-4, atol=1e-4)
+
+
+def test_fit_head_with_a_grid_refits_the_global_head_and_the_graph_gives_its_scores(fused_run, tiny_loco,
+                                                                                   tmp_path) -> None:
+    """`slsg fit-head RUN DATA --global-grid 2`: the RUN's global head pools the 2×2 cells too, the choice is kept
+    in the RUN, and the exported graph computes the same scores as PyTorch."""
+    run = tmp_path / "run"
+    shutil.copytree(fused_run, run)
+    result = CliRunner().invoke(app, ["fit-head", str(run), str(tiny_loco), "--head", "both", "--global-grid", "2"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((run / "global_head.json").read_text())
+    assert meta["config"]["regions"] == 2 and meta["dims"] == 816 + 4 * (40 + 112)
+    assert json.loads((run / "config.json").read_text())["train"]["global_grid"] == 2
+    bundle = load_bundle(write_bundle(run, tmp_path / "m.slsg",
+                                      BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
+    frames = synthetic_frames(3, (96, 64), seed=5)
+    ort, ref = select_backend(bundle, "onnx").run(frames), TorchPredictor(load_deploy(run))(frames)
+    np.testing.assert_allclose(ort.heads["global"], ref.heads["global"], rtol=1e-4)
+    np.testing.assert_allclose(ort.score, ref.score, rtol=1e-4, atol=1e-4)
 
 
 def test_head_slsg_keeps_the_seed_score_and_threshold(tiny_loco, tmp_path) -> None:

@@ -36,6 +36,7 @@ class TrainConfig:
     fix_reference_bugs: bool = False
     device: str = "auto"
     head: str = "all"  # which heads make the decision score (slsg.heads.fusion.heads_for)
+    global_grid: int = 0  # the global head also pools a grid×grid of cells (slsg.heads.global_context; 0: off)
     fusion_rule: str = DEFAULT_RULE
     # auto: anomalies on the object and turned poses where the good images show an object / a part that turns
     # (slsg.data.foreground); reference: the reference's recipe (anomalies anywhere, poses as photographed)
@@ -48,6 +49,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
         heads_for(self.head)
+        if self.global_grid < 0:
+            raise ValueError(f"global_grid must be 0 (off) or a grid size ≥ 1, got {self.global_grid}")
         if self.fusion_rule not in RULES:
             raise ValueError(f"fusion_rule must be one of {', '.join(RULES)}, got {self.fusion_rule!r}")
         if self.synthesis not in SYNTHESIS:
@@ -64,5 +67,5 @@ class TrainConfig:
     def same_recipe(self, other: TrainConfig) -> list[str]:
         """Fields that differ in a way that breaks resuming (everything but logging/checkpoint cadence)."""
         # The heads are fitted after the last step: changing them does not change what the steps did.
-        loose = {"checkpoint_every", "log_every", "workers", "device", "head", "fusion_rule"}
+        loose = {"checkpoint_every", "log_every", "workers", "device", "head", "fusion_rule", "global_grid"}
         return [f.name for f in fields(self) if f.name not in loose and getattr(self, f.name) != getattr(other, f.name)]

@@ -211,5 +211,5 @@ def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfi
     model.eval()
     config = dict(meta)
     config.update(fit_scores(out, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate,
-                             head_config_for(cfg.encoder_weights)))
+                             head_config_for(cfg.encoder_weights, cfg.global_grid)))
     save_run(out, model, config)
