@@ -178,19 +178,22 @@ def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int 
 TRAIN_RECORD = "benchmark_train.json"
 
 
-def refit(run: Path, data: Path, spec: AccuracySet, grid: int = 0) -> None:
-    """Fit the heads, normalisation and threshold of an existing RUN again with this code (as `slsg fit-head`)."""
+def refit(run: Path, data: Path, spec: AccuracySet, grid: int | None = None) -> None:
+    """Fit the heads, normalisation and threshold of an existing RUN again with this code (as `slsg fit-head`;
+    `grid`: the global head's, default the RUN's own)."""
     r, model = load_run(run)
     cfg = TrainConfig.from_dict(r.config["train"])
     td = load_training_data(data, spec.category, r.model_config.hw, cfg.val_fraction, cfg.seed)
+    grid = cfg.global_grid if grid is None else grid
     config = dict(r.config)
     config.update(fit_scores(run, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate,
                              head_config_for(cfg.encoder_weights, grid)))
+    config["train"] = {**config["train"], "global_grid": grid}
     save_run(run, model, config)
 
 
 def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_heads: bool = False,
-            grid: int = 0) -> dict:
+            grid: int | None = None) -> dict:
 
 
     torch.set_num_threads(2)
@@ -198,7 +201,7 @@ def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_head
     data = _timed(stages, "data", lambda: _data(spec, root, work))
     run = work / f"{spec.name}_run"
     model_cfg = ModelConfig(backbone="efficientnet_lite0", size=parse_size(spec.size))
-    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100, global_grid=grid)
+    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100, global_grid=grid or 0)
     if not (run / "model.safetensors").is_file():
         _timed(stages, "train + fit", lambda: train(data, run, model_cfg, cfg, spec.category,
                                                     resume=has_state(run), progress=True))
@@ -282,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override every set's training steps")
     parser.add_argument("--refit", action="store_true",
                         help="RUNs already in --work: fit their heads and threshold again instead of only reusing them")
-    parser.add_argument("--global-grid", type=int, default=0,
-                        help="the global head also pools each cell of a N×N grid (slsg train --global-grid)")
+    parser.add_argument("--global-grid", type=int, default=None,
+                        help="the global head also pools each cell of a N×N grid (slsg train --global-grid; "
+                        "default 0, and a RUN's own with --refit)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     args.work.mkdir(parents=True, exist_ok=True)

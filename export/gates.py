@@ -236,8 +236,9 @@ def _openvino_refusal(path: Path, key: str, frames: np.ndarray, images: np.ndarr
     backend = OpenVinoBackend(path, precision="int8", model=key)
     try:
         why = unfaithful(backend, frames)
-        return {"passed": False, "reasons": [why]} if why is not None else _maps_refused(backend, images, reference,
-                                                                                          floor)
+        if why is not None:
+            return {"passed": False, "reasons": [why]}
+        return _maps_refused(backend, images, reference, floor)
     finally:
         close_backend(backend)
 
