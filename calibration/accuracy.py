@@ -194,12 +194,12 @@ def compare(ref: Outputs, test: Outputs, data: EvalData, auroc_budget: float,
     return rep
 
 
-def map_refusals(ref: Outputs, test: Outputs, min_map_correlation: float) -> tuple[float, list[str]]:
-    """(map r, the gate's reasons to refuse a candidate on its anomaly maps alone): NaN/inf in them, or maps that do
+def map_refusals(ref: Outputs, maps: np.ndarray, min_map_correlation: float) -> tuple[float, list[str]]:
+    """(map r, the gate's reasons to refuse a candidate on its anomaly `maps` alone): NaN/inf in them, or maps that do
     not follow FP32's. The map is SLSG's and no fitted head changes it, so a file can be refused on it before any
     head is refitted for it; `compare` gives the same reasons, beside its rules on the scores."""
-    r = map_correlation(ref, test)
-    reasons = [] if np.isfinite(test.maps).all() else [NON_FINITE]
+    r = _safe(pearson, ref.maps, maps)
+    reasons = [] if np.isfinite(maps).all() else [NON_FINITE]
     why = map_refusal(r, min_map_correlation)
     return r, reasons + ([why] if why is not None else [])
 

@@ -116,11 +116,12 @@ def kernel_saturation(fp32_out: Outputs, flavour: str, model: Path, report: Accu
 
 
 def _gate(fp32_out: Outputs, models: dict[str, Path], data: EvalData, cfg: Int8Config,
-          scores: dict[str, np.ndarray]) -> dict[str, AccuracyReport]:
-    """Each file against FP32 on the gate's images; each file's `score` on them goes into `scores`."""
+          scores: dict[str, np.ndarray], known: dict[str, Outputs]) -> dict[str, AccuracyReport]:
+    """Each file against FP32 on the gate's images (its outputs `known` where its adjustment computed them, else
+    run here); each file's `score` on them goes into `scores`."""
     reports = {}
     for f, p in models.items():
-        out = run_model(p, data.images(), as_written=f in AS_WRITTEN)
+        out = known[f] if f in known else run_model(p, data.images(), as_written=f in AS_WRITTEN)
         scores[f] = out.score
         reports[f] = compare(fp32_out, out, data, cfg.auroc_budget, cfg.min_map_correlation)
     return reports
@@ -140,9 +141,18 @@ def _quantize(pre: Path, ranges: Path, out_dir: Path, cfg: Int8Config, exclude: 
     return out
 
 
+@dataclass
+class Adjusted:
+    """What an adjustment did to one model file: the record for the report (None: nothing to say) and, where its
+    own pass computed them, the adjusted file's outputs on the gate's images (the gate then need not run it)."""
+
+    record: dict | None
+    outputs: Outputs | None = None
+
+
 #: Called with each INT8 flavour and its model file after quantisation and before the gate; may rewrite the file's
-#: float initializers (export refits the heads' statistics per file) and returns a record, or None.
-Adjust = Callable[[str, Path], "dict | None"]
+#: float initializers (export refits the heads' statistics per file).
+Adjust = Callable[[str, Path], Adjusted]
 
 
 def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: Int8Config | None = None,
@@ -169,7 +179,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         regions: FloatRegions = default_exclusions(pre, cfg)
         exclude = flavour_exclusions(regions)
         models = _quantize(pre, ranges, out_dir, cfg, exclude, calib)
-        adjusted = _adjust(models, adjust)
+        adjusted, known = _adjust(models, adjust)
         float_nodes = {f: [] for f in models}
         fallback: list[str] = []
         rounds = 0
@@ -177,7 +187,7 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
         saturated: dict[str, KernelSaturation] = {}
         if eval_data is not None:
             fp32_out = reference if reference is not None else run_model(fp32_onnx, eval_data.images())
-            gate = _gate(fp32_out, models, eval_data, cfg, scores)
+            gate = _gate(fp32_out, models, eval_data, cfg, scores, known)
             saturated = {f: d for f, r in gate.items() if not r.passed
                          and (d := kernel_saturation(fp32_out, f, models[f], r, eval_data, cfg)) is not None}
             for f, diagnosis in saturated.items():
@@ -202,9 +212,10 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
                          "; ".join(gate[worst].reasons), take)
                 redone = _quantize(pre, ranges, out_dir, cfg, exclude, calib, failing)
                 models.update(redone)
-                adjusted.update(_adjust(redone, adjust))
+                records, known = _adjust(redone, adjust)
+                adjusted.update(records)
                 float_nodes.update({f: list(fallback) for f in failing})
-                gate.update(_gate(fp32_out, redone, eval_data, cfg, scores))
+                gate.update(_gate(fp32_out, redone, eval_data, cfg, scores, known))
     sample = calib.tensors[0]
     flavours = {f: ModelSummary(file=p.name, bytes=p.stat().st_size, int8_ops=count_int8_ops(p, f in AS_WRITTEN),
                                 latency_ms=latency_ms(p, sample, as_written=f in AS_WRITTEN)
@@ -232,11 +243,13 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
     return report
 
 
-def _adjust(models: dict[str, Path], adjust: Adjust | None) -> dict[str, dict]:
+def _adjust(models: dict[str, Path], adjust: Adjust | None) -> tuple[dict[str, dict], dict[str, Outputs]]:
+    """Each file adjusted: (its record, its outputs on the gate's images where the adjustment computed them)."""
     if adjust is None:
-        return {}
-    records = {f: adjust(f, p) for f, p in models.items()}
-    return {f: r for f, r in records.items() if r is not None}
+        return {}, {}
+    done = {f: adjust(f, p) for f, p in models.items()}
+    return ({f: a.record for f, a in done.items() if a.record is not None},
+            {f: a.outputs for f, a in done.items() if a.outputs is not None})
 
 
 def _badness(report: AccuracyReport) -> float:

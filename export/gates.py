@@ -16,23 +16,23 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from calibration.accuracy import EvalData, compare, map_refusals, run_backend, run_model
 from calibration.bf16 import BF16_MIN_MAP_CORRELATION, bf16_backend, gate_bf16
-from calibration.bundle import CALIBRATION_DIR, quantize_bundle
+from calibration.bundle import CALIBRATION_DIR, Adjusted, quantize_bundle
 from calibration.fp16 import export_fp16
 from calibration.int8 import FLAVOUR_FILES, Int8Config, QuantizationError
 from calibration.selection import select_calibration_set
-from edge_runtime.backends.base import Backend, BackendError, Outputs, close_backend
+from edge_runtime.backends.base import BackendError, Outputs, close_backend
 from edge_runtime.backends.faithful import FRAMES, calibration_frames, unfaithful
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
-from export.head_refit import refit_head, refit_head_for_openvino
+from export.head_refit import Probe, SharedPicks, openvino_probe, refit_head, refit_head_for_openvino
 from export.job import ExportJob, GateSet, LeftOut
 from export.precisions import (
     FILES,
@@ -64,14 +64,16 @@ def gate_set(data: RunData, size, threshold: float, limit: int) -> GateSet | Non
 class HeadRefit:
     """Refits each INT8 file's global head (and bf16's) on the training images the RUN's head was fitted on, as each
     library computes the descriptors (`export.head_refit`): in the file for ONNX Runtime (what `quantize_bundle`
-    runs on every file it gates), beside it for OpenVINO. The training images are loaded once, on first use."""
+    runs on every file it gates), beside it for OpenVINO. Each refit's pass over the gate's images gives the gate
+    its outputs too. The training images are loaded once, on first use."""
 
     data: RunData
-    validation: np.ndarray
+    gate: EvalData
     size: tuple[int, int]
     estimator: str
     say: Callable[[str], None]
     local: LocalHeadConfig | None = None  # the RUN's local head, whose memory each file gets from its own patches
+    picks: SharedPicks = field(default_factory=SharedPicks)  # which patches the local memory holds, chosen once
     _train: np.ndarray | None = None
 
     @classmethod
@@ -81,7 +83,7 @@ class HeadRefit:
         if meta is None:
             return None
         local = read_local_config(run.root)
-        return cls(data, gate.eval.good, size, (meta.get("config") or {}).get("estimator", "ledoit_wolf"), say, local)
+        return cls(data, gate.eval, size, (meta.get("config") or {}).get("estimator", "ledoit_wolf"), say, local)
 
     def train(self) -> np.ndarray | None:
         if self._train is None:
@@ -90,28 +92,38 @@ class HeadRefit:
             self._train = loaded if loaded is not None else np.empty((0,), np.uint8)  # loaded once, even if none
         return self._train if len(self._train) >= 2 else None
 
-    def __call__(self, model: str, path: Path) -> dict | None:
+    def __call__(self, model: str, path: Path) -> Adjusted:
         """The file `path` of bundle model `model` refitted as ONNX Runtime runs it (`calibration.bundle.Adjust`)."""
         train = self.train()
         if train is None:
-            return {"refitted": False, "reason": "fewer than 2 training images reachable"}
-        return self._said(path.name, refit_head(path, train, self.validation, self.estimator,
-                                                local=self.local, as_written=model in AS_WRITTEN))
+            return Adjusted(TOO_FEW_TRAINING_IMAGES)
+        return self._said(path.name, refit_head(path, train, self.gate.images(), len(self.gate.good), self.estimator,
+                                                local=self.local, as_written=model in AS_WRITTEN, picks=self.picks))
 
-    def for_openvino(self, path: Path, out: Path, precision: str = "int8") -> dict | None:
+    def probe_openvino(self, path: Path, precision: str = "int8") -> Probe | dict | None:
+        """OpenVINO's pass over the gate's images through `path`: the maps the gate refuses a file on, and what
+        `for_openvino` refits from."""
+        return openvino_probe(path, self.gate.images(), len(self.gate.good), precision)
+
+    def for_openvino(self, path: Path, out: Path, precision: str = "int8", probe: Probe | None = None) -> Adjusted:
         """`path`'s head fitted on OpenVINO's descriptors at `precision` (int8, or bf16 for model.onnx) into `out`."""
         train = self.train()
         if train is None:
-            return {"refitted": False, "reason": "fewer than 2 training images reachable"}
+            return Adjusted(TOO_FEW_TRAINING_IMAGES)
         return self._said(f"{path.name} (OpenVINO {precision})",
-                          refit_head_for_openvino(path, out, train, self.validation, self.estimator,
-                                                  precision=precision, local=self.local))
+                          refit_head_for_openvino(path, out, train, self.gate.images(), len(self.gate.good),
+                                                  self.estimator, precision=precision, local=self.local,
+                                                  probe=probe, picks=self.picks))
 
-    def _said(self, name: str, record: dict | None) -> dict | None:
+    def _said(self, name: str, done: Adjusted) -> Adjusted:
+        record = done.record
         if record and record.get("refitted"):
             self.say(f"{name}: global head refitted on its own descriptors of {record['n_images']} training images "
-                     f"({record['seconds']} s)")
-        return record
+                     f"({record['seconds']} s); gate outputs from {record['gate_outputs']}")
+        return done
+
+
+TOO_FEW_TRAINING_IMAGES = {"refitted": False, "reason": "fewer than 2 training images reachable"}
 
 
 def open_gate(job: ExportJob) -> None:
@@ -189,8 +201,11 @@ def add_int8(job: ExportJob) -> None:
 def gate_openvino_int8(job: ExportJob) -> None:
     """Each INT8 file kept, as OpenVINO runs it, against FP32 by the same rule and images (OpenVINO lowers Q/DQ its
     own way: ONNX Runtime's verdict does not carry over), its global head first refitted on OpenVINO's descriptors.
-    A file refused on what needs no refit (`_openvino_refusal`: this CPU's kernels, the gate's map rule) is refused
-    before its refit, with that reason.
+    What needs no refit comes first: the runtime's check that OpenVINO computes the file's arithmetic on this CPU
+    (`edge_runtime.backends.faithful`: `--backend auto` would never run it here otherwise), then the gate's map rule
+    on OpenVINO's pass over the gate's images — the pass the refit then starts from, and whose outputs the refitted
+    file's gate reads (`export.head_refit`). A file refused there costs no refit (juice_bottle 512×256, the
+    symmetric file in 7-bit weights: map r 0.58).
     Without OpenVINO nothing is recorded, and the runtime refuses openvino-int8 for this bundle rather than run an
     ungated model."""
     flavours = [f for f in ("int8-s8", "int8-u8") if f in job.models]
@@ -203,16 +218,23 @@ def gate_openvino_int8(job: ExportJob) -> None:
     floor = Int8Config().min_map_correlation
     for flavour in flavours:
         key, path = OPENVINO_PREFIX + flavour, stage / FILES[flavour]
-        refused = _openvino_refusal(path, key, gate.eval.good[:FRAMES] if frames is None else frames, images,
-                                    gate.reference, floor)
-        if refused is not None:  # no refit, no second pass
+        why = _unfaithful_here(path, key, gate.eval.good[:FRAMES] if frames is None else frames)
+        if why is not None:
+            out[flavour] = {"passed": False, "reasons": [why]}
+            continue
+        probe = job.refit.probe_openvino(path) if job.refit is not None else None
+        plain = None if isinstance(probe, Probe) else _openvino_outputs(path, key, images)
+        refused = _maps_refused(gate.reference, probe.seen.maps if plain is None else plain.maps, floor)
+        if refused is not None:  # no refit
             out[flavour] = refused
             continue
         head = stage / head_file(key)
-        record = job.refit.for_openvino(path, head) if job.refit is not None else None
-        fitted = head if record and record.get("refitted") else None
-        backend = OpenVinoBackend(path, precision="int8", model=key, head=fitted)
-        outputs = run_backend(backend, images)
+        record, fitted, outputs = probe, None, plain  # a file whose head cannot be refitted: as it is
+        if isinstance(probe, Probe):
+            done = job.refit.for_openvino(path, head, probe=probe)
+            record = done.record
+            fitted = head if record and record.get("refitted") else None
+            outputs = done.outputs if done.outputs is not None else _openvino_outputs(path, key, images, fitted)
         job.gate_scores[key] = outputs.score
         acc = compare(gate.reference, outputs, gate.eval, job.options.auroc_budget, floor)
         out[flavour] = {**acc.to_dict(), **({"head_refit": record} if record else {})}
@@ -224,30 +246,29 @@ def gate_openvino_int8(job: ExportJob) -> None:
     job.manifest.openvino_int8 = out
 
 
-def _openvino_refusal(path: Path, key: str, frames: np.ndarray, images: np.ndarray, reference: Outputs,
-                      floor: float) -> dict | None:
-    """The record of an INT8 file refused as OpenVINO runs it before any head is refitted for it, or None.
-
-    Two checks need no refit, because nothing in them depends on the heads: the runtime's own check that OpenVINO
-    computes the file's arithmetic on this CPU (`edge_runtime.backends.faithful`: `--backend auto` would never run
-    it here otherwise), then the gate's rules on the maps alone (`map_refusals`: no NaN/inf, a map that follows
-    FP32's) on the gate's images. A refit and a second pass are spent only on a file that can still pass
-    (juice_bottle 512×256, the symmetric file in 7-bit weights: map r 0.58)."""
+def _unfaithful_here(path: Path, key: str, frames: np.ndarray) -> str | None:
+    """Why OpenVINO does not compute the INT8 file's own arithmetic on this CPU, or None (the runtime's check:
+    `--backend auto` would never run it here otherwise)."""
     backend = OpenVinoBackend(path, precision="int8", model=key)
     try:
-        why = unfaithful(backend, frames)
-        if why is not None:
-            return {"passed": False, "reasons": [why]}
-        return _maps_refused(backend, images, reference, floor)
+        return unfaithful(backend, frames)
     finally:
         close_backend(backend)
 
 
-def _maps_refused(backend: Backend, images: np.ndarray, reference: Outputs, floor: float) -> dict | None:
+def _openvino_outputs(path: Path, key: str, images: np.ndarray, head: Path | None = None) -> Outputs:
+    backend = OpenVinoBackend(path, precision="int8", model=key, head=head)
+    try:
+        return run_backend(backend, images)
+    finally:
+        close_backend(backend)
+
+
+def _maps_refused(reference: Outputs, maps: np.ndarray, floor: float) -> dict | None:
     """The gate's record of a candidate refused on its anomaly maps alone (`map_refusals`: NaN/inf, a map that does
     not follow FP32's on the gate's images), or None. The map is SLSG's: no head refitted for the candidate changes
     it, so this runs before the refit and a candidate refused here costs one pass, not a refit and a pass."""
-    r, reasons = map_refusals(reference, run_backend(backend, images), floor)
+    r, reasons = map_refusals(reference, maps, floor)
     return {"passed": False, "map_pearson": r, "reasons": reasons} if reasons else None
 
 
@@ -285,10 +306,11 @@ def add_bf16(job: ExportJob) -> None:
     model, head, gate = job.stage / FILES["fp32"], job.stage / head_file("bf16"), job.gate
     fitted, refit_record = None, None
     try:
-        refused = _maps_refused(bf16_backend(model), gate.eval.images(), gate.reference, BF16_MIN_MAP_CORRELATION)
+        maps = run_backend(bf16_backend(model), gate.eval.images()).maps
+        refused = _maps_refused(gate.reference, maps, BF16_MIN_MAP_CORRELATION)
         if refused is None:
             if job.refit is not None:
-                refit_record = job.refit.for_openvino(model, head, "bf16")
+                refit_record = job.refit.for_openvino(model, head, "bf16").record
                 fitted = head if refit_record and refit_record.get("refitted") else None
             acc, report = gate_bf16(model, gate.eval, job.options.auroc_budget,
                                     candidate=bf16_backend(model, head=fitted), reference=gate.reference)

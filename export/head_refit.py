@@ -7,29 +7,42 @@ models lost 0.12–0.16 AUROC on a decision that rests on this head. The Gaussia
 descriptors (run in ONNX Runtime), and its own normalisation in the fused score (validation images and
 cross-fitted training images, as `slsg.heads.scoring` does for the RUN). Only initializers change: the graph,
 its op set and its Q/DQ pattern stay exactly what the quantiser wrote (the TensorRT lint still holds).
+
+One pass of the file over the gate's images (goods first, then anomalies) serves both the refit and the gate
+(`Probe`): the goods' descriptors set the normalisation, and since a refit changes only what the heads compute from
+the trunk, the refitted file's outputs on every gate image follow from that same pass (`refitted_outputs`). That
+is checked on a few images run through the refitted file; where it does not hold, the gate runs the file itself.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from calibration.accuracy import run_backend, run_model
+from calibration.bundle import Adjusted
+from edge_runtime.backends.base import Outputs, close_backend
+from edge_runtime.backends.openvino_backend import OpenVinoBackend
 from edge_runtime.backends.refitted_head import put_initializers, save_head
 from edge_runtime.heads.graph import (
     HEAD_TENSORS,
     LOCAL_MEMORY,
     Describer,
     HeadTensors,
+    Seen,
     descriptors,
     find_head,
+    fusion_rule,
     initializer,
     onnxruntime_describer,
     openvino_describer,
 )
-from edge_runtime.heads.memory import image_scores, memory_columns
+from edge_runtime.heads.memory import image_scores, memory_columns, memory_rows
 from slsg.heads.fusion import MIN_RELATIVE_SPREAD, HeadNorm
 from slsg.heads.global_context import (
     CROSS_FIT_SEED,
@@ -37,27 +50,80 @@ from slsg.heads.global_context import (
     gaussian_from_descriptors,
     mahalanobis,
 )
-from slsg.heads.local_patch import LocalHeadConfig, choose_memory
+from slsg.heads.local_patch import LocalHeadConfig, MemoryFit, choose_memory, memory_at
+
+#: gate images run through each refitted file to check the outputs `refitted_outputs` gives for all of them
+CHECKED_IMAGES = 4
+#: how far the checked outputs may stand from the file's, relative and absolute, on each score and on the maps: the
+#: graph computes the Mahalanobis distance in float32 through a whitening matrix fitted on a few hundred images, the
+#: twin in float64 (they differed by up to 2.4e-4 of the distance on a test model fitted on 16 images, about what
+#: ONNX Runtime and OpenVINO differ by on the same file)
+CHECK_TOLERANCE = 1e-3
 
 
-def fit_head(model: onnx.ModelProto, head: HeadTensors, describe: Describer, train: np.ndarray,
-             validation: np.ndarray | None, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
-             label: str = "model", local: LocalHeadConfig | None = None) -> tuple[dict[str, np.ndarray], dict]:
+@dataclass
+class SharedPicks:
+    """The local head's memory is chosen once per export: the coreset runs on the first refitted file's patches of
+    the training images, and every later file remembers the same patches, as it computes them. The greedy coreset is
+    the costly part of a refit (juice_bottle 512×256: 3 s of each file's 10), and the files see the same good
+    patches; each file's memory is still its own features and its normalisation its own scores."""
+
+    source: str | None = None
+    rows: int = 0
+    picks: np.ndarray | None = None
+
+    def memory(self, rows: np.ndarray, cfg: LocalHeadConfig, label: str) -> tuple[MemoryFit, dict]:
+        """(this file's memory, the record's word on where its picks came from)."""
+        if self.picks is not None and self.rows == len(rows):
+            return memory_at(rows, cfg, self.picks), {"picks_from": self.source}
+        fit = choose_memory(rows, cfg)
+        self.source, self.rows, self.picks = label, len(rows), fit.picks
+        return fit, {}
+
+
+@dataclass
+class Probe:
+    """What one library computes of a model file on the gate's images before its heads are refitted: descriptors,
+    patches, SLSG's score and map (`edge_runtime.heads.graph.descriptors`), the first `n_good` of them good."""
+
+    model: onnx.ModelProto
+    head: HeadTensors
+    describe: Describer
+    seen: Seen
+    n_good: int
+
+    @property
+    def validation(self) -> Seen:
+        return self.seen.first(self.n_good)
+
+
+def probe_file(model: onnx.ModelProto, head: HeadTensors, describe: Describer, images: np.ndarray,
+               n_good: int | None, label: str) -> Probe:
+    """`describe`'s pass over `images` (the first `n_good` good; None: all of them), the maps kept."""
+    n_good = len(images) if n_good is None else n_good
+    seen = descriptors(describe, images, head, f"{label}: {describe.library} pass over the gate's images",
+                       maps=True)
+    return Probe(model, head, describe, seen, n_good)
+
+
+def fit_head(probe: Probe, train: np.ndarray, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
+             label: str = "model", local: LocalHeadConfig | None = None,
+             picks: SharedPicks | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """(initializer name → new value, the record for the manifest): the head's Gaussian and its normalisation in
-    the fused score, fitted on the descriptors `describe` computes. With too few images to cross-fit, the
+    the fused score, fitted on the descriptors the probe's library computes. With too few images to cross-fit, the
     normalisation keeps the model's values.
 
     With `local` (the RUN's local-head configuration) the local head's memory is chosen again from this file's own
     patches of the same training images, and normalised on its own validation scores: quantised features are far
     from FP32's memory, and not the same distance for every image (juice_bottle 512×256: the u8 file's local scores
     doubled and did not follow FP32's image by image, r −0.35; its fused AUROC fell to 0.80 with a global head fitted
-    to it). SLSG's place in the fused score is set again from this file's own scores of the validation images, as
-    the RUN set FP32's: quantisation shifts SLSG's scores too, and the max rule lets a shifted head win."""
+    to it); with `picks`, the patches another file's coreset chose. SLSG's place in the fused score is set again
+    from this file's own scores of the validation images, as the RUN set FP32's: quantisation shifts SLSG's scores
+    too, and the max rule lets a shifted head win."""
     t0 = time.perf_counter()
-    val_seen = None
-    if head.location is not None and validation is not None and len(validation):  # only the fusion needs them
-        val_seen = descriptors(describe, validation, head, f"{label}: {describe.library} descriptors of validation")
-    training = describe.for_training(validation if val_seen is not None else train)
+    model, head, describe = probe.model, probe.head, probe.describe
+    val_seen = probe.validation if head.location is not None and probe.n_good else None
+    training = describe.for_training(train)
     seen = descriptors(training, train, head,
                        f"{label}: {training.library} descriptors of the training images ({training.part})")
     x = seen.descriptors
@@ -76,12 +142,12 @@ def fit_head(model: onnx.ModelProto, head: HeadTensors, describe: Describer, tra
         record["norm"] = {"location": norm.location, "scale": norm.scale, "n_good": norm.n_good,
                           "floored": norm.floored, "min_relative_spread": MIN_RELATIVE_SPREAD}
         if local is not None and head.local_index is not None and seen.rows is not None and val_seen is not None:
-            fit = choose_memory(seen.rows, local)
+            fit, source = (picks or SharedPicks()).memory(seen.rows, local, label)
             tensors[LOCAL_MEMORY] = memory_columns(fit.memory)
             own = image_scores(fit.memory, val_seen.rows, val_seen.per_image)
             local_norm = HeadNorm.from_good_scores(own)
             location[head.local_index], inv_scale[head.local_index] = local_norm.location, 1.0 / local_norm.scale
-            record["local"] = {**fit.report(), "norm": _norm_record(local_norm)}
+            record["local"] = {**fit.report(), **source, "norm": _norm_record(local_norm)}
         if head.slsg_index is not None and val_seen is not None and "slsg" in val_seen.heads:
             slsg_norm = HeadNorm.from_good_scores(val_seen.heads["slsg"])  # as the RUN's: its validation images only
             location[head.slsg_index], inv_scale[head.slsg_index] = slsg_norm.location, 1.0 / slsg_norm.scale
@@ -94,6 +160,51 @@ def _norm_record(norm: HeadNorm) -> dict:
     return {"location": norm.location, "scale": norm.scale, "n_good": norm.n_good, "floored": norm.floored}
 
 
+def refitted_outputs(probe: Probe, tensors: dict[str, np.ndarray]) -> Outputs | None:
+    """The refitted file's outputs on the probe's images, from the probe's pass: SLSG's map and score as the file
+    computed them (no head changes them), the global and local scores from the new statistics by their numpy twins
+    (`mahalanobis`, `image_scores`), the fused score by the graph's own rule over the new normalisation. None where
+    the graph fuses heads these twins do not know."""
+    model, head, seen = probe.model, probe.head, probe.seen
+    rule = fusion_rule(model, head)
+    if rule is None or seen.maps is None or head.slsg_index is None or "slsg" not in seen.heads:
+        return None
+    stats = {key: np.asarray(tensors[name], np.float64) for key, name in HEAD_TENSORS.items()}
+    scores = {"slsg": seen.heads["slsg"], "global": mahalanobis(stats, seen.descriptors)}
+    places = {"slsg": head.slsg_index, "global": head.index}
+    if head.local_index is not None:
+        if seen.rows is None:
+            return None
+        columns = tensors[LOCAL_MEMORY] if LOCAL_MEMORY in tensors else initializer(model, LOCAL_MEMORY)
+        scores["local"] = image_scores(memory_rows(columns), seen.rows, seen.per_image)
+        places["local"] = head.local_index
+    location = np.asarray(tensors.get(head.location, initializer(model, head.location)), np.float64)
+    inv_scale = np.asarray(tensors.get(head.inv_scale, initializer(model, head.inv_scale)), np.float64)
+    if sorted(places.values()) != list(range(location.size)):
+        return None
+    z = np.stack([(scores[name] - location[i]) * inv_scale[i] for name, i in places.items()])
+    fused = z.max(axis=0) if rule == "max" else z.mean(axis=0)
+    return Outputs(seen.maps, fused.astype(np.float32), {k: v.astype(np.float32) for k, v in scores.items()})
+
+
+def checked(outputs: Outputs | None, images: np.ndarray, run: Callable[[np.ndarray], Outputs]) -> tuple[
+        Outputs | None, dict]:
+    """`outputs` (the refitted file's, from its probe) where the file itself, run on `CHECKED_IMAGES` of `images`
+    spread over goods and anomalies, gives the same maps and scores; else None (the gate then runs the file). The
+    record says which."""
+    if outputs is None:
+        return None, {"gate_outputs": "the file's own pass (the refit's pass cannot give its fused score)"}
+    picks = np.unique(np.linspace(0, len(images) - 1, min(CHECKED_IMAGES, len(images))).round().astype(int))
+    got = run(images[picks])
+    pairs = [(outputs.maps[picks], got.maps), (outputs.score[picks], got.score)]
+    pairs += [(outputs.heads[k][picks], got.heads[k]) for k in outputs.heads if k in got.heads]
+    worst = max(float(np.max(np.abs(a - b) / (CHECK_TOLERANCE * (1.0 + np.abs(b))))) for a, b in pairs)
+    if set(outputs.heads) != set(got.heads) or not worst <= 1.0:
+        return None, {"gate_outputs": f"the file's own pass (on {len(picks)} images the refit's outputs stood "
+                                      f"{worst:.2g}× the tolerance from the file's)"}
+    return outputs, {"gate_outputs": f"the refit's pass, checked on {len(picks)} images through the file"}
+
+
 def _head_of(model: onnx.ModelProto) -> tuple[HeadTensors | None, dict | None]:
     try:
         return find_head(model), None
@@ -101,38 +212,62 @@ def _head_of(model: onnx.ModelProto) -> tuple[HeadTensors | None, dict | None]:
         return None, {"refitted": False, "reason": str(err)}
 
 
-def refit_head(path: Path, train: np.ndarray, validation: np.ndarray | None, estimator: str = "ledoit_wolf",
-               seed: int = CROSS_FIT_SEED, local: LocalHeadConfig | None = None,
-               as_written: bool = False) -> dict | None:
+def refit_head(path: Path, train: np.ndarray, images: np.ndarray, n_good: int | None = None,
+               estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED, local: LocalHeadConfig | None = None,
+               as_written: bool = False, picks: SharedPicks | None = None) -> Adjusted:
     """Refit the head of the model file at `path` in place on ONNX Runtime's descriptors (`as_written`: of the file
-    as written, `onnxruntime_backend.AS_WRITTEN`); the record for the manifest, None without a head.
+    as written, `onnxruntime_backend.AS_WRITTEN`): the record for the manifest (None without a head) and the
+    refitted file's outputs on `images`.
 
-    `train` are the good images the RUN's head was fitted on, `validation` its held-out good images (both uint8
-    BGR at the model's input size)."""
+    `train` are the good images the RUN's head was fitted on; `images` the gate's, the first `n_good` (None: all)
+    its held-out good images (uint8 BGR at the model's input size)."""
     model = onnx.load(str(path))
     head, refused = _head_of(model)
     if head is None:
-        return refused
-    tensors, record = fit_head(model, head, onnxruntime_describer(model, head, as_written), train, validation,
-                               estimator, seed, path.name, local)
+        return Adjusted(refused)
+    probe = probe_file(model, head, onnxruntime_describer(model, head, as_written), images, n_good, path.name)
+    tensors, record = fit_head(probe, train, estimator, seed, path.name, local, picks)
     put_initializers(model, tensors, path)
     onnx.save(model, str(path))
-    return record
+    outputs, how = checked(refitted_outputs(probe, tensors), images,
+                           lambda part: run_model(path, part, as_written=as_written))
+    return Adjusted({**record, **how}, outputs)
 
 
-def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, validation: np.ndarray | None,
-                            estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
-                            precision: str = "int8", local: LocalHeadConfig | None = None) -> dict | None:
-    """The head of the model file at `path` fitted on OpenVINO's descriptors at `precision` (an INT8 file, or
-    model.onnx in bf16), written to `out` (`edge_runtime.backends.refitted_head`); the file itself is untouched.
-    None without a head."""
-
+def openvino_probe(path: Path, images: np.ndarray, n_good: int | None = None,
+                   precision: str = "int8") -> Probe | dict | None:
+    """OpenVINO's pass at `precision` over the gate's `images` through the file at `path`, as its refit starts from
+    (a refusal record where the graph's head cannot be found, None without a head)."""
     model = onnx.load(str(path))
     head, refused = _head_of(model)
     if head is None:
         return refused
-    describer = openvino_describer(model, head, precision)
-    tensors, record = fit_head(model, head, describer, train, validation, estimator, seed,
-                               f"{path.name} ({describer.library})", local)
+    describe = openvino_describer(model, head, precision)
+    return probe_file(model, head, describe, images, n_good, f"{path.name} ({describe.library})")
+
+
+def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, images: np.ndarray,
+                            n_good: int | None = None, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
+                            precision: str = "int8", local: LocalHeadConfig | None = None,
+                            probe: Probe | None = None, picks: SharedPicks | None = None) -> Adjusted:
+    """The head of the model file at `path` fitted on OpenVINO's descriptors at `precision` (an INT8 file, or
+    model.onnx in bf16), written to `out` (`edge_runtime.backends.refitted_head`); the file itself is untouched.
+    `probe`: OpenVINO's pass over the gate's `images` where the caller made it already (`openvino_probe`)."""
+    if probe is None:
+        made = openvino_probe(path, images, n_good, precision)
+        if not isinstance(made, Probe):
+            return Adjusted(made)
+        probe = made
+    tensors, record = fit_head(probe, train, estimator, seed, f"{path.name} ({probe.describe.library})", local,
+                               picks)
     save_head(out, tensors)
-    return record
+
+    def run(part: np.ndarray) -> Outputs:
+        backend = OpenVinoBackend(path, precision=precision, head=out)
+        try:
+            return run_backend(backend, part)
+        finally:
+            close_backend(backend)
+
+    outputs, how = checked(refitted_outputs(probe, tensors), images, run)
+    return Adjusted({**record, **how}, outputs)

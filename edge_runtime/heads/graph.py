@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_runtime.backends.base import HEAD_PREFIX
+from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT
 from edge_runtime.backends.onnxruntime_backend import cpu_session
 from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
 from edge_runtime.backends.passes import pass_workers, run_batches, session_threads
@@ -86,6 +86,26 @@ def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, 
     location = next((x for x in sub.input if x in init), None)
     inv_scale = next((x for x in mul.input if x in init), None)
     return (location, inv_scale, index) if location and inv_scale else None
+
+
+#: the reduction `ScoreFusion` ends in → its rule (`slsg.heads.fusion.FusionConfig.rule`)
+FUSION_RULES = {"ReduceMax": "max", "ReduceMean": "mean"}
+
+
+def fusion_rule(model: onnx.ModelProto, head: HeadTensors) -> str | None:
+    """The fused score's rule as the graph computes it (max or mean of the normalised head scores), None where
+    the graph has no fusion or ends it another way."""
+    if head.location is None:
+        return None
+    g = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    sub = next((n for n in consumers.get(head.location, []) if n.op_type == "Sub"), None)
+    mul = next((n for n in consumers.get(sub.output[0], []) if n.op_type == "Mul"), None) if sub else None
+    ends = [n.op_type for n in consumers.get(mul.output[0], [])] if mul else []
+    return FUSION_RULES.get(ends[0]) if len(ends) == 1 else None
 
 
 Run = Callable[[np.ndarray], "dict[str, np.ndarray]"]
@@ -188,8 +208,10 @@ HEAD_OUTPUTS = {"slsg": SLSG_OUTPUT, "global": GLOBAL_OUTPUT, "local": LOCAL_OUT
 
 
 def _seen(model: onnx.ModelProto, head: HeadTensors) -> list[str]:
+    """What a pass through the whole graph fetches: the features, each head's score and SLSG's anomaly map (which no
+    refit changes, so the export's gate can judge a refitted file from the pass its refit made)."""
     outputs = {o.name for o in model.graph.output}
-    return _features(head) + [name for name in HEAD_OUTPUTS.values() if name in outputs]
+    return _features(head) + [name for name in (*HEAD_OUTPUTS.values(), MAP_OUTPUT) if name in outputs]
 
 
 def _features(head: HeadTensors) -> list[str]:
@@ -227,8 +249,8 @@ def openvino_describer(model: onnx.ModelProto, head: HeadTensors, precision: str
 
     def compiled(graph: onnx.ModelProto, names: list[str]) -> Run:
         as_openvino_runs_it(graph, precision)
-        request = compile_cpu(graph.SerializeToString(),
-                              {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}).create_infer_request()
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+        request = compile_cpu(graph.SerializeToString(), config).create_infer_request()  # as the backend compiles
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
             request.infer({"image": batch})
@@ -251,15 +273,26 @@ class Seen:
     rows: np.ndarray | None
     per_image: int = 0
     heads: dict = field(default_factory=dict)
+    maps: np.ndarray | None = None   # N×H×W anomaly maps, where the pass was asked to keep them
+
+    def first(self, n: int) -> Seen:
+        """What was seen of the first `n` images."""
+        rows = None if self.rows is None else self.rows[:n * self.per_image]
+        return Seen(self.descriptors[:n], rows, self.per_image, {k: v[:n] for k, v in self.heads.items()},
+                    None if self.maps is None else self.maps[:n])
 
 
-def descriptors(describe: Describer, images: np.ndarray, head: HeadTensors, label: str = "descriptors") -> Seen:
-    """What `describe` computes for each image (the local head's patches without their appended 1)."""
+def descriptors(describe: Describer, images: np.ndarray, head: HeadTensors, label: str = "descriptors",
+                maps: bool = False) -> Seen:
+    """What `describe` computes for each image (the local head's patches without their appended 1); with `maps`,
+    the anomaly maps too."""
     progress = ProgressLines(label, len(images), unit="image")
-    out, rows, per_image = [], [], 0
+    out, rows, per_image, kept = [], [], 0, []
     scores: dict[str, list] = {}
     for _, got in run_batches(describe.run, images, describe.batch, describe.workers):
         out.append(got[head.descriptor])
+        if maps and MAP_OUTPUT in got:
+            kept.append(np.asarray(got[MAP_OUTPUT], dtype=np.float32).reshape(len(out[-1]), *images.shape[1:3]))
         if head.local_patches in got:
             patches = got[head.local_patches]
             per_image = patches.shape[1]
@@ -270,7 +303,8 @@ def descriptors(describe: Describer, images: np.ndarray, head: HeadTensors, labe
         progress.update(advance=len(out[-1]))
     progress.close()
     return Seen(np.concatenate(out).astype(np.float64), np.concatenate(rows) if rows else None, per_image,
-                {name: np.concatenate(v).astype(np.float64) for name, v in scores.items()})
+                {name: np.concatenate(v).astype(np.float64) for name, v in scores.items()},
+                np.concatenate(kept) if kept else None)
 
 
 def initializer(model: onnx.ModelProto, name: str) -> np.ndarray:

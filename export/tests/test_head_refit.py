@@ -12,13 +12,23 @@ import pytest
 from onnx import helper, numpy_helper
 
 from calibration.accuracy import run_model
+from edge_runtime.backends.base import Outputs
 from edge_runtime.backends.openvino_backend import OpenVinoBackend, cpu_has_bf16
 from edge_runtime.manifest import sha256_file
-from export.head_refit import HEAD_TENSORS, find_head, refit_head, refit_head_for_openvino
+from export.head_refit import (
+    CHECK_TOLERANCE,
+    HEAD_TENSORS,
+    SharedPicks,
+    checked,
+    find_head,
+    refit_head,
+    refit_head_for_openvino,
+)
 from export.job import BundleOptions
 from export.pipeline import write_bundle
 from export.run_data import load_samples, open_run_data
 from slsg.checkpoint import load_run
+from slsg.heads.local_patch import LocalHeadConfig
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +62,7 @@ def test_refitting_the_fp32_file_on_the_runs_images_reproduces_its_scores(fp32_m
     train, val = images
     path = _copy(fp32_model, tmp_path)
     before = run_model(path, val)
-    record = refit_head(path, train, val)
+    record = refit_head(path, train, val).record
     after = run_model(path, val)
     assert record["refitted"] and record["n_images"] == len(train)
     np.testing.assert_allclose(after.heads["global"], before.heads["global"], rtol=2e-3)
@@ -99,7 +109,7 @@ def test_refitting_for_openvino_undoes_the_move_beside_the_file_and_leaves_the_f
     path = _copy(fp32_model, tmp_path)
     _move_descriptors(path, scale=1.3, shift=0.1)
     before = sha256_file(path)
-    record = refit_head_for_openvino(path, tmp_path / "head.npz", train, val)
+    record = refit_head_for_openvino(path, tmp_path / "head.npz", train, val).record
     assert record["refitted"] and record["library"] == "OpenVINO" and sha256_file(path) == before
     moved = OpenVinoBackend(path, precision="int8", threads=1)(val).heads["global"]
     refitted = OpenVinoBackend(path, precision="int8", threads=1, head=tmp_path / "head.npz")(val).heads["global"]
@@ -118,8 +128,47 @@ def test_bf16_gets_its_own_head_fitted_on_openvino_bf16_descriptors(fp32_model, 
     reference = run_model(fp32_model, val).heads["global"]
     path = _copy(fp32_model, tmp_path)
     _move_descriptors(path, scale=1.3, shift=0.1)
-    record = refit_head_for_openvino(path, tmp_path / "bf16.npz", train, val, precision="bf16")
+    record = refit_head_for_openvino(path, tmp_path / "bf16.npz", train, val, precision="bf16").record
     assert record["refitted"] and record["library"] == "OpenVINO bf16"
     refitted = OpenVinoBackend(path, precision="bf16", threads=1, head=tmp_path / "bf16.npz")(val).heads["global"]
     assert np.corrcoef(refitted, reference)[0, 1] > 0.95 and abs(np.median(refitted) / np.median(reference) - 1) < 0.1
 
+
+
+def test_the_refits_own_pass_gives_the_refitted_files_outputs_on_the_gates_images(fp32_model, images, tmp_path):
+    """The gate reads a refitted file's outputs from the pass its refit made (SLSG's map and score as the file gave
+    them, the heads' scores by their twins over the new statistics): they are what the refitted file gives."""
+    train, val = images
+    path = _copy(fp32_model, tmp_path)
+    _move_descriptors(path, scale=1.3, shift=0.1)
+    done = refit_head(path, train, val)
+    fresh = run_model(path, val)
+    assert done.outputs is not None and done.record["gate_outputs"].startswith("the refit's pass")
+    np.testing.assert_array_equal(done.outputs.maps, fresh.maps)
+    assert set(done.outputs.heads) == set(fresh.heads)
+    for name, scores in fresh.heads.items():
+        np.testing.assert_allclose(done.outputs.heads[name], scores, rtol=CHECK_TOLERANCE, err_msg=name)
+    np.testing.assert_allclose(done.outputs.score, fresh.score, rtol=CHECK_TOLERANCE, atol=CHECK_TOLERANCE)
+
+
+def test_outputs_the_refitted_file_does_not_give_are_left_for_the_gate_to_run(fp32_model, images, tmp_path):
+    _, val = images
+    path = _copy(fp32_model, tmp_path)
+    own = run_model(path, val)
+    off = Outputs(own.maps, own.score + 1e-2, own.heads)  # a twin that drifted from the graph
+    kept, how = checked(off, val, lambda part: run_model(path, part))
+    assert kept is None and "tolerance" in how["gate_outputs"]
+    kept, how = checked(own, val, lambda part: run_model(path, part))
+    assert kept is own
+
+
+def test_every_file_after_the_first_remembers_the_patches_the_first_files_coreset_chose():
+    rows = np.random.default_rng(0).normal(size=(600, 8)).astype(np.float32)
+    quantised = rows * 1.1 + 0.05  # another file's view of the same patches
+    cfg = LocalHeadConfig(memory=32, max_pool=400)
+    shared = SharedPicks()
+    first, said_first = shared.memory(rows, cfg, "model.int8-s8.onnx")
+    second, said_second = shared.memory(quantised, cfg, "model.int8-u8.onnx")
+    assert said_first == {} and said_second == {"picks_from": "model.int8-s8.onnx"}
+    np.testing.assert_allclose(second.memory, first.memory * 1.1 + 0.05, rtol=1e-6)
+    assert len(np.unique(first.picks)) == 32 and second.report() == {"pool": 400, "memory": 32}

@@ -3,6 +3,7 @@ threshold, never loses the FP32 bundle over a refused precision, and says so in 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -15,8 +16,9 @@ from typer.testing import CliRunner
 
 import calibration.bundle as cb
 import calibration.int8 as ci
+import export.head_refit as head_refit
 from edge_runtime.backends import BackendError, select_backend
-from edge_runtime.backends.base import Outputs
+from edge_runtime.backends.base import MAP_OUTPUT, Outputs
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import cpu_has_bf16, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file, save_head
@@ -155,7 +157,10 @@ def test_tensorrt_int8_has_no_int32_dequantize_and_every_model_is_linted(full_bu
 
 def test_thresholds_from_the_gates_scores_equal_a_fresh_run_of_each_file(full_bundle, trained_run):
     """The thresholds reuse the scores each gate computed on the validation images; they must be the files' own,
-    as a fresh run of each finished file gives them (no file changed after its gate)."""
+    as a fresh run of each finished file gives them (no file changed after its gate). A refitted file's gate scores
+    come from its refit's pass by float64 twins of the graph's float32 heads (`export.head_refit`); normalising a raw
+    head score of about 50 to a z of about 1 turns the graph's float32 rounding into about 1e-5 of a threshold. A file
+    changed after its gate moves its threshold by far more than the 1e-4 allowed."""
     out, _ = full_bundle
     bundle = load_bundle(out)
     run = open_run(trained_run)
@@ -166,7 +171,7 @@ def test_thresholds_from_the_gates_scores_equal_a_fresh_run_of_each_file(full_bu
     fresh = model_thresholds(out, models, images, run.threshold, "fresh", bundle.manifest.heads)
     assert set(fresh) == set(bundle.manifest.thresholds)
     for key, recorded in bundle.manifest.thresholds.items():
-        assert recorded["value"] == pytest.approx(fresh[key]["value"], rel=1e-6), key
+        assert recorded["value"] == pytest.approx(fresh[key]["value"], rel=1e-4), key
 
 
 def test_each_model_has_its_own_threshold_and_the_runtime_picks_it(full_bundle, trained_run):
@@ -232,8 +237,8 @@ def test_a_refused_int8_still_writes_the_fp32_bundle_and_exits_3(trained_run, tm
 def test_each_int8_file_is_gated_apart_and_the_one_that_passes_ships(trained_run, tmp_path, monkeypatch):
     real = cb._gate
 
-    def refusing_cpu(fp32_out, models, data, cfg, scores):
-        reports = real(fp32_out, models, data, cfg, scores)
+    def refusing_cpu(fp32_out, models, data, cfg, scores, known):
+        reports = real(fp32_out, models, data, cfg, scores, known)
         if "int8-u8" in reports:
             reports["int8-u8"].reasons.append("refused by the test")
             reports["int8-u8"].passed = False
@@ -314,6 +319,20 @@ def _openvino_maps_elsewhere(monkeypatch) -> None:
     monkeypatch.setattr(gates, "OpenVinoBackend", OtherMaps)
     monkeypatch.setattr(gates, "bf16_backend", lambda model, head=None: OtherMaps(
         model, precision="bf16", name="openvino-bf16", model="bf16", head=head))
+    real_describer = head_refit.openvino_describer
+
+    def other_maps(model, head, precision="int8"):  # the pass a refit starts from, where the gate reads the maps
+        describer = real_describer(model, head, precision)
+        run = describer.run
+
+        def moved(batch):
+            got = run(batch)
+            got[MAP_OUTPUT] = np.ascontiguousarray(got[MAP_OUTPUT][..., ::-1, ::-1] ** 3)
+            return got
+
+        return dataclasses.replace(describer, run=moved)
+
+    monkeypatch.setattr(head_refit, "openvino_describer", other_maps)
 
 
 def _openvino_records(run, out: Path) -> dict:
