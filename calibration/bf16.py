@@ -51,16 +51,13 @@ def bf16_backend(model: Path, threads: int | None = None, head: Path | None = No
 def gate_bf16(fp32_onnx: Path, data: EvalData, auroc_budget: float,
               min_map_correlation: float = BF16_MIN_MAP_CORRELATION,
               candidate: Candidate | None = None,
-              reference: Outputs | None = None) -> tuple[AccuracyReport, Bf16Report]:
-    """bf16 (`candidate`, default OpenVINO bf16 over `fp32_onnx`) against FP32 (ONNX Runtime; `reference`, where the
-    caller has its outputs on the gate's images already) by the INT8 rule; the verdict is `AccuracyReport.passed`
-    and its `reasons`."""
-
-
-    candidate = candidate or bf16_backend(fp32_onnx)
+              reference: Outputs | None = None, outputs: Outputs | None = None) -> tuple[AccuracyReport, Bf16Report]:
+    """bf16 (`candidate`, default OpenVINO bf16 over `fp32_onnx`; or its `outputs` on the gate's images, where the
+    caller has them) against FP32 (ONNX Runtime; `reference`, where the caller has its outputs on the gate's images
+    already) by the INT8 rule; the verdict is `AccuracyReport.passed` and its `reasons`."""
     images = data.images()
     ref = reference if reference is not None else run_model(fp32_onnx, images)
-    test = run_backend(candidate, images)
+    test = outputs if outputs is not None else run_backend(candidate or bf16_backend(fp32_onnx), images)
     acc = compare(ref, test, data, auroc_budget, min_map_correlation)
     report = Bf16Report(file=Path(fp32_onnx).name, openvino=version("openvino"), cpu=cpu_model(),
                         map_max_abs_diff=float(np.max(np.abs(ref.maps - test.maps))),

@@ -304,16 +304,18 @@ def add_bf16(job: ExportJob) -> None:
         return
     job.say("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8")
     model, head, gate = job.stage / FILES["fp32"], job.stage / head_file("bf16"), job.gate
-    fitted, refit_record = None, None
+    fitted, refit_record, outputs = None, None, None
     try:
         maps = run_backend(bf16_backend(model), gate.eval.images()).maps
         refused = _maps_refused(gate.reference, maps, BF16_MIN_MAP_CORRELATION)
         if refused is None:
             if job.refit is not None:
-                refit_record = job.refit.for_openvino(model, head, "bf16").record
+                done = job.refit.for_openvino(model, head, "bf16")
+                refit_record, outputs = done.record, done.outputs
                 fitted = head if refit_record and refit_record.get("refitted") else None
-            acc, report = gate_bf16(model, gate.eval, job.options.auroc_budget,
-                                    candidate=bf16_backend(model, head=fitted), reference=gate.reference)
+            candidate = bf16_backend(model, head=fitted) if outputs is None else None  # the refit's pass, else a run
+            acc, report = gate_bf16(model, gate.eval, job.options.auroc_budget, reference=gate.reference,
+                                    candidate=candidate, outputs=outputs)
     except BackendError as e:
         job.report.bf16 = job.manifest.bf16_report = {"error": str(e)}
         job.report.left_out["bf16"] = LeftOut([str(e)], ["export with --bf16 on a CPU with bf16 (AVX-512 BF16 or "
