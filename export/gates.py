@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from edge_runtime.backends.faithful import FRAMES, calibration_frames, unfaithfu
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
 from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
-from export.head_refit import Probe, SharedPicks, openvino_probe, refit_head, refit_head_for_openvino
+from export.head_refit import Probe, openvino_probe, refit_head, refit_head_for_openvino
 from export.job import ExportJob, GateSet, LeftOut
 from export.precisions import (
     FILES,
@@ -73,7 +73,6 @@ class HeadRefit:
     estimator: str
     say: Callable[[str], None]
     local: LocalHeadConfig | None = None  # the RUN's local head, whose memory each file gets from its own patches
-    picks: SharedPicks = field(default_factory=SharedPicks)  # which patches the local memory holds, chosen once
     _train: np.ndarray | None = None
 
     @classmethod
@@ -98,7 +97,7 @@ class HeadRefit:
         if train is None:
             return Adjusted(TOO_FEW_TRAINING_IMAGES)
         return self._said(path.name, refit_head(path, train, self.gate.images(), len(self.gate.good), self.estimator,
-                                                local=self.local, as_written=model in AS_WRITTEN, picks=self.picks))
+                                                local=self.local, as_written=model in AS_WRITTEN))
 
     def probe_openvino(self, path: Path, precision: str = "int8") -> Probe | dict | None:
         """OpenVINO's pass over the gate's images through `path`: the maps the gate refuses a file on, and what
@@ -113,7 +112,7 @@ class HeadRefit:
         return self._said(f"{path.name} (OpenVINO {precision})",
                           refit_head_for_openvino(path, out, train, self.gate.images(), len(self.gate.good),
                                                   self.estimator, precision=precision, local=self.local,
-                                                  probe=probe, picks=self.picks))
+                                                  probe=probe))
 
     def _said(self, name: str, done: Adjusted) -> Adjusted:
         record = done.record

@@ -50,7 +50,7 @@ from slsg.heads.global_context import (
     gaussian_from_descriptors,
     mahalanobis,
 )
-from slsg.heads.local_patch import LocalHeadConfig, MemoryFit, choose_memory, memory_at
+from slsg.heads.local_patch import LocalHeadConfig, choose_memory
 
 #: gate images run through each refitted file to check the outputs `refitted_outputs` gives for all of them
 CHECKED_IMAGES = 4
@@ -59,26 +59,6 @@ CHECKED_IMAGES = 4
 #: twin in float64 (they differed by up to 2.4e-4 of the distance on a test model fitted on 16 images, about what
 #: ONNX Runtime and OpenVINO differ by on the same file)
 CHECK_TOLERANCE = 1e-3
-
-
-@dataclass
-class SharedPicks:
-    """The local head's memory is chosen once per export: the coreset runs on the first refitted file's patches of
-    the training images, and every later file remembers the same patches, as it computes them. The greedy coreset is
-    the costly part of a refit (juice_bottle 512×256: 3 s of each file's 10), and the files see the same good
-    patches; each file's memory is still its own features and its normalisation its own scores."""
-
-    source: str | None = None
-    rows: int = 0
-    picks: np.ndarray | None = None
-
-    def memory(self, rows: np.ndarray, cfg: LocalHeadConfig, label: str) -> tuple[MemoryFit, dict]:
-        """(this file's memory, the record's word on where its picks came from)."""
-        if self.picks is not None and self.rows == len(rows):
-            return memory_at(rows, cfg, self.picks), {"picks_from": self.source}
-        fit = choose_memory(rows, cfg)
-        self.source, self.rows, self.picks = label, len(rows), fit.picks
-        return fit, {}
 
 
 @dataclass
@@ -107,8 +87,7 @@ def probe_file(model: onnx.ModelProto, head: HeadTensors, describe: Describer, i
 
 
 def fit_head(probe: Probe, train: np.ndarray, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
-             label: str = "model", local: LocalHeadConfig | None = None,
-             picks: SharedPicks | None = None) -> tuple[dict[str, np.ndarray], dict]:
+             label: str = "model", local: LocalHeadConfig | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """(initializer name → new value, the record for the manifest): the head's Gaussian and its normalisation in
     the fused score, fitted on the descriptors the probe's library computes. With too few images to cross-fit, the
     normalisation keeps the model's values.
@@ -117,9 +96,8 @@ def fit_head(probe: Probe, train: np.ndarray, estimator: str = "ledoit_wolf", se
     patches of the same training images, and normalised on its own validation scores: quantised features are far
     from FP32's memory, and not the same distance for every image (juice_bottle 512×256: the u8 file's local scores
     doubled and did not follow FP32's image by image, r −0.35; its fused AUROC fell to 0.80 with a global head fitted
-    to it); with `picks`, the patches another file's coreset chose. SLSG's place in the fused score is set again
-    from this file's own scores of the validation images, as the RUN set FP32's: quantisation shifts SLSG's scores
-    too, and the max rule lets a shifted head win."""
+    to it). SLSG's place in the fused score is set again from this file's own scores of the validation images, as
+    the RUN set FP32's: quantisation shifts SLSG's scores too, and the max rule lets a shifted head win."""
     t0 = time.perf_counter()
     model, head, describe = probe.model, probe.head, probe.describe
     val_seen = probe.validation if head.location is not None and probe.n_good else None
@@ -142,12 +120,12 @@ def fit_head(probe: Probe, train: np.ndarray, estimator: str = "ledoit_wolf", se
         record["norm"] = {"location": norm.location, "scale": norm.scale, "n_good": norm.n_good,
                           "floored": norm.floored, "min_relative_spread": MIN_RELATIVE_SPREAD}
         if local is not None and head.local_index is not None and seen.rows is not None and val_seen is not None:
-            fit, source = (picks or SharedPicks()).memory(seen.rows, local, label)
+            fit = choose_memory(seen.rows, local)
             tensors[LOCAL_MEMORY] = memory_columns(fit.memory)
             own = image_scores(fit.memory, val_seen.rows, val_seen.per_image)
             local_norm = HeadNorm.from_good_scores(own)
             location[head.local_index], inv_scale[head.local_index] = local_norm.location, 1.0 / local_norm.scale
-            record["local"] = {**fit.report(), **source, "norm": _norm_record(local_norm)}
+            record["local"] = {**fit.report(), "norm": _norm_record(local_norm)}
         if head.slsg_index is not None and val_seen is not None and "slsg" in val_seen.heads:
             slsg_norm = HeadNorm.from_good_scores(val_seen.heads["slsg"])  # as the RUN's: its validation images only
             location[head.slsg_index], inv_scale[head.slsg_index] = slsg_norm.location, 1.0 / slsg_norm.scale
@@ -214,7 +192,7 @@ def _head_of(model: onnx.ModelProto) -> tuple[HeadTensors | None, dict | None]:
 
 def refit_head(path: Path, train: np.ndarray, images: np.ndarray, n_good: int | None = None,
                estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED, local: LocalHeadConfig | None = None,
-               as_written: bool = False, picks: SharedPicks | None = None) -> Adjusted:
+               as_written: bool = False) -> Adjusted:
     """Refit the head of the model file at `path` in place on ONNX Runtime's descriptors (`as_written`: of the file
     as written, `onnxruntime_backend.AS_WRITTEN`): the record for the manifest (None without a head) and the
     refitted file's outputs on `images`.
@@ -226,7 +204,7 @@ def refit_head(path: Path, train: np.ndarray, images: np.ndarray, n_good: int | 
     if head is None:
         return Adjusted(refused)
     probe = probe_file(model, head, onnxruntime_describer(model, head, as_written), images, n_good, path.name)
-    tensors, record = fit_head(probe, train, estimator, seed, path.name, local, picks)
+    tensors, record = fit_head(probe, train, estimator, seed, path.name, local)
     put_initializers(model, tensors, path)
     onnx.save(model, str(path))
     outputs, how = checked(refitted_outputs(probe, tensors), images,
@@ -249,7 +227,7 @@ def openvino_probe(path: Path, images: np.ndarray, n_good: int | None = None,
 def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, images: np.ndarray,
                             n_good: int | None = None, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
                             precision: str = "int8", local: LocalHeadConfig | None = None,
-                            probe: Probe | None = None, picks: SharedPicks | None = None) -> Adjusted:
+                            probe: Probe | None = None) -> Adjusted:
     """The head of the model file at `path` fitted on OpenVINO's descriptors at `precision` (an INT8 file, or
     model.onnx in bf16), written to `out` (`edge_runtime.backends.refitted_head`); the file itself is untouched.
     `probe`: OpenVINO's pass over the gate's `images` where the caller made it already (`openvino_probe`)."""
@@ -258,8 +236,7 @@ def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, images: np
         if not isinstance(made, Probe):
             return Adjusted(made)
         probe = made
-    tensors, record = fit_head(probe, train, estimator, seed, f"{path.name} ({probe.describe.library})", local,
-                               picks)
+    tensors, record = fit_head(probe, train, estimator, seed, f"{path.name} ({probe.describe.library})", local)
     save_head(out, tensors)
 
     def run(part: np.ndarray) -> Outputs:

@@ -18,7 +18,6 @@ from edge_runtime.manifest import sha256_file
 from export.head_refit import (
     CHECK_TOLERANCE,
     HEAD_TENSORS,
-    SharedPicks,
     checked,
     find_head,
     refit_head,
@@ -28,7 +27,6 @@ from export.job import BundleOptions
 from export.pipeline import write_bundle
 from export.run_data import load_samples, open_run_data
 from slsg.checkpoint import load_run
-from slsg.heads.local_patch import LocalHeadConfig
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +159,3 @@ def test_outputs_the_refitted_file_does_not_give_are_left_for_the_gate_to_run(fp
     kept, how = checked(own, val, lambda part: run_model(path, part))
     assert kept is own
 
-
-def test_every_file_after_the_first_remembers_the_patches_the_first_files_coreset_chose():
-    rows = np.random.default_rng(0).normal(size=(600, 8)).astype(np.float32)
-    quantised = rows * 1.1 + 0.05  # another file's view of the same patches
-    cfg = LocalHeadConfig(memory=32, max_pool=400)
-    shared = SharedPicks()
-    first, said_first = shared.memory(rows, cfg, "model.int8-s8.onnx")
-    second, said_second = shared.memory(quantised, cfg, "model.int8-u8.onnx")
-    assert said_first == {} and said_second == {"picks_from": "model.int8-s8.onnx"}
-    np.testing.assert_allclose(second.memory, first.memory * 1.1 + 0.05, rtol=1e-6)
-    assert len(np.unique(first.picks)) == 32 and second.report() == {"pool": 400, "memory": 32}

@@ -140,39 +140,24 @@ class MemoryFit:
 
     memory: np.ndarray
     pool: int
-    radius: np.ndarray | None  # the coreset's coverage radius after each pick (`Coreset.radius`); None: picks reused
-    picks: np.ndarray | None = None  # the rows of the pool the memory is
+    radius: np.ndarray  # the coreset's coverage radius after each pick (`Coreset.radius`)
 
     def report(self) -> dict:
         """The radius at a few memory sizes, for the fit record (how much a larger memory would still cover)."""
-        out = {"pool": self.pool, "memory": int(len(self.memory))}
-        if self.radius is None:
-            return out
         sizes = [s for s in (256, 512, 1024, 2048, 4096, 8192) if s <= len(self.radius)] + [len(self.radius)]
-        return {**out, "radius": {str(s): round(float(self.radius[s - 1]), 4) for s in sorted(set(sizes))}}
-
-
-def memory_pool(rows: np.ndarray, cfg: LocalHeadConfig, seed: int | None = None) -> np.ndarray:
-    """The rows the coreset chooses from: all of them, or a seeded subset of `cfg.max_pool` when there are more."""
-    seed = cfg.seed if seed is None else seed
-    if len(rows) <= cfg.max_pool:
-        return rows
-    return rows[np.sort(np.random.default_rng(seed).choice(len(rows), cfg.max_pool, replace=False))]
+        return {"pool": self.pool, "memory": int(len(self.memory)),
+                "radius": {str(s): round(float(self.radius[s - 1]), 4) for s in sorted(set(sizes))}}
 
 
 def choose_memory(rows: np.ndarray, cfg: LocalHeadConfig, seed: int | None = None) -> MemoryFit:
-    """The coreset of `rows` (patches of good training images), from `memory_pool`."""
+    """The coreset of `rows` (patches of good training images), from a seeded subset when there are more than
+    `cfg.max_pool`."""
     seed = cfg.seed if seed is None else seed
-    pool = memory_pool(rows, cfg, seed)
+    pool = rows
+    if len(rows) > cfg.max_pool:
+        pool = rows[np.sort(np.random.default_rng(seed).choice(len(rows), cfg.max_pool, replace=False))]
     core = greedy_coreset(pool, cfg.memory, cfg.projection, seed)
-    return MemoryFit(pool[core.indices], len(pool), core.radius, core.indices)
-
-
-def memory_at(rows: np.ndarray, cfg: LocalHeadConfig, picks: np.ndarray) -> MemoryFit:
-    """The memory another fit chose (`MemoryFit.picks`) taken from `rows`: the same patches of the same images, as
-    these rows compute them."""
-    pool = memory_pool(rows, cfg)
-    return MemoryFit(pool[picks], len(pool), None, picks)
+    return MemoryFit(pool[core.indices], len(pool), core.radius)
 
 
 def save_local_head(head: LocalPatchHead, run: Path, report: dict) -> None:
