@@ -8,7 +8,7 @@ graph beside the map (docs/global_head.md has the measurements behind each choic
 
 The descriptor: the spatial mean of f2, f3, f4 and of the backbone's deeper context stages, plus the spatial
 max of the deepest one; optionally the mean of f3 and f4 over each cell of a coarse grid too (`GlobalHeadConfig.
-regions`): a defect on a few percent of the image moves its cell's mean by the cell count times more than the image's.
+grid`): a defect on a few percent of the image moves its cell's mean by the cell count times more than the image's.
 Shrinkage: Ledoit–Wolf (or OAS) on standardised descriptors — there are fewer good
 images than dimensions, and the sample covariance would be singular.
 """
@@ -46,23 +46,25 @@ class GlobalHeadConfig:
     context: bool = True  # pool the backbone's deeper context stages too (Lite0: blocks 11–15, stride 32)
     deepest_max: bool = True  # the spatial max of the deepest map beside the means
     estimator: str = "ledoit_wolf"
-    # f3's and f4's means over each cell of a regions×regions grid too (0: the whole image only). Opt-in
+    # f3's and f4's means over each cell of a grid×grid grid too (0: the whole image only). Opt-in
     # (`--global-grid 2`): it lifts small defects on surfaces, and raised INT8 false rejects (docs/global_head.md).
-    regions: int = 0
+    grid: int = 0
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
-        if self.regions < 0:
-            raise ValueError(f"regions must be 0 (none) or a grid size ≥ 1, got {self.regions}")
+        if self.grid < 0:
+            raise ValueError(f"the global head's grid must be 0 (none) or a size ≥ 1, got {self.grid}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> GlobalHeadConfig:
-        """A saved configuration (one saved before `regions` existed pooled the whole image only: the default)."""
-        return cls(**{k: v for k, v in d.items() if k in {"context", "deepest_max", "estimator", "regions"}})
+        """A saved configuration (one saved before the grid existed pooled the whole image only: the default; the
+        grid's first release saved it as `regions`)."""
+        d = {("grid" if k == "regions" else k): v for k, v in d.items()}
+        return cls(**{k: v for k, v in d.items() if k in {"context", "deepest_max", "estimator", "grid"}})
 
 
 @dataclass
@@ -84,8 +86,8 @@ class FitReport:
 def head_config_for(encoder_weights: str, grid: int = 0) -> GlobalHeadConfig:
     """The context stages are the ImageNet trunk's continuation: on top of an encoder with other weights (random,
     or `slsg pretrain`'s) their ImageNet BatchNorm statistics do not fit, so the head pools the trunk's maps only.
-    `grid`: the cells' means too (`GlobalHeadConfig.regions`, `TrainConfig.global_grid`)."""
-    return GlobalHeadConfig(context=str(encoder_weights) == "imagenet", regions=grid)
+    `grid`: the cells' means too (`GlobalHeadConfig.grid`, `TrainConfig.global_grid`)."""
+    return GlobalHeadConfig(context=str(encoder_weights) == "imagenet", grid=grid)
 
 
 class GlobalContextHead(nn.Module):
@@ -102,7 +104,7 @@ class GlobalContextHead(nn.Module):
                 p.requires_grad_(False)
         c = spec.channels
         widths = [c[2], c[3], c[4]] + (list(spec.context_channels) if self.context is not None else [])
-        self.dims = sum(widths) + (widths[-1] if self.cfg.deepest_max else 0) + self.cfg.regions ** 2 * (c[3] + c[4])
+        self.dims = sum(widths) + (widths[-1] if self.cfg.deepest_max else 0) + self.cfg.grid ** 2 * (c[3] + c[4])
         self.register_buffer("mean", torch.zeros(self.dims))
         self.register_buffer("inv_std", torch.ones(self.dims))
         self.register_buffer("whiten", torch.eye(self.dims))
@@ -119,8 +121,8 @@ class GlobalContextHead(nn.Module):
         parts = [m.mean(dim=(2, 3)) for m in maps]
         if self.cfg.deepest_max:
             parts.append(maps[-1].amax(dim=(2, 3)))
-        if self.cfg.regions:
-            parts += [cell.mean(dim=(2, 3)) for m in (feats.f3, feats.f4) for cell in grid_cells(m, self.cfg.regions)]
+        if self.cfg.grid:
+            parts += [cell.mean(dim=(2, 3)) for m in (feats.f3, feats.f4) for cell in grid_cells(m, self.cfg.grid)]
         return torch.cat(parts, dim=1)
 
     def distance(self, descriptor: torch.Tensor) -> torch.Tensor:

@@ -109,22 +109,23 @@ def test_a_defect_in_one_cell_of_the_image_stands_out_in_the_regional_descriptor
     image's means alone."""
     rng = np.random.default_rng(5)
     aurocs = {}
-    for regions in (0, 2):
-        head = GlobalContextHead("efficientnet_lite0", GlobalHeadConfig(context=False, regions=regions))
+    for grid in (0, 2):
+        head = GlobalContextHead("efficientnet_lite0", GlobalHeadConfig(context=False, grid=grid))
         with torch.no_grad():
             stats, _, _ = gaussian_from_descriptors(head.descriptor(_features(rng, 200)).double().numpy())
             good = mahalanobis(stats, head.descriptor(_features(rng, 100)).double().numpy())
             bad = mahalanobis(stats, head.descriptor(_features(rng, 100, defect=0.3)).double().numpy())
-        aurocs[regions] = float(np.mean(bad[:, None] > good[None, :]))
-        assert head.dims == 24 + 40 + 112 + 112 + regions ** 2 * (40 + 112)
+        aurocs[grid] = float(np.mean(bad[:, None] > good[None, :]))
+        assert head.dims == 24 + 40 + 112 + 112 + grid ** 2 * (40 + 112)
     assert aurocs[2] > 0.85 and aurocs[2] > aurocs[0] + 0.08, aurocs  # measured 0.89 against 0.77
 
 
-def test_a_head_saved_before_regions_existed_keeps_its_descriptor() -> None:
+def test_a_head_saved_before_the_grid_existed_keeps_its_descriptor() -> None:
     old = GlobalHeadConfig.from_dict({"context": True, "deepest_max": True, "estimator": "ledoit_wolf"})
-    assert old.regions == 0
-    gridded = GlobalHeadConfig(regions=2)
+    assert old.grid == 0
+    gridded = GlobalHeadConfig(grid=2)
     assert GlobalHeadConfig.from_dict(gridded.to_dict()) == gridded
+    assert GlobalHeadConfig.from_dict({"context": True, "regions": 2}).grid == 2  # the name its first release saved
 
 
 def test_every_grid_cell_has_a_row_and_a_column_even_on_a_map_smaller_than_the_grid() -> None:
@@ -224,7 +225,7 @@ def test_fit_head_with_a_grid_refits_the_global_head_and_the_graph_gives_its_sco
     result = CliRunner().invoke(app, ["fit-head", str(run), str(tiny_loco), "--head", "both", "--global-grid", "2"])
     assert result.exit_code == 0, result.output
     meta = json.loads((run / "global_head.json").read_text())
-    assert meta["config"]["regions"] == 2 and meta["dims"] == 816 + 4 * (40 + 112)
+    assert meta["config"]["grid"] == 2 and meta["dims"] == 816 + 4 * (40 + 112)
     assert json.loads((run / "config.json").read_text())["train"]["global_grid"] == 2
     bundle = load_bundle(write_bundle(run, tmp_path / "m.slsg",
                                       BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
