@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,15 @@ from calibration.bundle import CALIBRATION_DIR, Adjusted, quantize_bundle
 from calibration.fp16 import export_fp16
 from calibration.int8 import FLAVOUR_FILES, Int8Config, QuantizationError
 from calibration.selection import select_calibration_set
-from edge_runtime.backends.base import BackendError, Outputs, close_backend
+from edge_runtime.backends.base import Backend, BackendError, Outputs, close_backend
 from edge_runtime.backends.faithful import FRAMES, calibration_frames, unfaithful
 from edge_runtime.backends.onnxruntime_backend import AS_WRITTEN
-from edge_runtime.backends.openvino_backend import OPENVINO_PREFIX, OpenVinoBackend, openvino_available
+from edge_runtime.backends.openvino_backend import (
+    OPENVINO_PREFIX,
+    OpenVinoBackend,
+    openvino_available,
+    require_precision,
+)
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
 from export.head_refit import Probe, openvino_probe, refit_head, refit_head_for_openvino
 from export.job import ExportJob, GateSet, LeftOut
@@ -221,28 +227,47 @@ def gate_openvino_int8(job: ExportJob) -> None:
         if why is not None:
             out[flavour] = {"passed": False, "reasons": [why]}
             continue
-        probe = job.refit.probe_openvino(path) if job.refit is not None else None
-        plain = None if isinstance(probe, Probe) else _openvino_outputs(path, key, images)
-        refused = _maps_refused(gate.reference, probe.seen.maps if plain is None else plain.maps, floor)
-        if refused is not None:  # no refit
-            out[flavour] = refused
+        run = partial(_openvino_outputs, path, key, images)
+        seen = _openvino_candidate(job, path, "int8", stage / head_file(key), run, floor)
+        if seen.refused is not None:  # no refit
+            out[flavour] = seen.refused
             continue
-        head = stage / head_file(key)
-        record, fitted, outputs = probe, None, plain  # a file whose head cannot be refitted: as it is
-        if isinstance(probe, Probe):
-            done = job.refit.for_openvino(path, head, probe=probe)
-            record = done.record
-            fitted = head if record and record.get("refitted") else None
-            outputs = done.outputs if done.outputs is not None else _openvino_outputs(path, key, images, fitted)
-        job.gate_scores[key] = outputs.score
-        acc = compare(gate.reference, outputs, gate.eval, job.options.auroc_budget, floor)
-        out[flavour] = {**acc.to_dict(), **({"head_refit": record} if record else {})}
-        if fitted is not None and acc.passed:
+        job.gate_scores[key] = seen.outputs.score
+        acc = compare(gate.reference, seen.outputs, gate.eval, job.options.auroc_budget, floor)
+        out[flavour] = {**acc.to_dict(), **({"head_refit": seen.record} if seen.record else {})}
+        if seen.fitted is not None and acc.passed:
             job.heads[key] = head_file(key)
-        elif fitted is not None:
-            fitted.unlink()  # an empty heads/ goes with `drop_heads_without_model`
+        elif seen.fitted is not None:
+            seen.fitted.unlink()  # an empty heads/ goes with `drop_heads_without_model`
     job.report.openvino_int8 = out
     job.manifest.openvino_int8 = out
+
+
+@dataclass
+class _Candidate:
+    """A candidate OpenVINO runs (an INT8 file, or model.onnx in bf16) as its gate sees it: refused on its maps
+    before any refit, or its outputs on the gate's images with its head refitted for it where it has one."""
+
+    refused: dict | None = None
+    outputs: Outputs | None = None
+    record: dict | None = None       # the head refit's record
+    fitted: Path | None = None       # the head file written for it
+
+
+def _openvino_candidate(job: ExportJob, path: Path, precision: str, head: Path,
+                        run: Callable[[Path | None], Outputs], floor: float) -> _Candidate:
+    """One pass of OpenVINO over the gate's images serves the map rule, the head refit and the gate: the refit's
+    pass where the RUN has a global head (`HeadRefit.probe_openvino`), else `run` (the candidate with `head`, or
+    as it is for None). A candidate whose map fails the rule is refused before any refit."""
+    probe = job.refit.probe_openvino(path, precision) if job.refit is not None else None
+    plain = None if isinstance(probe, Probe) else run(None)
+    refused = _maps_refused(job.gate.reference, probe.seen.maps if plain is None else plain.maps, floor)
+    if refused is not None or not isinstance(probe, Probe):
+        return _Candidate(refused, plain, probe)  # a head that cannot be refitted: the candidate as it is
+    done = job.refit.for_openvino(path, head, precision, probe=probe)
+    fitted = head if done.record and done.record.get("refitted") else None
+    outputs = done.outputs if done.outputs is not None else run(fitted)
+    return _Candidate(None, outputs, done.record, fitted)
 
 
 def _unfaithful_here(path: Path, key: str, frames: np.ndarray) -> str | None:
@@ -256,7 +281,10 @@ def _unfaithful_here(path: Path, key: str, frames: np.ndarray) -> str | None:
 
 
 def _openvino_outputs(path: Path, key: str, images: np.ndarray, head: Path | None = None) -> Outputs:
-    backend = OpenVinoBackend(path, precision="int8", model=key, head=head)
+    return _outputs(OpenVinoBackend(path, precision="int8", model=key, head=head), images)
+
+
+def _outputs(backend: Backend, images: np.ndarray) -> Outputs:
     try:
         return run_backend(backend, images)
     finally:
@@ -303,18 +331,15 @@ def add_bf16(job: ExportJob) -> None:
         return
     job.say("gating bf16 (model.onnx in OpenVINO's bf16 arithmetic) like INT8")
     model, head, gate = job.stage / FILES["fp32"], job.stage / head_file("bf16"), job.gate
-    fitted, refit_record, outputs = None, None, None
     try:
-        maps = run_backend(bf16_backend(model), gate.eval.images()).maps
-        refused = _maps_refused(gate.reference, maps, BF16_MIN_MAP_CORRELATION)
+        require_precision("bf16")  # before any pass: OpenVINO would run f32 under the name on a CPU without bf16
+        seen = _openvino_candidate(job, model, "bf16", head,
+                                   lambda fitted: _outputs(bf16_backend(model, head=fitted), gate.eval.images()),
+                                   BF16_MIN_MAP_CORRELATION)
+        refused, refit_record, fitted = seen.refused, seen.record, seen.fitted
         if refused is None:
-            if job.refit is not None:
-                done = job.refit.for_openvino(model, head, "bf16")
-                refit_record, outputs = done.record, done.outputs
-                fitted = head if refit_record and refit_record.get("refitted") else None
-            candidate = bf16_backend(model, head=fitted) if outputs is None else None  # the refit's pass, else a run
             acc, report = gate_bf16(model, gate.eval, job.options.auroc_budget, reference=gate.reference,
-                                    candidate=candidate, outputs=outputs)
+                                    outputs=seen.outputs)
     except BackendError as e:
         job.report.bf16 = job.manifest.bf16_report = {"error": str(e)}
         job.report.left_out["bf16"] = LeftOut([str(e)], ["export with --bf16 on a CPU with bf16 (AVX-512 BF16 or "

@@ -98,6 +98,18 @@ def cpu_has_bf16() -> bool:
     return "BF16" in cpu_capabilities()
 
 
+def require_precision(precision: str) -> None:
+    """Raise BackendError where OpenVINO cannot run `precision` here as asked: an unknown one, OpenVINO missing, or
+    bf16 on a CPU without it (OpenVINO would silently run f32 under the name)."""
+    if precision not in INFERENCE_PRECISION:
+        raise BackendError(f"unknown OpenVINO precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and "BF16" not in cpu_capabilities():
+        raise BackendError(
+            f"this CPU has no bf16 arithmetic (OpenVINO capabilities: {', '.join(cpu_capabilities())}): "
+            "bf16 would silently run as f32; use --backend openvino or openvino-int8"
+        )
+
+
 def _type_name(value: object) -> str:
     """OpenVINO returns element types (`<Type: 'float32'>`); compare them by their short name."""
     name = getattr(value, "get_type_name", None)
@@ -123,18 +135,12 @@ class OpenVinoBackend:
         model: str = "fp32",
         head: Path | None = None,
     ) -> None:
-        if precision not in INFERENCE_PRECISION:
-            raise BackendError(f"unknown OpenVINO precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        require_precision(precision)
         if hint not in PERFORMANCE_HINTS:
             raise BackendError(f"unknown performance hint {hint!r}: choose one of {', '.join(PERFORMANCE_HINTS)}")
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"ONNX model {self.path} does not exist: check the bundle")
-        if precision == "bf16" and "BF16" not in cpu_capabilities():
-            raise BackendError(
-                f"this CPU has no bf16 arithmetic (OpenVINO capabilities: {', '.join(cpu_capabilities())}): "
-                "bf16 would silently run as f32; use --backend openvino or openvino-int8"
-            )
         config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)

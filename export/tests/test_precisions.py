@@ -305,6 +305,22 @@ def test_bf16_gets_a_model_entry_only_through_its_gate(trained_run, tmp_path):
         select_backend(bundle, "openvino-bf16")
 
 
+def test_bf16_without_a_head_to_refit_is_gated_on_the_pass_its_map_rule_read(trained_run, tmp_path, monkeypatch):
+    """No head to refit (an SLSG-only RUN): the one bf16 pass over the gate's images meets the map rule and is the
+    gate's."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 arithmetic (OpenVINO would run f32 under the name)")
+    import export.gates as gates
+
+    built, real = [], gates.bf16_backend
+    monkeypatch.setattr(gates, "bf16_backend", lambda model, head=None: built.append(head) or real(model, head=head))
+    monkeypatch.setattr(gates.HeadRefit, "for_run", classmethod(lambda cls, *args: None))  # as for SLSG alone
+    write_bundle(trained_run, tmp_path / "m.slsg", BundleOptions(bf16=True, parity_count=2))
+    report = load_bundle(tmp_path / "m.slsg").manifest.bf16_report
+    assert built == [None] and "head_refit" not in report and "map_pearson" in str(report)
+
+
 def _openvino_maps_elsewhere(monkeypatch) -> None:
     """OpenVINO giving other anomaly maps than the file's arithmetic and FP32's (a CPU whose integer kernels
     saturate, or weights re-stored with too little precision, or bf16's rounding), patched into `export.gates`."""
