@@ -256,14 +256,24 @@ class _Candidate:
 
 def _openvino_candidate(job: ExportJob, path: Path, precision: str, head: Path,
                         run: Callable[[Path | None], Outputs], floor: float) -> _Candidate:
-    """One pass of OpenVINO over the gate's images serves the map rule, the head refit and the gate: the refit's
-    pass where the RUN has a global head (`HeadRefit.probe_openvino`), else `run` (the candidate with `head`, or
-    as it is for None). A candidate whose map fails the rule is refused before any refit."""
-    probe = job.refit.probe_openvino(path, precision) if job.refit is not None else None
+    """The candidate's outputs on the gate's images, its head refitted where the RUN has one; refused on its maps
+    before any refit where they fail the rule. `run` runs the candidate as the line does (with `head`, or as it is
+    for None).
+
+    INT8: one OpenVINO pass serves the map rule, the refit and the gate — the refit's (`HeadRefit.probe_openvino`),
+    whose extra outputs leave OpenVINO's f32 arithmetic as it is (the same map r to 15 digits on juice_bottle).
+    bf16: its arithmetic moves with what the compiled graph outputs (map r 0.9845 with the refit's outputs, 0.9851
+    as the line runs it), so the map rule reads `run`'s pass, which is also the gate's where there is no head."""
+    refitting = job.refit is not None
+    probe = job.refit.probe_openvino(path, precision) if refitting and precision == "int8" else None
     plain = None if isinstance(probe, Probe) else run(None)
     refused = _maps_refused(job.gate.reference, probe.seen.maps if plain is None else plain.maps, floor)
-    if refused is not None or not isinstance(probe, Probe):
-        return _Candidate(refused, plain, probe)  # a head that cannot be refitted: the candidate as it is
+    if refused is not None or not refitting:
+        return _Candidate(refused, plain)
+    if probe is None:
+        probe = job.refit.probe_openvino(path, precision)
+    if not isinstance(probe, Probe):  # a head that cannot be refitted: the candidate as it is
+        return _Candidate(None, plain if plain is not None else run(None), probe)
     done = job.refit.for_openvino(path, head, precision, probe=probe)
     fitted = head if done.record and done.record.get("refitted") else None
     outputs = done.outputs if done.outputs is not None else run(fitted)
