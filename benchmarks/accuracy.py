@@ -35,18 +35,16 @@ from edge_runtime.backends.openvino_backend import OpenVinoBackend
 from edge_runtime.preprocess import parse_size, prepare
 from edge_runtime.statistics import auroc, binomial_interval
 from export.onnx_export import ExportConfig, export_onnx
-from slsg.checkpoint import load_run, open_run, save_run
+from slsg.checkpoint import open_run
 from slsg.data import open_dataset, read_image
 from slsg.data.synthetic_scene import SynthCounts, write_dataset
 from slsg.evaluation import evaluate_category, predict_outputs, threshold_check
 from slsg.heads.fusion import FusionConfig, fuse_numpy
-from slsg.heads.global_context import head_config_for
-from slsg.heads.scoring import fit_scores
 from slsg.inference import DeployModel, load_deploy
 from slsg.model import ModelConfig
 from slsg.predictors import load_predictor
 from slsg.training import TrainConfig, train
-from slsg.training.data import load_training_data
+from slsg.training.refit import refit_heads
 from slsg.training.state import has_state
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -178,21 +176,7 @@ def latency_study(run: Path, work: Path, calib_images: np.ndarray, threads: int 
 TRAIN_RECORD = "benchmark_train.json"
 
 
-def refit(run: Path, data: Path, spec: AccuracySet, grid: int | None = None) -> None:
-    """Fit the heads, normalisation and threshold of an existing RUN again with this code (as `slsg fit-head`;
-    `grid`: the global head's, default the RUN's own)."""
-    r, model = load_run(run)
-    cfg = TrainConfig.from_dict(r.config["train"])
-    td = load_training_data(data, spec.category, r.model_config.hw, cfg.val_fraction, cfg.seed)
-    grid = cfg.global_grid if grid is None else grid
-    config = dict(r.config)
-    config.update(fit_scores(run, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate,
-                             head_config_for(cfg.encoder_weights, grid)))
-    config["train"] = {**config["train"], "global_grid": grid}
-    save_run(run, model, config)
-
-
-def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_heads: bool = False,
+def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit: bool = False,
             grid: int | None = None) -> dict:
 
 
@@ -209,8 +193,8 @@ def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit_head
     else:
         if (run / TRAIN_RECORD).is_file():  # the RUN's own training, when an earlier run of this benchmark made it
             stages.update(json.loads((run / TRAIN_RECORD).read_text()))
-        if refit_heads:
-            _timed(stages, "refit", lambda: refit(run, data, spec, grid))
+        if refit:
+            _timed(stages, "refit", lambda: refit_heads(run, data, spec.category, grid=grid))
     r = open_run(run)
     category = open_dataset(data, spec.category)[0]
     loaded = load_predictor(run, "torch")
@@ -301,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: {args.datasets / spec.folder} is not here", file=sys.stderr)
             continue
         print(f"== {name} ({spec.kind}): Lite0 at {spec.size}, {spec.steps} steps", flush=True)
-        results.append(run_set(spec, args.datasets, args.work, refit_heads=args.refit, grid=args.global_grid))
+        results.append(run_set(spec, args.datasets, args.work, refit=args.refit, grid=args.global_grid))
         (args.work / "accuracy.json").write_text(json.dumps(
             {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
              "results": results}, indent=2))

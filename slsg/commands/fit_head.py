@@ -10,12 +10,8 @@ from typing import Optional
 
 import typer
 
-from slsg.checkpoint import load_run, save_run
 from slsg.commands._common import console, user_errors
-from slsg.heads.global_context import head_config_for
-from slsg.heads.scoring import fit_scores
-from slsg.training import TrainConfig
-from slsg.training.data import load_training_data
+from slsg.training.refit import refit_heads
 
 
 def command(
@@ -32,18 +28,7 @@ def command(
     """Fit the global head on the RUN's training images; normalise the heads and set the threshold on its
     validation images and cross-fitted training images (never test images)."""
     with user_errors():
-        r, model = load_run(run)
-        train_cfg = TrainConfig.from_dict(r.config.get("train", {}))
-        td = load_training_data(data, category or r.config.get("data", {}).get("category"), r.model_config.hw,
-                                train_cfg.val_fraction, train_cfg.seed)
-        frr = train_cfg.false_reject_rate if false_reject_rate is None else false_reject_rate
-        rule = rule or train_cfg.fusion_rule
-        grid = train_cfg.global_grid if global_grid is None else global_grid
-        config = dict(r.config)
-        config.update(fit_scores(run, model, td, head, rule, frr, head_config_for(train_cfg.encoder_weights, grid)))
-        config["train"] = {**config.get("train", {}), "head": head, "false_reject_rate": frr, "fusion_rule": rule,
-                           "global_grid": grid}
-        save_run(run, model, config)
+        config = refit_heads(run, data, category, head, false_reject_rate, rule, global_grid)
         t = config.get("threshold", {})
         console.print(f"{run}: decision score {config['scores']['heads']} ({config['scores']['rule']}), threshold "
                       f"{t.get('value', float('nan')):.4f} on {t.get('n_good', 0)} good images ({t.get('source', '')})")
