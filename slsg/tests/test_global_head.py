@@ -100,7 +100,7 @@ def _features(rng: np.random.Generator, n: int, defect: float = 0.0) -> Features
         return torch.as_tensor(m, dtype=torch.float32)
 
     empty = torch.zeros(n, 1, 1, 1)
-    return Features(empty, empty, maps(24, 32, 4) * 0, maps(40, 32, 4), maps(112, 16, 2))
+    return Features(empty, empty, torch.zeros(n, 24, 32, 32), maps(40, 32, 4), maps(112, 16, 2))
 
 
 def test_a_defect_in_one_cell_of_the_image_stands_out_in_the_regional_descriptor() -> None:
@@ -117,7 +117,7 @@ def test_a_defect_in_one_cell_of_the_image_stands_out_in_the_regional_descriptor
             bad = mahalanobis(stats, head.descriptor(_features(rng, 100, defect=0.3)).double().numpy())
         aurocs[grid] = float(np.mean(bad[:, None] > good[None, :]))
         assert head.dims == 24 + 40 + 112 + 112 + grid ** 2 * (40 + 112)
-    assert aurocs[2] > 0.85 and aurocs[2] > aurocs[0] + 0.08, aurocs  # measured 0.89 against 0.77
+    assert aurocs[2] > 0.85 and aurocs[2] > aurocs[0] + 0.08, aurocs  # measured 0.87 against 0.76
 
 
 def test_a_head_saved_before_the_grid_existed_keeps_its_descriptor() -> None:
