@@ -38,7 +38,7 @@ from edge_runtime.backends.openvino_backend import (
     require_precision,
 )
 from edge_runtime.backends.refitted_head import HEADS_DIR, head_file
-from export.head_refit import Probe, openvino_probe, refit_head, refit_head_for_openvino
+from export.head_refit import PROBE_RUNS_AS_THE_LINE, Probe, openvino_probe, refit_head, refit_head_for_openvino
 from export.job import ExportJob, GateSet, LeftOut
 from export.precisions import (
     FILES,
@@ -260,23 +260,26 @@ def _openvino_candidate(job: ExportJob, path: Path, precision: str, head: Path,
     before any refit where they fail the rule. `run` runs the candidate as the line does (with `head`, or as it is
     for None).
 
-    INT8: one OpenVINO pass serves the map rule, the refit and the gate — the refit's (`HeadRefit.probe_openvino`),
-    whose extra outputs leave OpenVINO's f32 arithmetic as it is (the same map r to 15 digits on juice_bottle).
-    bf16: its arithmetic moves with what the compiled graph outputs (map r 0.9845 with the refit's outputs, 0.9851
-    as the line runs it), so the map rule reads `run`'s pass, which is also the gate's where there is no head."""
-    refitting = job.refit is not None
-    probe = job.refit.probe_openvino(path, precision) if refitting and precision == "int8" else None
+    Where the refit's pass computes what the line computes (`PROBE_RUNS_AS_THE_LINE`: INT8) one OpenVINO pass serves
+    the map rule, the refit and the gate. Elsewhere (bf16) the map rule reads `run`'s pass, which is also the gate's
+    where no head is refitted, and the refitted candidate is run again for its gate."""
+    refit = job.refit
+    probe = None
+    if refit is not None and precision in PROBE_RUNS_AS_THE_LINE and refit.train() is not None:
+        probe = refit.probe_openvino(path, precision)
     plain = None if isinstance(probe, Probe) else run(None)
     refused = _maps_refused(job.gate.reference, probe.seen.maps if plain is None else plain.maps, floor)
-    if refused is not None or not refitting:
+    if refused is not None or refit is None:
         return _Candidate(refused, plain)
+    if refit.train() is None:  # no training images to refit on: the candidate as it is
+        return _Candidate(None, plain, TOO_FEW_TRAINING_IMAGES)
     if probe is None:
-        probe = job.refit.probe_openvino(path, precision)
+        probe = refit.probe_openvino(path, precision)
     if not isinstance(probe, Probe):  # a head that cannot be refitted: the candidate as it is
         return _Candidate(None, plain if plain is not None else run(None), probe)
-    done = job.refit.for_openvino(path, head, precision, probe=probe)
+    done = refit.for_openvino(path, head, precision, probe=probe)
     fitted = head if done.record and done.record.get("refitted") else None
-    outputs = done.outputs if done.outputs is not None else run(fitted)
+    outputs = done.outputs if done.outputs is not None else (run(fitted) if fitted or plain is None else plain)
     return _Candidate(None, outputs, done.record, fitted)
 
 

@@ -99,8 +99,8 @@ def cpu_has_bf16() -> bool:
 
 
 def require_precision(precision: str) -> None:
-    """Raise BackendError where OpenVINO cannot run `precision` here as asked: an unknown one, OpenVINO missing, or
-    bf16 on a CPU without it (OpenVINO would silently run f32 under the name)."""
+    """Raise BackendError where OpenVINO cannot run `precision` here as asked: an unknown precision, or bf16 where
+    OpenVINO is missing or the CPU has no bf16 (OpenVINO would silently run f32 under the name)."""
     if precision not in INFERENCE_PRECISION:
         raise BackendError(f"unknown OpenVINO precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and "BF16" not in cpu_capabilities():

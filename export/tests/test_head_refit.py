@@ -159,3 +159,10 @@ def test_outputs_the_refitted_file_does_not_give_are_left_for_the_gate_to_run(fp
     kept, how = checked(own, val, lambda part: run_model(path, part))
     assert kept is own
 
+    def overflowing(part):  # the file gives inf where the float64 twin stays finite
+        got = run_model(path, part)
+        return Outputs(got.maps, got.score, {**got.heads, "global": np.full_like(got.heads["global"], np.inf)})
+
+    kept, how = checked(own, val, overflowing)
+    assert kept is None and "nan" in how["gate_outputs"]
+
