@@ -23,7 +23,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_runtime.backends.openvino_backend import (
-    INFERENCE_PRECISION,
+    compile_config,
     compile_cpu,
     cpu_capabilities,
     openvino_available,
@@ -109,7 +109,7 @@ def openvino_gemm(peak: str, n: int, threads: int | None) -> Callable[[], object
     kind, precision = OPENVINO_GEMMS[peak]
     if precision == "bf16" and "BF16" not in cpu_capabilities():
         return None
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+    config = compile_config(precision)
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     compiled = compile_cpu(gemm_model(kind, n).SerializeToString(), config)

@@ -37,13 +37,12 @@ from edge_runtime.heads.graph import (
     Seen,
     descriptors,
     find_head,
-    fusion_rule,
     initializer,
     onnxruntime_describer,
     openvino_describer,
 )
 from edge_runtime.heads.memory import image_scores, memory_columns, memory_rows
-from slsg.heads.fusion import MIN_RELATIVE_SPREAD, HeadNorm
+from slsg.heads.fusion import MIN_RELATIVE_SPREAD, FusionConfig, HeadNorm, fuse_numpy
 from slsg.heads.global_context import (
     CROSS_FIT_SEED,
     cross_fitted_distances,
@@ -147,10 +146,10 @@ def refitted_outputs(probe: Probe, tensors: dict[str, np.ndarray]) -> Outputs | 
     """The refitted file's outputs on the probe's images, from the probe's pass: SLSG's map and score as the probe's
     graph computed them (no head changes them; the file's own where the probe runs as the line does), the global and
     local scores from the new statistics by their numpy twins (`mahalanobis`, `image_scores`), the fused score by
-    the graph's own rule over the new normalisation. None where the graph fuses heads these twins do not know."""
+    the graph's rule over the new normalisation (`fuse_numpy`). None where the graph fuses heads these twins do not
+    know."""
     model, head, seen = probe.model, probe.head, probe.seen
-    rule = fusion_rule(model, head)
-    if rule is None or seen.maps is None or head.slsg_index is None or "slsg" not in seen.heads:
+    if head.rule is None or seen.maps is None or head.slsg_index is None or "slsg" not in seen.heads:
         return None
     stats = {key: np.asarray(tensors[name], np.float64) for key, name in HEAD_TENSORS.items()}
     scores = {"slsg": seen.heads["slsg"], "global": mahalanobis(stats, seen.descriptors)}
@@ -165,9 +164,10 @@ def refitted_outputs(probe: Probe, tensors: dict[str, np.ndarray]) -> Outputs | 
     inv_scale = np.asarray(tensors.get(head.inv_scale, initializer(model, head.inv_scale)), np.float64)
     if sorted(places.values()) != list(range(location.size)):
         return None
-    z = np.stack([(scores[name] - location[i]) * inv_scale[i] for name, i in places.items()])
-    fused = z.max(axis=0) if rule == "max" else z.mean(axis=0)
-    return Outputs(seen.maps, fused.astype(np.float32), {k: v.astype(np.float32) for k, v in scores.items()})
+    # the graph's vectors as the RUN's normalisation (no good scores counted here), fused by the one numpy rule
+    norms = {name: HeadNorm(float(location[i]), 1.0 / float(inv_scale[i]), 0) for name, i in places.items()}
+    fused = fuse_numpy(FusionConfig(tuple(sorted(places, key=places.get)), head.rule, norms), scores)
+    return Outputs(seen.maps, fused, {k: v.astype(np.float32) for k, v in scores.items()})
 
 
 def checked(outputs: Outputs | None, images: np.ndarray, run: Callable[[np.ndarray], Outputs]) -> tuple[

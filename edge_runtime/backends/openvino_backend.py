@@ -98,6 +98,12 @@ def cpu_has_bf16() -> bool:
     return "BF16" in cpu_capabilities()
 
 
+def compile_config(precision: str, hint: str = "LATENCY") -> dict:
+    """OpenVINO's CPU compile settings for `precision` as the line runs it: the hint, and the inference precision
+    asked for explicitly (the CPU plugin otherwise picks bf16 by itself where it can)."""
+    return {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+
+
 def require_precision(precision: str) -> None:
     """Raise BackendError where OpenVINO cannot run `precision` here as asked: an unknown precision, or bf16 where
     OpenVINO is missing or the CPU has no bf16 (OpenVINO would silently run f32 under the name)."""
@@ -141,7 +147,7 @@ class OpenVinoBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"ONNX model {self.path} does not exist: check the bundle")
-        config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+        config = compile_config(precision, hint)
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.head = Path(head) if head is not None else None

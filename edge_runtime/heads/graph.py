@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT
 from edge_runtime.backends.onnxruntime_backend import cpu_session
-from edge_runtime.backends.openvino_backend import INFERENCE_PRECISION, as_openvino_runs_it, compile_cpu
+from edge_runtime.backends.openvino_backend import as_openvino_runs_it, compile_config, compile_cpu
 from edge_runtime.backends.passes import pass_workers, run_batches, session_threads
 from edge_runtime.optional import onnx
 from edge_runtime.progress import ProgressLines
@@ -40,6 +40,7 @@ class HeadTensors:
     local_index: int | None = None      # the local head's position in the same vectors, when it is fused
     local_patches: str | None = None    # the patches (with a 1 appended) the local head's search multiplies
     slsg_index: int | None = None       # SLSG's position in the fusion vectors
+    rule: str | None = None             # the fused score's rule (max or mean), None where it ends another way
 
 
 def find_head(model: onnx.ModelProto) -> HeadTensors | None:
@@ -61,7 +62,7 @@ def find_head(model: onnx.ModelProto) -> HeadTensors | None:
     found = HeadTensors(descriptor=next(x for x in sub.input if x != HEAD_TENSORS["mean"]))
     fusion = _fusion_of(GLOBAL_OUTPUT, consumers, init)
     if fusion is not None:
-        found.location, found.inv_scale, found.index = fusion
+        found.location, found.inv_scale, found.index, found.rule = fusion
         local = _fusion_of(LOCAL_OUTPUT, consumers, init)
         search = next((n for n in consumers.get(LOCAL_MEMORY, []) if n.op_type == "MatMul"), None)
         if local is not None and local[:2] == fusion[:2] and search is not None:
@@ -72,8 +73,13 @@ def find_head(model: onnx.ModelProto) -> HeadTensors | None:
     return found
 
 
-def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, int] | None:
-    """(location, inv_scale, index) of `ScoreFusion` on `output`: Unsqueeze → Concat → Sub(location) → Mul(inv)."""
+#: the reduction `ScoreFusion` ends in → its rule (`slsg.heads.fusion.FusionConfig.rule`)
+FUSION_RULES = {"ReduceMax": "max", "ReduceMean": "mean"}
+
+
+def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, int, str | None] | None:
+    """(location, inv_scale, index, rule) of `ScoreFusion` on `output`: Unsqueeze → Concat → Sub(location) →
+    Mul(inv) → ReduceMax or ReduceMean."""
     unsq = next((n for n in consumers.get(output, []) if n.op_type == "Unsqueeze"), None)
     concat = next((n for n in consumers.get(unsq.output[0], []) if n.op_type == "Concat"), None) if unsq else None
     if concat is None:
@@ -85,27 +91,9 @@ def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, 
         return None
     location = next((x for x in sub.input if x in init), None)
     inv_scale = next((x for x in mul.input if x in init), None)
-    return (location, inv_scale, index) if location and inv_scale else None
-
-
-#: the reduction `ScoreFusion` ends in → its rule (`slsg.heads.fusion.FusionConfig.rule`)
-FUSION_RULES = {"ReduceMax": "max", "ReduceMean": "mean"}
-
-
-def fusion_rule(model: onnx.ModelProto, head: HeadTensors) -> str | None:
-    """The fused score's rule as the graph computes it (max or mean of the normalised head scores), None where
-    the graph has no fusion or ends it another way."""
-    if head.location is None:
-        return None
-    g = model.graph
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for x in n.input:
-            consumers.setdefault(x, []).append(n)
-    sub = next((n for n in consumers.get(head.location, []) if n.op_type == "Sub"), None)
-    mul = next((n for n in consumers.get(sub.output[0], []) if n.op_type == "Mul"), None) if sub else None
-    ends = [n.op_type for n in consumers.get(mul.output[0], [])] if mul else []
-    return FUSION_RULES.get(ends[0]) if len(ends) == 1 else None
+    ends = [n.op_type for n in consumers.get(mul.output[0], [])]
+    rule = FUSION_RULES.get(ends[0]) if len(ends) == 1 else None
+    return (location, inv_scale, index, rule) if location and inv_scale else None
 
 
 Run = Callable[[np.ndarray], "dict[str, np.ndarray]"]
@@ -249,8 +237,7 @@ def openvino_describer(model: onnx.ModelProto, head: HeadTensors, precision: str
 
     def compiled(graph: onnx.ModelProto, names: list[str]) -> Run:
         as_openvino_runs_it(graph, precision)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
-        request = compile_cpu(graph.SerializeToString(), config).create_infer_request()  # as the backend compiles
+        request = compile_cpu(graph.SerializeToString(), compile_config(precision)).create_infer_request()
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
             request.infer({"image": batch})
