@@ -40,6 +40,7 @@ from slsg.data import open_dataset, read_image
 from slsg.data.synthetic_scene import SynthCounts, write_dataset
 from slsg.evaluation import evaluate_category, predict_outputs, threshold_check
 from slsg.heads.fusion import FusionConfig, fuse_numpy
+from slsg.heads.global_context import AUTO_GRID
 from slsg.inference import DeployModel, load_deploy
 from slsg.model import ModelConfig
 from slsg.predictors import load_predictor
@@ -177,7 +178,7 @@ TRAIN_RECORD = "benchmark_train.json"
 
 
 def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit: bool = False,
-            grid: int | None = None) -> dict:
+            grid: int | str | None = None) -> dict:
 
 
     torch.set_num_threads(2)
@@ -185,7 +186,8 @@ def run_set(spec: AccuracySet, root: Path, work: Path, seed: int = 0, refit: boo
     data = _timed(stages, "data", lambda: _data(spec, root, work))
     run = work / f"{spec.name}_run"
     model_cfg = ModelConfig(backbone="efficientnet_lite0", size=parse_size(spec.size))
-    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100, global_grid=grid or 0)
+    cfg = TrainConfig(steps=spec.steps, seed=seed, checkpoint_every=100,
+                      global_grid=AUTO_GRID if grid is None else grid)
     if not (run / "model.safetensors").is_file():
         _timed(stages, "train + fit", lambda: train(data, run, model_cfg, cfg, spec.category,
                                                     resume=has_state(run), progress=True))
@@ -269,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override every set's training steps")
     parser.add_argument("--refit", action="store_true",
                         help="RUNs already in --work: fit their heads and threshold again instead of only reusing them")
-    parser.add_argument("--global-grid", type=int, default=None,
-                        help="the global head also pools each cell of a N×N grid (slsg train --global-grid; "
-                        "default 0, and a RUN's own with --refit)")
+    parser.add_argument("--global-grid", default=None,
+                        help="the global head's grid of cells (slsg train --global-grid: auto, or a size; "
+                        "default auto, and a RUN's own with --refit)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     args.work.mkdir(parents=True, exist_ok=True)

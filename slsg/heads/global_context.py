@@ -7,8 +7,8 @@ image is from them. The head is matrix arithmetic on the encoder's features, so 
 graph beside the map (docs/global_head.md has the measurements behind each choice).
 
 The descriptor: the spatial mean of f2, f3, f4 and of the backbone's deeper context stages, plus the spatial
-max of the deepest one; optionally the mean of f3 and f4 over each cell of a coarse grid too (`GlobalHeadConfig.
-grid`): a defect on a few percent of the image moves its cell's mean by the cell count times more than the image's.
+max of the deepest one; on a surface also the mean of f4 over each cell of a 4×4 grid (`GlobalHeadConfig.grid`):
+a defect on a few percent of the image moves its cell's mean by the cell count times more than the image's.
 Shrinkage: Ledoit–Wolf (or OAS) on standardised descriptors — there are fewer good
 images than dimensions, and the sample covariance would be singular.
 """
@@ -37,6 +37,15 @@ covariance = lazy("sklearn.covariance", "train", "Fitting the global head")
 #: Descriptor dimensions whose spread on good images is below this fraction of the median spread are frozen
 #: at their mean (zero weight): a constant feature would otherwise give any deviation an infinite distance.
 _MIN_RELATIVE_STD = 1e-3
+#: The maps a grid's cells can pool (their places in `BackboneSpec.channels`).
+GRID_TAPS = {"f3": 3, "f4": 4}
+#: `--global-grid auto`: where the good images show a surface (`slsg.data.foreground`), f4's means over a 4×4
+#: grid join the descriptor; an object is pooled whole. A surface is framed the same in every photograph, so a
+#: cell is the same piece of it in every image, and a small defect moves its cell's mean 16 times as much as the
+#: image's. On an object the cells cut its layout, which is what the head judges as a whole (juice_bottle's
+#: logical anomalies lose with cells; docs/global_head.md, "Regions").
+AUTO_GRID = "auto"
+SURFACE_GRID, SURFACE_GRID_MAPS = 4, ("f4",)
 
 
 @dataclass
@@ -46,15 +55,19 @@ class GlobalHeadConfig:
     context: bool = True  # pool the backbone's deeper context stages too (Lite0: blocks 11–15, stride 32)
     deepest_max: bool = True  # the spatial max of the deepest map beside the means
     estimator: str = "ledoit_wolf"
-    # f3's and f4's means over each cell of a grid×grid grid too (0: the whole image only). Opt-in
-    # (`--global-grid 2`): it lifts small defects on surfaces, and raised INT8 false rejects (docs/global_head.md).
+    # the means of `grid_maps` over each cell of a grid×grid grid too (0: the whole image only; `head_config_for`)
     grid: int = 0
+    grid_maps: tuple[str, ...] = ("f3", "f4")
 
     def __post_init__(self) -> None:
+        self.grid_maps = tuple(self.grid_maps)
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
         if self.grid < 0:
             raise ValueError(f"the global head's grid must be 0 (none) or a size ≥ 1, got {self.grid}")
+        unknown = [m for m in self.grid_maps if m not in GRID_TAPS]
+        if unknown or not self.grid_maps:
+            raise ValueError(f"the global head's grid pools maps among {', '.join(GRID_TAPS)}, got {self.grid_maps}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +77,7 @@ class GlobalHeadConfig:
         """A saved configuration (one saved before the grid existed pooled the whole image only: the default; the
         grid's first release saved it as `regions`)."""
         d = {("grid" if k == "regions" else k): v for k, v in d.items()}
-        return cls(**{k: v for k, v in d.items() if k in {"context", "deepest_max", "estimator", "grid"}})
+        return cls(**{k: v for k, v in d.items() if k in {"context", "deepest_max", "estimator", "grid", "grid_maps"}})
 
 
 @dataclass
@@ -83,11 +96,24 @@ class FitReport:
         return asdict(self)
 
 
-def head_config_for(encoder_weights: str, grid: int = 0) -> GlobalHeadConfig:
+def head_config_for(encoder_weights: str, grid: int | str = AUTO_GRID, surface: bool = False) -> GlobalHeadConfig:
     """The context stages are the ImageNet trunk's continuation: on top of an encoder with other weights (random,
     or `slsg pretrain`'s) their ImageNet BatchNorm statistics do not fit, so the head pools the trunk's maps only.
-    `grid`: the cells' means too (`GlobalHeadConfig.grid`, `TrainConfig.global_grid`)."""
-    return GlobalHeadConfig(context=str(encoder_weights) == "imagenet", grid=grid)
+    `grid` (`TrainConfig.global_grid`): `AUTO_GRID` (f4's 4×4 cells on a `surface`, none on an object) or a size
+    whose cells pool f3 and f4 (0: none)."""
+    context = str(encoder_weights) == "imagenet"
+    if grid == AUTO_GRID:
+        return GlobalHeadConfig(context=context, grid=SURFACE_GRID if surface else 0, grid_maps=SURFACE_GRID_MAPS)
+    return GlobalHeadConfig(context=context, grid=int(grid))
+
+
+def check_grid(grid: int | str) -> int | str:
+    """A `--global-grid` value: `AUTO_GRID` or a grid size ≥ 0 (given as a number or its digits)."""
+    if grid == AUTO_GRID:
+        return grid
+    if not str(grid).strip().isdigit():
+        raise ValueError(f"--global-grid must be {AUTO_GRID!r} or a grid size (0: none), got {grid!r}")
+    return int(grid)
 
 
 class GlobalContextHead(nn.Module):
@@ -104,7 +130,8 @@ class GlobalContextHead(nn.Module):
                 p.requires_grad_(False)
         c = spec.channels
         widths = [c[2], c[3], c[4]] + (list(spec.context_channels) if self.context is not None else [])
-        self.dims = sum(widths) + (widths[-1] if self.cfg.deepest_max else 0) + self.cfg.grid ** 2 * (c[3] + c[4])
+        cells = self.cfg.grid ** 2 * sum(c[GRID_TAPS[m]] for m in self.cfg.grid_maps)
+        self.dims = sum(widths) + (widths[-1] if self.cfg.deepest_max else 0) + cells
         self.register_buffer("mean", torch.zeros(self.dims))
         self.register_buffer("inv_std", torch.ones(self.dims))
         self.register_buffer("whiten", torch.eye(self.dims))
@@ -122,7 +149,8 @@ class GlobalContextHead(nn.Module):
         if self.cfg.deepest_max:
             parts.append(maps[-1].amax(dim=(2, 3)))
         if self.cfg.grid:
-            parts += [cell.mean(dim=(2, 3)) for m in (feats.f3, feats.f4) for cell in grid_cells(m, self.cfg.grid)]
+            parts += [cell.mean(dim=(2, 3)) for name in self.cfg.grid_maps
+                      for cell in grid_cells(getattr(feats, name), self.cfg.grid)]
         return torch.cat(parts, dim=1)
 
     def distance(self, descriptor: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -36,7 +38,8 @@ from slsg.inference import TorchPredictor, load_deploy
 from slsg.model import ModelConfig, build_model
 from slsg.model.backbones import Features
 from slsg.training import TrainConfig, train
-from slsg.training.data import split_validation
+from slsg.training.data import load_training_data, split_validation
+from slsg.training.refit import global_head_config
 
 NON_SQUARE = ModelConfig(backbone="efficientnet_lite0", size=(96, 64))
 
@@ -216,23 +219,47 @@ def test_a_fused_non_square_run_exports_and_the_runtime_gives_the_torch_scores(f
     np.testing.assert_allclose(ort.score, fuse_numpy(fusion, ort.heads), rtol=1e-4, atol=1e-4)
 
 
-def test_fit_head_with_a_grid_refits_the_global_head_and_the_graph_gives_its_scores(fused_run, tiny_loco,
-                                                                                   tmp_path) -> None:
-    """`slsg fit-head RUN DATA --global-grid 2`: the RUN's global head pools the 2×2 cells too, the choice is kept
-    in the RUN, and the exported graph computes the same scores as PyTorch."""
+def test_fit_head_on_a_surface_pools_f4s_cells_and_the_graph_gives_its_scores(fused_run, tiny_loco,
+                                                                              tmp_path) -> None:
+    """`slsg fit-head RUN DATA --global-grid auto` on a RUN whose good images show a surface: the global head pools
+    f4 over a 4×4 grid too, the choice is kept in the RUN, and the exported graph computes the same scores as
+    PyTorch."""
     run = tmp_path / "run"
     shutil.copytree(fused_run, run)
-    result = CliRunner().invoke(app, ["fit-head", str(run), str(tiny_loco), "--head", "both", "--global-grid", "2"])
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "product": {"object": False, "moves": False,
+                                                                       "object_share": 0.0}}))
+    result = CliRunner().invoke(app, ["fit-head", str(run), str(tiny_loco), "--head", "both", "--global-grid", "auto"])
     assert result.exit_code == 0, result.output
     meta = json.loads((run / "global_head.json").read_text())
-    assert meta["config"]["grid"] == 2 and meta["dims"] == 816 + 4 * (40 + 112)
-    assert json.loads((run / "config.json").read_text())["train"]["global_grid"] == 2
+    assert meta["config"]["grid"] == 4 and meta["config"]["grid_maps"] == ["f4"]
+    assert meta["dims"] == 816 + 16 * 112
+    assert json.loads((run / "config.json").read_text())["train"]["global_grid"] == "auto"
     bundle = load_bundle(write_bundle(run, tmp_path / "m.slsg",
                                       BundleOptions(parity_count=2, export=ExportConfig(simplify=False))).root)
     frames = synthetic_frames(3, (96, 64), seed=5)
     ort, ref = select_backend(bundle, "onnx").run(frames), TorchPredictor(load_deploy(run))(frames)
     np.testing.assert_allclose(ort.heads["global"], ref.heads["global"], rtol=1e-4)
     np.testing.assert_allclose(ort.score, ref.score, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_grid_follows_what_the_good_images_show(tiny_loco) -> None:
+    """`--global-grid auto`: cells on a surface, none on an object (the saved profile, or one made from the good
+    images where the RUN has none); a size given is kept whatever the product."""
+    td = load_training_data(tiny_loco, None, (64, 64), 0.2, 0)
+    auto, two = TrainConfig(), TrainConfig(global_grid=2)
+    surface, an_object = {"object": False}, {"object": True}
+    assert global_head_config(auto, surface, td, (64, 64)).grid == 4
+    assert global_head_config(auto, an_object, td, (64, 64)).grid == 0
+    assert global_head_config(two, an_object, td, (64, 64)).grid == 2
+    rng = np.random.default_rng(0)
+    grain = SimpleNamespace(train_images=[rng.integers(90, 160, (64, 64, 3), dtype=np.uint8) for _ in range(8)])
+    disc = cv2.circle(np.full((64, 64, 3), 20, np.uint8), (32, 32), 18, (200, 180, 160), -1)
+    discs = SimpleNamespace(train_images=[cv2.GaussianBlur(disc, (9, 9), 3)] * 8)  # soft edges, as a lens gives
+    assert global_head_config(auto, None, grain, (64, 64)).grid == 4
+    assert global_head_config(auto, None, discs, (64, 64)).grid == 0
+    with pytest.raises(ValueError, match="--global-grid"):
+        TrainConfig(global_grid="big")
 
 
 def test_head_slsg_keeps_the_seed_score_and_threshold(tiny_loco, tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from slsg.heads.fusion import DEFAULT_RULE, RULES, heads_for
+from slsg.heads.global_context import AUTO_GRID, check_grid
 
 SYNTHESIS = ("auto", "reference")
 
@@ -36,7 +37,8 @@ class TrainConfig:
     fix_reference_bugs: bool = False
     device: str = "auto"
     head: str = "all"  # which heads make the decision score (slsg.heads.fusion.heads_for)
-    global_grid: int = 0  # the global head also pools a grid×grid of cells (slsg.heads.global_context; 0: off)
+    # the global head's grid of cells: "auto" (4×4 on a surface, none on an object) or a size (0: none)
+    global_grid: int | str = AUTO_GRID
     fusion_rule: str = DEFAULT_RULE
     # auto: anomalies on the object and turned poses where the good images show an object / a part that turns
     # (slsg.data.foreground); reference: the reference's recipe (anomalies anywhere, poses as photographed)
@@ -49,8 +51,7 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
         heads_for(self.head)
-        if self.global_grid < 0:
-            raise ValueError(f"global_grid must be 0 (off) or a grid size ≥ 1, got {self.global_grid}")
+        self.global_grid = check_grid(self.global_grid)
         if self.fusion_rule not in RULES:
             raise ValueError(f"fusion_rule must be one of {', '.join(RULES)}, got {self.fusion_rule!r}")
         if self.synthesis not in SYNTHESIS:

@@ -21,7 +21,6 @@ from slsg.data.foreground import ProductProfile, profile_product
 from slsg.data.presets import PRESETS
 from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
 from slsg.data.training_set import SynthesisDataset
-from slsg.heads.global_context import head_config_for
 from slsg.heads.scoring import fit_scores
 from slsg.model import ModelConfig, build_model
 from slsg.model.preprocess import InputAdapter, normalization_for
@@ -29,6 +28,7 @@ from slsg.training.config import TrainConfig
 from slsg.training.data import TrainingData, load_training_data
 from slsg.training.loss import cosine_lr, slsg_loss
 from slsg.training.progress import step_progress, trim_log
+from slsg.training.refit import global_head_config
 from slsg.training.state import has_state, load_state, read_state_meta, save_state
 
 logger = logging.getLogger(__name__)
@@ -211,5 +211,5 @@ def _finish(out: Path, model: torch.nn.Module, td: TrainingData, cfg: TrainConfi
     model.eval()
     config = dict(meta)
     config.update(fit_scores(out, model, td, cfg.head, cfg.fusion_rule, cfg.false_reject_rate,
-                             head_config_for(cfg.encoder_weights, cfg.global_grid)))
+                             global_head_config(cfg, meta.get("product"), td, model.cfg.hw)))
     save_run(out, model, config)
