@@ -22,8 +22,8 @@ def command(
                              "local | heads joined by commas"),
     false_reject_rate: Optional[float] = typer.Option(None, help="default: the RUN's own"),
     rule: Optional[str] = typer.Option(None, help="fusion rule: max | mean (default: the RUN's own)"),
-    global_grid: Optional[str] = typer.Option(None, help="the global head's grid of cells: auto (4×4 on a surface, "
-                                              "none on an object) | N (N×N; 0: none) (default: the RUN's own)"),
+    global_grid: Optional[str] = typer.Option(None, help="the global head's grid of f4's cells: auto (4×4 on a "
+                                              "surface, none on an object) | N (N×N; 0: none); default: the RUN's own"),
 ) -> None:
     """Fit the global head on the RUN's training images; normalise the heads and set the threshold on its
     validation images and cross-fitted training images (never test images)."""

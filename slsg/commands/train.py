@@ -43,7 +43,7 @@ def command(
     synthesis: str = typer.Option("auto", help="auto: anomalies on the object, turned poses where the good images "
                                   "show a part that turns | reference: the reference's recipe"),
     global_grid: str = typer.Option("auto", help="the global head also pools each cell of a grid: auto (4×4 where "
-                                    "the good images show a surface, none on an object) | N (N×N; 0: none)"),
+                                    "the good images show a surface, none on an object) | N (N×N of f4; 0: none)"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
     force: bool = typer.Option(False, help="overwrite OUT even when it holds a RUN `slsg train` did not make"),
     quiet: bool = typer.Option(False, help="no progress bar"),

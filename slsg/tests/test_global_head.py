@@ -129,6 +129,8 @@ def test_a_head_saved_before_the_grid_existed_keeps_its_descriptor() -> None:
     gridded = GlobalHeadConfig(grid=2)
     assert GlobalHeadConfig.from_dict(gridded.to_dict()) == gridded
     assert GlobalHeadConfig.from_dict({"context": True, "regions": 2}).grid == 2  # the name its first release saved
+    # a grid saved before `grid_maps` existed pooled f3 and f4: its descriptor keeps both
+    assert GlobalHeadConfig.from_dict({"context": True, "grid": 2}).grid_maps == ("f3", "f4")
 
 
 def test_every_grid_cell_has_a_row_and_a_column_even_on_a_map_smaller_than_the_grid() -> None:
