@@ -14,6 +14,7 @@ from edge_runtime.scoring import threshold_warning
 from slsg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, open_run
 from slsg.commands._common import console, err_console, user_errors
 from slsg.data.foreground import ProductProfile
+from slsg.heads.global_context import GlobalHeadConfig, read_head_meta
 from slsg.model import ModelConfig
 from slsg.training import TrainConfig, train
 from slsg.training.loop import ResumeError
@@ -109,10 +110,11 @@ def _print_summary(out: Path) -> None:
     product = run.config.get("product")
     if product:
         console.print(f"the good images show {ProductProfile(**product).describe()}")
-    fit = run.config.get("global_head")
-    if fit:
-        console.print(f"global head: Gaussian of {fit['dims']} pooled features on {fit['n_images']} good images, "
-                      f"{fit['estimator']} shrinkage {fit['shrinkage']:.3f}, {fit['seconds']:.1f} s")
+    fit, meta = run.config.get("global_head"), read_head_meta(out)
+    if fit and meta:
+        pooled = GlobalHeadConfig.from_dict(meta["config"]).describe()
+        console.print(f"global head: Gaussian of {fit['dims']} features pooled over {pooled}, on {fit['n_images']} "
+                      f"good images, {fit['estimator']} shrinkage {fit['shrinkage']:.3f}, {fit['seconds']:.1f} s")
 
     warning = threshold_warning(t)
     if warning:

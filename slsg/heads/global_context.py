@@ -75,6 +75,12 @@ class GlobalHeadConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """What the descriptor pools, in a user's words."""
+        if not self.grid:
+            return "the whole image"
+        return f"the whole image and {' and '.join(self.grid_maps)} over a {self.grid}×{self.grid} grid"
+
     @classmethod
     def from_dict(cls, d: dict) -> GlobalHeadConfig:
         """A saved configuration (one saved before the grid existed pooled the whole image only: the default; the

@@ -49,6 +49,8 @@ def test_the_readme_walk_through_runs_on_a_folder_of_my_own_photos(bracket: Path
                                   "--size", "64", "--steps", "4", "--batch", "2", "--quiet"])
     assert trained.exit_code == 0, trained.output
     assert json.loads((run / "config.json").read_text())["threshold"]["value"] > 0
+    pooled = json.loads((run / "global_head.json").read_text())["config"]
+    assert f"pooled over the whole image{' and f4' if pooled['grid'] else ','}" in " ".join(trained.output.split())
 
     evaluated = runner.invoke(app, ["evaluate", str(run), str(bracket), "--no-pixel", "--json",
                                     str(tmp_path / "eval.json")], env={"COLUMNS": "200"})
