@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.manifest import sha256_file
+from edge_runtime.preprocess import prepare
+from slsg.data.foreground import ProductProfile, profile_product
 from slsg.data.layouts import Category, DataReport, Sample, open_dataset
 from slsg.data.loading import load_images
 
@@ -58,3 +60,9 @@ def load_training_data(data: Path, category: str | None, size: int, val_fraction
         raise ValueError(f"no readable training images under {cat.root}/train/good: add good images there")
     print_ = {**fingerprint(kept, cat.root), "category": cat.name, "layout": cat.layout}
     return TrainingData(cat, images, kept, val_samples, print_, cat.report)
+
+
+def profile_of(td: TrainingData, hw: tuple[int, int], seed: int) -> ProductProfile:
+    """What the good training images say about the product (object or surface, fixtured or turning), seen at the
+    model's size (`slsg.data.foreground`)."""
+    return profile_product([prepare(im, hw) for im in td.train_images], seed=seed)

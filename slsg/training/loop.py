@@ -15,9 +15,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from edge_runtime.errors import SlsgError
-from edge_runtime.preprocess import prepare
 from slsg.checkpoint import save_run
-from slsg.data.foreground import ProductProfile, profile_product
+from slsg.data.foreground import ProductProfile
 from slsg.data.presets import PRESETS
 from slsg.data.synthesis import synthesize  # noqa: F401  (imported so a broken data package fails early)
 from slsg.data.training_set import SynthesisDataset
@@ -25,7 +24,7 @@ from slsg.heads.scoring import fit_scores
 from slsg.model import ModelConfig, build_model
 from slsg.model.preprocess import InputAdapter, normalization_for
 from slsg.training.config import TrainConfig
-from slsg.training.data import TrainingData, load_training_data
+from slsg.training.data import TrainingData, load_training_data, profile_of
 from slsg.training.loss import cosine_lr, slsg_loss
 from slsg.training.progress import step_progress, trim_log
 from slsg.training.refit import global_head_config
@@ -185,7 +184,7 @@ def product_profile(td: TrainingData, hw: tuple[int, int], cfg: TrainConfig) -> 
     reference's recipe."""
     if cfg.synthesis == "reference":
         return None
-    return profile_product([prepare(im, hw) for im in td.train_images], seed=cfg.seed)
+    return profile_of(td, hw, cfg.seed)
 
 
 def skipped_files(td: TrainingData) -> list[dict]:

@@ -3,15 +3,14 @@ benchmark's `--refit` (a RUN trained by older code, scored by this code's heads)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from edge_runtime.preprocess import prepare
 from slsg.checkpoint import load_run, save_run
-from slsg.data.foreground import profile_product
 from slsg.heads.global_context import AUTO_GRID, GlobalHeadConfig, head_config_for
 from slsg.heads.scoring import fit_scores
 from slsg.training.config import TrainConfig
-from slsg.training.data import TrainingData, load_training_data
+from slsg.training.data import TrainingData, load_training_data, profile_of
 
 
 def global_head_config(cfg: TrainConfig, product: dict | None, td: TrainingData,
@@ -20,7 +19,7 @@ def global_head_config(cfg: TrainConfig, product: dict | None, td: TrainingData,
     surface: the profile training saved (`product` in the RUN's config), or one made now where the reference's
     recipe made none."""
     if cfg.global_grid == AUTO_GRID and product is None:
-        product = profile_product([prepare(im, hw) for im in td.train_images], seed=cfg.seed).to_dict()
+        product = profile_of(td, hw, cfg.seed).to_dict()
     surface = product is not None and not product["object"]
     return head_config_for(cfg.encoder_weights, cfg.global_grid, surface)
 
@@ -38,7 +37,7 @@ def refit_heads(run: Path, data: Path, category: str | None = None, head: str | 
     frr = cfg.false_reject_rate if false_reject_rate is None else false_reject_rate
     rule = rule or cfg.fusion_rule
     if grid is not None:
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "global_grid": grid})
+        cfg = replace(cfg, global_grid=grid)
     config = dict(r.config)
     config.update(fit_scores(run, model, td, head, rule, frr,
                              global_head_config(cfg, r.config.get("product"), td, r.model_config.hw)))
