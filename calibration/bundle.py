@@ -175,9 +175,10 @@ def quantize_bundle(fp32_onnx: Path, calib: CalibrationSet, out_dir: Path, cfg: 
     (calib_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     with tempfile.TemporaryDirectory(prefix="slsg-int8-") as tmp:
         pre = preprocess_for_quantization(fp32_onnx, Path(tmp) / "pre.onnx")
-        ranges = compute_ranges(pre, calib.tensors, cfg, calib_dir / RANGES_FILE)
         regions: FloatRegions = default_exclusions(pre, cfg)
         exclude = flavour_exclusions(regions)
+        ranges = compute_ranges(pre, calib.tensors, cfg, calib_dir / RANGES_FILE,
+                                float_nodes=set.intersection(*map(set, exclude.values())))
         models = _quantize(pre, ranges, out_dir, cfg, exclude, calib)
         adjusted, known = _adjust(models, adjust)
         float_nodes = {f: [] for f in models}

@@ -81,13 +81,33 @@ class Probe:
         return self.seen.first(self.n_good)
 
 
+#: A file whose pass is watched (`probe_file`'s `refuse`) shows its maps first on every GLANCE-th gate image
+GLANCE = 4
+
+#: Looks at the anomaly maps of the gate images picked for a first glance (their indices, the maps): a refusal record
+#: where those already condemn the file, else None
+Refuse = Callable[[np.ndarray, np.ndarray], "dict | None"]
+
+
 def probe_file(model: onnx.ModelProto, head: HeadTensors, describe: Describer, images: np.ndarray,
-               n_good: int | None, label: str) -> Probe:
-    """`describe`'s pass over `images` (the first `n_good` good; None: all of them), the maps kept."""
+               n_good: int | None, label: str, refuse: Refuse | None = None) -> Probe | dict:
+    """`describe`'s pass over `images` (the first `n_good` good; None: all of them), the maps kept.
+
+    With `refuse`, every `GLANCE`-th image (goods and anomalies alike) goes first, and a file `refuse` condemns on
+    their maps costs no more of the pass: its refusal record is returned instead of a probe."""
     n_good = len(images) if n_good is None else n_good
-    seen = descriptors(describe, images, head, f"{label}: {describe.library} pass over the gate's images",
-                       maps=True)
-    return Probe(model, head, describe, seen, n_good)
+    what = f"{label}: {describe.library} pass over the gate's images"
+    if refuse is None:
+        return Probe(model, head, describe, descriptors(describe, images, head, what, maps=True), n_good)
+    first = np.arange(0, len(images), GLANCE)
+    rest = np.setdiff1d(np.arange(len(images)), first)
+    glance = descriptors(describe, images[first], head, f"{what} (a first {len(first)})", maps=True)
+    refused = refuse(first, glance.maps)
+    if refused is not None:
+        return refused
+    seen = Seen.join([glance, descriptors(describe, images[rest], head, f"{what} (the other {len(rest)})",
+                                          maps=True)])
+    return Probe(model, head, describe, seen.take(np.argsort(np.concatenate([first, rest]))), n_good)
 
 
 def fit_head(probe: Probe, train: np.ndarray, estimator: str = "ledoit_wolf", seed: int = CROSS_FIT_SEED,
@@ -222,15 +242,16 @@ def refit_head(path: Path, train: np.ndarray, images: np.ndarray, n_good: int | 
 
 
 def openvino_probe(path: Path, images: np.ndarray, n_good: int | None = None,
-                   precision: str = "int8") -> Probe | dict | None:
+                   precision: str = "int8", refuse: Refuse | None = None) -> Probe | dict | None:
     """OpenVINO's pass at `precision` over the gate's `images` through the file at `path`, as its refit starts from
-    (a refusal record where the graph's head cannot be found, None without a head)."""
+    (a refusal record where the graph's head cannot be found or `refuse` condemns the file at a first glance
+    (`probe_file`), None without a head)."""
     model = onnx.load(str(path))
     head, refused = _head_of(model)
     if head is None:
         return refused
     describe = openvino_describer(model, head, precision)
-    return probe_file(model, head, describe, images, n_good, f"{path.name} ({describe.library})")
+    return probe_file(model, head, describe, images, n_good, f"{path.name} ({describe.library})", refuse)
 
 
 def refit_head_for_openvino(path: Path, out: Path, train: np.ndarray, images: np.ndarray,

@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
 from calibration import accuracy, int8
 from calibration.accuracy import run_model
@@ -23,6 +24,7 @@ from calibration.int8 import (
     quantize_flavour,
     tensor_ranges,
 )
+from calibration.reader import TensorReader
 from calibration.tests.tiny_model import good_images
 
 CFG = Int8Config(method="minmax", progress=False)
@@ -202,3 +204,23 @@ def test_a_model_run_on_every_core_gives_each_image_its_own_outputs_in_order(tin
     many = run_model(tiny_onnx, images)
     np.testing.assert_array_equal(many.maps, one.maps)
     np.testing.assert_array_equal(many.score, one.score)
+
+
+def test_the_minmax_pass_gives_onnx_runtimes_ranges_for_every_tensor_a_quantiser_reads_and_no_other(pre_model,
+                                                                                                    calib_set,
+                                                                                                    tmp_path):
+    """Our minmax pass runs only the part of the graph that computes what a quantiser reads; for each of those
+    tensors it gives ONNX Runtime's own minmax calibrator's range exactly, and the nodes every flavour keeps float
+    (here the graph's last node) add no range of their own."""
+    calibrator = create_calibrator(pre_model, None, augmented_model_path=str(tmp_path / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.MinMax)
+    calibrator.collect_data(TensorReader(calib_set.tensors, int8.input_name(pre_model), progress=False))
+    theirs = {name: tuple(float(v[0]) for v in r.range_value) for name, r in calibrator.compute_data().data.items()}
+    model = onnx.load(str(pre_model))
+    last = model.graph.node[-1]
+    ours = int8.minmax_ranges(model, calib_set.tensors, {last.name}, progress=False)
+    assert set(ours) <= set(theirs) and last.output[0] not in ours
+    for name, (low, high) in ours.items():  # its session optimises the graph (ONNX Runtime's calibrator does not)
+        np.testing.assert_allclose([low[0], high[0]], theirs[name], rtol=0,
+                                   atol=1e-5 * (theirs[name][1] - theirs[name][0]))
+    assert {x for n in model.graph.node[:-1] for x in (*n.input, *n.output) if x in theirs} <= set(ours)

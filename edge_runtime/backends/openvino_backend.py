@@ -58,6 +58,37 @@ def compile_cpu(model: str | bytes, config: dict):
         return core.compile_model(read, "CPU", config)
 
 
+class ImagePass:
+    """A graph compiled for a pass over many images (export's calibration and head refits): each image is run alone,
+    as the line runs it, but as many at once as OpenVINO has streams for the cores (`THROUGHPUT`). On 2 cores two
+    one-thread streams gave the line's one two-thread stream's outputs to the bit and 11 % more images a second
+    (juice_bottle 512×256, the u8 file); calibration's pass went from 0.099 s to 0.072 s an image."""
+
+    def __init__(self, model: str | bytes, precision: str, names: list[str], input_name: str = "image") -> None:
+        compiled = compile_cpu(model, compile_config(precision, "THROUGHPUT"))
+        self.names, self.input_name = list(names), input_name
+        self.queue = openvino.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+
+    @property
+    def jobs(self) -> int:
+        """Images in flight at once: a batch of this many (or a multiple) keeps every stream busy."""
+        return len(self.queue)
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Each tensor of `names` for `images` (N×H×W×3, run one by one), stacked over the images in order."""
+        got: list[list[np.ndarray] | None] = [None] * len(images)
+
+        def keep(request, i: int) -> None:
+            got[i] = [np.array(request.get_tensor(name).data, copy=True) for name in self.names]
+
+        self.queue.set_callback(keep)
+        with keep_signal_stack():
+            for i in range(len(images)):
+                self.queue.start_async({self.input_name: images[i:i + 1]}, i)
+            self.queue.wait_all()
+        return {name: np.concatenate([g[k] for g in got]) for k, name in enumerate(self.names)}
+
+
 def load_onnx(path: Path):
     """The ONNX graph of `path`, for the edits OpenVINO's INT8 path makes in memory."""
     try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_runtime.backends.base import HEAD_PREFIX, MAP_OUTPUT
 from edge_runtime.backends.onnxruntime_backend import cpu_session
-from edge_runtime.backends.openvino_backend import as_openvino_runs_it, compile_config, compile_cpu
+from edge_runtime.backends.openvino_backend import ImagePass, as_openvino_runs_it, compile_config, compile_cpu
 from edge_runtime.backends.passes import pass_workers, run_batches, session_threads
 from edge_runtime.optional import onnx
 from edge_runtime.progress import ProgressLines
@@ -97,6 +97,9 @@ def _fusion_of(output: str, consumers: dict, init: set[str]) -> tuple[str, str, 
 
 
 Run = Callable[[np.ndarray], "dict[str, np.ndarray]"]
+#: OpenVINO precisions whose refit passes run on every stream at once: f32 arithmetic, where two one-thread streams
+#: gave the line's one two-thread stream's values to the bit (juice_bottle 512×256, the u8 file, 40 images)
+STREAMED = frozenset({"int8"})
 
 
 @dataclass
@@ -233,10 +236,14 @@ def onnxruntime_describer(model: onnx.ModelProto, head: HeadTensors, as_written:
 
 def openvino_describer(model: onnx.ModelProto, head: HeadTensors, precision: str = "int8") -> Describer:
     """What `edge_runtime.backends.OpenVinoBackend` computes at `precision` (int8: an INT8 file, the same in-memory
-    edits and f32 hint; bf16: model.onnx in bf16 arithmetic), one image at a time as the line runs it."""
+    edits and f32 hint; bf16: model.onnx in bf16 arithmetic), one image at a time as the line runs it. In f32
+    arithmetic (int8) the images go through OpenVINO's streams at once (`ImagePass`: the line's values to the bit);
+    bf16 keeps the line's one stream, where the rounding may follow the threads."""
 
     def compiled(graph: onnx.ModelProto, names: list[str]) -> Run:
         as_openvino_runs_it(graph, precision)
+        if precision in STREAMED:
+            return ImagePass(graph.SerializeToString(), precision, names)
         request = compile_cpu(graph.SerializeToString(), compile_config(precision)).create_infer_request()
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -246,7 +253,8 @@ def openvino_describer(model: onnx.ModelProto, head: HeadTensors, precision: str
         return run
 
     wanted = _seen(model, head)
-    return Describer(compiled(probe_graph(model, wanted), wanted), 1,
+    whole = compiled(probe_graph(model, wanted), wanted)
+    return Describer(whole, 2 * whole.jobs if isinstance(whole, ImagePass) else 1,
                      "OpenVINO" if precision == "int8" else f"OpenVINO {precision}",
                      trunk=lambda: compiled(_trunk(model, head), _features(head)))
 
@@ -261,6 +269,24 @@ class Seen:
     per_image: int = 0
     heads: dict = field(default_factory=dict)
     maps: np.ndarray | None = None   # N×H×W anomaly maps, where the pass was asked to keep them
+
+    @staticmethod
+    def join(parts: list[Seen]) -> Seen:
+        """What was seen of the images of every part, in that order."""
+        rows = [p.rows for p in parts]
+        maps = [p.maps for p in parts]
+        return Seen(np.concatenate([p.descriptors for p in parts]),
+                    None if any(r is None for r in rows) else np.concatenate(rows),
+                    parts[0].per_image, {k: np.concatenate([p.heads[k] for p in parts]) for k in parts[0].heads},
+                    None if any(m is None for m in maps) else np.concatenate(maps))
+
+    def take(self, order: np.ndarray) -> Seen:
+        """What was seen of images `order` (indices into these), in that order."""
+        rows = None
+        if self.rows is not None:
+            rows = self.rows.reshape(len(self.descriptors), self.per_image, -1)[order].reshape(-1, self.rows.shape[1])
+        return Seen(self.descriptors[order], rows, self.per_image, {k: v[order] for k, v in self.heads.items()},
+                    None if self.maps is None else self.maps[order])
 
     def first(self, n: int) -> Seen:
         """What was seen of the first `n` images."""

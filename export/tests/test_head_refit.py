@@ -13,13 +13,25 @@ from onnx import helper, numpy_helper
 
 from calibration.accuracy import run_model
 from edge_runtime.backends.base import Outputs
-from edge_runtime.backends.openvino_backend import OpenVinoBackend, cpu_has_bf16
+from edge_runtime.backends.openvino_backend import (
+    ImagePass,
+    OpenVinoBackend,
+    compile_config,
+    compile_cpu,
+    cpu_has_bf16,
+)
+from edge_runtime.heads.graph import descriptors
 from edge_runtime.manifest import sha256_file
+from export import head_refit
+from export.gates import GLANCE_MARGIN, _refused_at_a_glance
 from export.head_refit import (
     CHECK_TOLERANCE,
+    GLANCE,
     HEAD_TENSORS,
+    Probe,
     checked,
     find_head,
+    openvino_probe,
     refit_head,
     refit_head_for_openvino,
 )
@@ -166,3 +178,60 @@ def test_outputs_the_refitted_file_does_not_give_are_left_for_the_gate_to_run(fp
     kept, how = checked(own, val, overflowing)
     assert kept is None and "nan" in how["gate_outputs"]
 
+
+
+def test_openvinos_pass_on_every_stream_gives_what_the_line_computes_in_the_order_given(fp32_model, images):
+    """The refit's OpenVINO passes run the images on every stream at once (`ImagePass`); each image is still run
+    alone, so the outputs are the line's (one request at a time) to the bit, image for image."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+
+    _, val = images
+    model = onnx.load(str(fp32_model))
+    names = [o.name for o in model.graph.output]
+    streams = ImagePass(model.SerializeToString(), "int8", names)
+    together = streams(val[::-1])
+    request = compile_cpu(model.SerializeToString(), compile_config("int8")).create_infer_request()
+    for i, image in enumerate(val[::-1]):
+        request.infer({"image": image[None]})
+        for name in names:
+            np.testing.assert_array_equal(together[name][i:i + 1], request.get_tensor(name).data)
+
+
+def test_a_file_far_below_the_map_floor_is_refused_at_a_first_glance_and_an_other_is_probed_whole(fp32_model,
+                                                                                                   images,
+                                                                                                   monkeypatch):
+    """OpenVINO's pass over the gate's images shows every GLANCE-th image first; a file whose maps there already sit
+    far below the rule's floor is refused without the rest of the pass, and any other file's probe holds every image
+    in the gate's order, as a pass without a glance gives it."""
+    pytest.importorskip("openvino", reason="openvino is not installed here (pip install 'slsg[openvino]')")
+
+    train, val = images
+    gate = np.concatenate([val, train[:6]])
+    reference = run_model(fp32_model, gate)
+    whole = openvino_probe(fp32_model, gate, len(val))
+    looked = []
+
+    def refuse(picked, maps):
+        looked.append(picked)
+        return _refused_at_a_glance(reference, 0.9, picked, maps)
+
+    watched = openvino_probe(fp32_model, gate, len(val), refuse=refuse)
+    assert isinstance(watched, Probe) and list(looked[0]) == list(range(0, len(gate), GLANCE))
+    np.testing.assert_array_equal(watched.seen.maps, whole.seen.maps)
+    np.testing.assert_array_equal(watched.seen.descriptors, whole.seen.descriptors)
+    np.testing.assert_array_equal(watched.seen.rows, whole.seen.rows)
+    assert {k: list(v) for k, v in watched.seen.heads.items()} == {k: list(v) for k, v in whole.seen.heads.items()}
+
+    noise = Outputs(np.random.default_rng(0).random(reference.maps.shape, np.float32), reference.score)
+    passes = []
+
+    def counted(describe, part, *args, **kwargs):
+        passes.append(len(part))
+        return descriptors(describe, part, *args, **kwargs)
+
+    monkeypatch.setattr(head_refit, "descriptors", counted)
+    refused = openvino_probe(fp32_model, gate, len(val),  # a reference the file's maps do not follow
+                             refuse=lambda picked, maps: _refused_at_a_glance(noise, 0.9, picked, maps))
+    assert isinstance(refused, dict) and not refused["passed"] and refused["glance"] == len(looked[0])
+    assert refused["map_pearson"] < 0.9 - GLANCE_MARGIN and "first" in refused["reasons"][0]
+    assert passes == [len(looked[0])]  # the rest of the gate's images never ran
