@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.backends.passes import in_order
 from edge_runtime.errors import SlsgError
 from edge_runtime.manifest import sha256_file
 from edge_runtime.preprocess import prepare
@@ -163,10 +164,10 @@ def select_calibration_set(samples: Sequence[object], size: tuple[int, int] | in
     elif strategy == "stratified":
         indices = pick_stratified(len(paths), take, seed)
     else:
-        prepared = [prepare(read(p), size) for p in paths]
+        prepared = in_order(lambda p: prepare(read(p), size), paths)
         indices = pick_diverse(np.stack([thumbnail_embedding(im) for im in prepared]), take, seed)
         return _build(paths, indices, strategy, seed, [prepared[i] for i in indices])
-    return _build(paths, indices, strategy, seed, [prepare(read(paths[i]), size) for i in indices])
+    return _build(paths, indices, strategy, seed, in_order(lambda i: prepare(read(paths[i]), size), indices))
 
 
 def _build(paths: list[Path], indices: list[int], strategy: str, seed: int,

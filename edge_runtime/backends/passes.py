@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
 
+S = TypeVar("S")
 T = TypeVar("T")
 
 
@@ -64,3 +65,13 @@ def run_batches(run: Callable[[np.ndarray], T], images: np.ndarray, batch: int,
         for _, future in queued:
             future.cancel()
         pool.shutdown(wait=True)
+
+
+def in_order(work: Callable[[S], T], items: Sequence[S]) -> list[T]:
+    """`work(item)` for every item, one item per core at once, in the items' order: for work that releases the GIL
+    as ONNX Runtime does (OpenCV decoding and resizing an image). An exception from `work` is raised here."""
+    workers = min(pass_workers(), len(items))
+    if workers <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsg-work") as pool:
+        return list(pool.map(work, items))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edge_runtime.backends.passes import in_order
 from edge_runtime.preprocess import prepare
 from slsg.data.images import BadImageError, read_image_with_note, read_mask_file
 from slsg.data.layouts import DataReport, Sample
@@ -37,21 +38,28 @@ def read_mask(sample: Sample) -> np.ndarray | None:
 def load_images(
     samples: Sequence[Sample], size: int | tuple[int, int], report: DataReport | None = None
 ) -> tuple[list[np.ndarray], list[Sample]]:
-    """Decode and `prepare` each sample once (uint8 BGR at `size`); undecodable files are reported, left out.
+    """Decode and `prepare` each sample once (uint8 BGR at `size`), one image per core at once; undecodable files
+    are reported, left out.
 
     Returns the images and the samples they came from (same order, bad ones removed).
     """
-    images, kept = [], []
-    for s in samples:
+
+    def load(sample: Sample) -> tuple[np.ndarray | None, str | None, BadImageError | None]:
         try:
-            img, note = read_image_with_note(s.path)
+            img, note = read_image_with_note(sample.path)
         except BadImageError as e:
+            return None, None, e
+        return prepare(img, size), note, None
+
+    images, kept = [], []
+    for s, (img, note, error) in zip(samples, in_order(load, samples)):
+        if error is not None:
             if report is None:
-                raise
-            report.skip(s.path, str(e).split(": ", 1)[-1], "Replace or delete the file.")
+                raise error
+            report.skip(s.path, str(error).split(": ", 1)[-1], "Replace or delete the file.")
             continue
         if note and report is not None:
             report.converted.append((s.path, note))
-        images.append(prepare(img, size))
+        images.append(img)
         kept.append(s)
     return images, kept
