@@ -37,6 +37,7 @@ from edge_runtime.backends.faithful import MIN_MAP_CORRELATION
 from edge_runtime.backends.onnxruntime_backend import cpu_session, session_options
 from edge_runtime.backends.passes import pass_workers, run_batches, session_threads
 from edge_runtime.errors import SlsgError
+from edge_runtime.heads.graph import nodes_computing
 from edge_runtime.progress import ProgressLines
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -178,15 +179,8 @@ def minmax_graph(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     (`{name}_ReduceMin`, `{name}_ReduceMax`): what computes only the graph's own outputs — the heads' scoring, SLSG's
     last layers — is left out (juice_bottle 512×256: 0.181 s an image against ONNX Runtime's calibrator's 0.195)."""
     g = model.graph
-    producer = {out: node for node in g.node for out in node.output}
-    needed: set[int] = set()
-    stack = list(names)
-    while stack:
-        node = producer.get(stack.pop())
-        if node is not None and id(node) not in needed:
-            needed.add(id(node))
-            stack.extend(x for x in node.input if x)
-    nodes = [n for n in g.node if id(n) in needed]
+    needed = nodes_computing(g, names)
+    nodes = [n for i, n in enumerate(g.node) if i in needed]
     outputs = []
     for name in names:
         for op in ("ReduceMin", "ReduceMax"):

@@ -146,6 +146,20 @@ def probe_graph(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     return probe
 
 
+def nodes_computing(graph: onnx.GraphProto, tensors: list[str]) -> set[int]:
+    """The positions in `graph.node` of the nodes `tensors` are computed from: their producers, and those of every
+    input of those. (Positions, not the node objects: protobuf may hand out a new object for the same node.)"""
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    needed: set[int] = set()
+    stack = list(tensors)
+    while stack:
+        i = producer.get(stack.pop())
+        if i is not None and i not in needed:
+            needed.add(i)
+            stack.extend(x for x in graph.node[i].input if x)
+    return needed
+
+
 def trunk_graph(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     """The part of the graph that computes `tensors`, which are its outputs.
 
@@ -155,28 +169,21 @@ def trunk_graph(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     INT8 files' descriptors moved by up to 17 of a mean magnitude of 3 (juice_bottle 512×256); with them ONNX Runtime
     gives the whole graph's values exactly (`Describer.for_training` checks that on every file)."""
     g = model.graph
-    producer = {out: node for node in g.node for out in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in g.node:
+    nodes = list(g.node)
+    readers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
         for x in node.input:
-            readers.setdefault(x, []).append(node)
-    needed: set[int] = set()
-    stack = list(tensors)
-    while stack:
-        node = producer.get(stack.pop())
-        if node is not None and id(node) not in needed:
-            needed.add(id(node))
-            stack.extend(x for x in node.input if x)
-    kept = [n for n in g.node if id(n) in needed]
-    frontier = [out for n in kept for out in n.output]
+            readers.setdefault(x, []).append(i)
+    needed = nodes_computing(g, tensors)
+    frontier = [out for i in needed for out in nodes[i].output]
     while frontier:  # the Q/DQ readers of what the part computes, and theirs
         for r in readers.get(frontier.pop(), []):
-            if id(r) not in needed and r.op_type in ("QuantizeLinear", "DequantizeLinear"):
-                needed.add(id(r))
-                frontier.extend(r.output)
-    kept = [n for n in g.node if id(n) in needed]
+            if r not in needed and nodes[r].op_type in ("QuantizeLinear", "DequantizeLinear"):
+                needed.add(r)
+                frontier.extend(nodes[r].output)
+    kept = [n for i, n in enumerate(nodes) if i in needed]
     made = {out for n in kept for out in n.output}
-    shared = {x for n in g.node if id(n) not in needed for x in n.input if x in made}
+    shared = {x for i, n in enumerate(nodes) if i not in needed for x in n.input if x in made}
     shared |= {o.name for o in g.output if o.name in made}
     types = _tensor_types(model)
     outputs = [onnx.helper.make_tensor_value_info(t, types.get(t, onnx.TensorProto.FLOAT), None)
