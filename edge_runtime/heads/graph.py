@@ -185,7 +185,7 @@ def trunk_graph(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     made = {out for n in kept for out in n.output}
     shared = {x for i, n in enumerate(nodes) if i not in needed for x in n.input if x in made}
     shared |= {o.name for o in g.output if o.name in made}
-    types = _tensor_types(model)
+    types = tensor_types(model)
     outputs = [onnx.helper.make_tensor_value_info(t, types.get(t, onnx.TensorProto.FLOAT), None)
                for t in dict.fromkeys([*tensors, *sorted(shared)])]
     used = {x for n in kept for x in n.input}
@@ -194,7 +194,7 @@ def trunk_graph(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     return onnx.helper.make_model(part, opset_imports=list(model.opset_import), ir_version=model.ir_version)
 
 
-def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of each tensor shape inference can name (a quantised tensor is int8 or uint8, not float)."""
     inferred = onnx.shape_inference.infer_shapes(model)
     infos = [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
